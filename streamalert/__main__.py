@@ -1,0 +1,5 @@
+"""`python -m streamalert` runs the command line."""
+
+from streamalert.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Alerts: the pending -> firing -> resolved lifecycle as pure functions of state and `now`."""

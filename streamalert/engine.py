@@ -1,0 +1,426 @@
+"""The rule engine: orders events within `lateness`, updates series state and turns changes into transitions.
+
+Time is the event time of the input. `newest` is the newest event time accepted; events up to `lateness`
+behind it are placed at their own time, older ones are dropped as late. Events wait in a reorder buffer and
+are applied in time order once they fall behind the horizon `newest - lateness`, so the output does not
+depend on arrival order within that bound. Every instant T is handled the same way: apply all events at T,
+then evaluate every series touched by them or by a timer due at T, in (rule, group) order.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from streamalert.alerts.lifecycle import Change, step
+from streamalert.config.rules import Rule, label_value
+from streamalert.decode import MISSING, decode_line, event_time_ms, get_path
+from streamalert.model import AlertState, Fields, Transition
+from streamalert.rules.matchers import as_number
+from streamalert.rules.series import AbsenceSeries, AggregateSeries, CountSeries, Series
+from streamalert.state.base import Changes, Snapshot
+
+GroupKey = tuple[str, ...]
+SeriesRef = tuple[int, GroupKey]
+DEFAULT_LATENESS_MS = 30_000
+_NEVER = -(2**62)
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """What happened to accepted input, for the run summary and metrics."""
+
+    matched: int = 0
+    late: int = 0
+    untimed: int = 0  # had no usable time and took the newest event time
+    untimed_dropped: int = 0  # had no usable time before any event time was known
+    beyond_until: int = 0
+    transitions: int = 0
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """Per-rule constants the hot path needs, computed once."""
+
+    rule: Rule
+    rule_id: str
+    capacity: int = 0
+    count_test: Callable[[int], bool] | None = None
+    window_s: float = 0.0
+    field: str | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    time_ms: int
+    seq: int
+    raw: bytes
+    fields: Fields
+    matched: list[int] = field(default_factory=list)
+
+    def __lt__(self, other: _Pending) -> bool:
+        return (self.time_ms, self.seq) < (other.time_ms, other.seq)
+
+
+class Engine:
+    """Evaluates compiled rules over a stream of records in event time."""
+
+    def __init__(
+        self, rules: list[Rule], lateness_ms: int = DEFAULT_LATENESS_MS, until_ms: int | None = None
+    ):
+        self.rules = rules
+        self.lateness_ms = lateness_ms
+        self.until_ms = until_ms
+        self.stats = EngineStats()
+        self._prep = [_prepare(rule) for rule in rules]
+        self._predicates = [(i, rule.predicate) for i, rule in enumerate(rules)]
+        self._series: list[dict[GroupKey, Series]] = [{} for _ in rules]
+        self._timers: list[tuple[int, int, GroupKey]] = []
+        self._scheduled: dict[SeriesRef, int] = {}
+        self._buffer: list[_Pending] = []
+        self._newest: int | None = None
+        self._done_before = _NEVER  # every instant before this one has been processed
+        self._min_accepted: int | None = None
+        self._first_time: int | None = None
+        self._seq = 0
+        self._out: list[Transition] = []
+        self._dirty: set[SeriesRef] = set()
+        self._deleted: set[SeriesRef] = set()
+        self._pending_new: list[tuple[int, bytes]] = []
+
+    # ---- input ---------------------------------------------------------------------------------------------
+
+    @property
+    def newest_ms(self) -> int | None:
+        return self._newest
+
+    def accept(self, fields: Fields, time_ms: int | None, raw: bytes) -> None:
+        """Take one decoded record; it is applied once the horizon passes its time."""
+        newest = self._newest
+        if time_ms is None:
+            if newest is None:
+                self.stats.untimed_dropped += 1
+                return
+            time_ms = newest
+            self.stats.untimed += 1
+        elif self.until_ms is not None and time_ms > self.until_ms:
+            self.stats.beyond_until += 1
+            return
+        if time_ms < self._done_before or (newest is not None and time_ms < newest - self.lateness_ms):
+            self.stats.late += 1
+            return
+        if newest is None or time_ms > newest:
+            self._newest = time_ms
+        if self._min_accepted is None or time_ms < self._min_accepted:
+            self._min_accepted = time_ms
+        matched = [i for i, predicate in self._predicates if predicate(fields)]
+        if matched:
+            self.stats.matched += 1
+            self._seq += 1
+            heapq.heappush(self._buffer, _Pending(time_ms, self._seq, raw, fields, matched))
+            self._pending_new.append((time_ms, self._seq.to_bytes(8, "big") + raw))
+
+    def advance(self) -> None:
+        """Process every instant strictly before the horizon (newest - lateness)."""
+        if self._newest is not None:
+            self._run_until(self._newest - self.lateness_ms, inclusive=False)
+
+    def finish(self) -> None:
+        """End of input: apply everything buffered and run timers up to the last event time (or `until`)."""
+        end = self._newest
+        if self.until_ms is not None:
+            end = self.until_ms if end is None else max(end, self.until_ms)
+        if end is not None:
+            self._run_until(end, inclusive=True)
+
+    def drain(self) -> list[Transition]:
+        """Transitions decided since the last call, in event-time order."""
+        out, self._out = self._out, []
+        return out
+
+    # ---- time ----------------------------------------------------------------------------------------------
+
+    def _run_until(self, limit: int, inclusive: bool) -> None:
+        if (
+            self._first_time is None
+            and self._min_accepted is not None
+            and (self._min_accepted < limit or (inclusive and self._min_accepted <= limit))
+        ):
+            self._start(self._min_accepted)
+        buffer, timers = self._buffer, self._timers
+        while True:
+            instant = min(buffer[0].time_ms if buffer else math.inf, timers[0][0] if timers else math.inf)
+            if instant > limit or (instant == limit and not inclusive):
+                break
+            self._instant(int(instant))
+        end = limit + 1 if inclusive else limit
+        self._done_before = max(self._done_before, end)
+
+    def _start(self, first_time: int) -> None:
+        """The first event time is known: absence rules start expecting their declared groups from it."""
+        self._first_time = first_time
+        for i, rule in enumerate(self.rules):
+            for key in rule.expect:
+                if key not in self._series[i]:
+                    self._series[i][key] = AbsenceSeries(first_time)
+                    self._dirty.add((i, key))
+                    self._schedule(i, key)
+
+    def _instant(self, now: int) -> None:
+        touched: dict[SeriesRef, None] = {}
+        buffer = self._buffer
+        if buffer and buffer[0].time_ms == now:
+            batch = [heapq.heappop(buffer)]
+            while buffer and buffer[0].time_ms == now:
+                batch.append(heapq.heappop(buffer))
+            if len(batch) > 1:
+                batch.sort(key=lambda p: p.raw)  # same-ms events in a stable order, whatever their arrival
+            for pending in batch:
+                for i in pending.matched:
+                    ref = self._observe(i, pending.fields, now)
+                    if ref is not None:
+                        touched[ref] = None
+        timers = self._timers
+        while timers and timers[0][0] == now:
+            _, i, key = heapq.heappop(timers)
+            if self._scheduled.get((i, key)) == now:
+                del self._scheduled[(i, key)]
+                touched[(i, key)] = None
+        for i, key in sorted(touched):
+            self._evaluate(i, key, now)
+
+    def _schedule(self, i: int, key: GroupKey) -> None:
+        series = self._series[i].get(key)
+        due = None if series is None else self._next_due(i, series)
+        ref = (i, key)
+        if due is None:
+            self._scheduled.pop(ref, None)
+        elif self._scheduled.get(ref) != due:
+            self._scheduled[ref] = due
+            heapq.heappush(self._timers, (due, i, key))
+
+    def _next_due(self, i: int, series: Series) -> int | None:
+        rule = self.rules[i]
+        if isinstance(series, AbsenceSeries):
+            return None if series.firing else series.last_seen + rule.absent_ms
+        expiry = series.next_expiry(rule.window_ms)
+        pending = series.phase.due(rule.for_ms)
+        if expiry is None:
+            return pending
+        return expiry if pending is None else min(expiry, pending)
+
+    # ---- series --------------------------------------------------------------------------------------------
+
+    def _observe(self, i: int, fields: Fields, now: int) -> SeriesRef | None:
+        prep = self._prep[i]
+        rule = prep.rule
+        key = tuple(label_value(_group_value(fields, f)) for f in rule.group_by) if rule.group_by else ()
+        table = self._series[i]
+        series = table.get(key)
+        if rule.kind == "absence":
+            if series is None:
+                series = table[key] = AbsenceSeries(now)
+            assert isinstance(series, AbsenceSeries)
+            series.observe(now)
+        elif prep.field is None:
+            if series is None:
+                series = table[key] = CountSeries()
+            assert isinstance(series, CountSeries)
+            series.observe(now, prep.capacity, rule.window_ms)
+        else:
+            sample = as_number(get_path(fields, prep.field))
+            if sample is None:
+                return None  # matched, but carries no number to aggregate
+            if series is None:
+                series = table[key] = AggregateSeries()
+            assert isinstance(series, AggregateSeries)
+            series.observe(now, int(sample) if sample.is_integer() and abs(sample) < 2**53 else sample)
+        if rule.keeps_record:
+            series.record = fields
+        return (i, key)
+
+    def _evaluate(self, i: int, key: GroupKey, now: int) -> None:
+        prep = self._prep[i]
+        rule = prep.rule
+        series = self._series[i].get(key)
+        if series is None:
+            return
+        self._dirty.add((i, key))
+        if isinstance(series, AbsenceSeries):
+            if series.firing and series.last_seen == now:
+                series.firing = False
+                self._emit(i, key, now, AlertState.RESOLVED, series.silence_ms / 1000, series.record)
+            elif not series.firing and now >= series.last_seen + rule.absent_ms:
+                series.firing = True
+                self._emit(i, key, now, AlertState.FIRING, (now - series.last_seen) / 1000, series.record)
+            self._schedule(i, key)
+            return
+        value: float | int
+        if isinstance(series, CountSeries):
+            series.evict(now, prep.capacity, rule.window_ms)
+            count = series.count()
+            assert prep.count_test is not None
+            holds = bool(count) and prep.count_test(count)
+            value = count / prep.window_s if rule.condition and rule.condition.aggregate == "rate" else count
+        else:
+            assert rule.condition is not None
+            series.evict(now, rule.window_ms)
+            value = series.value(rule.condition.aggregate)
+            holds = not series.empty() and rule.condition.holds(value)
+        series.phase, change = step(series.phase, holds, now, rule.for_ms)
+        if change is Change.FIRING:
+            self._emit(i, key, now, AlertState.FIRING, value, series.record)
+        elif change is Change.RESOLVED:
+            self._emit(i, key, now, AlertState.RESOLVED, value, series.record)
+        if series.empty() and series.phase.active_since is None:
+            del self._series[i][key]  # an idle series ends; its state is forgotten
+            self._dirty.discard((i, key))
+            self._deleted.add((i, key))
+        self._schedule(i, key)
+
+    def _emit(
+        self, i: int, key: GroupKey, now: int, state: AlertState, value: float | int, record: Fields | None
+    ) -> None:
+        rule = self.rules[i]
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            value = int(value)  # 300.0 seconds prints as 300, identically on every backend
+        labels = dict(rule.labels)
+        labels.update(zip(rule.group_by, key, strict=True))
+        label_pairs = tuple(sorted(labels.items()))
+        ctx = record if record is not None else {}
+        annotations = tuple((name, t.render(value, rule.name, labels, ctx)) for name, t in rule.annotations)
+        self._out.append(Transition(now, rule.name, state, label_pairs, value, annotations))
+        self.stats.transitions += 1
+
+    # ---- persistence ---------------------------------------------------------------------------------------
+
+    def checkpoint(self) -> Changes:
+        """Everything that changed since the last checkpoint, for one atomic store commit."""
+        upserts: dict[str, dict[bytes, bytes]] = {}
+        for i, key in self._dirty:
+            series = self._series[i].get(key)
+            if series is not None:
+                upserts.setdefault(self._prep[i].rule_id, {})[_key_bytes(key)] = orjson.dumps(series.dump())
+        deletes: dict[str, list[bytes]] = {}
+        for i, key in self._deleted:
+            if key not in self._series[i]:
+                deletes.setdefault(self._prep[i].rule_id, []).append(_key_bytes(key))
+        changes = Changes(
+            meta=self._meta(),
+            upserts=upserts,
+            deletes=deletes,
+            pending_add=self._pending_new,
+            pending_before=self._done_before,
+        )
+        self._dirty, self._deleted, self._pending_new = set(), set(), []
+        return changes
+
+    def _meta(self) -> dict[str, int]:
+        meta = {"done_before": self._done_before, "seq": self._seq}
+        for name, value in (
+            ("newest", self._newest),
+            ("min_accepted", self._min_accepted),
+            ("first_time", self._first_time),
+        ):
+            if value is not None:
+                meta[name] = value
+        return meta
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return [p.rule_id for p in self._prep]
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Continue from a stored checkpoint: series, clock and the events still waiting in the buffer."""
+        meta = snapshot.meta
+        self._done_before = meta.get("done_before", _NEVER)
+        self._seq = meta.get("seq", 0)
+        self._newest = meta.get("newest")
+        self._min_accepted = meta.get("min_accepted")
+        self._first_time = meta.get("first_time")
+        for i, prep in enumerate(self._prep):
+            for raw_key, raw_state in snapshot.series.get(prep.rule_id, {}).items():
+                key = tuple(orjson.loads(raw_key))
+                self._series[i][key] = _load_series(prep, orjson.loads(raw_state))
+                self._schedule(i, key)
+        for time_ms, member in snapshot.pending:
+            seq, raw = int.from_bytes(member[:8], "big"), member[8:]
+            fields = decode_line(raw)
+            if fields is None:
+                continue
+            matched = [i for i, predicate in self._predicates if predicate(fields)]
+            if matched:
+                heapq.heappush(self._buffer, _Pending(time_ms, seq, raw, fields, matched))
+
+    def series_count(self) -> int:
+        return sum(len(table) for table in self._series)
+
+    def series_of(self, rule_name: str) -> dict[GroupKey, Series]:
+        for i, rule in enumerate(self.rules):
+            if rule.name == rule_name:
+                return self._series[i]
+        raise KeyError(rule_name)
+
+
+def decode_and_accept(engine: Engine, lines: Iterable[bytes]) -> int:
+    """Decode lines and hand them to the engine; return how many were not JSON objects."""
+    malformed = 0
+    accept = engine.accept
+    for line in lines:
+        fields = decode_line(line)
+        if fields is None:
+            malformed += 1
+            continue
+        accept(fields, event_time_ms(fields), line)
+    return malformed
+
+
+def _group_value(fields: Fields, path: str) -> Any:
+    value = get_path(fields, path)
+    return None if value is MISSING else value
+
+
+def _key_bytes(key: GroupKey) -> bytes:
+    return orjson.dumps(list(key))
+
+
+def _load_series(prep: _Prepared, data: list[Any]) -> Series:
+    if prep.rule.kind == "absence":
+        return AbsenceSeries.load(data)
+    if prep.field is None:
+        return CountSeries.load(data)
+    return AggregateSeries.load(data)
+
+
+def _prepare(rule: Rule) -> _Prepared:
+    prep = _Prepared(rule, f"{rule.name}:{rule.digest}")
+    condition = rule.condition
+    if condition is not None:
+        prep.window_s = rule.window_ms / 1000
+        if condition.counts:
+            prep.capacity = condition.exact_events(rule.window_ms)
+            prep.count_test = _count_test(condition.op, condition.count_threshold(rule.window_ms))
+        else:
+            prep.field = condition.field
+    return prep
+
+
+def _count_test(op: str, threshold: Any) -> Callable[[int], bool]:
+    """`count OP threshold` on integers, exact for fractional thresholds (from rates)."""
+    floor, ceil = math.floor(threshold), math.ceil(threshold)
+    if op == ">=":
+        return lambda c: c >= ceil
+    if op == ">":
+        return lambda c: c > floor
+    if op == "<=":
+        return lambda c: c <= floor
+    if op == "<":
+        return lambda c: c < ceil
+    if threshold != floor:
+        return lambda c: False
+    return lambda c: c == floor

@@ -1,0 +1,1 @@
+"""Rules: compiled matchers, conditions, templates and the per-series window and absence state."""

@@ -1,0 +1,174 @@
+"""Compile the `match:` section of a rule into a pure predicate over a record's fields."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import re2
+
+from streamalert.decode import MISSING, get_message, get_path
+from streamalert.model import Fields
+
+Predicate = Callable[[Fields], bool]
+ValueTest = Callable[[Any], bool]
+
+OPERATORS = ("contains", "regex", "in", "gt", "gte", "lt", "lte", "exists", "not")
+
+
+class MatchError(ValueError):
+    """A problem in a match spec, with the dotted path of the offending key."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+def as_number(value: Any) -> float | None:
+    """A finite number from a JSON number or a numeric string; None for anything else (bools included)."""
+    kind = type(value)
+    if kind is int or kind is float:
+        return float(value) if math.isfinite(value) else None
+    if kind is str:
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def compile_match(spec: Any, path: str = "match") -> Predicate:
+    """A predicate that holds when every entry of the match map holds (`any:` entries are ORs)."""
+    if not isinstance(spec, Mapping):
+        raise MatchError(path, "must be a map of field: matcher")
+    parts: list[Predicate] = []
+    for key, sub in spec.items():
+        key_path = f"{path}.{key}"
+        if key == "any":
+            if not isinstance(sub, list) or not sub:
+                raise MatchError(key_path, "must be a non-empty list of match maps")
+            alternatives = [compile_match(alt, f"{key_path}[{i}]") for i, alt in enumerate(sub)]
+            parts.append(_any_of(alternatives))
+            continue
+        if not isinstance(key, str) or not key:
+            raise MatchError(key_path, "field names must be non-empty strings")
+        test = compile_value_test(sub, key_path, case_insensitive=(key == "level"))
+        parts.append(_field(key, test))
+    if len(parts) == 1:
+        return parts[0]
+    return _all_of(parts)
+
+
+def _any_of(alternatives: list[Predicate]) -> Predicate:
+    return lambda fields: any(alt(fields) for alt in alternatives)
+
+
+def _all_of(parts: list[Predicate]) -> Predicate:
+    return lambda fields: all(part(fields) for part in parts)
+
+
+def _field(name: str, test: ValueTest) -> Predicate:
+    if name == "message":
+        return lambda fields: test(get_message(fields))
+    if "." in name:
+        return lambda fields: test(get_path(fields, name))
+    return lambda fields: test(fields.get(name, MISSING))
+
+
+def compile_value_test(spec: Any, path: str, case_insensitive: bool = False) -> ValueTest:
+    """A test of one field's value (MISSING when absent) from a scalar or an operator map."""
+    if not isinstance(spec, Mapping):
+        if isinstance(spec, list):
+            raise MatchError(path, "a list is not a matcher; use {in: [...]} for a set of values")
+        return _equals(spec, case_insensitive)
+    if not spec:
+        raise MatchError(path, "empty matcher map")
+    tests: list[ValueTest] = []
+    for op, arg in spec.items():
+        op_path = f"{path}.{op}"
+        if op not in OPERATORS:
+            raise MatchError(op_path, f"unknown matcher {op!r} (known: {', '.join(OPERATORS)})")
+        tests.append(_operator(op, arg, op_path, case_insensitive))
+    if len(tests) == 1:
+        return tests[0]
+    return lambda value: all(t(value) for t in tests)
+
+
+def _operator(op: str, arg: Any, path: str, case_insensitive: bool) -> ValueTest:
+    if op == "contains":
+        if not isinstance(arg, str) or not arg:
+            raise MatchError(path, "must be a non-empty string")
+        needle = arg.lower() if case_insensitive else arg
+        if case_insensitive:
+            return lambda v: type(v) is str and needle in v.lower()
+        return lambda v: type(v) is str and needle in v
+    if op == "regex":
+        if not isinstance(arg, str):
+            raise MatchError(path, "must be a string (RE2 syntax)")
+        options = re2.Options()
+        options.log_errors = False
+        try:
+            pattern = re2.compile(arg, options)
+        except re2.error as exc:
+            reason = exc.args[0] if exc.args else exc
+            if isinstance(reason, bytes):
+                reason = reason.decode("utf-8", "replace")
+            raise MatchError(path, f"invalid RE2 pattern {arg!r}: {reason}") from None
+        search = pattern.search
+        return lambda v: type(v) is str and search(v) is not None
+    if op == "in":
+        if not isinstance(arg, list) or not arg:
+            raise MatchError(path, "must be a non-empty list of scalars")
+        for item in arg:
+            _check_scalar(item, path)
+        alternatives = [_equals(item, case_insensitive) for item in arg]
+        return lambda v: any(eq(v) for eq in alternatives)
+    if op in ("gt", "gte", "lt", "lte"):
+        bound = as_number(arg)
+        if bound is None or isinstance(arg, bool):
+            raise MatchError(path, f"must be a number, got {arg!r}")
+        return _compare(op, bound)
+    if op == "exists":
+        if not isinstance(arg, bool):
+            raise MatchError(path, "must be true or false")
+        return (lambda v: v is not MISSING) if arg else (lambda v: v is MISSING)
+    # op == "not"
+    inner = compile_value_test(arg, path, case_insensitive)
+    return lambda v: not inner(v)
+
+
+def _compare(op: str, bound: float) -> ValueTest:
+    def number(v: Any) -> float | None:
+        return as_number(v)
+
+    if op == "gt":
+        return lambda v: (n := number(v)) is not None and n > bound
+    if op == "gte":
+        return lambda v: (n := number(v)) is not None and n >= bound
+    if op == "lt":
+        return lambda v: (n := number(v)) is not None and n < bound
+    return lambda v: (n := number(v)) is not None and n <= bound
+
+
+def _check_scalar(value: Any, path: str) -> None:
+    if isinstance(value, (Mapping, list)):
+        raise MatchError(path, f"expected a scalar, got {type(value).__name__}")
+
+
+def _equals(expected: Any, case_insensitive: bool) -> ValueTest:
+    """Equality with JSON-aware types: strings to strings, numbers to numbers or numeric strings."""
+    if expected is None:
+        return lambda v: v is None
+    if isinstance(expected, bool):
+        return lambda v: v is expected
+    if isinstance(expected, (int, float)):
+        target = float(expected)
+        return lambda v: type(v) is not bool and as_number(v) == target
+    text = str(expected)
+    if case_insensitive:
+        lowered = text.lower()
+        return lambda v: type(v) is str and v.lower() == lowered
+    return lambda v: type(v) is str and v == text

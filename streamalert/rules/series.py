@@ -1,0 +1,203 @@
+"""Per-series state of a rule: sliding count and aggregate windows and absence, with bounded memory.
+
+Windows are half-open: at time t a window of length w covers events with time in (t - w, t], so an event
+at e leaves the window at exactly e + w. Events reach a series in time order (the engine sorts them).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from streamalert.alerts.lifecycle import INACTIVE, Phase
+from streamalert.model import Fields
+
+# Count windows fold events beyond their exact capacity into this many sub-buckets per window.
+BUCKETS_PER_WINDOW = 64
+
+
+class CountSeries:
+    """The newest `capacity` event times exactly, older ones folded into sub-window buckets.
+
+    Deciding `count OP n` needs only the n+1 newest times, so memory is bounded by the threshold, not the
+    event rate; `value` is exact while the window holds at most `capacity` events and estimated from buckets
+    (error below one bucket, 1/64 of the window) beyond that.
+    """
+
+    __slots__ = ("older", "phase", "record", "times")
+
+    def __init__(self) -> None:
+        self.times: deque[int] = deque()
+        self.older: dict[int, int] = {}
+        self.phase: Phase = INACTIVE
+        self.record: Fields | None = None
+
+    def observe(self, now: int, capacity: int, window_ms: int) -> None:
+        self.times.append(now)
+        if len(self.times) > capacity:
+            oldest = self.times.popleft()
+            width = max(1, window_ms // BUCKETS_PER_WINDOW)
+            start = oldest - oldest % width
+            self.older[start] = self.older.get(start, 0) + 1
+
+    def evict(self, now: int, capacity: int, window_ms: int) -> None:
+        cutoff = now - window_ms  # events at or before the cutoff are out
+        times = self.times
+        while times and times[0] <= cutoff:
+            times.popleft()
+        if not self.older:
+            return
+        if len(times) < capacity:
+            self.older.clear()  # every folded event is older than the evicted exact ones
+            return
+        width = max(1, window_ms // BUCKETS_PER_WINDOW)
+        for start in [s for s in self.older if s + width - 1 <= cutoff]:
+            del self.older[start]
+
+    def count(self) -> int:
+        return len(self.times) + sum(self.older.values())
+
+    def empty(self) -> bool:
+        return not self.times
+
+    def next_expiry(self, window_ms: int) -> int | None:
+        return self.times[0] + window_ms if self.times else None
+
+    def dump(self) -> list[Any]:
+        return [list(self.times), sorted(self.older.items()), _phase_dump(self.phase), self.record]
+
+    @classmethod
+    def load(cls, data: list[Any]) -> CountSeries:
+        series = cls()
+        series.times = deque(data[0])
+        series.older = {int(k): int(v) for k, v in data[1]}
+        series.phase = _phase_load(data[2])
+        series.record = data[3]
+        return series
+
+
+class AggregateSeries:
+    """Numeric samples of one field, merged per millisecond: memory is bounded by the window's length in ms
+    and in practice by the number of distinct event times in it, whatever the event rate."""
+
+    __slots__ = ("entries", "maxq", "minq", "n", "phase", "record", "total")
+
+    def __init__(self) -> None:
+        self.entries: deque[list[Any]] = deque()  # [time, sum, count, min, max] per distinct ms, ascending
+        self.total: float = 0
+        self.n = 0
+        self.minq: deque[tuple[int, float]] = deque()  # monotonic queues for sliding min / max
+        self.maxq: deque[tuple[int, float]] = deque()
+        self.phase: Phase = INACTIVE
+        self.record: Fields | None = None
+
+    def observe(self, now: int, sample: float) -> None:
+        entries = self.entries
+        if entries and entries[-1][0] == now:
+            last = entries[-1]
+            last[1] += sample
+            last[2] += 1
+            last[3] = min(last[3], sample)
+            last[4] = max(last[4], sample)
+        else:
+            entries.append([now, sample, 1, sample, sample])
+        self.total += sample
+        self.n += 1
+        self._push_min(now, sample)
+        self._push_max(now, sample)
+
+    def _push_min(self, now: int, sample: float) -> None:
+        while self.minq and self.minq[-1][1] >= sample:
+            self.minq.pop()
+        self.minq.append((now, sample))
+
+    def _push_max(self, now: int, sample: float) -> None:
+        while self.maxq and self.maxq[-1][1] <= sample:
+            self.maxq.pop()
+        self.maxq.append((now, sample))
+
+    def evict(self, now: int, window_ms: int) -> None:
+        cutoff = now - window_ms
+        entries = self.entries
+        while entries and entries[0][0] <= cutoff:
+            _, total, count, _, _ = entries.popleft()
+            self.total -= total
+            self.n -= count
+        if not entries:
+            self.total = 0  # no float residue once the window is empty
+            self.n = 0
+        while self.minq and self.minq[0][0] <= cutoff:
+            self.minq.popleft()
+        while self.maxq and self.maxq[0][0] <= cutoff:
+            self.maxq.popleft()
+
+    def value(self, aggregate: str) -> float:
+        if aggregate == "sum":
+            return self.total
+        if aggregate == "avg":
+            return self.total / self.n if self.n else 0.0
+        if aggregate == "min":
+            return self.minq[0][1] if self.minq else 0.0
+        return self.maxq[0][1] if self.maxq else 0.0
+
+    def empty(self) -> bool:
+        return not self.entries
+
+    def next_expiry(self, window_ms: int) -> int | None:
+        return self.entries[0][0] + window_ms if self.entries else None
+
+    def dump(self) -> list[Any]:
+        return [list(self.entries), _phase_dump(self.phase), self.record]
+
+    @classmethod
+    def load(cls, data: list[Any]) -> AggregateSeries:
+        series = cls()
+        for entry in data[0]:
+            series.entries.append(list(entry))
+            series.total += entry[1]
+            series.n += entry[2]
+        # Rebuilding the monotonic queues from per-ms extrema gives the same window min / max.
+        for entry in series.entries:
+            series._push_min(entry[0], entry[3])
+            series._push_max(entry[0], entry[4])
+        series.phase = _phase_load(data[1])
+        series.record = data[2]
+        return series
+
+
+class AbsenceSeries:
+    """When a group was last seen, whether its absence alert fires, and how long the last silence lasted."""
+
+    __slots__ = ("firing", "last_seen", "record", "silence_ms")
+
+    def __init__(self, last_seen: int) -> None:
+        self.last_seen = last_seen
+        self.firing = False
+        self.silence_ms = 0
+        self.record: Fields | None = None
+
+    def observe(self, now: int) -> None:
+        self.silence_ms = now - self.last_seen
+        self.last_seen = now
+
+    def dump(self) -> list[Any]:
+        return [self.last_seen, self.firing, self.silence_ms, self.record]
+
+    @classmethod
+    def load(cls, data: list[Any]) -> AbsenceSeries:
+        series = cls(int(data[0]))
+        series.firing = bool(data[1])
+        series.silence_ms = int(data[2])
+        series.record = data[3]
+        return series
+
+
+Series = CountSeries | AggregateSeries | AbsenceSeries
+
+
+def _phase_dump(phase: Phase) -> list[Any]:
+    return [phase.active_since, phase.firing]
+
+
+def _phase_load(data: list[Any]) -> Phase:
+    return Phase(data[0], bool(data[1]))

@@ -1,0 +1,1 @@
+"""State: one store protocol with an in-process and a Redis backend."""

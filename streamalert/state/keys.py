@@ -1,0 +1,41 @@
+"""Every Redis key streamalert uses, and their idle expiries, defined in one place.
+
+All keys of one namespace share the hash tag `{<namespace>}`, so they live in one Redis Cluster slot and a
+checkpoint can be one MULTI/EXEC transaction. Run one namespace per application to spread load over a cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "streamalert"
+# Absence state and the engine's clock must survive long quiet periods; a month of no commits ends them.
+LONG_TTL_MS: Final = 30 * 86_400_000
+# Window series outlive their window by this margin, so a restart after a short outage still finds them.
+WINDOW_TTL_MARGIN_MS: Final = 86_400_000
+
+
+def _tag(namespace: str) -> str:
+    if "{" in namespace or "}" in namespace:
+        raise ValueError(f"namespace {namespace!r} must not contain braces")
+    return f"{PREFIX}:{{{namespace}}}"
+
+
+def meta(namespace: str) -> str:
+    """HASH: the engine clock (newest, done_before, first_time, min_accepted, seq)."""
+    return f"{_tag(namespace)}:meta"
+
+
+def series(namespace: str, rule_id: str) -> str:
+    """HASH: group key (JSON) -> series state (JSON) for one rule version (`name:digest`)."""
+    return f"{_tag(namespace)}:series:{rule_id}"
+
+
+def pending(namespace: str) -> str:
+    """ZSET: events waiting in the reorder buffer, scored by event time (member: 8-byte seq + raw line)."""
+    return f"{_tag(namespace)}:pending"
+
+
+def pattern(namespace: str) -> str:
+    """Every key of a namespace, for reset."""
+    return f"{_tag(namespace)}:*"

@@ -1,0 +1,50 @@
+"""In-process store: the default for replay; holds exactly what the Redis store holds, as bytes."""
+
+from __future__ import annotations
+
+import bisect
+
+from streamalert.state.base import Changes, Snapshot
+
+
+class MemoryStore:
+    """A store in this process's memory; it dies with the process."""
+
+    def __init__(self) -> None:
+        self._meta: dict[str, int] = {}
+        self._series: dict[str, dict[bytes, bytes]] = {}
+        self._pending: list[tuple[int, bytes]] = []
+
+    async def load(self, rule_ids: list[str]) -> Snapshot:
+        return Snapshot(
+            meta=dict(self._meta),
+            series={rid: dict(self._series[rid]) for rid in rule_ids if rid in self._series},
+            pending=list(self._pending),
+        )
+
+    async def commit(self, changes: Changes, ttl_ms: dict[str, int]) -> None:
+        self._meta.update(changes.meta)
+        for rule_id, items in changes.upserts.items():
+            self._series.setdefault(rule_id, {}).update(items)
+        for rule_id, keys in changes.deletes.items():
+            table = self._series.get(rule_id, {})
+            for key in keys:
+                table.pop(key, None)
+            if not table:
+                self._series.pop(rule_id, None)
+        for item in changes.pending_add:
+            bisect.insort(self._pending, item)
+        if changes.pending_before is not None:
+            cut = bisect.bisect_left(self._pending, (changes.pending_before, b""))
+            del self._pending[:cut]
+
+    async def reset(self) -> None:
+        self._meta.clear()
+        self._series.clear()
+        self._pending.clear()
+
+    async def ping(self) -> float:
+        return 0.0
+
+    async def close(self) -> None:
+        return None

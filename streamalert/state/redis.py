@@ -1,0 +1,91 @@
+"""Redis store (redis.asyncio with hiredis): one MULTI/EXEC transaction per checkpoint."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+
+from streamalert.clock import Stopwatch
+from streamalert.state import keys
+from streamalert.state.base import Changes, Snapshot
+
+DEFAULT_NAMESPACE = "default"
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """`redis://host:port/db?namespace=x` -> (connection URL without our option, namespace)."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    namespace = query.pop("namespace", [DEFAULT_NAMESPACE])[0]
+    rest = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment)), namespace
+
+
+class RedisStore:
+    """Engine state in Redis, shared by every process that uses the same namespace."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self._redis = client
+        self.namespace = namespace
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisStore:
+        conn_url, namespace = split_url(url)
+        return cls(aioredis.Redis.from_url(conn_url), namespace)
+
+    async def load(self, rule_ids: list[str]) -> Snapshot:
+        ns = self.namespace
+        meta_raw = cast(dict[bytes, bytes], await self._redis.hgetall(keys.meta(ns)))
+        snapshot = Snapshot(meta={k.decode(): int(v) for k, v in meta_raw.items()})
+        for rule_id in rule_ids:
+            table: dict[bytes, bytes] = {}
+            async for field, value in self._redis.hscan_iter(keys.series(ns, rule_id), count=1000):
+                table[field] = value
+            if table:
+                snapshot.series[rule_id] = table
+        pending: list[tuple[bytes, float]] = await self._redis.zrange(
+            keys.pending(ns), 0, -1, withscores=True
+        )
+        snapshot.pending = [(int(score), member) for member, score in pending]
+        return snapshot
+
+    async def commit(self, changes: Changes, ttl_ms: dict[str, int]) -> None:
+        ns = self.namespace
+        pipe = self._redis.pipeline(transaction=True)
+        if changes.meta:
+            pipe.hset(keys.meta(ns), mapping=changes.meta)  # type: ignore[arg-type]
+            pipe.pexpire(keys.meta(ns), keys.LONG_TTL_MS)
+        touched = set(changes.upserts) | set(changes.deletes)
+        for rule_id, items in changes.upserts.items():
+            if items:
+                pipe.hset(keys.series(ns, rule_id), mapping=items)  # type: ignore[arg-type]
+        for rule_id, fields in changes.deletes.items():
+            if fields:
+                pipe.hdel(keys.series(ns, rule_id), *fields)
+        for rule_id in touched:
+            pipe.pexpire(keys.series(ns, rule_id), ttl_ms.get(rule_id, keys.LONG_TTL_MS))
+        if changes.pending_add:
+            pipe.zadd(keys.pending(ns), {member: score for score, member in changes.pending_add})
+        if changes.pending_before is not None:
+            pipe.zremrangebyscore(keys.pending(ns), "-inf", f"({changes.pending_before}")
+        pipe.pexpire(keys.pending(ns), keys.LONG_TTL_MS)
+        await pipe.execute()
+
+    async def reset(self) -> None:
+        batch: list[bytes] = []
+        async for key in self._redis.scan_iter(match=keys.pattern(self.namespace), count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                await self._redis.delete(*batch)
+                batch = []
+        if batch:
+            await self._redis.delete(*batch)
+
+    async def ping(self) -> float:
+        watch = Stopwatch()
+        await self._redis.ping()
+        return watch.elapsed()
+
+    async def close(self) -> None:
+        await self._redis.aclose()
