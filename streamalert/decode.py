@@ -21,7 +21,7 @@ _second_cache: dict[str, int] = {}
 
 
 def decode_line(line: bytes) -> Fields | None:
-    """The JSON object on this line, or None when the line is not one (truncated, not UTF-8, array, scalar)."""
+    """The JSON object on this line; None when it is not one (truncated, not UTF-8, array, scalar)."""
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
@@ -93,7 +93,7 @@ _MISSING: Final = object()
 
 
 def get_path(fields: Fields, path: str) -> Any:
-    """The value at a path: the literal key (flattened "a.b") first, then nested lookups; MISSING if absent."""
+    """The value at a path: the literal key ("a.b") first, then nested lookups; MISSING if absent."""
     value = fields.get(path, _MISSING)
     if value is not _MISSING or "." not in path:
         return value

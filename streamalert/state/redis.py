@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import cast
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -44,8 +45,8 @@ class RedisStore:
                 table[field] = value
             if table:
                 snapshot.series[rule_id] = table
-        pending: list[tuple[bytes, float]] = await self._redis.zrange(
-            keys.pending(ns), 0, -1, withscores=True
+        pending = cast(
+            list[tuple[bytes, float]], await self._redis.zrange(keys.pending(ns), 0, -1, withscores=True)
         )
         snapshot.pending = [(int(score), member) for member, score in pending]
         return snapshot
