@@ -42,16 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("files", nargs="+", help="NDJSON log files, plain or .gz")
     replay.add_argument("--rules", required=True, help="a rule file or a folder of *.yaml")
     replay.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
-    replay.add_argument(
-        "--until", help="stop the clock here (ISO 8601 or epoch seconds); later events are ignored"
-    )
-    replay.add_argument(
-        "--state", default="memory://", help="memory:// (default) or redis://host:port/db?namespace=x"
-    )
+    replay.add_argument("--until", help="stop the clock here (ISO 8601 or epoch seconds); later events are ignored")
+    replay.add_argument("--state", default="memory://", help="memory:// (default) or redis://host:port/db?namespace=x")
     replay.add_argument("--reset-state", action="store_true", help="forget stored state before replaying")
-    replay.add_argument(
-        "--lateness", default="30s", help="how far behind the newest event a record may arrive"
-    )
+    replay.add_argument("--lateness", default="30s", help="how far behind the newest event a record may arrive")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     return parser
 
@@ -86,9 +80,7 @@ def _replay(args: argparse.Namespace) -> int:
     if args.until is not None:
         until = parse_time(float(args.until) if _is_number(args.until) else args.until)
         if until is None:
-            print(
-                f"--until: cannot read {args.until!r} as a time (ISO 8601 or epoch seconds)", file=sys.stderr
-            )
+            print(f"--until: cannot read {args.until!r} as a time (ISO 8601 or epoch seconds)", file=sys.stderr)
             return 2
     try:
         source = ReplaySource(args.files)

@@ -70,9 +70,7 @@ class _Pending:
 class Engine:
     """Evaluates compiled rules over a stream of records in event time."""
 
-    def __init__(
-        self, rules: list[Rule], lateness_ms: int = DEFAULT_LATENESS_MS, until_ms: int | None = None
-    ):
+    def __init__(self, rules: list[Rule], lateness_ms: int = DEFAULT_LATENESS_MS, until_ms: int | None = None):
         self.rules = rules
         self.lateness_ms = lateness_ms
         self.until_ms = until_ms
@@ -263,7 +261,7 @@ class Engine:
         value: float | int
         if isinstance(series, CountSeries):
             series.evict(now, prep.capacity, rule.window_ms)
-            count = series.count()
+            count = series.count(now, rule.window_ms)
             assert prep.count_test is not None
             holds = bool(count) and prep.count_test(count)
             value = count / prep.window_s if rule.condition and rule.condition.aggregate == "rate" else count

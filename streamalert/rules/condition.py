@@ -70,7 +70,5 @@ def parse_condition(text: str) -> Condition:
     if aggregate in ("count", "rate") and field is not None:
         raise ValueError(f"invalid condition {text!r}: {aggregate} takes no field")
     if aggregate not in ("count", "rate") and field is None:
-        raise ValueError(
-            f"invalid condition {text!r}: {aggregate} needs a field, e.g. {aggregate}(duration_ms)"
-        )
+        raise ValueError(f"invalid condition {text!r}: {aggregate} needs a field, e.g. {aggregate}(duration_ms)")
     return Condition(aggregate, field, op, float(number), text.strip())  # type: ignore[arg-type]

@@ -54,8 +54,21 @@ class CountSeries:
         for start in [s for s in self.older if s + width - 1 <= cutoff]:
             del self.older[start]
 
-    def count(self) -> int:
-        return len(self.times) + sum(self.older.values())
+    def count(self, now: int, window_ms: int) -> int:
+        """Events in (now - window, now]: exact unless events were folded into buckets; a bucket that
+        straddles the window's start counts in proportion to its overlap."""
+        exact = len(self.times)
+        if not self.older:
+            return exact
+        width = max(1, window_ms // BUCKETS_PER_WINDOW)
+        cutoff = now - window_ms
+        folded = 0.0
+        for start, count in self.older.items():
+            if start > cutoff:
+                folded += count
+            else:
+                folded += count * (start + width - 1 - cutoff) / width
+        return exact + round(folded)
 
     def empty(self) -> bool:
         return not self.times

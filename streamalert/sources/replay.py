@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
+from io import BufferedReader, FileIO
 from pathlib import Path
-from typing import BinaryIO
 
 from streamalert.sources import Batch
 
@@ -19,33 +20,44 @@ class ReplaySource:
     def __init__(self, paths: Sequence[str | Path], batch_lines: int = DEFAULT_BATCH_LINES) -> None:
         self.paths = [Path(p) for p in paths]
         self.batch_lines = batch_lines
-        self.total_bytes = sum(p.stat().st_size for p in self.paths)
+        self.total_bytes = sum(_size(p) for p in self.paths)
         self.lines_read = 0
 
     async def batches(self) -> AsyncIterator[Batch]:
         done_bytes = 0
         for path in self.paths:
-            with path.open("rb") as raw:
+            with _open_path(path) as raw:
                 stream = _open(raw)
                 lines: list[bytes] = []
                 for line in stream:
                     lines.append(line.rstrip(b"\r\n"))
                     if len(lines) >= self.batch_lines:
                         self.lines_read += len(lines)
-                        yield Batch(lines, done_bytes + raw.tell())
+                        yield Batch(lines, done_bytes + (raw.tell() if raw.seekable() else 0))
                         lines = []
                 if lines:
                     self.lines_read += len(lines)
-                    yield Batch(lines, done_bytes + raw.tell())
-            done_bytes += path.stat().st_size
+                    yield Batch(lines, done_bytes + (raw.tell() if raw.seekable() else 0))
+            done_bytes += _size(path)
 
     async def ack(self, batch: Batch) -> None:
         return None  # files need no acknowledgement
 
 
-def _open(raw: BinaryIO) -> Iterable[bytes]:
-    head = raw.read(2)
-    raw.seek(0)
-    if head == GZIP_MAGIC:
+def _open(raw: BufferedReader) -> Iterable[bytes]:
+    if raw.peek(2)[:2] == GZIP_MAGIC:  # peek, not seek: standard input and pipes work too
         return gzip.GzipFile(fileobj=raw)
     return raw
+
+
+def _open_path(path: Path) -> BufferedReader:
+    if str(path) == "-":
+        return BufferedReader(FileIO(sys.stdin.fileno(), "rb", closefd=False))
+    return path.open("rb")
+
+
+def _size(path: Path) -> int:
+    if str(path) == "-":
+        return 0
+    size = path.stat().st_size  # raises a clear OSError for a missing file before anything runs
+    return size if path.is_file() else 0

@@ -45,9 +45,7 @@ class RedisStore:
                 table[field] = value
             if table:
                 snapshot.series[rule_id] = table
-        pending = cast(
-            list[tuple[bytes, float]], await self._redis.zrange(keys.pending(ns), 0, -1, withscores=True)
-        )
+        pending = cast(list[tuple[bytes, float]], await self._redis.zrange(keys.pending(ns), 0, -1, withscores=True))
         snapshot.pending = [(int(score), member) for member, score in pending]
         return snapshot
 
