@@ -38,4 +38,4 @@ def pending(namespace: str) -> str:
 
 def pattern(namespace: str) -> str:
     """Every key of a namespace, for reset."""
-    return f"{_tag(namespace)}:*"
+    return "".join("\\" + c if c in "*?[]\\" else c for c in _tag(namespace)) + ":*"  # glob-escaped

@@ -18,7 +18,7 @@ class MemoryStore:
     async def load(self, rule_ids: list[str]) -> Snapshot:
         return Snapshot(
             meta=dict(self._meta),
-            series={rid: dict(self._series[rid]) for rid in rule_ids if rid in self._series},
+            series={rid: dict(self._series[rid]) for rid in rule_ids if self._series.get(rid)},
             pending=list(self._pending),
         )
 
