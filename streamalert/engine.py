@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from streamalert.alerts.lifecycle import Change, step
 from streamalert.config.rules import Rule, label_value
 from streamalert.decode import MISSING, decode_line, event_time_ms, get_path
 from streamalert.model import AlertState, Fields, Transition
+from streamalert.rules.codegen import compile_rules
 from streamalert.rules.matchers import as_number
 from streamalert.rules.series import AbsenceSeries, AggregateSeries, CountSeries, Series
 from streamalert.state.base import Changes, Snapshot
@@ -55,16 +56,9 @@ class _Prepared:
     field: str | None = None
 
 
-@dataclass(slots=True)
-class _Pending:
-    time_ms: int
-    seq: int
-    raw: bytes
-    fields: Fields
-    matched: list[int] = field(default_factory=list)
-
-    def __lt__(self, other: _Pending) -> bool:
-        return (self.time_ms, self.seq) < (other.time_ms, other.seq)
+# A buffered event: (time, arrival sequence, raw line, fields, matched rule indexes). Tuples compare in C;
+# the sequence is unique, so comparison never reaches the later items.
+_Pending = tuple[int, int, bytes, Fields, list[int]]
 
 
 class Engine:
@@ -76,7 +70,7 @@ class Engine:
         self.until_ms = until_ms
         self.stats = EngineStats()
         self._prep = [_prepare(rule) for rule in rules]
-        self._predicates = [(i, rule.predicate) for i, rule in enumerate(rules)]
+        self._match = compile_rules([rule.match_spec for rule in rules])
         self._series: list[dict[GroupKey, Series]] = [{} for _ in rules]
         self._timers: list[tuple[int, int, GroupKey]] = []
         self._scheduled: dict[SeriesRef, int] = {}
@@ -116,11 +110,11 @@ class Engine:
             self._newest = time_ms
         if self._min_accepted is None or time_ms < self._min_accepted:
             self._min_accepted = time_ms
-        matched = [i for i, predicate in self._predicates if predicate(fields)]
+        matched = self._match(fields)
         if matched:
             self.stats.matched += 1
             self._seq += 1
-            heapq.heappush(self._buffer, _Pending(time_ms, self._seq, raw, fields, matched))
+            heapq.heappush(self._buffer, (time_ms, self._seq, raw, fields, matched))
             self._pending_new.append((time_ms, self._seq.to_bytes(8, "big") + raw))
 
     def advance(self) -> None:
@@ -152,7 +146,7 @@ class Engine:
             self._start(self._min_accepted)
         buffer, timers = self._buffer, self._timers
         while True:
-            instant = min(buffer[0].time_ms if buffer else math.inf, timers[0][0] if timers else math.inf)
+            instant = min(buffer[0][0] if buffer else math.inf, timers[0][0] if timers else math.inf)
             if instant > limit or (instant == limit and not inclusive):
                 break
             self._instant(int(instant))
@@ -172,15 +166,15 @@ class Engine:
     def _instant(self, now: int) -> None:
         touched: dict[SeriesRef, None] = {}
         buffer = self._buffer
-        if buffer and buffer[0].time_ms == now:
+        if buffer and buffer[0][0] == now:
             batch = [heapq.heappop(buffer)]
-            while buffer and buffer[0].time_ms == now:
+            while buffer and buffer[0][0] == now:
                 batch.append(heapq.heappop(buffer))
             if len(batch) > 1:
-                batch.sort(key=lambda p: p.raw)  # same-ms events in a stable order, whatever their arrival
-            for pending in batch:
-                for i in pending.matched:
-                    ref = self._observe(i, pending.fields, now)
+                batch.sort(key=lambda p: p[2])  # same-ms events in a stable order, whatever their arrival
+            for _, _, _, fields, matched in batch:
+                for i in matched:
+                    ref = self._observe(i, fields, now)
                     if ref is not None:
                         touched[ref] = None
         timers = self._timers
@@ -351,9 +345,9 @@ class Engine:
             fields = decode_line(raw)
             if fields is None:
                 continue
-            matched = [i for i, predicate in self._predicates if predicate(fields)]
+            matched = self._match(fields)
             if matched:
-                heapq.heappush(self._buffer, _Pending(time_ms, seq, raw, fields, matched))
+                heapq.heappush(self._buffer, (time_ms, seq, raw, fields, matched))
 
     def series_count(self) -> int:
         return sum(len(table) for table in self._series)
