@@ -19,7 +19,7 @@ import orjson
 
 from streamalert.alerts.lifecycle import Change, step
 from streamalert.config.rules import Rule, label_value
-from streamalert.decode import MISSING, decode_line, event_time_ms, get_path
+from streamalert.decode import MILLIS, MISSING, SECOND_CACHE, decode_line, event_time_ms, get_path
 from streamalert.model import AlertState, Fields, Transition
 from streamalert.rules.codegen import compile_rules
 from streamalert.rules.matchers import as_number
@@ -91,31 +91,64 @@ class Engine:
     def newest_ms(self) -> int | None:
         return self._newest
 
-    def accept(self, fields: Fields, time_ms: int | None, raw: bytes) -> None:
-        """Take one decoded record; it is applied once the horizon passes its time."""
-        newest = self._newest
-        if time_ms is None:
-            if newest is None:
-                self.stats.untimed_dropped += 1
-                return
-            time_ms = newest
-            self.stats.untimed += 1
-        elif self.until_ms is not None and time_ms > self.until_ms:
-            self.stats.beyond_until += 1
-            return
-        if time_ms < self._done_before or (newest is not None and time_ms < newest - self.lateness_ms):
-            self.stats.late += 1
-            return
-        if newest is None or time_ms > newest:
-            self._newest = time_ms
-        if self._min_accepted is None or time_ms < self._min_accepted:
-            self._min_accepted = time_ms
-        matched = self._match(fields)
-        if matched:
-            self.stats.matched += 1
-            self._seq += 1
-            heapq.heappush(self._buffer, (time_ms, self._seq, raw, fields, matched))
-            self._pending_new.append((time_ms, self._seq.to_bytes(8, "big") + raw))
+    def accept_lines(self, lines: Iterable[bytes]) -> int:
+        """Decode raw lines and take them in; return how many were not JSON objects.
+
+        This is the hot loop, so decoding and the common time spelling are inlined here (the general rules
+        live in decode.py). A record takes the newest time when it has none, is dropped as late when it is
+        more than `lateness` behind the newest (or before an instant already processed), and waits in the
+        reorder buffer when it matches a rule.
+        """
+        loads, decode_error, match, seconds = orjson.loads, orjson.JSONDecodeError, self._match, SECOND_CACHE
+        stats, lateness, until = self.stats, self.lateness_ms, self.until_ms
+        done_before, newest, min_accepted = self._done_before, self._newest, self._min_accepted
+        track_min = self._first_time is None  # the earliest time only matters until the first instant runs
+        floor = done_before if newest is None else max(done_before, newest - lateness)
+        buffer, pending_new, seq = self._buffer, self._pending_new, self._seq
+        malformed = 0
+        for line in lines:
+            try:
+                fields = loads(line)
+            except decode_error:
+                malformed += 1
+                continue
+            if type(fields) is not dict:
+                malformed += 1
+                continue
+            stamp = fields.get("timestamp")
+            # Inlined fast path of decode.parse_time for "2026-01-26T09:15:00.123Z"; anything else goes there.
+            if type(stamp) is str and len(stamp) == 24 and stamp[19::4] == ".Z":
+                base = seconds.get(stamp[:19])
+                millis = MILLIS.get(stamp[20:23])
+                time_ms = base + millis if base is not None and millis is not None else event_time_ms(fields)
+            else:
+                time_ms = event_time_ms(fields)
+            if time_ms is None:
+                if newest is None:
+                    stats.untimed_dropped += 1
+                    continue
+                time_ms = newest
+                stats.untimed += 1
+            elif until is not None and time_ms > until:
+                stats.beyond_until += 1
+                continue
+            if time_ms < floor:
+                stats.late += 1
+                continue
+            if newest is None or time_ms > newest:
+                newest = time_ms
+                floor = newest - lateness
+                floor = max(floor, done_before)
+            if track_min and (min_accepted is None or time_ms < min_accepted):
+                min_accepted = time_ms
+            matched = match(fields)
+            if matched:
+                seq += 1
+                heapq.heappush(buffer, (time_ms, seq, line, fields, matched))
+                pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
+        stats.matched += seq - self._seq
+        self._seq, self._newest, self._min_accepted = seq, newest, min_accepted
+        return malformed
 
     def advance(self) -> None:
         """Process every instant strictly before the horizon (newest - lateness)."""
@@ -361,15 +394,7 @@ class Engine:
 
 def decode_and_accept(engine: Engine, lines: Iterable[bytes]) -> int:
     """Decode lines and hand them to the engine; return how many were not JSON objects."""
-    malformed = 0
-    accept = engine.accept
-    for line in lines:
-        fields = decode_line(line)
-        if fields is None:
-            malformed += 1
-            continue
-        accept(fields, event_time_ms(fields), line)
-    return malformed
+    return engine.accept_lines(lines)
 
 
 def _group_value(fields: Fields, path: str) -> Any:

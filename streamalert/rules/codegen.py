@@ -1,11 +1,11 @@
-"""Compile the match sections of all rules into one generated Python function returning the matched rules.
+"""Compile the match sections of all rules into one function returning the matched rules, fast.
 
-The closures of `matchers.py` define the semantics; this module generates code with the same meaning that
-runs several times faster on the hot path: the virtual `message` and the lower-cased `level` are read
-once per record, rules are grouped under their `level` equality, the cheapest tests of a rule run first,
-and a regex whose every alternative starts with a literal is guarded by plain substring tests before RE2
-is called. Constants reach the code as bound names, never as source text, so no rule can inject code.
-`tests/unit/test_codegen.py` checks that both compilations agree on random records.
+The closures of `matchers.py` define the semantics; this module builds code with the same meaning for the
+hot path. Log messages repeat (structlog event names, fixed texts), so the tests that rules put on the
+virtual `message` field are evaluated once per distinct message and cached: the cache maps a message to
+the rules still in the running. Only those rules' remaining tests run, as generated Python expressions
+with the cheapest test first. Constants reach the generated code as bound names, never as source text, so
+no rule file can inject code. `tests/unit/test_codegen.py` checks that both compilations agree.
 """
 
 from __future__ import annotations
@@ -15,15 +15,19 @@ from typing import Any
 
 from streamalert.decode import MISSING, get_message, get_path
 from streamalert.model import Fields
-from streamalert.rules.matchers import compile_value_test
+from streamalert.rules.matchers import ValueTest, compile_value_test
 
 MultiMatcher = Callable[[Fields], list[int]]
+# Distinct messages remembered before the cache starts over (bounded memory whatever the input).
+MESSAGE_CACHE_SIZE = 50_000
 
 _META = set(".^$*+?()[]{}|\\")
 _QUANTIFIERS = set("*?{")
 
 
 class _Builder:
+    """Turns match maps into Python expressions over `f` (the record) and `_get` (its bound .get)."""
+
     def __init__(self) -> None:
         self.consts: dict[str, Any] = {}
 
@@ -32,63 +36,43 @@ class _Builder:
         self.consts[name] = value
         return name
 
-    # Each method returns (cost, python expression) for one condition; lower cost runs first.
-
-    def match_map(self, spec: Mapping[str, Any], skip_level: str | None = None) -> list[tuple[int, str]]:
+    def conjunction(self, spec: Mapping[str, Any]) -> str:
         terms: list[tuple[int, str]] = []
         for key, sub in spec.items():
             if key == "any":
-                alternatives = [self.conjunction(self.match_map(alt)) for alt in sub]
+                alternatives = [self.conjunction(alt) for alt in sub]
                 terms.append((5, "(" + " or ".join(alternatives) + ")"))
-                continue
-            if key == "level" and skip_level is not None and sub == skip_level:
-                continue  # already tested by the enclosing group
-            terms.append(self.field_test(key, sub))
-        return terms
-
-    @staticmethod
-    def conjunction(terms: list[tuple[int, str]]) -> str:
+            else:
+                terms.append(self.field_test(key, sub))
         if not terms:
             return "True"
         return "(" + " and ".join(expr for _, expr in sorted(terms, key=lambda t: t[0])) + ")"
 
     def field_test(self, key: str, spec: Any) -> tuple[int, str]:
+        """(cost, expression) for one field's matcher; lower cost runs first."""
         if key == "message":
-            value = "_msg"
-        elif key == "level":
-            value = "_lvl"
+            value = "_message(f)"
         elif "." in key:
             value = f"_path(f, {self.const(key)})"
         else:
             value = f"_get({self.const(key)}, _M)"
         if key == "level" and isinstance(spec, str):
-            return (0, f"_lvl_l == {self.const(spec.lower())}")
-        if isinstance(spec, str) and key != "level":
-            return (1, f"{value} == {self.const(spec)}")  # str == str only; other types never equal
-        if isinstance(spec, Mapping) and len(spec) == 1 and key != "level":
+            return (1, f"(type(_v := {value}) is str and _v.lower() == {self.const(spec.lower())})")
+        if key != "level" and isinstance(spec, str):
+            return (0, f"{value} == {self.const(spec)}")  # str == str only: other types never compare equal
+        if key != "level" and isinstance(spec, Mapping) and len(spec) == 1:
             op, arg = next(iter(spec.items()))
             if op == "contains" and isinstance(arg, str):
-                if key == "message":
-                    return (2, f"(_msg_s is not None and {self.const(arg)} in _msg_s)")
                 return (2, f"(type(_v := {value}) is str and {self.const(arg)} in _v)")
-            if op == "regex" and isinstance(arg, str) and key == "message":
-                test = compile_value_test(spec, "match")
-                guard = literal_guard(arg)
-                call = f"{self.const(test)}(_msg_s)"
-                if guard:
-                    needles = " or ".join(f"{self.const(g)} in _msg_s" for g in guard)
-                    return (3, f"(_msg_s is not None and ({needles}) and {call})")
-                return (4, f"(_msg_s is not None and {call})")
-        # Everything else: the reference closure, on the value read once.
         test = compile_value_test(spec, "match", case_insensitive=(key == "level"))
-        return (4, f"{self.const(test)}({value})")
+        return (3, f"{self.const(test)}({value})")
 
 
 def literal_guard(pattern: str) -> list[str] | None:
-    """Substrings of which at least one must occur for `pattern` to match; None when that cannot be told simply.
+    """Substrings of which one must occur for `pattern` to match; None when that cannot be told simply.
 
-    Only plain top-level alternations whose every branch starts with a literal qualify; flags, groups or
-    escapes anywhere give None, which means "always run the regex".
+    Only plain top-level alternations whose every branch starts with a literal qualify; flags, groups,
+    classes or escapes anywhere give None, which means "always run the regex".
     """
     if not pattern or pattern.startswith("(?") or "\\" in pattern or "(" in pattern or "[" in pattern:
         return None
@@ -109,41 +93,70 @@ def literal_guard(pattern: str) -> list[str] | None:
     return needles
 
 
+def message_test(spec: Any) -> ValueTest:
+    """The reference test of a `message:` matcher, with a substring guard in front of guardable regexes."""
+    test = compile_value_test(spec, "match.message")
+    if isinstance(spec, Mapping) and len(spec) == 1 and isinstance(spec.get("regex"), str):
+        guard = literal_guard(spec["regex"])
+        if guard:
+            return lambda v: type(v) is str and any(g in v for g in guard) and test(v)
+    return test
+
+
 def compile_rules(specs: Sequence[Mapping[str, Any]]) -> MultiMatcher:
-    """One function: record fields -> indexes of the rules whose `match` holds, ascending."""
+    """One function: record fields -> indexes of the rules whose `match` holds, ascending.
+
+    A message's tests are evaluated once; the message then maps to a function generated for exactly the
+    rules still in the running, with their remaining tests inlined (a handful of distinct functions exist,
+    one per distinct set of surviving rules).
+    """
     builder = _Builder()
-    by_level: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
-    free: list[tuple[int, Mapping[str, Any]]] = []
+    msg_tests: dict[int, ValueTest] = {}
+    rest: list[str] = []
     for i, spec in enumerate(specs):
-        level = spec.get("level")
-        if isinstance(level, str):
-            by_level.setdefault(level.lower(), []).append((i, spec))
-        else:
-            free.append((i, spec))
-    body = [
-        "def _match(f):",
-        "    _get = f.get",
-        "    _msg = _message(f)",
-        "    _msg_s = _msg if type(_msg) is str else None",
-        "    _lvl = _get('level', _M)",
-        "    _lvl_l = _lvl.lower() if type(_lvl) is str else None",
-        "    out = []",
-    ]
-    for level, group in sorted(by_level.items()):
-        body.append(f"    if _lvl_l == {builder.const(level)}:")
-        for i, spec in group:
-            terms = builder.match_map(_without_level(spec))
-            body.append(f"        if {builder.conjunction(terms)}: out.append({i})")
-    for i, spec in free:
-        body.append(f"    if {builder.conjunction(builder.match_map(spec))}: out.append({i})")
-    body.append("    if len(out) > 1: out.sort()")
-    body.append("    return out")
+        if "message" in spec:
+            msg_tests[i] = message_test(spec["message"])
+        rest.append(builder.conjunction({k: v for k, v in spec.items() if k != "message"}))
     namespace: dict[str, Any] = {"_message": get_message, "_path": get_path, "_M": MISSING, **builder.consts}
-    # Safe to exec: the source is built from fixed fragments; every value from a rule file is a bound name.
-    exec(compile("\n".join(body), "<streamalert rules>", "exec"), namespace)
-    matcher: MultiMatcher = namespace["_match"]
-    return matcher
+    specialized: dict[tuple[int, ...], Callable[[Fields, Callable[..., Any]], list[int]]] = {}
 
+    def specialize(alive: tuple[int, ...]) -> Callable[[Fields, Callable[..., Any]], list[int]]:
+        function = specialized.get(alive)
+        if function is None:
+            lines = ["def _m(f, _get):", "    out = []"]
+            lines += [f"    if {rest[i]}: out.append({i})" for i in alive]
+            lines.append("    return out")
+            scope = dict(namespace)
+            # Safe to exec: built from fixed fragments; every value from a rule file is a bound name.
+            exec(compile("\n".join(lines), f"<streamalert rules {alive}>", "exec"), scope)
+            function = specialized[alive] = scope["_m"]
+        return function
 
-def _without_level(spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in spec.items() if k != "level"}
+    count = len(specs)
+
+    def candidates(message: Any) -> Callable[[Fields, Callable[..., Any]], list[int]]:
+        return specialize(tuple(i for i in range(count) if i not in msg_tests or msg_tests[i](message)))
+
+    cache: dict[str, Callable[[Fields, Callable[..., Any]], list[int]]] = {}
+    when_missing = candidates(MISSING)
+
+    def match(f: Fields) -> list[int]:
+        get = f.get
+        message = get("message", MISSING)
+        if message is MISSING:
+            message = get("event", MISSING)
+            if message is MISSING:
+                message = get("msg", MISSING)
+        if type(message) is str:
+            check = cache.get(message)
+            if check is None:
+                if len(cache) >= MESSAGE_CACHE_SIZE:
+                    cache.clear()
+                check = cache[message] = candidates(message)
+        elif message is MISSING:
+            check = when_missing
+        else:
+            check = candidates(message)  # numbers, null, objects: rare, not cached
+        return check(f, get)
+
+    return match
