@@ -55,6 +55,8 @@ def compile_match(spec: Any, path: str = "match") -> Predicate:
             continue
         if not isinstance(key, str) or not key:
             raise MatchError(key_path, "field names must be non-empty strings")
+        if any(ch in key for ch in '"\\') or any(ord(ch) < 0x20 for ch in key):
+            raise MatchError(key_path, "field names cannot contain quotes, backslashes or control characters")
         test = compile_value_test(sub, key_path, case_insensitive=(key == "level"))
         parts.append(_field(key, test))
     if len(parts) == 1:

@@ -340,3 +340,24 @@ async def test_count_equals_fires_and_resolves_on_both_sides(store: Store) -> No
         expect("10s", "exactly_three", "firing", 3),  # the 0s event leaves: 3 again
         expect("11s", "exactly_three", "resolved", 2),
     ]
+
+
+async def test_timestamp_spellings_agree_and_bad_ones_are_untimed(store: Store) -> None:
+    """The same instant written as Z, offset, epoch s and epoch ms counts as one time; a garbled stamp is
+    untimed (takes the newest time) instead of moving the clock."""
+    lines = [
+        b'{"timestamp": "2026-01-26T09:00:01.500Z", "level": "error"}',
+        b'{"timestamp": "2026-01-26T10:00:01.500+01:00", "level": "error"}',
+        b'{"ts": 1769418001.5, "level": "error"}',
+        b'{"time": 1769418001500, "level": "error"}',
+        b'{"timestamp": "2026-01-26T09:00:01.5x0Z", "level": "error"}',
+        b'{"timestamp": null, "@timestamp": "2026-01-26T09:00:01.500Z", "level": "info"}',
+        b'{"timestamp": "2026-01-26T09:00:40.000Z"}',
+    ]
+    rules = rules_from_yaml(COUNT2.replace("count >= 2", "count >= 5"))
+    sink, summary = await replay_lines(rules, lines, store, batch_lines=2)
+    assert summary.stats.untimed == 1
+    assert [(t["at"], t["state"], t["value"]) for t in sink.as_json()] == [
+        ("2026-01-26T09:00:01.500Z", "firing", 5),
+        ("2026-01-26T09:00:11.500Z", "resolved", 0),
+    ]

@@ -71,6 +71,7 @@ def test_matcher_table(spec: dict[str, Any], record: dict[str, Any], expected: b
         ({"m": ["a", "b"]}, "match.m"),
         ({"any": []}, "match.any"),
         ({"any": [{"m": {"exists": "yes"}}]}, "match.any[0].m.exists"),
+        ({'say "hi"': 1}, 'match.say "hi"'),
     ],
 )
 def test_bad_match_specs_name_the_offending_key(spec: dict[str, Any], path: str) -> None:
