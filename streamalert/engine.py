@@ -20,7 +20,7 @@ import orjson
 
 from streamalert.alerts.lifecycle import Change, step
 from streamalert.config.rules import Rule, label_value
-from streamalert.decode import MILLIS, MISSING, get_path, parse_time
+from streamalert.decode import MILLIS, MISSING, decode_record, get_path, parse_time
 from streamalert.model import AlertState, Fields, Transition
 from streamalert.rules.codegen import Record, compile_rules
 from streamalert.rules.matchers import as_number
@@ -32,9 +32,6 @@ SeriesRef = tuple[int, GroupKey]
 DEFAULT_LATENESS_MS = 30_000
 _NEVER = -(2**62)
 _FOREVER = 2**62
-# Full records (for templates, group_by and aggregates) are decoded only for lines that matched a rule,
-# by the same decoder family that validated the line.
-_FULL_DECODER = msgspec.json.Decoder(dict[str, Any])
 
 
 @dataclass(slots=True)
@@ -106,7 +103,7 @@ class Engine:
         """
         decode, match, millis_of = self._rules.decode, self._rules.match, MILLIS
         second, second_ms = "\0", 0  # the last standard stamp's "YYYY-MM-DDTHH:MM:SS." and its epoch ms
-        decode_error, full, unset = msgspec.DecodeError, _FULL_DECODER.decode, msgspec.UNSET
+        decode_error, full, unset = msgspec.DecodeError, decode_record, msgspec.UNSET  # full: matches only
         stats, lateness = self.stats, self.lateness_ms
         until = _FOREVER if self.until_ms is None else self.until_ms
         done_before, min_accepted = self._done_before, self._min_accepted
@@ -399,7 +396,7 @@ class Engine:
             except msgspec.DecodeError:
                 continue  # cannot happen for lines this engine buffered; a foreign entry is skipped
             if matched:
-                heapq.heappush(self._buffer, (time_ms, seq, raw, _FULL_DECODER.decode(raw), matched))
+                heapq.heappush(self._buffer, (time_ms, seq, raw, decode_record(raw), matched))
 
     def series_count(self) -> int:
         return sum(len(table) for table in self._series)
