@@ -7,6 +7,7 @@ at e leaves the window at exactly e + w. Events reach a series in time order (th
 from __future__ import annotations
 
 from collections import deque
+from fractions import Fraction
 from typing import Any
 
 from streamalert.alerts.lifecycle import INACTIVE, Phase
@@ -91,13 +92,18 @@ class CountSeries:
 
 class AggregateSeries:
     """Numeric samples of one field, merged per millisecond: memory is bounded by the window's length in ms
-    and in practice by the number of distinct event times in it, whatever the event rate."""
+    and in practice by the number of distinct event times in it, whatever the event rate.
+
+    The running total is exact: integers stay ints, and float per-millisecond sums enter it as Fractions.
+    It is therefore always exactly the sum of the entries in the window, whatever was added and removed
+    before, so a series rebuilt from stored entries after a restart gives the same value to the last bit.
+    """
 
     __slots__ = ("entries", "maxq", "minq", "n", "phase", "record", "total")
 
     def __init__(self) -> None:
         self.entries: deque[list[Any]] = deque()  # [time, sum, count, min, max] per distinct ms, ascending
-        self.total: float = 0
+        self.total: int | Fraction = 0
         self.n = 0
         self.minq: deque[tuple[int, float]] = deque()  # monotonic queues for sliding min / max
         self.maxq: deque[tuple[int, float]] = deque()
@@ -108,13 +114,15 @@ class AggregateSeries:
         entries = self.entries
         if entries and entries[-1][0] == now:
             last = entries[-1]
+            self.total -= _exact(last[1])
             last[1] += sample
             last[2] += 1
             last[3] = min(last[3], sample)
             last[4] = max(last[4], sample)
+            self.total += _exact(last[1])
         else:
             entries.append([now, sample, 1, sample, sample])
-        self.total += sample
+            self.total += _exact(sample)
         self.n += 1
         self._push_min(now, sample)
         self._push_max(now, sample)
@@ -134,21 +142,19 @@ class AggregateSeries:
         entries = self.entries
         while entries and entries[0][0] <= cutoff:
             _, total, count, _, _ = entries.popleft()
-            self.total -= total
+            self.total -= _exact(total)
             self.n -= count
-        if not entries:
-            self.total = 0  # no float residue once the window is empty
-            self.n = 0
         while self.minq and self.minq[0][0] <= cutoff:
             self.minq.popleft()
         while self.maxq and self.maxq[0][0] <= cutoff:
             self.maxq.popleft()
 
     def value(self, aggregate: str) -> float:
+        total = self.total
         if aggregate == "sum":
-            return self.total
+            return total if type(total) is int else float(total)
         if aggregate == "avg":
-            return self.total / self.n if self.n else 0.0
+            return float(Fraction(total) / self.n) if self.n else 0.0
         if aggregate == "min":
             return self.minq[0][1] if self.minq else 0.0
         return self.maxq[0][1] if self.maxq else 0.0
@@ -167,7 +173,7 @@ class AggregateSeries:
         series = cls()
         for entry in data[0]:
             series.entries.append(list(entry))
-            series.total += entry[1]
+            series.total += _exact(entry[1])
             series.n += entry[2]
         # Rebuilding the monotonic queues from per-ms extrema gives the same window min / max.
         for entry in series.entries:
@@ -206,6 +212,10 @@ class AbsenceSeries:
 
 
 Series = CountSeries | AggregateSeries | AbsenceSeries
+
+
+def _exact(value: float) -> int | Fraction:
+    return value if type(value) is int else Fraction(value)
 
 
 def _phase_dump(phase: Phase) -> list[Any]:

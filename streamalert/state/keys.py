@@ -16,8 +16,8 @@ WINDOW_TTL_MARGIN_MS: Final = 86_400_000
 
 
 def _tag(namespace: str) -> str:
-    if "{" in namespace or "}" in namespace:
-        raise ValueError(f"namespace {namespace!r} must not contain braces")
+    if not namespace or "{" in namespace or "}" in namespace:
+        raise ValueError(f"namespace {namespace!r} must be non-empty and contain no braces (it is the hash tag)")
     return f"{PREFIX}:{{{namespace}}}"
 
 

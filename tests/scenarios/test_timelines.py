@@ -361,3 +361,20 @@ async def test_timestamp_spellings_agree_and_bad_ones_are_untimed(store: Store) 
         ("2026-01-26T09:00:01.500Z", "firing", 5),
         ("2026-01-26T09:00:11.500Z", "resolved", 0),
     ]
+
+
+async def test_float_sums_are_exact_and_survive_restarts(store: Store) -> None:
+    """Float samples sum exactly: when 0.1 leaves, 0.2 + 0.3 is 0.5, not 0.5000000000000001 > 0.5."""
+    rules = rules_from_yaml("rules:\n- {name: s, match: {svc: a}, window: 10s, condition: sum(n) > 0.5}\n")
+    lines = [
+        line("0s", svc="a", n=0.1),
+        line("1s", svc="a", n=0.2),
+        line("2s", svc="a", n=0.3),
+        line("10.5s", svc="a", n=0.0),
+        line("60s", svc="a", n=0.0),
+    ]
+    sink, _ = await replay_lines(rules, lines, store, lateness_ms=0, batch_lines=1)
+    assert [(t["at"], t["state"], t["value"]) for t in sink.as_json()] == [
+        ("2026-01-26T09:00:02.000Z", "firing", 0.6),
+        ("2026-01-26T09:00:10.000Z", "resolved", 0.5),  # the 0.1 leaves: 0.2 + 0.3 is exactly 0.5
+    ]
