@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,26 +45,48 @@ async def run(
     sink: TransitionSink,
     on_batch: Callable[[Batch], None] | None = None,
 ) -> RunSummary:
-    """Drive the engine over a source to its end, checkpointing into the store after every batch."""
+    """Drive the engine over a source to its end, checkpointing into the store after every batch.
+
+    A batch's checkpoint is committed while the next batch is decoded (one commit in flight, in order).
+    Its transitions are handed on, and the batch acknowledged, only once the commit has succeeded: state
+    first, so a crash in between can lose a message but never counts an event twice.
+    """
     ttl = rule_ttls(engine.rules, engine.lateness_ms)
     engine.restore(await store.load(engine.rule_ids))
     lines = malformed = 0
+    in_flight: _Commit | None = None
     async for batch in source.batches():
         lines += len(batch.lines)
         malformed += decode_and_accept(engine, batch.lines)
         engine.advance()
-        await _commit(engine, store, sink, ttl)
-        await source.ack(batch)
-        if on_batch is not None:
-            on_batch(batch)
+        if in_flight is not None:
+            await in_flight.done(source, sink, on_batch)
+        in_flight = await _Commit.start(engine, store, ttl, batch)
     engine.finish()
-    await _commit(engine, store, sink, ttl)
+    if in_flight is not None:
+        await in_flight.done(source, sink, on_batch)
+    await (await _Commit.start(engine, store, ttl, None)).done(source, sink, on_batch)
     return RunSummary(lines, malformed, engine.stats)
 
 
-async def _commit(engine: Engine, store: Store, sink: TransitionSink, ttl: dict[str, int]) -> None:
-    # State first, then hand transitions on: a crash in between loses a message, never double-counts.
-    transitions = engine.drain()
-    await store.commit(engine.checkpoint(), ttl)
-    if transitions:
-        sink.write(transitions)
+class _Commit:
+    """One checkpoint on its way to the store, with what must wait for it: transitions and the batch ack."""
+
+    def __init__(self, task: asyncio.Task[None], transitions: list[Transition], batch: Batch | None) -> None:
+        self.task, self.transitions, self.batch = task, transitions, batch
+
+    @classmethod
+    async def start(cls, engine: Engine, store: Store, ttl: dict[str, int], batch: Batch | None) -> _Commit:
+        transitions = engine.drain()
+        task = asyncio.ensure_future(store.commit(engine.checkpoint(), ttl))
+        await asyncio.sleep(0)  # let the commit go out before the next batch keeps this thread busy
+        return cls(task, transitions, batch)
+
+    async def done(self, source: Source, sink: TransitionSink, on_batch: Callable[[Batch], None] | None) -> None:
+        await self.task
+        if self.transitions:
+            sink.write(self.transitions)
+        if self.batch is not None:
+            await source.ack(self.batch)
+            if on_batch is not None:
+                on_batch(self.batch)
