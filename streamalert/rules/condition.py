@@ -22,7 +22,7 @@ _CONDITION = re.compile(
     r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"
 )
 # Count windows keep at least this many newest event times, so that `value` is exact in ordinary use.
-MIN_EXACT_EVENTS = 256
+MIN_EXACT_EVENTS = 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -378,3 +378,17 @@ async def test_float_sums_are_exact_and_survive_restarts(store: Store) -> None:
         ("2026-01-26T09:00:02.000Z", "firing", 0.6),
         ("2026-01-26T09:00:10.000Z", "resolved", 0.5),  # the 0.1 leaves: 0.2 + 0.3 is exactly 0.5
     ]
+
+
+async def test_count_beyond_the_exact_capacity_folds_into_buckets(store: Store) -> None:
+    """6,001 events (one per ms) overflow the 1,024 exact times; `value` then comes from the folded buckets
+    (exact here, the events being uniform) and the transition times stay exact."""
+    rules = rules_from_yaml(
+        "rules:\n- {name: flood, match: {level: error}, window: 10s, condition: count >= 1, for: 10500ms}\n"
+    )
+    lines = [line(f"{ms}ms", level="error") for ms in range(6001)] + [line("20s")]
+    sink, _ = await replay_lines(rules, lines, store, batch_lines=1000)
+    assert [(t["at"], t["state"], t["value"]) for t in sink.as_json()] == [
+        ("2026-01-26T09:00:10.500Z", "firing", 5500),  # window (0.5s, 10.5s] holds events 501..6000 ms
+        ("2026-01-26T09:00:16.000Z", "resolved", 0),  # the 6000 ms event leaves at 16s
+    ]
