@@ -6,9 +6,12 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.exceptions import RedisError
 
 from streamalert.clock import Stopwatch
-from streamalert.config.rules import RuleLoadError, load_rules
+from streamalert.config.rules import Rule, RuleLoadError, load_rules
 from streamalert.decode import parse_time
 from streamalert.durations import parse_duration
 from streamalert.engine import Engine
@@ -45,18 +48,28 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--until", help="stop the clock here (ISO 8601 or epoch seconds); later events are ignored")
     replay.add_argument("--state", default="memory://", help="memory:// (default) or redis://host:port/db?namespace=x")
     replay.add_argument("--reset-state", action="store_true", help="forget stored state before replaying")
+    replay.add_argument(
+        "--resume", action="store_true", help="continue the stored state: these files carry on where its input ended"
+    )
     replay.add_argument("--lateness", default="30s", help="how far behind the newest event a record may arrive")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     return parser
 
 
-def _check(args: argparse.Namespace) -> int:
+def _load(path: str) -> list[Rule] | None:
+    """Rules from a file or folder; on problems, print each with file, rule and field, and return None."""
     try:
-        rules = load_rules(args.path)
+        return load_rules(path)
     except RuleLoadError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"{len(exc.problems)} problem(s) found", file=sys.stderr)
+        return None
+
+
+def _check(args: argparse.Namespace) -> int:
+    rules = _load(args.path)
+    if rules is None:
         return 1
     windows = sum(1 for r in rules if r.kind == "window")
     files = len({r.source for r in rules})
@@ -64,12 +77,13 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StateInUse(Exception):
+    """The state store already holds a run's state and the user did not say what to do with it."""
+
+
 def _replay(args: argparse.Namespace) -> int:
-    try:
-        rules = load_rules(args.rules)
-    except RuleLoadError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    rules = _load(args.rules)
+    if rules is None:
         return 1
     try:
         lateness = parse_duration(args.lateness)
@@ -84,37 +98,51 @@ def _replay(args: argparse.Namespace) -> int:
             return 2
     try:
         source = ReplaySource(args.files)
+        store = _open_store(args.state)
     except OSError as exc:
         print(f"cannot read input: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"--state {redact(args.state)}: {exc}", file=sys.stderr)
         return 2
     writer = JsonLinesWriter(sys.stdout.buffer) if args.format == "jsonl" else TableWriter(sys.stdout.buffer)
     engine = Engine(rules, lateness_ms=lateness, until_ms=until)
     progress = _Progress(source.total_bytes) if sys.stderr.isatty() and not args.no_progress else None
     watch = Stopwatch()
     try:
-        summary = asyncio.run(_replay_async(engine, source, args.state, args.reset_state, writer, progress))
-    except ConnectionError as exc:
-        print(f"state store unreachable: {exc}", file=sys.stderr)
+        summary = asyncio.run(_replay_async(engine, source, store, args, writer, progress))
+    except RedisError as exc:
+        print(f"state store {redact(args.state)}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    except _StateInUse as exc:
+        print(exc, file=sys.stderr)
+        return 2
     writer.close()
     if progress is not None:
         progress.done()
     _print_summary(summary, watch.elapsed())
-    return 0
+    for problem in source.problems:
+        print(f"input problem: {problem}", file=sys.stderr)
+    return 1 if source.problems else 0
 
 
 async def _replay_async(
     engine: Engine,
     source: ReplaySource,
-    state_url: str,
-    reset: bool,
+    store: Store,
+    args: argparse.Namespace,
     writer: JsonLinesWriter | TableWriter,
     progress: _Progress | None,
 ) -> RunSummary:
-    store = _open_store(state_url)
     try:
-        if reset:
+        if args.reset_state:
             await store.reset()
+        elif not args.resume and (await store.load([])).meta:
+            raise _StateInUse(
+                f"--state {redact(args.state)} holds the state of an earlier run: pass --reset-state to start "
+                "over, or --resume if these files continue the input that run read (lines it already took "
+                "would be counted twice)"
+            )
         return await run(engine, source, store, writer, progress.update if progress else None)
     finally:
         await store.close()
@@ -125,7 +153,17 @@ def _open_store(url: str) -> Store:
         return MemoryStore()
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisStore.from_url(url)
-    raise SystemExit(f"--state: unsupported URL {url!r} (use memory:// or redis://host:port/db)")
+    raise ValueError("unsupported URL (use memory:// or redis://host:port/db?namespace=NAME)")
+
+
+def redact(url: str) -> str:
+    """A URL fit for messages: any user name or password is replaced by ***."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _is_number(text: str) -> bool:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import msgspec
@@ -20,74 +21,91 @@ MESSAGE_KEYS: Final = ("message", "event", "msg")
 # Epoch numbers above this are milliseconds (1e11 s is the year 5138, 1e11 ms is 1973).
 _EPOCH_MS_THRESHOLD: Final = 100_000_000_000
 
-_ISO_TAIL = re.compile(r"(?:[.,](\d+))?(Z|z|[+-]\d\d(?::?\d\d)?)?")
+_ISO_TAIL = re.compile(r"(?:[.,]([0-9]+))?(Z|z|[+-][0-9][0-9](?::?[0-9][0-9])?)?")
+_CANONICAL_HEAD = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 # "YYYY-MM-DDTHH:MM:SS" -> epoch ms of that second (UTC).
 SECOND_CACHE: dict[str, int] = {}
 MILLIS: Final = {f"{ms:03d}": ms for ms in range(1000)}  # "123" -> 123: faster than int(), and digits only
 
 
 _RECORD_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
-decode_record = _RECORD_DECODER.decode  # bytes -> dict; raises msgspec.DecodeError unless one JSON object
+decode_record = _RECORD_DECODER.decode  # bytes -> dict; raises one of DECODE_ERRORS unless one JSON object
+# What decoding a hostile line can raise: bad JSON or not an object, bad UTF-8, nesting deeper than the stack.
+DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 def decode_line(line: bytes) -> Fields | None:
     """The JSON object on this line; None when it is not one (truncated, not UTF-8, array, scalar)."""
     try:
         return decode_record(line)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return None
 
 
 def event_time_ms(fields: Fields) -> int | None:
     """Event time from the first present of timestamp, @timestamp, time, ts; None when none is usable."""
-    for key in TIME_KEYS:
-        value = fields.get(key)
-        if value is not None:
+    return time_from(fields.get(key) for key in TIME_KEYS)
+
+
+def time_from(values: Iterable[Any]) -> int | None:
+    """The time of the first value that is present and not null (None or msgspec.UNSET mean absent)."""
+    for value in values:
+        if value is not None and value is not msgspec.UNSET:
             return parse_time(value)
     return None
 
 
 def parse_time(value: Any) -> int | None:
-    """ISO 8601 (Z, offset, or none meaning UTC) or epoch seconds/milliseconds as a JSON number."""
+    """ISO 8601 (Z, offset, or none meaning UTC) or epoch seconds/milliseconds as a JSON number.
+
+    Times outside 1970-01-01 .. 9999-12-31 are unusable (None): they could not be printed, and one such
+    record would drag the clock to a year nothing else reaches.
+    """
     kind = type(value)
     if kind is str:
-        return _parse_iso(value)
-    if kind is int or kind is float:
+        ms = _parse_iso(value)
+    elif kind is int or kind is float:
         if not math.isfinite(value) or value < 0:
             return None
-        return int(value) if value >= _EPOCH_MS_THRESHOLD else round(value * 1000)
-    return None
+        ms = int(value) if value >= _EPOCH_MS_THRESHOLD else round(value * 1000)
+    else:
+        return None
+    return ms if ms is not None and 0 <= ms <= MAX_TIME_MS else None
 
 
 def _parse_iso(text: str) -> int | None:
-    # Fast path: "YYYY-MM-DDTHH:MM:SS" is cached per second; the tail (fraction, zone) is parsed by hand.
-    if len(text) >= 19 and text[4] == "-" and text[10] in "Tt ":
-        head = text[:19]
-        base = SECOND_CACHE.get(head)
-        if base is None:
-            try:
-                base = int(datetime.fromisoformat(head).replace(tzinfo=UTC).timestamp()) * 1000
-            except ValueError:
-                return _parse_iso_slow(text)
-            if len(SECOND_CACHE) > 100_000:
-                SECOND_CACHE.clear()
-            SECOND_CACHE[head] = base
-        if len(text) == 24 and text[19] == "." and text[23] == "Z" and text[20:23].isdigit():
-            return base + int(text[20:23])  # the common structlog spelling, "...T09:15:00.123Z"
-        tail = _ISO_TAIL.fullmatch(text, 19)
-        if tail is None:
-            return _parse_iso_slow(text)
-        frac, zone = tail.groups()
-        ms = base
-        if frac:
-            ms += int((frac + "00")[:3])
-        if zone and zone not in ("Z", "z"):
-            sign = 1 if zone[0] == "+" else -1
-            digits = zone[1:].replace(":", "")
-            minutes = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) >= 4 else 0)
-            ms -= sign * minutes * 60_000
-        return ms
-    return _parse_iso_slow(text)
+    # Fast path: a canonical "YYYY-MM-DDTHH:MM:SS" head is cached per second; the tail (fraction, zone) is
+    # read by hand. Anything else goes to datetime.fromisoformat.
+    if len(text) < 19 or _CANONICAL_HEAD.match(text) is None:
+        return _parse_iso_slow(text)
+    head = text[:19]
+    base = SECOND_CACHE.get(head)
+    if base is None:
+        try:
+            base = _ms(datetime.fromisoformat(head).replace(tzinfo=UTC))
+        except ValueError:
+            return None
+        if len(SECOND_CACHE) > 100_000:
+            SECOND_CACHE.clear()
+        SECOND_CACHE[head] = base
+    if len(text) == 24 and text[19] == "." and text[23] == "Z":
+        millis = MILLIS.get(text[20:23])  # the common structlog spelling, "...T09:15:00.123Z"
+        return None if millis is None else base + millis
+    tail = _ISO_TAIL.fullmatch(text, 19)
+    if tail is None:
+        return _parse_iso_slow(text)
+    frac, zone = tail.groups()
+    ms = base
+    if frac:
+        ms += int((frac + "00")[:3])
+    if zone and zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        minutes = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) >= 4 else 0)
+        ms -= sign * minutes * 60_000
+    return ms
 
 
 def _parse_iso_slow(text: str) -> int | None:
@@ -97,7 +115,15 @@ def _parse_iso_slow(text: str) -> int | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
+    try:
+        return _ms(parsed)
+    except OverflowError:
+        return None
+
+
+def _ms(moment: datetime) -> int:
+    """Exact epoch milliseconds (integer arithmetic; sub-millisecond digits are dropped)."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 _MISSING: Final = object()
@@ -125,10 +151,6 @@ def get_message(fields: Fields) -> Any:
         if value is not _MISSING:
             return value
     return _MISSING
-
-
-def is_missing(value: Any) -> bool:
-    return value is _MISSING
 
 
 MISSING: Final = _MISSING

@@ -23,9 +23,19 @@ import orjson
 
 from streamalert.alerts.lifecycle import Change, step
 from streamalert.config.rules import Rule, label_value
-from streamalert.decode import MILLIS, MISSING, decode_record, format_ms, get_path, parse_time
+from streamalert.decode import (
+    DECODE_ERRORS,
+    MILLIS,
+    MISSING,
+    decode_line,
+    decode_record,
+    format_ms,
+    get_path,
+    parse_time,
+    time_from,
+)
 from streamalert.model import AlertState, Fields, Transition
-from streamalert.rules.codegen import Record, compile_rules
+from streamalert.rules.codegen import compile_rules
 from streamalert.rules.matchers import as_number
 from streamalert.rules.series import AbsenceSeries, AggregateSeries, CountSeries, Series
 from streamalert.state.base import Changes, Snapshot
@@ -131,10 +141,10 @@ class Engine:
         rules = self._rules
         try:
             records = list(map(rules.decode, lines))
-            stamps: list[str] = list(map(_STAMP_OF, records))
-            if set(map(len, stamps)) != {24}:  # TypeError when a stamp is missing, null or a number
-                return False
-        except (msgspec.DecodeError, TypeError):
+        except DECODE_ERRORS:
+            return False
+        stamps: list[str] = list(map(_STAMP_OF, records))
+        if set(map(type, stamps)) != {str} or set(map(len, stamps)) != {24}:
             return False
         # Canonical stamps order like their times. Checking each distinct second and millisecond part once
         # checks them all: a batch has a few dozen seconds and at most a thousand millisecond parts.
@@ -148,23 +158,18 @@ class Engine:
             raise AssertionError("stamps were checked with the batch")
         newest = _NEVER if self._newest is None else self._newest
         lateness = self.lateness_ms
-        if high_ms > (self.until_ms or _FOREVER):
+        if high_ms > (_FOREVER if self.until_ms is None else self.until_ms):
             return False
-        # Late: below the floor the batch starts with, or more than `lateness` behind the newest line before
-        # it. Only lines below the running maximum can be the latter, and those are few.
-        late: set[int] = set()
-        floor = max(self._done_before, newest - lateness)
-        if low_ms < floor:
-            late.update(
-                itertools.compress(itertools.count(), map(operator.lt, stamps, itertools.repeat(format_ms(floor))))
-            )
-        running = list(itertools.accumulate(stamps, max))
-        for k in itertools.compress(range(1, len(stamps)), map(operator.lt, stamps[1:], running)):
-            behind, ahead = parse_time(stamps[k]), parse_time(running[k - 1])
-            if behind is None or ahead is None:
-                raise AssertionError("stamps were checked with the batch")
-            if behind < ahead - lateness:
-                late.add(k)
+        late = _late_lines(stamps, max(self._done_before, newest - lateness), lateness, low_ms)
+        # Full records of the matched lines, decoded before anything changes: a line the full decoder refuses
+        # sends the batch down the line-by-line path, which counts it as malformed.
+        taken: list[tuple[int, list[int], Fields]] = []
+        try:
+            for k, matched in enumerate(map(rules.match, records)):
+                if matched and k not in late:
+                    taken.append((k, matched, decode_record(lines[k])))
+        except DECODE_ERRORS:
+            return False
         self.stats.late += len(late)
         if len(late) == len(stamps):
             return True
@@ -176,15 +181,14 @@ class Engine:
             if earliest_ms is not None and (self._min_accepted is None or earliest_ms < self._min_accepted):
                 self._min_accepted = earliest_ms
         buffer, pending_new, seq = self._buffer, self._pending_new, self._seq
-        for k, matched in enumerate(map(rules.match, records)):
-            if matched and k not in late:
-                time_ms = parse_time(stamps[k])
-                if time_ms is None:
-                    raise AssertionError("stamps were checked with the batch")
-                line = lines[k]
-                seq += 1
-                heapq.heappush(buffer, (time_ms, seq, line, decode_record(line), matched))
-                pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
+        for k, matched, fields in taken:
+            time_ms = parse_time(stamps[k])
+            if time_ms is None:
+                raise AssertionError("stamps were checked with the batch")
+            line = lines[k]
+            seq += 1
+            heapq.heappush(buffer, (time_ms, seq, line, fields, matched))
+            pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
         self.stats.matched += seq - self._seq
         self._seq = seq
         return True
@@ -196,7 +200,7 @@ class Engine:
         """
         decode, match, millis_of = self._rules.decode, self._rules.match, MILLIS
         second, second_ms = "\0", 0  # the last standard stamp's "YYYY-MM-DDTHH:MM:SS." and its epoch ms
-        decode_error, full, unset = msgspec.DecodeError, decode_record, msgspec.UNSET  # full: matches only
+        full, unset = decode_record, msgspec.UNSET  # full: for matched lines only
         stats, lateness = self.stats, self.lateness_ms
         until = _FOREVER if self.until_ms is None else self.until_ms
         done_before, min_accepted = self._done_before, self._min_accepted
@@ -208,7 +212,7 @@ class Engine:
         for line in lines:
             try:
                 record = decode(line)
-            except decode_error:
+            except DECODE_ERRORS:
                 malformed += 1
                 continue
             stamp = record.a0  # `timestamp` (codegen gives the time keys the attributes a0..a3)
@@ -218,11 +222,20 @@ class Engine:
                 millis = millis_of.get(stamp[20:23])
                 time_ms = second_ms + millis if millis is not None else None
             elif stamp is unset or stamp is None:
-                time_ms = self._record_time(record)
+                time_ms = time_from((record.a1, record.a2, record.a3))  # @timestamp, time, ts
             else:
                 time_ms = parse_time(stamp)
                 if time_ms is not None and type(stamp) is str and len(stamp) == 24 and stamp[19::4] == ".Z":
-                    second, second_ms = stamp[:20], time_ms - millis_of[stamp[20:23]]
+                    millis = millis_of.get(stamp[20:23])
+                    if millis is not None:
+                        second, second_ms = stamp[:20], time_ms - millis
+            matched = match(record)
+            if matched:
+                try:
+                    fields = full(line)  # before the clock moves: a line refused here is malformed, nothing else
+                except DECODE_ERRORS:
+                    malformed += 1
+                    continue
             if time_ms is None:
                 if newest == _NEVER:
                     stats.untimed_dropped += 1
@@ -241,23 +254,14 @@ class Engine:
                 floor = max(floor, done_before)
             if track_min and (min_accepted is None or time_ms < min_accepted):
                 min_accepted = time_ms
-            matched = match(record)
             if matched:
                 seq += 1
-                heapq.heappush(buffer, (time_ms, seq, line, full(line), matched))
+                heapq.heappush(buffer, (time_ms, seq, line, fields, matched))
                 pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
         stats.matched += seq - self._seq
         self._seq, self._min_accepted = seq, min_accepted
         self._newest = None if newest == _NEVER else newest
         return malformed
-
-    def _record_time(self, record: Record) -> int | None:
-        """Event time from the first non-null of timestamp, @timestamp, time, ts (decode.event_time_ms)."""
-        for attr in self._rules.time_attrs:
-            value = getattr(record, attr)
-            if value is not msgspec.UNSET and value is not None:
-                return parse_time(value)
-        return None
 
     def advance(self) -> None:
         """Process every instant strictly before the horizon (newest - lateness)."""
@@ -314,9 +318,9 @@ class Engine:
                 batch.append(heapq.heappop(buffer))
             if len(batch) > 1:
                 batch.sort(key=lambda p: p[2])  # same-ms events in a stable order, whatever their arrival
-            for _, _, _, fields, matched in batch:
+            for _, _, line, fields, matched in batch:
                 for i in matched:
-                    ref = self._observe(i, fields, now)
+                    ref = self._observe(i, fields, line, now)
                     if ref is not None:
                         touched[ref] = None
         timers = self._timers
@@ -350,7 +354,7 @@ class Engine:
 
     # ---- series --------------------------------------------------------------------------------------------
 
-    def _observe(self, i: int, fields: Fields, now: int) -> SeriesRef | None:
+    def _observe(self, i: int, fields: Fields, line: bytes, now: int) -> SeriesRef | None:
         prep = self._prep[i]
         rule = prep.rule
         key = tuple(label_value(_group_value(fields, f)) for f in rule.group_by) if rule.group_by else ()
@@ -375,7 +379,7 @@ class Engine:
             assert isinstance(series, AggregateSeries)
             series.observe(now, int(sample) if sample.is_integer() and abs(sample) < 2**53 else sample)
         if rule.keeps_record:
-            series.record = fields
+            series.record = line.decode()  # the raw line: stored and checkpointed as is, decoded to render
         return (i, key)
 
     def _evaluate(self, i: int, key: GroupKey, now: int) -> None:
@@ -417,16 +421,14 @@ class Engine:
             self._deleted.add((i, key))
         self._schedule(i, key)
 
-    def _emit(
-        self, i: int, key: GroupKey, now: int, state: AlertState, value: float | int, record: Fields | None
-    ) -> None:
+    def _emit(self, i: int, key: GroupKey, now: int, state: AlertState, value: float | int, record: str | None) -> None:
         rule = self.rules[i]
         if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
             value = int(value)  # 300.0 seconds prints as 300, identically on every backend
         labels = dict(rule.labels)
         labels.update(zip(rule.group_by, key, strict=True))
         label_pairs = tuple(sorted(labels.items()))
-        ctx = record if record is not None else {}
+        ctx = (decode_line(record.encode()) or {}) if record is not None else {}
         annotations = tuple((name, t.render(value, rule.name, labels, ctx)) for name, t in rule.annotations)
         self._out.append(Transition(now, rule.name, state, label_pairs, value, annotations))
         self.stats.transitions += 1
@@ -486,24 +488,32 @@ class Engine:
             seq, raw = int.from_bytes(member[:8], "big"), member[8:]
             try:
                 matched = self._rules.match(self._rules.decode(raw))
-            except msgspec.DecodeError:
+                fields = decode_record(raw)
+            except DECODE_ERRORS:
                 continue  # cannot happen for lines this engine buffered; a foreign entry is skipped
             if matched:
-                heapq.heappush(self._buffer, (time_ms, seq, raw, decode_record(raw), matched))
+                heapq.heappush(self._buffer, (time_ms, seq, raw, fields, matched))
 
     def series_count(self) -> int:
         return sum(len(table) for table in self._series)
 
-    def series_of(self, rule_name: str) -> dict[GroupKey, Series]:
-        for i, rule in enumerate(self.rules):
-            if rule.name == rule_name:
-                return self._series[i]
-        raise KeyError(rule_name)
 
-
-def decode_and_accept(engine: Engine, lines: Sequence[bytes]) -> int:
-    """Decode lines and hand them to the engine; return how many were not JSON objects."""
-    return engine.accept_lines(lines)
+def _late_lines(stamps: list[str], floor: int, lateness: int, low_ms: int) -> set[int]:
+    """Indexes of the late lines of a batch of canonical stamps: below the floor the batch starts with, or
+    more than `lateness` behind the newest line before them. Only lines below the running maximum can be
+    the latter, and those are few, so C-level list operations find them."""
+    late: set[int] = set()
+    if low_ms < floor:
+        below = map(operator.lt, stamps, itertools.repeat(format_ms(floor)))
+        late.update(itertools.compress(itertools.count(), below))
+    running = list(itertools.accumulate(stamps, max))
+    for k in itertools.compress(range(1, len(stamps)), map(operator.lt, stamps[1:], running)):
+        behind, ahead = parse_time(stamps[k]), parse_time(running[k - 1])
+        if behind is None or ahead is None:
+            raise AssertionError("stamps were checked with the batch")
+        if behind < ahead - lateness:
+            late.add(k)
+    return late
 
 
 def _group_value(fields: Fields, path: str) -> Any:

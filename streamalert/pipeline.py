@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from streamalert.config.rules import Rule
-from streamalert.engine import Engine, EngineStats, decode_and_accept
+from streamalert.engine import Engine, EngineStats
 from streamalert.model import Transition
 from streamalert.sources import Batch, Source
 from streamalert.state import keys
@@ -57,7 +57,7 @@ async def run(
     in_flight: _Commit | None = None
     async for batch in source.batches():
         lines += len(batch.lines)
-        malformed += decode_and_accept(engine, batch.lines)
+        malformed += engine.accept_lines(batch.lines)
         engine.advance()
         if in_flight is not None:
             await in_flight.done(source, sink, on_batch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -46,9 +47,6 @@ class Condition:
             return bound * Fraction(window_ms, 1000)
         return bound
 
-    def holds_count(self, count: int, window_ms: int) -> bool:
-        return OPS[self.op](Fraction(count), self.count_threshold(window_ms))  # type: ignore[arg-type]
-
     def holds(self, value: float) -> bool:
         return OPS[self.op](value, self.threshold)
 
@@ -67,6 +65,8 @@ def parse_condition(text: str) -> Condition:
             "with OP one of > >= < <= =="
         )
     aggregate, field, op, number = found.groups()
+    if not math.isfinite(float(number)):
+        raise ValueError(f"invalid condition {text!r}: the threshold {number} is not a finite number")
     if aggregate in ("count", "rate") and field is not None:
         raise ValueError(f"invalid condition {text!r}: {aggregate} takes no field")
     if aggregate not in ("count", "rate") and field is None:

@@ -11,7 +11,6 @@ from fractions import Fraction
 from typing import Any
 
 from streamalert.alerts.lifecycle import INACTIVE, Phase
-from streamalert.model import Fields
 
 # Count windows fold events beyond their exact capacity into this many sub-buckets per window.
 BUCKETS_PER_WINDOW = 64
@@ -31,7 +30,7 @@ class CountSeries:
         self.times: deque[int] = deque()
         self.older: dict[int, int] = {}
         self.phase: Phase = INACTIVE
-        self.record: Fields | None = None
+        self.record: str | None = None  # the last matching line, when an annotation reads record fields
 
     def observe(self, now: int, capacity: int, window_ms: int) -> None:
         self.times.append(now)
@@ -108,7 +107,7 @@ class AggregateSeries:
         self.minq: deque[tuple[int, float]] = deque()  # monotonic queues for sliding min / max
         self.maxq: deque[tuple[int, float]] = deque()
         self.phase: Phase = INACTIVE
-        self.record: Fields | None = None
+        self.record: str | None = None  # the last matching line, when an annotation reads record fields
 
     def observe(self, now: int, sample: float) -> None:
         entries = self.entries
@@ -127,15 +126,24 @@ class AggregateSeries:
         self._push_min(now, sample)
         self._push_max(now, sample)
 
+    # Monotonic queues hold at most one entry per millisecond: a later sample of the same millisecond either
+    # replaces that entry or is dominated by it, so the queues never outgrow `entries`.
+
     def _push_min(self, now: int, sample: float) -> None:
-        while self.minq and self.minq[-1][1] >= sample:
-            self.minq.pop()
-        self.minq.append((now, sample))
+        minq = self.minq
+        if minq and minq[-1][0] == now and minq[-1][1] <= sample:
+            return
+        while minq and minq[-1][1] >= sample:
+            minq.pop()
+        minq.append((now, sample))
 
     def _push_max(self, now: int, sample: float) -> None:
-        while self.maxq and self.maxq[-1][1] <= sample:
-            self.maxq.pop()
-        self.maxq.append((now, sample))
+        maxq = self.maxq
+        if maxq and maxq[-1][0] == now and maxq[-1][1] >= sample:
+            return
+        while maxq and maxq[-1][1] <= sample:
+            maxq.pop()
+        maxq.append((now, sample))
 
     def evict(self, now: int, window_ms: int) -> None:
         cutoff = now - window_ms
@@ -193,7 +201,7 @@ class AbsenceSeries:
         self.last_seen = last_seen
         self.firing = False
         self.silence_ms = 0
-        self.record: Fields | None = None
+        self.record: str | None = None  # the last matching line, when an annotation reads record fields
 
     def observe(self, now: int) -> None:
         self.silence_ms = now - self.last_seen

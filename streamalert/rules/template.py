@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import msgspec
+
 from streamalert.decode import MISSING, get_message, get_path
 from streamalert.model import Fields
 
@@ -47,6 +49,8 @@ def parse_template(text: str) -> Template:
         root = name.split(".", 1)[0]
         if root == "labels" and "." not in name:
             raise ValueError("placeholder {{ labels }} needs a label name, e.g. {{ labels.severity }}")
+        if root in ("value", "rule") and name != root:
+            raise ValueError(f"placeholder {{{{ {name} }}}}: {root} has no fields")
         if root not in BUILTINS:
             uses_record = True
         parts.append(text[pos : found.start()])
@@ -60,9 +64,13 @@ def parse_template(text: str) -> Template:
 
 
 def format_value(value: float | int) -> str:
-    """Numbers as people write them: 3, 0.1, 1.25e+06 only when huge."""
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e15):
+    """Numbers as people write them: 3, 0.183333, 1500000.5; exponents only beyond 1e15 or below 1e-6."""
+    if isinstance(value, int):
+        return str(value)
+    if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
+    if 1e-6 <= abs(value) < 1e15:
+        return f"{value:.6f}".rstrip("0").rstrip(".")
     return f"{value:.6g}"
 
 
@@ -80,4 +88,9 @@ def _lookup(name: str, value: float | int, rule: str, labels: Mapping[str, str],
         return "true" if found else "false"
     if isinstance(found, (int, float)):
         return format_value(found)
-    return str(found)
+    if isinstance(found, str):
+        return found
+    try:
+        return msgspec.json.encode(found, order="sorted").decode()  # objects as JSON, not Python's repr
+    except (TypeError, ValueError, RecursionError):
+        return str(found)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -13,7 +13,6 @@ class Batch:
 
     lines: list[bytes]
     position: int = 0
-    meta: dict[str, int] = field(default_factory=dict)
 
 
 class Source(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import sys
+import zlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from io import BufferedReader, FileIO
 from pathlib import Path
@@ -20,23 +21,28 @@ class ReplaySource:
     def __init__(self, paths: Sequence[str | Path], batch_lines: int = DEFAULT_BATCH_LINES) -> None:
         self.paths = [Path(p) for p in paths]
         self.batch_lines = batch_lines
+        for path in self.paths:
+            if path.is_dir():
+                raise IsADirectoryError(f"{path} is a folder; give the log files in it")
         self.total_bytes = sum(_size(p) for p in self.paths)
-        self.lines_read = 0
+        self.problems: list[str] = []  # files that ended early (a truncated or corrupt gzip), for the summary
 
     async def batches(self) -> AsyncIterator[Batch]:
         done_bytes = 0
         for path in self.paths:
             with _open_path(path) as raw:
-                stream = _open(raw)
                 lines: list[bytes] = []
-                for line in stream:
-                    lines.append(line.rstrip(b"\r\n"))
-                    if len(lines) >= self.batch_lines:
-                        self.lines_read += len(lines)
-                        yield Batch(lines, done_bytes + (raw.tell() if raw.seekable() else 0))
-                        lines = []
+                count = 0
+                try:
+                    for line in _open(raw):
+                        lines.append(line.rstrip(b"\r\n"))
+                        if len(lines) >= self.batch_lines:
+                            count += len(lines)
+                            yield Batch(lines, done_bytes + (raw.tell() if raw.seekable() else 0))
+                            lines = []
+                except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+                    self.problems.append(f"{path}: unreadable after {count + len(lines)} lines ({exc})")
                 if lines:
-                    self.lines_read += len(lines)
                     yield Batch(lines, done_bytes + (raw.tell() if raw.seekable() else 0))
             done_bytes += _size(path)
 

@@ -27,6 +27,7 @@ class RedisStore:
     """Engine state in Redis, shared by every process that uses the same namespace."""
 
     def __init__(self, client: aioredis.Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
+        keys.meta(namespace)  # refuses a namespace that cannot be a hash tag, before any connection
         self._redis = client
         self.namespace = namespace
 

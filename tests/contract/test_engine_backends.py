@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamalert.engine import Engine, decode_and_accept
+from streamalert.engine import Engine
 from streamalert.model import Transition
 from streamalert.output import transition_json
 from streamalert.pipeline import rule_ttls, run
@@ -176,7 +176,7 @@ async def replay_with_restarts(
                 return rendered(out), await store.load(RULE_IDS)
             engine.restore(await store.load(engine.rule_ids))
             for first in range(start, end, batch_lines):
-                decode_and_accept(engine, lines[first : min(first + batch_lines, end)])
+                engine.accept_lines(lines[first : min(first + batch_lines, end)])
                 engine.advance()
                 out.extend(engine.drain())
                 await store.commit(engine.checkpoint(), ttl)

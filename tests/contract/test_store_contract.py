@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
@@ -370,10 +371,7 @@ async def test_redis_same_namespace_shares_state(redis_url: str) -> None:
 
 @pytest.mark.redis
 async def test_redis_namespace_with_braces_is_refused(redis_url: str) -> None:
-    """A namespace containing a brace would break the hash tag, so the store refuses to use it."""
-    store = RedisStore.from_url(f"{redis_url}?namespace=a{{b")
-    try:
+    """A namespace containing a brace (or none at all) would break the hash tag: refused at construction."""
+    for namespace in ("a{b", "a}b", ""):
         with pytest.raises(ValueError, match="braces"):
-            await store.load([R1])
-    finally:
-        await store.close()
+            RedisStore(aioredis.Redis.from_url(redis_url), namespace)

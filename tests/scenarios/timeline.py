@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
-
-import orjson
 
 from streamalert.decode import format_ms
 from streamalert.durations import parse_duration
@@ -31,7 +30,7 @@ def line(offset: str | None, **fields: Any) -> bytes:
     if offset is not None:
         record["timestamp"] = iso(offset)
     record.update(fields)
-    return orjson.dumps(record)
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()  # any int, any depth
 
 
 def expect(
