@@ -842,7 +842,7 @@ def main(argv: list[str] | None = None) -> int:
         if redis_result.series != memory.series:
             raise AssertionError(f"series count differs: memory {memory.series}, redis {redis_result.series}")
     else:
-        print("replay rds skipped (no redis-server on PATH; --redis or --redis-url to require it)")
+        print("replay rds skipped (--no-redis, or no redis-server on PATH; --redis or --redis-url to require it)")
     same = " (identical on memory and redis)" if redis_result is not None else ""
     print(f"transitions {len(memory.transitions):,}{same}")
     print(f"series     {memory.series:,}")

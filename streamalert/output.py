@@ -38,30 +38,26 @@ class JsonLinesWriter:
 
 
 class TableWriter:
-    """A fixed-width table; rows stream as they are decided."""
+    """A table for people: rows are collected and printed, aligned, when the run ends."""
 
     HEADER = ("AT (UTC)", "STATE", "RULE", "VALUE", "LABELS", "SUMMARY")
 
     def __init__(self, out: IO[bytes]) -> None:
         self._out = out
-        self._header_done = False
+        self._rows: list[tuple[str, ...]] = [self.HEADER]
 
     def write(self, transitions: list[Transition]) -> None:
-        if not self._header_done:
-            self._row(self.HEADER)
-            self._header_done = True
         for t in transitions:
             labels = ",".join(f"{k}={v}" for k, v in t.labels)
             summary = dict(t.annotations).get("summary", "")
-            self._row((format_ms(t.at_ms), t.state.value, t.rule, format_value(t.value), labels, summary))
-
-    def _row(self, cells: tuple[str, ...]) -> None:
-        widths = (24, 8, 34, 9, 40)
-        line = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=False))
-        line += "  " + cells[-1]
-        self._out.write(line.rstrip().encode() + b"\n")
+            self._rows.append((format_ms(t.at_ms), t.state.value, t.rule, format_value(t.value), labels, summary))
 
     def close(self) -> None:
-        if not self._header_done:
+        if len(self._rows) == 1:
             self._out.write(b"(no transitions)\n")
+        else:
+            widths = [max(len(row[c]) for row in self._rows) for c in range(len(self.HEADER) - 1)]
+            for row in self._rows:
+                cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)] + [row[-1]]
+                self._out.write("  ".join(cells).rstrip().encode() + b"\n")
         self._out.flush()
