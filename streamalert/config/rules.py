@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -13,14 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streamalert.durations import parse_duration
 from streamalert.rules.condition import Condition, parse_condition
-from streamalert.rules.matchers import MatchError, Predicate, compile_match
+from streamalert.rules.matchers import MatchError, compile_match
 from streamalert.rules.template import Template, parse_template
 
 
 class RuleSpec(BaseModel):
     """One rule as written in YAML; unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")  # `for` only by its alias: `for_` is an unknown key
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
     match: dict[str, Any]
@@ -37,7 +38,7 @@ class RuleSpec(BaseModel):
 class RuleFileSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rules: list[dict[str, Any]]
+    rules: list[Any]  # each item is checked on its own, so one bad item hides nothing about the others
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,6 @@ class Rule:
     name: str
     source: str
     kind: Literal["window", "absence"]
-    predicate: Predicate
     group_by: tuple[str, ...]
     labels: tuple[tuple[str, str], ...]
     annotations: tuple[tuple[str, Template], ...]
@@ -94,19 +94,14 @@ def load_rules(path: str | Path) -> list[Rule]:
     rules: list[Rule] = []
     seen: dict[str, str] = {}
     for file in files:
-        for rule in _load_file(file, problems):
-            if rule.name in seen:
-                problems.append(
-                    Problem(
-                        str(file),
-                        rule.name,
-                        "name",
-                        f"duplicate rule name (first defined in {seen[rule.name]})",
-                    )
-                )
+        for name, rule in _load_file(file, problems):
+            if name in seen:
+                message = f"duplicate rule name (first defined in {seen[name]})"
+                problems.append(Problem(str(file), name, "name", message))
                 continue
-            seen[rule.name] = str(file)
-            rules.append(rule)
+            seen[name] = str(file)
+            if rule is not None:
+                rules.append(rule)
     if problems:
         raise RuleLoadError(problems)
     return rules
@@ -123,7 +118,8 @@ def _rule_files(path: Path) -> list[Path]:
     return [path]
 
 
-def _load_file(file: Path, problems: list[Problem]) -> list[Rule]:
+def _load_file(file: Path, problems: list[Problem]) -> list[tuple[str, Rule | None]]:
+    """(name, rule) for every named rule of the file, rule None when it has problems (all in `problems`)."""
     name = str(file)
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
@@ -139,14 +135,32 @@ def _load_file(file: Path, problems: list[Problem]) -> list[Rule]:
         for err in exc.errors():
             problems.append(Problem(name, None, _loc(err["loc"]), err["msg"]))
         return []
-    out = []
+    out: list[tuple[str, Rule | None]] = []
     for index, item in enumerate(spec.rules):
-        rule_name = item.get("name") if isinstance(item.get("name"), str) else f"#{index + 1}"
-        before = len(problems)
-        rule = _compile(name, str(rule_name), item, problems)
-        if rule is not None and len(problems) == before:
-            out.append(rule)
+        if not isinstance(item, dict):
+            problems.append(Problem(name, None, f"rules[{index}]", f"must be a map of rule fields, got {_kind(item)}"))
+            continue
+        rule_name = item.get("name")
+        if not isinstance(rule_name, str):
+            _compile(name, f"rules[{index}]", item, problems)  # no name to list it by: only its problems count
+            continue
+        out.append((rule_name, _compile(name, rule_name, item, problems)))
     return out
+
+
+def _kind(value: Any) -> str:
+    """What a YAML value is, in YAML's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -157,31 +171,44 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 
 def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Problem]) -> Rule | None:  # noqa: PLR0915 (one linear pass over the fields reads better than jumps)
+    """Check one rule map, appending every problem found; the Rule only when there are none.
+
+    Pydantic checks the shape (keys, basic types). The semantic checks then run on the raw fields, so a
+    shape error in one field hides nothing about the others; a field of the wrong basic type was already
+    reported by pydantic and is skipped here.
+    """
+    before = len(problems)
+
     def problem(field_name: str | None, message: str) -> None:
         problems.append(Problem(file, rule_name, field_name, message))
 
+    spec: RuleSpec | None = None
     try:
         spec = RuleSpec.model_validate(item)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = _loc(err["loc"]).replace("for_", "for")
-            message = err["msg"]
-            if err["type"] == "extra_forbidden":
-                message = "unknown key"
-            problem(loc, message)
-        return None
+            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            problem(_loc(err["loc"]), message)
 
-    try:
-        predicate = compile_match(spec.match)
-    except MatchError as exc:
-        problem(exc.path, exc.message)
-        predicate = _never
+    def text(key: str) -> str | None:
+        value = item.get(key)
+        return value if isinstance(value, str) else None
 
-    def duration(field_name: str, text: str | None, positive: bool = True) -> int:
-        if text is None:
+    def present(key: str) -> bool:
+        return item.get(key) is not None
+
+    match = item.get("match")
+    if isinstance(match, dict):
+        match_errors: list[MatchError] = []
+        compile_match(match, errors=match_errors)  # validation only: the engine compiles via rules/codegen.py
+        for error in match_errors:
+            problem(error.path, error.message)
+
+    def duration(field_name: str, value: str | None, positive: bool = True) -> int:
+        if value is None:
             return 0
         try:
-            ms = parse_duration(text)
+            ms = parse_duration(value)
         except ValueError as exc:
             problem(field_name, str(exc))
             return 0
@@ -189,63 +216,81 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
             problem(field_name, "must be greater than zero")
         return ms
 
-    templates: list[tuple[str, Template]] = []
-    for key, text in spec.annotations.items():
-        try:
-            templates.append((key, parse_template(text)))
-        except ValueError as exc:
-            problem(f"annotations.{key}", str(exc))
+    raw_group_by = item.get("group_by", [])
+    raw_labels = item.get("labels", {})
+    group_by = [g for g in raw_group_by if isinstance(g, str)] if isinstance(raw_group_by, list) else []
+    labels = [k for k in raw_labels if isinstance(k, str)] if isinstance(raw_labels, dict) else []
+    # The label names a template may use; unknown when labels or group_by is not even a map / a list.
+    known_labels = (
+        list(dict.fromkeys([*labels, *group_by]))
+        if isinstance(raw_group_by, list) and isinstance(raw_labels, dict)
+        else None
+    )
 
-    overlap = set(spec.group_by) & set(spec.labels)
+    templates: list[tuple[str, Template]] = []
+    raw_annotations = item.get("annotations")
+    if isinstance(raw_annotations, dict):
+        for key, value in raw_annotations.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                continue
+            try:
+                template = parse_template(value)
+            except ValueError as exc:
+                problem(f"annotations.{key}", str(exc))
+                continue
+            templates.append((key, template))
+            if known_labels is None:
+                continue
+            for part in template.parts[1::2]:
+                label = part.removeprefix("labels.")
+                if part.startswith("labels.") and label not in known_labels:
+                    known = ", ".join(known_labels) if known_labels else "none, the rule has no labels or group_by"
+                    problem(f"annotations.{key}", f"unknown label {label!r} (known: {known})")
+
+    overlap = set(group_by) & set(labels)
     if overlap:
         problem("labels", f"{sorted(overlap)} also in group_by; a label must come from one place")
-    if len(set(spec.group_by)) != len(spec.group_by):
+    if len(set(group_by)) != len(group_by):
         problem("group_by", "repeated field")
 
     kind: Literal["window", "absence"]
     window_ms = for_ms = absent_ms = 0
     condition: Condition | None = None
-    expect: list[tuple[str, ...]] = []
-    if spec.absent_for is not None:
+    if present("absent_for"):
         kind = "absence"
-        for key in ("window", "condition", "for_"):
-            if getattr(spec, key) is not None:
-                problem(
-                    key.rstrip("_"),
-                    "not allowed with absent_for (an absence rule has no window or condition)",
-                )
-        absent_ms = duration("absent_for", spec.absent_for)
-        for i, group in enumerate(spec.expect):
-            if set(group) != set(spec.group_by):
-                problem(f"expect[{i}]", f"keys {sorted(group)} must be exactly group_by {spec.group_by}")
-                continue
-            expect.append(tuple(_label_value(group[k]) for k in spec.group_by))
+        for key in ("window", "condition", "for"):
+            if present(key):
+                problem(key, "not allowed with absent_for (an absence rule has no window or condition)")
+        absent_ms = duration("absent_for", text("absent_for"))
+        raw_expect = item.get("expect")
+        if isinstance(raw_expect, list) and isinstance(raw_group_by, list):
+            for i, group in enumerate(raw_expect):
+                if isinstance(group, dict) and set(group) != set(group_by):
+                    problem(f"expect[{i}]", f"keys {sorted(map(str, group))} must be exactly group_by {group_by}")
     else:
         kind = "window"
-        if spec.expect:
+        if item.get("expect"):
             problem("expect", "only allowed on absence rules (absent_for)")
-        if spec.window is None:
+        if not present("window"):
             problem("window", "required (or absent_for for an absence rule)")
-        if spec.condition is None:
+        if not present("condition"):
             problem("condition", "required, e.g. `count >= 1`")
-        window_ms = duration("window", spec.window)
-        for_ms = duration("for", spec.for_, positive=False)
-        if spec.condition is not None:
+        window_ms = duration("window", text("window"))
+        for_ms = duration("for", text("for"), positive=False)
+        condition_text = text("condition")
+        if condition_text is not None:
             try:
-                condition = parse_condition(spec.condition)
+                condition = parse_condition(condition_text)
             except ValueError as exc:
                 problem("condition", str(exc))
-    if kind == "window" and condition is None:
+
+    if spec is None or len(problems) > before:
         return None
-    digest_source = orjson.dumps(
-        [kind, spec.match, spec.group_by, window_ms, spec.condition, for_ms, absent_ms],
-        option=orjson.OPT_SORT_KEYS,
-    )
+    digest_source = _json_bytes([kind, spec.match, spec.group_by, window_ms, spec.condition, for_ms, absent_ms])
     return Rule(
         name=spec.name,
         source=file,
         kind=kind,
-        predicate=predicate,
         group_by=tuple(spec.group_by),
         labels=tuple(sorted(spec.labels.items())),
         annotations=tuple(templates),
@@ -254,7 +299,7 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         condition=condition,
         for_ms=for_ms,
         absent_ms=absent_ms,
-        expect=tuple(expect),
+        expect=tuple(tuple(_label_value(group[k]) for k in spec.group_by) for group in spec.expect),
         keeps_record=any(t.uses_record for _, t in templates),
         match_spec=spec.match,
     )
@@ -268,13 +313,23 @@ def _label_value(value: Any) -> str:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return str(value)  # its JSON spelling, at any size (orjson stops at 64 bits)
+    if isinstance(value, float):
         return orjson.dumps(value).decode()
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return _json_bytes(value).decode()
 
 
 label_value = _label_value
 
 
-def _never(fields: dict[str, Any]) -> bool:
-    return False
+def _json_bytes(value: Any) -> bytes:
+    """Compact JSON with sorted keys: orjson's bytes, or the same spelling from `json` where orjson refuses.
+
+    orjson refuses integers beyond 64 bits (YAML and msgspec both produce them); `json` writes every int,
+    and whatever else YAML can produce (dates) as its `str`.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()

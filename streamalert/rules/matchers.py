@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,42 +27,78 @@ class MatchError(ValueError):
         self.message = message
 
 
+# A numeric string: ASCII digits, an optional sign, an optional fraction and exponent; no spaces, no
+# underscores, no other digits, no "inf"/"nan" words. Leading zeros and a leading '+' are accepted
+# ("007", "+5"): logs write them, and they are still plainly numbers. Digits are needed on both sides
+# of a '.', as in JSON ("5." and ".5" are not numbers).
+NUMERIC_STRING = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_numeric = NUMERIC_STRING.fullmatch
+
+
 def as_number(value: Any) -> float | None:
-    """A finite number from a JSON number or a numeric string; None for anything else (bools included)."""
+    """A finite number from a JSON number or a NUMERIC_STRING; None for anything else (bools included).
+
+    Values that do not fit a finite float (an integer of hundreds of digits, "1e999") are not numbers.
+    """
     kind = type(value)
-    if kind is int or kind is float:
-        return float(value) if math.isfinite(value) else None
-    if kind is str:
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is int:
         try:
-            number = float(value)
-        except ValueError:
+            return float(value)
+        except OverflowError:
             return None
+    if kind is str:
+        if _numeric(value) is None:
+            return None
+        number = float(value)
         return number if math.isfinite(number) else None
     return None
 
 
-def compile_match(spec: Any, path: str = "match") -> Predicate:
-    """A predicate that holds when every entry of the match map holds (`any:` entries are ORs)."""
+def compile_match(spec: Any, path: str = "match", errors: list[MatchError] | None = None) -> Predicate:
+    """A predicate that holds when every entry of the match map holds (`any:` entries are ORs).
+
+    Without `errors`, the first problem is raised as a MatchError. With `errors`, every problem is appended
+    to it and compilation goes on, so one call reports them all; the predicate returned is then only
+    meaningful if nothing was appended.
+    """
     if not isinstance(spec, Mapping):
-        raise MatchError(path, "must be a map of field: matcher")
+        return _fail(errors, MatchError(path, "must be a map of field: matcher"))
     parts: list[Predicate] = []
     for key, sub in spec.items():
         key_path = f"{path}.{key}"
         if key == "any":
             if not isinstance(sub, list) or not sub:
-                raise MatchError(key_path, "must be a non-empty list of match maps")
-            alternatives = [compile_match(alt, f"{key_path}[{i}]") for i, alt in enumerate(sub)]
+                parts.append(_fail(errors, MatchError(key_path, "must be a non-empty list of match maps")))
+                continue
+            alternatives = [compile_match(alt, f"{key_path}[{i}]", errors) for i, alt in enumerate(sub)]
             parts.append(_any_of(alternatives))
             continue
         if not isinstance(key, str) or not key:
-            raise MatchError(key_path, "field names must be non-empty strings")
+            parts.append(_fail(errors, MatchError(key_path, "field names must be non-empty strings")))
+            continue
         if any(ch in key for ch in '"\\') or any(ord(ch) < 0x20 for ch in key):
-            raise MatchError(key_path, "field names cannot contain quotes, backslashes or control characters")
-        test = compile_value_test(sub, key_path, case_insensitive=(key == "level"))
+            message = "field names cannot contain quotes, backslashes or control characters"
+            parts.append(_fail(errors, MatchError(key_path, message)))
+            continue
+        test = compile_value_test(sub, key_path, case_insensitive=(key == "level"), errors=errors)
         parts.append(_field(key, test))
     if len(parts) == 1:
         return parts[0]
     return _all_of(parts)
+
+
+def _fail(errors: list[MatchError] | None, error: MatchError) -> Callable[[Any], bool]:
+    """Raise `error`, or, when collecting, append it and stand in with a test that never holds."""
+    if errors is None:
+        raise error
+    errors.append(error)
+    return _never
+
+
+def _never(value: Any) -> bool:
+    return False
 
 
 def _any_of(alternatives: list[Predicate]) -> Predicate:
@@ -80,26 +117,40 @@ def _field(name: str, test: ValueTest) -> Predicate:
     return lambda fields: test(fields.get(name, MISSING))
 
 
-def compile_value_test(spec: Any, path: str, case_insensitive: bool = False) -> ValueTest:
-    """A test of one field's value (MISSING when absent) from a scalar or an operator map."""
+def compile_value_test(
+    spec: Any, path: str, case_insensitive: bool = False, errors: list[MatchError] | None = None
+) -> ValueTest:
+    """A test of one field's value (MISSING when absent) from a scalar or an operator map.
+
+    `errors` works as in compile_match: None raises the first problem, a list collects all of them.
+    """
     if not isinstance(spec, Mapping):
         if isinstance(spec, list):
-            raise MatchError(path, "a list is not a matcher; use {in: [...]} for a set of values")
-        return _equals(spec, case_insensitive)
+            return _fail(errors, MatchError(path, "a list is not a matcher; use {in: [...]} for a set of values"))
+        try:
+            return _equals(spec, case_insensitive, path)
+        except MatchError as exc:
+            return _fail(errors, exc)
     if not spec:
-        raise MatchError(path, "empty matcher map")
+        return _fail(errors, MatchError(path, "empty matcher map"))
     tests: list[ValueTest] = []
     for op, arg in spec.items():
         op_path = f"{path}.{op}"
         if op not in OPERATORS:
-            raise MatchError(op_path, f"unknown matcher {op!r} (known: {', '.join(OPERATORS)})")
-        tests.append(_operator(op, arg, op_path, case_insensitive))
+            message = f"unknown matcher {op!r} (known: {', '.join(OPERATORS)})"
+            tests.append(_fail(errors, MatchError(op_path, message)))
+            continue
+        try:
+            tests.append(_operator(op, arg, op_path, case_insensitive, errors))
+        except MatchError as exc:
+            tests.append(_fail(errors, exc))
     if len(tests) == 1:
         return tests[0]
     return lambda value: all(t(value) for t in tests)
 
 
-def _operator(op: str, arg: Any, path: str, case_insensitive: bool) -> ValueTest:
+def _operator(op: str, arg: Any, path: str, case_insensitive: bool, errors: list[MatchError] | None) -> ValueTest:
+    """The test of one operator; raises MatchError on a bad argument (`errors` is for a nested `not`)."""
     if op == "contains":
         if not isinstance(arg, str) or not arg:
             raise MatchError(path, "must be a non-empty string")
@@ -126,7 +177,7 @@ def _operator(op: str, arg: Any, path: str, case_insensitive: bool) -> ValueTest
             raise MatchError(path, "must be a non-empty list of scalars")
         for item in arg:
             _check_scalar(item, path)
-        alternatives = [_equals(item, case_insensitive) for item in arg]
+        alternatives = [_equals(item, case_insensitive, path) for item in arg]
         return lambda v: any(eq(v) for eq in alternatives)
     if op in ("gt", "gte", "lt", "lte"):
         bound = as_number(arg)
@@ -138,7 +189,10 @@ def _operator(op: str, arg: Any, path: str, case_insensitive: bool) -> ValueTest
             raise MatchError(path, "must be true or false")
         return (lambda v: v is not MISSING) if arg else (lambda v: v is MISSING)
     # op == "not"
-    inner = compile_value_test(arg, path, case_insensitive)
+    before = len(errors) if errors is not None else 0
+    inner = compile_value_test(arg, path, case_insensitive, errors)
+    if errors is not None and len(errors) > before:
+        return _never  # keep the stand-in of a broken inner matcher from turning into "always"
     return lambda v: not inner(v)
 
 
@@ -160,14 +214,16 @@ def _check_scalar(value: Any, path: str) -> None:
         raise MatchError(path, f"expected a scalar, got {type(value).__name__}")
 
 
-def _equals(expected: Any, case_insensitive: bool) -> ValueTest:
+def _equals(expected: Any, case_insensitive: bool, path: str) -> ValueTest:
     """Equality with JSON-aware types: strings to strings, numbers to numbers or numeric strings."""
     if expected is None:
         return lambda v: v is None
     if isinstance(expected, bool):
         return lambda v: v is expected
     if isinstance(expected, (int, float)):
-        target = float(expected)
+        target = as_number(expected)
+        if target is None:
+            raise MatchError(path, f"not a finite number: {expected!r}")
         return lambda v: type(v) is not bool and as_number(v) == target
     text = str(expected)
     if case_insensitive:

@@ -105,3 +105,53 @@ def test_replay_cli_prints_jsonl_and_a_summary(capsys: pytest.CaptureFixture[str
     captured = capsys.readouterr()
     assert captured.out.encode() == (ROOT / "examples" / "expected-transitions.jsonl").read_bytes()
     assert "5502 lines read, 3 skipped as malformed, 0 late" in captured.err
+
+
+EVERY_KIND = """
+rules:
+  - name: shape_and_meaning
+    match: {y: [1, 2], z: {not: {}}, n: {gt: " 10"}}
+    window: 5 minutes
+    condition: count >= 1
+    severity: critical
+    labels: {sev: 3, severity: high}
+    group_by: [host, host]
+    annotations: {summary: "{{ labels.sev }} {{ labels.severity }} on {{ labels.hots }}"}
+  - 42
+  - [a]
+  - name: heartbeat
+    match: {container: beat}
+    absent_for: 5m
+    group_by: [account]
+    expect: [{account: 123456789012345678901234567890}, {acount: 1}]
+  - name: fine_with_a_huge_number
+    match: {account: 123456789012345678901234567890}
+    window: 1m
+    condition: count >= 1
+"""
+
+
+def test_check_prints_every_problem_of_every_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Non-map items, shape errors, each bad matcher, unknown template labels: all printed, exit 1."""
+    path = tmp_path / "every.yaml"
+    path.write_text(EVERY_KIND)
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    rule = f"{path}: rule 'shape_and_meaning': "
+    expected_prefixes = [
+        f"{rule}labels.sev: Input should be a valid string",
+        f"{rule}severity: unknown key",
+        f"{rule}match.y: a list is not a matcher",
+        f"{rule}match.z.not: empty matcher map",
+        f"{rule}match.n.gt: must be a number, got ' 10'",
+        f"{rule}annotations.summary: unknown label 'hots' (known: sev, severity, host)",
+        f"{rule}group_by: repeated field",
+        f"{rule}window: invalid duration",
+        f"{path}: rules[1]: must be a map of rule fields, got a number (42)",
+        f"{path}: rules[2]: must be a map of rule fields, got a list",
+        f"{path}: rule 'heartbeat': expect[1]: keys ['acount'] must be exactly group_by ['account']",
+        "11 problem(s) found",
+    ]
+    assert len(err) == len(expected_prefixes), "\n".join(err)
+    for line, prefix in zip(err, expected_prefixes, strict=True):
+        assert line.startswith(prefix), (line, prefix)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from streamalert.rules.matchers import MatchError, compile_match
+from streamalert.rules.matchers import MatchError, as_number, compile_match
 
 CASES: list[tuple[dict[str, Any], dict[str, Any], bool]] = [
     ({"level": "error"}, {"level": "ERROR"}, True),  # level is case-insensitive
@@ -52,6 +52,25 @@ CASES: list[tuple[dict[str, Any], dict[str, Any], bool]] = [
     ({"any": [{"level": "error"}, {"n": {"gt": 5}}]}, {"level": "info", "n": 6}, True),
     ({"any": [{"level": "error"}, {"n": {"gt": 5}}]}, {"level": "info", "n": 5}, False),
     ({"service": "revel", "any": [{"level": "error"}]}, {"service": "crm", "level": "error"}, False),
+    # Numeric strings: ASCII digits, optional sign, fraction and exponent; nothing else Python's float() takes.
+    ({"n": {"gte": 10}}, {"n": "+10"}, True),
+    ({"n": {"gte": 10}}, {"n": "010"}, True),  # leading zeros, as in zero-padded log fields
+    ({"n": {"gte": 10}}, {"n": "1.5e1"}, True),
+    ({"n": {"gte": 10}}, {"n": "1E+2"}, True),
+    ({"n": {"lt": 0}}, {"n": "-0.5"}, True),
+    ({"n": {"gte": 10}}, {"n": " 10 "}, False),  # no spaces
+    ({"n": {"gte": 10}}, {"n": "10\n"}, False),
+    ({"n": {"gte": 10}}, {"n": "1_0"}, False),  # no underscores
+    ({"n": {"gte": 10}}, {"n": "١٠"}, False),  # Arabic-Indic digits
+    ({"n": {"gte": 10}}, {"n": "１０"}, False),  # fullwidth digits
+    ({"n": {"gte": 10}}, {"n": "infinity"}, False),
+    ({"n": {"gte": 10}}, {"n": "1e999"}, False),  # digits, but beyond a finite float
+    ({"n": {"gte": 10}}, {"n": "0x10"}, False),
+    ({"n": {"gte": 10}}, {"n": "10."}, False),  # digits on both sides of a '.'
+    ({"n": {"lt": 1}}, {"n": ".5"}, False),
+    ({"status": 500}, {"status": " 500"}, False),  # equality reads numeric strings the same way
+    ({"status": 500}, {"status": "5_00"}, False),
+    ({"status": 500}, {"status": "+500"}, True),
 ]
 
 
@@ -72,6 +91,8 @@ def test_matcher_table(spec: dict[str, Any], record: dict[str, Any], expected: b
         ({"any": []}, "match.any"),
         ({"any": [{"m": {"exists": "yes"}}]}, "match.any[0].m.exists"),
         ({'say "hi"': 1}, 'match.say "hi"'),
+        ({"n": float("inf")}, "match.n"),
+        ({"n": {"in": [1, float("nan")]}}, "match.n.in"),
     ],
 )
 def test_bad_match_specs_name_the_offending_key(spec: dict[str, Any], path: str) -> None:
@@ -85,3 +106,54 @@ def test_regex_uses_re2_so_catastrophic_patterns_stay_linear() -> None:
     """A pattern that backtracks exponentially in Python's re is linear under RE2."""
     predicate = compile_match({"message": {"regex": "(a+)+$"}})
     assert predicate({"message": "a" * 50_000 + "!"}) is False
+
+
+BROKEN_EVERYWHERE: dict[str, Any] = {
+    "y": [1, 2],
+    "ok": "fine",
+    "z": {"not": {}},
+    "any": [{"a": {"gt": "many"}}, {"b": {"regex": "("}}],
+    "w": {"contain": "x", "in": []},
+    "v": {"not": {"exists": "yes"}},
+}
+BROKEN_PATHS = [
+    "match.y",
+    "match.z.not",
+    "match.any[0].a.gt",
+    "match.any[1].b.regex",
+    "match.w.contain",
+    "match.w.in",
+    "match.v.not.exists",
+]
+
+
+def test_collecting_mode_reports_every_bad_matcher_in_order() -> None:
+    """With an error list, compile_match appends every problem of the match map, nested ones included."""
+    errors: list[MatchError] = []
+    compile_match(BROKEN_EVERYWHERE, errors=errors)
+    assert [e.path for e in errors] == BROKEN_PATHS
+
+
+def test_without_an_error_list_the_first_problem_is_raised() -> None:
+    """Callers that pass no list (codegen) still get the first problem raised."""
+    with pytest.raises(MatchError) as info:
+        compile_match(BROKEN_EVERYWHERE)
+    assert info.value.path == "match.y"
+
+
+def test_collecting_mode_compiles_a_valid_spec_unchanged() -> None:
+    """A valid spec appends nothing and gives the same predicate as without a list."""
+    errors: list[MatchError] = []
+    predicate = compile_match({"level": "error", "n": {"not": {"gt": 5}}}, errors=errors)
+    assert errors == []
+    assert predicate({"level": "ERROR", "n": 3}) is True
+    assert predicate({"level": "ERROR", "n": 6}) is False
+
+
+def test_integers_beyond_float_range_are_not_numbers() -> None:
+    """A record integer too big for a float never matches a numeric test, and never raises."""
+    huge = 10**400
+    assert as_number(huge) is None
+    assert compile_match({"n": {"gte": 10}})({"n": huge}) is False
+    assert compile_match({"n": 10})({"n": huge}) is False
+    assert as_number(123456789012345678901234567890) == 1.2345678901234568e29  # big but finite: a number
