@@ -53,6 +53,7 @@ GENERATOR_VERSION = 2  # bump whenever the generator's output changes, so stale 
 TARGET_MEMORY = 0.5  # replay (memory store) lines/s as a fraction of parse-only lines/s
 TARGET_REDIS = 0.4
 PARSE_RUNS = 3
+REPLAY_RUNS = 2
 
 # ---- synthetic log stream ----------------------------------------------------------------------------------
 #
@@ -755,9 +756,21 @@ async def _replay(rules: list[Rule], lines: Sequence[bytes], store: Store, reset
     return Replay(seconds, summary, sink.transitions, engine.series_count())
 
 
-def time_replay(rules: list[Rule], lines: Sequence[bytes], store: Store, reset: bool = False) -> Replay:
-    gc.collect()
-    return asyncio.run(_replay(rules, lines, store, reset))
+def time_replay(
+    rules: list[Rule], lines: Sequence[bytes], make_store: Callable[[], Store], reset: bool = False
+) -> Replay:
+    """Best of REPLAY_RUNS replays, each with a fresh engine and an empty store (the first run also pays for
+    warming process-wide caches, as the parse-only baseline's first run does)."""
+    best: Replay | None = None
+    for _ in range(REPLAY_RUNS):
+        gc.collect()
+        result = asyncio.run(_replay(rules, lines, make_store(), reset))
+        if best is not None and result.transitions != best.transitions:
+            raise AssertionError("two replays of the same input differ")
+        if best is None or result.seconds < best.seconds:
+            best = result
+    assert best is not None
+    return best
 
 
 def profile_replay(rules: list[Rule], lines: Sequence[bytes], top: int = 25) -> None:
@@ -803,17 +816,19 @@ def main(argv: list[str] | None = None) -> int:
 
     parse_s = time_parse(lines)
     parse_lps = len(lines) / parse_s
-    memory = time_replay(rules, lines, MemoryStore())
+    memory = time_replay(rules, lines, MemoryStore)
     memory_lps = len(lines) / memory.seconds
 
     redis_result: Replay | None = None
     if args.redis_url:
         redis_result = time_replay(
-            rules, lines, RedisStore.from_url(_redis_url_with_namespace(args.redis_url)), reset=True
+            rules, lines, lambda: RedisStore.from_url(_redis_url_with_namespace(args.redis_url)), reset=True
         )
     elif not args.no_redis and (args.redis or shutil.which("redis-server")):
         with redis_server() as url:
-            redis_result = time_replay(rules, lines, RedisStore.from_url(_redis_url_with_namespace(url)), reset=True)
+            redis_result = time_replay(
+                rules, lines, lambda: RedisStore.from_url(_redis_url_with_namespace(url)), reset=True
+            )
 
     stats = memory.summary.stats
     print(
