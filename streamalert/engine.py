@@ -10,7 +10,6 @@ then evaluate every series touched by them or by a timer due at T, in (rule, gro
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
@@ -26,10 +25,8 @@ from streamalert.decode import (
     DECODE_ERRORS,
     MILLIS,
     MISSING,
-    SECOND_CACHE,
     decode_line,
     decode_record,
-    format_ms,
     get_path,
     parse_time,
     time_from,
@@ -38,6 +35,7 @@ from streamalert.model import AlertState, Fields, Transition
 from streamalert.rules.codegen import compile_rules
 from streamalert.rules.matchers import as_number
 from streamalert.rules.series import AbsenceSeries, AggregateSeries, CountSeries, Series
+from streamalert.stamps import canonical, late_lines, stamp_ms
 from streamalert.state.base import Changes, Snapshot
 
 GroupKey = tuple[str, ...]
@@ -45,31 +43,6 @@ SeriesRef = tuple[int, GroupKey]
 DEFAULT_LATENESS_MS = 30_000
 _NEVER = -(2**62)
 _STAMP_OF = operator.attrgetter("a0")  # `timestamp` of a record (codegen gives the time keys a0..a3)
-_SHAPE = b"0000-00-00T00:00:00.000Z"
-_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
-
-
-def _canonical(stamps: list[str]) -> bool:
-    """Whether every stamp is "YYYY-MM-DDTHH:MM:SS.mmmZ" with ASCII digits and minutes and seconds below 60.
-
-    Such stamps sort like their times. Together with a valid first and last stamp on one date (checked by
-    the caller) every stamp between them is then a real time. Done on the joined text, at C speed."""
-    try:
-        joined = "".join(stamps).encode("ascii")  # TypeError: a stamp that is not a string
-    except (TypeError, UnicodeEncodeError):
-        return False
-    return (
-        joined.translate(_DIGITS_TO_ZERO) == _SHAPE * len(stamps)
-        and max(joined[14::24], default=0) <= 0x35  # tens of minutes: 0-5
-        and max(joined[17::24], default=0) <= 0x35  # tens of seconds: 0-5
-    )
-
-
-def _stamp_ms(stamp: str) -> int | None:
-    """Epoch ms of a canonical stamp: two dictionary lookups once its second has been seen."""
-    base = SECOND_CACHE.get(stamp[:19])
-    return parse_time(stamp) if base is None else base + MILLIS[stamp[20:23]]
-
 
 _FOREVER = 2**62
 
@@ -159,7 +132,7 @@ class Engine:
         except DECODE_ERRORS:
             return False
         stamps: list[str] = list(map(_STAMP_OF, records))
-        if not _canonical(stamps):
+        if not canonical(stamps):
             return False
         low, high = min(stamps), max(stamps)
         low_ms, high_ms = parse_time(low), parse_time(high)
@@ -169,7 +142,7 @@ class Engine:
         lateness = self.lateness_ms
         if high_ms > (_FOREVER if self.until_ms is None else self.until_ms):
             return False
-        late = _late_lines(stamps, max(self._done_before, newest - lateness), lateness, low_ms)
+        late = late_lines(stamps, max(self._done_before, newest - lateness), lateness, low_ms)
         # Full records of the matched lines, decoded before anything changes: a line the full decoder refuses
         # sends the batch down the line-by-line path, which counts it as malformed.
         taken: list[tuple[int, list[int], Fields]] = []
@@ -191,7 +164,7 @@ class Engine:
                 self._min_accepted = earliest_ms
         buffer, pending_new, seq = self._buffer, self._pending_new, self._seq
         for k, matched, fields in taken:
-            time_ms = _stamp_ms(stamps[k])
+            time_ms = stamp_ms(stamps[k])
             if time_ms is None:
                 raise AssertionError("stamps were checked with the batch")
             line = lines[k]
@@ -505,39 +478,6 @@ class Engine:
 
     def series_count(self) -> int:
         return sum(len(table) for table in self._series)
-
-
-def _late_lines(stamps: list[str], floor: int, lateness: int, low_ms: int) -> set[int]:
-    """Indexes of the late lines of a batch of canonical stamps: below the floor the batch starts with, or
-    more than `lateness` behind the newest line before them.
-
-    Only lines inside a dip (below the running maximum) can be the latter. A dip starts where a stamp is
-    lower than its predecessor; those places are found by one C-level comparison of neighbours, and only
-    the lines of each dip are looked at one by one."""
-    late: set[int] = set()
-    if low_ms < floor:
-        below = map(operator.lt, stamps, itertools.repeat(format_ms(floor)))
-        late.update(itertools.compress(itertools.count(), below))
-    count = len(stamps)
-    peak, scanned = "", 0  # peak = max(stamps[:scanned])
-    for start in itertools.compress(range(1, count), map(operator.lt, stamps[1:], stamps[:-1])):
-        if start < scanned:
-            continue  # inside a dip already walked
-        if scanned < start:
-            peak = max(peak, max(stamps[scanned:start]))  # noqa: PLW3301 (unpacking the slice is slower)
-        peak_ms = _stamp_ms(peak)
-        if peak_ms is None:
-            raise AssertionError("stamps were checked with the batch")
-        end = start
-        while end < count and stamps[end] < peak:
-            behind = _stamp_ms(stamps[end])
-            if behind is None:
-                raise AssertionError("stamps were checked with the batch")
-            if behind < peak_ms - lateness:
-                late.add(end)
-            end += 1
-        scanned = end
-    return late
 
 
 def _group_value(fields: Fields, path: str) -> Any:
