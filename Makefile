@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	scripts/ensure-redis
+	scripts/ensure-tools
 	$(MAKE) lint typecheck pytest
 
 lint: $(STAMP)

@@ -20,8 +20,7 @@ from streamalert.pipeline import RunSummary, run
 from streamalert.sources import Batch
 from streamalert.sources.replay import ReplaySource
 from streamalert.state.base import Store
-from streamalert.state.memory import MemoryStore
-from streamalert.state.redis import RedisStore
+from streamalert.state.stores import open_store
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handler = {"check": _check, "replay": _replay}[args.command]
+    handler = {"check": _check, "replay": _replay, "run": _run}[args.command]
     return handler(args)
 
 
@@ -40,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="validate rule files; print every problem with file, rule and field")
     check.add_argument("path", help="a rule file or a folder of *.yaml")
+
+    run_cmd = sub.add_parser("run", help="live mode: take logs from the configured sources until SIGTERM")
+    run_cmd.add_argument("--config", required=True, help="the service configuration (YAML)")
 
     replay = sub.add_parser("replay", help="run rules over saved logs in event time; print transitions")
     replay.add_argument("files", nargs="+", help="NDJSON log files, plain or .gz")
@@ -98,7 +100,7 @@ def _replay(args: argparse.Namespace) -> int:
             return 2
     try:
         source = ReplaySource(args.files)
-        store = _open_store(args.state)
+        store = open_store(args.state)
     except OSError as exc:
         print(f"cannot read input: {exc}", file=sys.stderr)
         return 2
@@ -148,12 +150,28 @@ async def _replay_async(
         await store.close()
 
 
-def _open_store(url: str) -> Store:
-    if url.startswith("memory:"):
-        return MemoryStore()
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisStore.from_url(url)
-    raise ValueError("unsupported URL (use memory:// or redis://host:port/db?namespace=NAME)")
+def _run(args: argparse.Namespace) -> int:
+    from streamalert import app  # noqa: PLC0415 (the HTTP stack loads only for live mode)
+    from streamalert.config.app import ConfigError, load_config  # noqa: PLC0415
+    from streamalert.telemetry.logging import configure  # noqa: PLC0415
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    configure(config.log_level)
+    rules = _load(str(config.rules))
+    if rules is None:
+        return 1
+    try:
+        return asyncio.run(app.serve(config))
+    except ValueError as exc:
+        print(f"state {redact(config.state)}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"cannot listen on {config.http.listen}: {exc}", file=sys.stderr)
+        return 2
 
 
 def redact(url: str) -> str:

@@ -41,6 +41,8 @@ from streamalert.state.base import Changes, Snapshot
 GroupKey = tuple[str, ...]
 SeriesRef = tuple[int, GroupKey]
 DEFAULT_LATENESS_MS = 30_000
+DEFAULT_MAX_DELAY_MS = 10_000
+DEFAULT_FUTURE_SKEW_MS = 60_000
 _NEVER = -(2**62)
 _STAMP_OF = operator.attrgetter("a0")  # `timestamp` of a record (codegen gives the time keys a0..a3)
 
@@ -56,6 +58,7 @@ class EngineStats:
     untimed: int = 0  # had no usable time and took the newest event time
     untimed_dropped: int = 0  # had no usable time before any event time was known
     beyond_until: int = 0
+    clamped: int = 0  # stamped too far ahead of the wall clock (live mode) and placed at the wall clock
     transitions: int = 0
 
 
@@ -79,10 +82,21 @@ _Pending = tuple[int, int, bytes, Fields, list[int]]
 class Engine:
     """Evaluates compiled rules over a stream of records in event time."""
 
-    def __init__(self, rules: list[Rule], lateness_ms: int = DEFAULT_LATENESS_MS, until_ms: int | None = None):
+    def __init__(
+        self,
+        rules: list[Rule],
+        lateness_ms: int = DEFAULT_LATENESS_MS,
+        until_ms: int | None = None,
+        max_delay_ms: int = DEFAULT_MAX_DELAY_MS,
+        future_skew_ms: int = DEFAULT_FUTURE_SKEW_MS,
+    ):
         self.rules = rules
         self.lateness_ms = lateness_ms
         self.until_ms = until_ms
+        self.max_delay_ms = max_delay_ms  # live mode: how far behind the wall clock a caught-up source may run
+        self.future_skew_ms = future_skew_ms  # live mode: how far ahead of the wall clock a stamp may be
+        self._wall: int | None = None
+        self._ceiling = _FOREVER  # the latest usable stamp of the batch being taken in (wall + skew, live)
         self.stats = EngineStats()
         self._prep = [_prepare(rule) for rule in rules]
         self._rules = compile_rules([rule.match_spec for rule in rules])
@@ -106,7 +120,7 @@ class Engine:
     def newest_ms(self) -> int | None:
         return self._newest
 
-    def accept_lines(self, lines: Sequence[bytes]) -> int:
+    def accept_lines(self, lines: Sequence[bytes], wall_ms: int | None = None) -> int:
         """Decode raw lines and take them in; return how many were not JSON objects.
 
         A record takes the newest time when it has none, is dropped as late when it is more than `lateness`
@@ -114,7 +128,13 @@ class Engine:
         matches a rule. Most batches are well-formed and span a few seconds; they take a bulk path that
         decides lateness and the clock for the whole batch at once. Any other batch takes the line-by-line
         loop. Both give the same result (the property tests replay the same events in many batchings).
+
+        In live mode `wall_ms` is the wall clock: a record stamped more than `future_skew` ahead of it (a host
+        with a skewed clock) is placed at the wall clock instead and counted as clamped, so it cannot drag
+        every window forward.
         """
+        self._ceiling = _FOREVER if wall_ms is None else wall_ms + self.future_skew_ms
+        self._wall = wall_ms
         if self._accept_bulk(lines):
             return 0
         return self._accept_each(lines)
@@ -140,7 +160,7 @@ class Engine:
             return False  # an impossible date (February 30), or a batch across midnight: line by line
         newest = _NEVER if self._newest is None else self._newest
         lateness = self.lateness_ms
-        if high_ms > (_FOREVER if self.until_ms is None else self.until_ms):
+        if high_ms > (_FOREVER if self.until_ms is None else self.until_ms) or high_ms > self._ceiling:
             return False
         late = late_lines(stamps, max(self._done_before, newest - lateness), lateness, low_ms)
         # Full records of the matched lines, decoded before anything changes: a line the full decoder refuses
@@ -185,6 +205,7 @@ class Engine:
         full, unset = decode_record, msgspec.UNSET  # full: for matched lines only
         stats, lateness = self.stats, self.lateness_ms
         until = _FOREVER if self.until_ms is None else self.until_ms
+        ceiling, wall = self._ceiling, self._wall
         done_before, min_accepted = self._done_before, self._min_accepted
         newest = _NEVER if self._newest is None else self._newest  # a sentinel, not None: one compare per line
         track_min = self._first_time is None  # the earliest time only matters until the first instant runs
@@ -218,6 +239,9 @@ class Engine:
                 except DECODE_ERRORS:
                     malformed += 1
                     continue
+            if time_ms is not None and time_ms > ceiling:
+                time_ms = wall  # stamped too far ahead of the wall clock: placed at the wall clock
+                stats.clamped += 1
             if time_ms is None:
                 if newest == _NEVER:
                     stats.untimed_dropped += 1
@@ -245,10 +269,22 @@ class Engine:
         self._newest = None if newest == _NEVER else newest
         return malformed
 
-    def advance(self) -> None:
-        """Process every instant strictly before the horizon (newest - lateness)."""
-        if self._newest is not None:
-            self._run_until(self._newest - self.lateness_ms, inclusive=False)
+    def advance(self, wall_ms: int | None = None) -> None:
+        """Process every instant strictly before the horizon: clock - lateness.
+
+        The clock is the newest event time. In live mode, while every source is caught up, the caller passes
+        the wall clock and the clock is at least `wall - max_delay`: timers (absence, `for`, expiry) then run
+        even when no record arrives at all. An engine that never saw an event starts its clock there too, so
+        expected absence groups fire `absent_for` after start.
+        """
+        clock = self._newest
+        if wall_ms is not None:
+            live = wall_ms - self.max_delay_ms
+            clock = live if clock is None else max(clock, live)
+            if self._min_accepted is None and self._first_time is None:
+                self._min_accepted = live
+        if clock is not None:
+            self._run_until(clock - self.lateness_ms, inclusive=False)
 
     def finish(self) -> None:
         """End of input: apply everything buffered and run timers up to the last event time (or `until`)."""

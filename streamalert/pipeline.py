@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
+import structlog
+from redis.exceptions import RedisError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from streamalert.clock import Clock, Stopwatch
 from streamalert.config.rules import Rule
 from streamalert.engine import Engine, EngineStats
 from streamalert.model import Transition
 from streamalert.sources import Batch, Source
 from streamalert.state import keys
 from streamalert.state.base import Store
+from streamalert.telemetry.metrics import Metrics
+
+T = TypeVar("T")
+_log = structlog.get_logger("streamalert.pipeline")
 
 
 class TransitionSink(Protocol):
@@ -90,3 +100,93 @@ class _Commit:
             await source.ack(self.batch)
             if on_batch is not None:
                 on_batch(self.batch)
+
+
+async def run_live(
+    engine: Engine,
+    source: Source,
+    store: Store,
+    sink: TransitionSink,
+    clock: Clock,
+    metrics: Metrics,
+    health: Health,
+) -> None:
+    """Live mode until the source ends (it ends after `close()`): every batch is taken in at the wall clock,
+    committed, then its transitions are handed on and the batch acknowledged. A failing commit is retried
+    with backoff while no new input is taken and readiness fails; the batch is never acknowledged before
+    its state is durable."""
+    ttl = rule_ttls(engine.rules, engine.lateness_ms)
+    engine.restore(await _retry(lambda: store.load(engine.rule_ids), metrics, health))
+    health.ready = True
+    metrics.ready.set(1)
+    stats = engine.stats
+    async for batch in source.batches():
+        wall = clock.now_ms()
+        before = (stats.matched, stats.late, stats.untimed, stats.clamped)
+        malformed = engine.accept_lines(batch.lines, wall_ms=wall) if batch.lines else 0
+        engine.advance(wall_ms=wall if source.caught_up() else None)
+        _count(metrics, source.name, len(batch.lines), malformed, before, stats)
+        if batch.lines and engine.newest_ms is not None:
+            metrics.processing_lag.observe(max(0.0, (wall - engine.newest_ms) / 1000))
+            metrics.batch_size.observe(len(batch.lines))
+        transitions = engine.drain()
+        changes = engine.checkpoint()
+        watch = Stopwatch()
+        await _retry(functools.partial(store.commit, changes, ttl), metrics, health)
+        metrics.store_latency.observe(watch.elapsed())
+        metrics.series.set(engine.series_count())
+        if transitions:
+            sink.write(transitions)
+            for t in transitions:
+                metrics.transitions.labels(t.rule, t.state.value).inc()
+        await source.ack(batch)
+
+
+@dataclass(slots=True)
+class Health:
+    """What readiness reports: the store reachable and the last commit through."""
+
+    ready: bool = False
+    store_error: str | None = None
+
+
+def _count(
+    metrics: Metrics, name: str, lines: int, malformed: int, before: tuple[int, int, int, int], stats: EngineStats
+) -> None:
+    matched, late, untimed, clamped = before
+    metrics.events_in.labels(name).inc(lines)
+    metrics.events_malformed.labels(name).inc(malformed)
+    metrics.events_matched.labels(name).inc(stats.matched - matched)
+    metrics.events_late.labels(name).inc(stats.late - late)
+    metrics.events_untimed.labels(name).inc(stats.untimed - untimed)
+    metrics.events_clamped.labels(name).inc(stats.clamped - clamped)
+
+
+async def _retry(call: Callable[[], Awaitable[T]], metrics: Metrics, health: Health) -> T:
+    """The one place that retries the store: exponential backoff with jitter, for as long as it takes;
+    readiness fails meanwhile and recovers with the first success."""
+    retrying = AsyncRetrying(
+        wait=wait_exponential_jitter(initial=0.1, max=5.0),
+        retry=retry_if_exception_type((RedisError, OSError)),
+        before_sleep=lambda state: _unready(state.outcome, metrics, health),
+        reraise=True,
+    )
+
+    async def attempt() -> T:
+        return await call()
+
+    result: T = await retrying(attempt)
+    if not health.ready or health.store_error is not None:
+        health.store_error = None
+        health.ready = True
+        metrics.ready.set(1)
+    return result
+
+
+def _unready(outcome: Any, metrics: Metrics, health: Health) -> None:
+    error = outcome.exception() if outcome is not None else None
+    health.ready = False
+    health.store_error = type(error).__name__ if error is not None else "unknown"
+    metrics.ready.set(0)
+    metrics.store_retries.inc()
+    _log.warning("store_unavailable", error=health.store_error)

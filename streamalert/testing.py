@@ -35,8 +35,13 @@ class ListSource:
         for start in range(0, len(self.lines), self.batch_lines):
             yield Batch(self.lines[start : start + self.batch_lines], start)
 
+    name = "list"
+
     async def ack(self, batch: Batch) -> None:
         self.acked += len(batch.lines)
+
+    def caught_up(self) -> bool:
+        return False
 
 
 class CapturingSink:

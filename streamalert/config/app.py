@@ -1,0 +1,122 @@
+"""The service configuration (`streamalert run --config F`): one YAML file, validated, `${ENV}` substituted."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from streamalert.durations import parse_duration
+from streamalert.sources.vector_http import VectorHttpConfig
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A configuration problem, naming the file and the key."""
+
+
+class HttpConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = "127.0.0.1:8080"
+
+
+class SourcesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vector: VectorHttpConfig | None = None
+
+
+class StdoutSinkConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SinksConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stdout: StdoutSinkConfig | None = Field(default_factory=StdoutSinkConfig)
+
+
+class AppConfig(BaseModel):
+    """Everything `streamalert run` needs. Durations are strings such as 30s; *_ms properties give ms."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: Path
+    state: str = "memory://"
+    lateness: str = "30s"
+    max_delay: str = "10s"
+    future_skew: str = "1m"
+    shutdown_timeout: str = "20s"
+    log_level: str = "info"
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    sources: SourcesConfig
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
+
+    @field_validator("lateness", "max_delay", "future_skew", "shutdown_timeout")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)  # raises ValueError naming the text
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _one_source(cls, value: SourcesConfig) -> SourcesConfig:
+        if value.vector is None:
+            raise ValueError("configure a source: sources.vector (Kafka comes with a later release)")
+        return value
+
+    def ms(self, name: str) -> int:
+        return parse_duration(str(getattr(self, name)))
+
+
+def load_config(path: str | Path) -> AppConfig:
+    """Read, substitute `${VAR}` / `${VAR:-default}` in string values, validate; ConfigError names file and key."""
+    file = Path(path)
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: invalid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: must be a map of settings")
+    missing: list[str] = []
+    data = _substitute(raw, missing)
+    if missing:
+        raise ConfigError(f"{file}: environment variable(s) not set: {', '.join(sorted(set(missing)))}")
+    try:
+        config = AppConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_input=False)
+        )
+        raise ConfigError(f"{file}: {problems}") from None
+    if not config.rules.is_absolute():
+        config.rules = file.parent / config.rules  # relative to the config file, not the working directory
+    return config
+
+
+def _substitute(value: Any, missing: list[str]) -> Any:
+    if isinstance(value, str):
+
+        def replace(found: re.Match[str]) -> str:
+            name, default = found.group(1), found.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            missing.append(name)
+            return ""
+
+        return _ENV.sub(replace, value)
+    if isinstance(value, dict):
+        return {k: _substitute(v, missing) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, missing) for v in value]
+    return value

@@ -1,0 +1,1 @@
+"""Telemetry of streamalert itself: Prometheus metrics and structured JSON logs."""
