@@ -53,7 +53,7 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
         return health.ready, checks
 
     host, port = parse_listen(config.http.listen)
-    runner = await start_server(build_app(metrics, readiness, source.routes()), host, port)
+    runner = await start_server(build_app(metrics, readiness, source.routes(), source=source.name), host, port)
     _log.info("started", listen=config.http.listen, rules=len(rules), state=_scheme(config.state))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

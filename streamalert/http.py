@@ -41,9 +41,27 @@ def build_app(
     metrics: Metrics,
     readiness: Readiness,
     routes: Sequence[web.RouteDef] = (),
+    source: str = "http",
 ) -> web.Application:
-    """An application serving the operational endpoints and the given extra routes."""
-    app = web.Application()
+    """An application serving the operational endpoints and the given extra routes (a source's ingest
+    routes: their answers are counted in `http_requests_total{source, code}`)."""
+    counted = {route.path for route in routes}
+
+    @web.middleware
+    async def count(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path not in counted:
+            return await handler(request)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            metrics.http_requests.labels(source, str(exc.status)).inc()
+            raise
+        metrics.http_requests.labels(source, str(response.status)).inc()
+        return response
+
+    app = web.Application(middlewares=[count])
     app[METRICS_KEY] = metrics
     app[READINESS_KEY] = readiness
     app.add_routes(

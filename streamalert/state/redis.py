@@ -12,6 +12,7 @@ from streamalert.state import keys
 from streamalert.state.base import Changes, Snapshot
 
 DEFAULT_NAMESPACE = "default"
+DEFAULT_TIMEOUT_S = 5
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -19,6 +20,9 @@ def split_url(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     namespace = query.pop("namespace", [DEFAULT_NAMESPACE])[0]
+    # A Redis that stops answering must raise, not hang a commit forever: bounded unless the URL says otherwise.
+    for option in ("socket_timeout", "socket_connect_timeout"):
+        query.setdefault(option, [str(DEFAULT_TIMEOUT_S)])
     rest = "&".join(f"{k}={v}" for k, values in query.items() for v in values)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, rest, parts.fragment)), namespace
 

@@ -37,6 +37,7 @@ class Service:
     """A `streamalert run` subprocess with its stdout read line by line."""
 
     def __init__(self, tmp: Path, state: str) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         (tmp / "rules.yaml").write_text(RULES)
         (tmp / "streamalert.yaml").write_text(
@@ -119,6 +120,10 @@ async def test_vector_post_becomes_a_transition_and_sigterm_exits_zero(service: 
     assert seen["errors"]["state"] == "firing"
     assert seen["errors"]["value"] == 2
     assert seen["beat_down"]["state"] == "firing"
+    async with aiohttp.ClientSession() as session, session.get(f"{service.url}/metrics") as response:
+        exposition = await response.text()
+    assert 'streamalert_http_requests_total{code="401",source="vector"} 1.0' in exposition
+    assert 'streamalert_transitions_total{rule="errors",state="firing"} 1.0' in exposition
     assert service.stop() == 0
     assert service.proc.stderr is not None
     logs = service.proc.stderr.read().decode()
