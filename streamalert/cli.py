@@ -166,9 +166,6 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     try:
         return asyncio.run(app.serve(config))
-    except ValueError as exc:
-        print(f"state {redact(config.state)}: {exc}", file=sys.stderr)
-        return 2
     except OSError as exc:
         print(f"cannot listen on {config.http.listen}: {exc}", file=sys.stderr)
         return 2

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from streamalert.durations import parse_duration
 from streamalert.sources.vector_http import VectorHttpConfig
+from streamalert.state import keys
+from streamalert.state.redis import split_url
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -53,7 +55,7 @@ class AppConfig(BaseModel):
     max_delay: str = "10s"
     future_skew: str = "1m"
     shutdown_timeout: str = "20s"
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     http: HttpConfig = Field(default_factory=HttpConfig)
     sources: SourcesConfig
     sinks: SinksConfig = Field(default_factory=SinksConfig)
@@ -62,6 +64,16 @@ class AppConfig(BaseModel):
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration(value)  # raises ValueError naming the text
+        return value
+
+    @field_validator("state")
+    @classmethod
+    def _state_url(cls, value: str) -> str:
+        if value.startswith("memory:"):
+            return value
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("use memory:// or redis://host:port/db?namespace=NAME")
+        keys.meta(split_url(value)[1])  # a namespace that cannot be a hash tag is refused here, not at start
         return value
 
     @field_validator("sources")

@@ -1,0 +1,82 @@
+"""`streamalert run` configuration: validation, ${ENV} substitution, secrets kept out of errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamalert.config.app import ConfigError, load_config
+
+BASE = """
+rules: rules
+state: "{state}"
+sources:
+  vector: {{token: "${{TOKEN_FOR_TEST}}"}}
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "streamalert.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_env_substitution_defaults_and_relative_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """${VAR} comes from the environment, ${VAR:-d} falls back to d, and `rules` is relative to the file."""
+    monkeypatch.setenv("TOKEN_FOR_TEST", "t0k")
+    config = load_config(_write(tmp_path, BASE.format(state="${STATE_FOR_TEST:-memory://}")))
+    assert config.state == "memory://"
+    assert config.sources.vector is not None
+    assert config.sources.vector.token is not None
+    assert config.sources.vector.token.get_secret_value() == "t0k"
+    assert config.rules == tmp_path / "rules"
+    assert config.ms("lateness") == 30_000
+
+
+def test_missing_variable_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unset variable without default fails at start, naming the variable and the file."""
+    monkeypatch.delenv("TOKEN_FOR_TEST", raising=False)
+    with pytest.raises(ConfigError, match=r"streamalert.yaml: environment variable\(s\) not set: TOKEN_FOR_TEST"):
+        load_config(_write(tmp_path, BASE.format(state="memory://")))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("lateness: 5 minutes\n", "lateness"),
+        ("log_level: loud\n", "log_level"),
+        ("colour: blue\n", "colour: Extra inputs are not permitted"),
+        ("http: {listen: 8080, tls: true}\n", "http.tls"),
+    ],
+)
+def test_bad_settings_name_their_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str, message: str) -> None:
+    """Unknown keys and bad values fail with the key's path."""
+    monkeypatch.setenv("TOKEN_FOR_TEST", "t0k")
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, BASE.format(state="memory://") + extra))
+
+
+def test_bad_state_url_and_namespace_fail_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unsupported state URL or a namespace that cannot be a hash tag is refused before anything starts."""
+    monkeypatch.setenv("TOKEN_FOR_TEST", "t0k")
+    for state in ("postgres://x", "redis://h:6379/0?namespace={x}"):
+        with pytest.raises(ConfigError, match="state"):
+            load_config(_write(tmp_path, BASE.format(state=state)))
+
+
+def test_the_token_never_appears_in_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A validation error elsewhere in the file does not echo the token's value."""
+    monkeypatch.setenv("TOKEN_FOR_TEST", "very-secret-value")
+    text = BASE.format(state="memory://").replace("{token:", "{max_body_bytes: -1, token:")
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    assert "very-secret-value" not in str(info.value)
+    assert "max_body_bytes" in str(info.value)
+
+
+def test_shipped_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """config/streamalert.yaml is valid once its token variable is set."""
+    monkeypatch.setenv("STREAMALERT_TOKEN", "x")
+    config = load_config(Path(__file__).resolve().parents[2] / "config" / "streamalert.yaml")
+    assert config.rules.name == "rules"
