@@ -61,36 +61,22 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.events_in = Counter(PREFIX + "events_in_total", "Log lines received, per source.", ["source"], registry=r)
-        self.events_matched = Counter(
-            PREFIX + "events_matched_total",
-            "Log lines that matched at least one rule, per source.",
-            ["source"],
-            registry=r,
+
+        def per_source(name: str, help_text: str) -> Counter:
+            return Counter(PREFIX + name, help_text + ", per source.", ["source"], registry=r)
+
+        self.events_in = per_source("events_in_total", "Log lines received")
+        self.events_matched = per_source("events_matched_total", "Log lines that matched at least one rule")
+        self.events_malformed = per_source(
+            "events_malformed_total", "Log lines skipped because they are not a JSON object"
         )
-        self.events_malformed = Counter(
-            PREFIX + "events_malformed_total",
-            "Log lines skipped because they are not a JSON object, per source.",
-            ["source"],
-            registry=r,
+        self.events_late = per_source(
+            "events_late_total", "Log lines dropped because their event time is behind the allowed lateness"
         )
-        self.events_late = Counter(
-            PREFIX + "events_late_total",
-            "Log lines dropped because their event time is behind the allowed lateness, per source.",
-            ["source"],
-            registry=r,
-        )
-        self.events_untimed = Counter(
-            PREFIX + "events_untimed_total",
-            "Log lines without a usable timestamp, per source.",
-            ["source"],
-            registry=r,
-        )
-        self.events_clamped = Counter(
-            PREFIX + "events_clamped_total",
-            "Log lines stamped too far ahead of the wall clock, placed at the wall clock, per source.",
-            ["source"],
-            registry=r,
+        self.events_untimed = per_source("events_untimed_total", "Log lines without a usable timestamp")
+        self.events_clamped = per_source(
+            "events_clamped_total",
+            "Log lines stamped too far ahead of the wall clock, placed at the wall clock",
         )
         self.processing_lag = Histogram(
             PREFIX + "processing_lag_seconds",
