@@ -18,7 +18,7 @@ from streamalert.model import Transition
 from streamalert.output import JsonLinesWriter
 from streamalert.pipeline import Health, run_live
 from streamalert.sources.vector_http import VectorHttpSource
-from streamalert.state.stores import open_store
+from streamalert.state.stores import open_store, redact
 from streamalert.telemetry.metrics import Metrics
 
 _log = structlog.get_logger("streamalert.app")
@@ -54,7 +54,7 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
 
     host, port = parse_listen(config.http.listen)
     runner = await start_server(build_app(metrics, readiness, source.routes(), source=source.name), host, port)
-    _log.info("started", listen=config.http.listen, rules=len(rules), state=_scheme(config.state))
+    _log.info("started", listen=config.http.listen, rules=len(rules), state=redact(config.state))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -80,7 +80,3 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
         await store.close()
     _log.info("stopped", code=code)
     return code
-
-
-def _scheme(url: str) -> str:
-    return url.split(":", 1)[0]  # never the whole URL: it may carry a password

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 from redis.exceptions import RedisError
 
@@ -20,7 +19,7 @@ from streamalert.pipeline import RunSummary, run
 from streamalert.sources import Batch
 from streamalert.sources.replay import ReplaySource
 from streamalert.state.base import Store
-from streamalert.state.stores import open_store
+from streamalert.state.stores import open_store, redact
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,16 +168,6 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cannot listen on {config.http.listen}: {exc}", file=sys.stderr)
         return 2
-
-
-def redact(url: str) -> str:
-    """A URL fit for messages: any user name or password is replaced by ***."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _is_number(text: str) -> bool:

@@ -116,9 +116,7 @@ async def run_live(
     with backoff while no new input is taken and readiness fails; the batch is never acknowledged before
     its state is durable."""
     ttl = rule_ttls(engine.rules, engine.lateness_ms)
-    engine.restore(await _retry(lambda: store.load(engine.rule_ids), metrics, health))
-    health.ready = True
-    metrics.ready.set(1)
+    engine.restore(await _retry(lambda: store.load(engine.rule_ids), metrics, health))  # ready from here
     stats = engine.stats
     async for batch in source.batches():
         wall = clock.now_ms()
@@ -166,7 +164,7 @@ async def _retry(call: Callable[[], Awaitable[T]], metrics: Metrics, health: Hea
     """The one place that retries the store: exponential backoff with jitter, for as long as it takes;
     readiness fails meanwhile and recovers with the first success."""
     retrying = AsyncRetrying(
-        wait=wait_exponential_jitter(initial=0.1, max=5.0),
+        wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
         retry=retry_if_exception_type((RedisError, OSError)),
         before_sleep=lambda state: _unready(state.outcome, metrics, health),
         reraise=True,

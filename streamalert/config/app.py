@@ -12,8 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from streamalert.durations import parse_duration
 from streamalert.sources.vector_http import VectorHttpConfig
-from streamalert.state import keys
-from streamalert.state.redis import split_url
+from streamalert.state.stores import check_url
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -69,11 +68,7 @@ class AppConfig(BaseModel):
     @field_validator("state")
     @classmethod
     def _state_url(cls, value: str) -> str:
-        if value.startswith("memory:"):
-            return value
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("use memory:// or redis://host:port/db?namespace=NAME")
-        keys.meta(split_url(value)[1])  # a namespace that cannot be a hash tag is refused here, not at start
+        check_url(value)  # refused here, before anything starts
         return value
 
     @field_validator("sources")

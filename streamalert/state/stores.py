@@ -1,16 +1,39 @@
-"""Choose a store from a URL: memory:// or redis://host:port/db?namespace=NAME."""
+"""Choose a store from a URL (memory:// or redis://host:port/db?namespace=NAME), and show URLs safely."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
+from streamalert.state import keys
 from streamalert.state.base import Store
 from streamalert.state.memory import MemoryStore
-from streamalert.state.redis import RedisStore
+from streamalert.state.redis import RedisStore, split_url
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def check_url(url: str) -> None:
+    """Refuse (ValueError) an unsupported URL or a namespace that cannot be a hash tag, connecting nowhere."""
+    if url.startswith("memory:"):
+        return
+    if not url.startswith(_REDIS_SCHEMES):
+        raise ValueError("unsupported URL (use memory:// or redis://host:port/db?namespace=NAME)")
+    keys.meta(split_url(url)[1])
 
 
 def open_store(url: str) -> Store:
     """The store a URL names; ValueError for an unsupported URL or a bad namespace."""
+    check_url(url)
     if url.startswith("memory:"):
         return MemoryStore()
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisStore.from_url(url)
-    raise ValueError("unsupported URL (use memory:// or redis://host:port/db?namespace=NAME)")
+    return RedisStore.from_url(url)
+
+
+def redact(url: str) -> str:
+    """A URL fit for messages and logs: any user name or password is replaced by ***."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

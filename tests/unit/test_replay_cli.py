@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streamalert.cli import main, redact
+from streamalert.cli import main
+from streamalert.state.stores import redact
 from streamalert.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
