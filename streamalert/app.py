@@ -17,6 +17,7 @@ from streamalert.http import build_app, parse_listen, start_server
 from streamalert.model import Transition
 from streamalert.output import JsonLinesWriter
 from streamalert.pipeline import Health, run_live
+from streamalert.sources.kafka import KafkaSource
 from streamalert.sources.vector_http import VectorHttpSource
 from streamalert.state.stores import open_store, redact
 from streamalert.telemetry.metrics import Metrics
@@ -45,15 +46,25 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
         max_delay_ms=config.ms("max_delay"),
         future_skew_ms=config.ms("future_skew"),
     )
-    assert config.sources.vector is not None  # validated by AppConfig
-    source = VectorHttpSource(config.sources.vector)
+    source: VectorHttpSource | KafkaSource
+    if config.sources.kafka is not None:
+        source = KafkaSource(config.sources.kafka, metrics)
+    else:
+        assert config.sources.vector is not None  # exactly one source: validated by AppConfig
+        source = VectorHttpSource(config.sources.vector)
 
     async def readiness() -> tuple[bool, dict[str, str]]:
-        checks = {"store": health.store_error or ("ok" if health.ready else "starting"), "sources": "listening"}
-        return health.ready, checks
+        store_check = health.store_error or ("ok" if health.ready else "starting")
+        if isinstance(source, KafkaSource):
+            lanes = source.assigned()
+            sources_ok, sources_check = bool(lanes), f"{len(lanes)} partitions assigned"
+        else:
+            sources_ok, sources_check = True, "listening"
+        return health.ready and sources_ok, {"store": store_check, "sources": sources_check}
 
     host, port = parse_listen(config.http.listen)
-    runner = await start_server(build_app(metrics, readiness, source.routes(), source=source.name), host, port)
+    routes = source.routes() if isinstance(source, VectorHttpSource) else []
+    runner = await start_server(build_app(metrics, readiness, routes, source=source.name), host, port)
     _log.info("started", listen=config.http.listen, rules=len(rules), state=redact(config.state))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

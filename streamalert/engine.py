@@ -47,6 +47,7 @@ _NEVER = -(2**62)
 _STAMP_OF = operator.attrgetter("a0")  # `timestamp` of a record (codegen gives the time keys a0..a3)
 
 _FOREVER = 2**62
+_LANE = "lane:"  # checkpoint meta key prefix of a lane's newest event time
 
 
 @dataclass(slots=True)
@@ -104,7 +105,10 @@ class Engine:
         self._timers: list[tuple[int, int, GroupKey]] = []
         self._scheduled: dict[SeriesRef, int] = {}
         self._buffer: list[_Pending] = []
-        self._newest: int | None = None
+        self._newest: int | None = (
+            None  # the newest event time of all lanes (of the lane being taken in, during intake)
+        )
+        self._lanes: dict[str, int] = {}  # the newest event time per lane (Kafka partition); one lane "" elsewhere
         self._done_before = _NEVER  # every instant before this one has been processed
         self._min_accepted: int | None = None
         self._first_time: int | None = None
@@ -120,7 +124,7 @@ class Engine:
     def newest_ms(self) -> int | None:
         return self._newest
 
-    def accept_lines(self, lines: Sequence[bytes], wall_ms: int | None = None) -> int:
+    def accept_lines(self, lines: Sequence[bytes], wall_ms: int | None = None, lane: str = "") -> int:
         """Decode raw lines and take them in; return how many were not JSON objects.
 
         A record takes the newest time when it has none, is dropped as late when it is more than `lateness`
@@ -132,12 +136,22 @@ class Engine:
         In live mode `wall_ms` is the wall clock: a record stamped more than `future_skew` ahead of it (a host
         with a skewed clock) is placed at the wall clock instead and counted as clamped, so it cannot drag
         every window forward.
+
+        `lane` names an ordered part of the input (a Kafka partition). Lateness is measured against the
+        newest time of the record's own lane, so a consumer reading one partition's backlog after another's
+        newer records drops nothing; `advance` keeps the clock at the slowest lane that still lags.
         """
         self._ceiling = _FOREVER if wall_ms is None else wall_ms + self.future_skew_ms
         self._wall = wall_ms
-        if self._accept_bulk(lines):
-            return 0
-        return self._accept_each(lines)
+        overall, self._newest = self._newest, self._lanes.get(lane)
+        try:
+            malformed = 0 if self._accept_bulk(lines) else self._accept_each(lines)
+        finally:
+            if self._newest is not None:
+                self._lanes[lane] = self._newest
+                overall = self._newest if overall is None else max(overall, self._newest)
+            self._newest = overall
+        return malformed
 
     def _accept_bulk(self, lines: Sequence[bytes]) -> bool:
         """The bulk path, for a batch of JSON objects stamped "YYYY-MM-DDTHH:MM:SS.mmmZ" on one date, none
@@ -269,16 +283,23 @@ class Engine:
         self._newest = None if newest == _NEVER else newest
         return malformed
 
-    def advance(self, wall_ms: int | None = None) -> None:
+    def advance(self, wall_ms: int | None = None, lagging: Iterable[str] = ()) -> None:
         """Process every instant strictly before the horizon: clock - lateness.
 
-        The clock is the newest event time. In live mode, while every source is caught up, the caller passes
-        the wall clock and the clock is at least `wall - max_delay`: timers (absence, `for`, expiry) then run
-        even when no record arrives at all. An engine that never saw an event starts its clock there too, so
-        expected absence groups fire `absent_for` after start.
+        The clock is the newest event time. While some lanes still lag (a consumer reading a backlog), it is
+        the newest time of the slowest of them, and it does not move while a lagging lane has given no event
+        yet: the records still to come from those lanes are not late. In live mode, while every source is
+        caught up, the caller passes the wall clock and the clock is at least `wall - max_delay`: timers
+        (absence, `for`, expiry) then run even when no record arrives at all. An engine that never saw an
+        event starts its clock there too, so expected absence groups fire `absent_for` after start.
         """
         clock = self._newest
-        if wall_ms is not None:
+        behind = [self._lanes.get(lane) for lane in lagging]
+        if behind:
+            if None in behind:
+                return
+            clock = min(t for t in behind if t is not None)
+        elif wall_ms is not None:
             live = wall_ms - self.max_delay_ms
             clock = live if clock is None else max(clock, live)
             if self._min_accepted is None and self._first_time is None:
@@ -476,6 +497,7 @@ class Engine:
 
     def _meta(self) -> dict[str, int]:
         meta = {"done_before": self._done_before, "seq": self._seq}
+        meta.update((_LANE + lane, newest) for lane, newest in self._lanes.items())
         for name, value in (
             ("newest", self._newest),
             ("min_accepted", self._min_accepted),
@@ -495,6 +517,9 @@ class Engine:
         self._done_before = meta.get("done_before", _NEVER)
         self._seq = meta.get("seq", 0)
         self._newest = meta.get("newest")
+        self._lanes = {key[len(_LANE) :]: value for key, value in meta.items() if key.startswith(_LANE)}
+        if not self._lanes and self._newest is not None:
+            self._lanes[""] = self._newest  # a checkpoint written before lanes existed
         self._min_accepted = meta.get("min_accepted")
         self._first_time = meta.get("first_time")
         for i, prep in enumerate(self._prep):

@@ -16,9 +16,10 @@ from streamalert.clock import Clock, Stopwatch
 from streamalert.config.rules import Rule
 from streamalert.engine import Engine, EngineStats
 from streamalert.model import Transition
+from streamalert.output import transition_json
 from streamalert.sources import Batch, Source
 from streamalert.state import keys
-from streamalert.state.base import Store
+from streamalert.state.base import Changes, Store
 from streamalert.telemetry.metrics import Metrics
 
 T = TypeVar("T")
@@ -87,8 +88,8 @@ class _Commit:
 
     @classmethod
     async def start(cls, engine: Engine, store: Store, ttl: dict[str, int], batch: Batch | None) -> _Commit:
-        transitions = engine.drain()
-        task = asyncio.ensure_future(store.commit(engine.checkpoint(), ttl))
+        transitions, changes = _checkpoint(engine)
+        task = asyncio.ensure_future(store.commit(changes, ttl))
         await asyncio.sleep(0)  # let the commit go out before the next batch keeps this thread busy
         return cls(task, transitions, batch)
 
@@ -116,19 +117,22 @@ async def run_live(
     with backoff while no new input is taken and readiness fails; the batch is never acknowledged before
     its state is durable."""
     ttl = rule_ttls(engine.rules, engine.lateness_ms)
-    engine.restore(await _retry(lambda: store.load(engine.rule_ids), metrics, health))  # ready from here
+    snapshot = await _retry(lambda: store.load(engine.rule_ids), metrics, health)  # ready from here
+    engine.restore(snapshot)
+    source.resume(snapshot.meta)
     stats = engine.stats
     async for batch in source.batches():
         wall = clock.now_ms()
         before = (stats.matched, stats.late, stats.untimed, stats.clamped)
-        malformed = engine.accept_lines(batch.lines, wall_ms=wall) if batch.lines else 0
-        engine.advance(wall_ms=wall if source.caught_up() else None)
+        malformed = engine.accept_lines(batch.lines, wall_ms=wall, lane=batch.lane) if batch.lines else 0
+        lagging = source.lagging()
+        engine.advance(wall_ms=None if lagging else wall, lagging=lagging)
         _count(metrics, source.name, len(batch.lines), malformed, before, stats)
         if batch.lines and engine.newest_ms is not None:
             metrics.processing_lag.observe(max(0.0, (wall - engine.newest_ms) / 1000))
             metrics.batch_size.observe(len(batch.lines))
-        transitions = engine.drain()
-        changes = engine.checkpoint()
+        transitions, changes = _checkpoint(engine)
+        changes.meta.update(batch.meta)  # the source's position, atomically with the effects it led to
         watch = Stopwatch()
         await _retry(functools.partial(store.commit, changes, ttl), metrics, health)
         metrics.store_latency.observe(watch.elapsed())
@@ -138,6 +142,14 @@ async def run_live(
             for t in transitions:
                 metrics.transitions.labels(t.rule, t.state.value).inc()
         await source.ack(batch)
+
+
+def _checkpoint(engine: Engine) -> tuple[list[Transition], Changes]:
+    """The transitions decided since the last checkpoint, and the checkpoint that records them in the log."""
+    transitions = engine.drain()
+    changes = engine.checkpoint()
+    changes.transitions = [transition_json(t) for t in transitions]
+    return transitions, changes
 
 
 @dataclass(slots=True)

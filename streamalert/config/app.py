@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from streamalert.durations import parse_duration
+from streamalert.sources.kafka import KafkaConfig
 from streamalert.sources.vector_http import VectorHttpConfig
 from streamalert.state.stores import check_url
 
@@ -31,6 +32,7 @@ class SourcesConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     vector: VectorHttpConfig | None = None
+    kafka: KafkaConfig | None = None
 
 
 class StdoutSinkConfig(BaseModel):
@@ -74,8 +76,8 @@ class AppConfig(BaseModel):
     @field_validator("sources")
     @classmethod
     def _one_source(cls, value: SourcesConfig) -> SourcesConfig:
-        if value.vector is None:
-            raise ValueError("configure a source: sources.vector (Kafka comes with a later release)")
+        if (value.vector is None) == (value.kafka is None):
+            raise ValueError("configure exactly one source: sources.kafka or sources.vector (one per process)")
         return value
 
     def ms(self, name: str) -> int:

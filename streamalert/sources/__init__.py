@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -14,11 +14,17 @@ class Batch:
     `token` is the source's own bookkeeping for the batch (for the Vector source: the HTTP requests waiting
     for their answer); nothing else reads it. An empty batch is a tick: the source had nothing to give
     within its tick interval, and live mode uses it to move the wall clock on.
+
+    `lane` names the ordered part of the input the lines come from (a Kafka partition as "topic/partition";
+    "" for sources with one order). `meta` is stored in the same checkpoint as the batch's effects (the
+    Kafka source's next offset per partition), so redelivered records can be recognised after a crash.
     """
 
     lines: list[bytes]
     position: int = 0
     token: object = None
+    lane: str = ""
+    meta: dict[str, int] = field(default_factory=dict)
 
 
 class Source(Protocol):
@@ -32,6 +38,10 @@ class Source(Protocol):
         """The batch's effects are committed: confirm it to whoever sent it."""
         ...
 
-    def caught_up(self) -> bool:
-        """Whether the source holds no backlog, so live time may follow the wall clock."""
+    def lagging(self) -> Collection[str]:
+        """The lanes that still hold a backlog; empty when caught up, so live time may follow the wall clock."""
+        ...
+
+    def resume(self, meta: Mapping[str, int]) -> None:
+        """Called once with the stored checkpoint meta before the first batch (where to continue reading)."""
         ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import sys
 import zlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from io import BufferedReader, FileIO
 from pathlib import Path
 
@@ -51,8 +51,11 @@ class ReplaySource:
     async def ack(self, batch: Batch) -> None:
         return None  # files need no acknowledgement
 
-    def caught_up(self) -> bool:
-        return False  # saved logs run on their own time: the wall clock means nothing to them
+    def lagging(self) -> Collection[str]:
+        return ("",)  # saved logs run on their own time: the wall clock means nothing to them
+
+    def resume(self, meta: Mapping[str, int]) -> None:
+        return None  # replay starts at the top of its files (`--resume` restores state, not a file position)
 
 
 def _open(raw: BufferedReader) -> Iterable[bytes]:

@@ -21,7 +21,7 @@ import asyncio
 import collections
 import hmac
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Self
 
@@ -133,8 +133,11 @@ class VectorHttpSource:
             for request in batch.token.requests:
                 self._settle(request, 200)
 
-    def caught_up(self) -> bool:
-        return True  # a push source holds no backlog of its own: Vector holds it
+    def lagging(self) -> Collection[str]:
+        return ()  # a push source holds no backlog of its own: Vector holds it
+
+    def resume(self, meta: Mapping[str, int]) -> None:
+        return None  # Vector resends what was not answered 200: there is no position to restore
 
     async def close(self) -> None:
         """Stop taking requests: queued and new ones get 503; batches already yielded still wait for `ack`."""

@@ -13,6 +13,8 @@ class Changes:
     `upserts` and `deletes` are keyed by rule id (name:digest) then by the series' group key (JSON bytes).
     `pending_add` are events still in the reorder buffer as (event time, 8-byte sequence + raw line);
     pending events with a time before `pending_before` have been applied and are removed.
+    `transitions` are the JSON lines of the transitions decided since the previous checkpoint: they are
+    appended to the store's transition log in the same atomic commit, so each is recorded exactly once.
     """
 
     meta: dict[str, int]
@@ -20,6 +22,7 @@ class Changes:
     deletes: dict[str, list[bytes]] = field(default_factory=dict)
     pending_add: list[tuple[int, bytes]] = field(default_factory=list)
     pending_before: int | None = None
+    transitions: list[bytes] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -40,6 +43,10 @@ class Store(Protocol):
 
     async def commit(self, changes: Changes, ttl_ms: dict[str, int]) -> None:
         """Apply one checkpoint atomically; refresh each touched rule's idle expiry (`ttl_ms` per rule id)."""
+        ...
+
+    async def transitions(self, limit: int) -> list[bytes]:
+        """The last `limit` transitions of the log, oldest first."""
         ...
 
     async def reset(self) -> None:

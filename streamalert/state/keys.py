@@ -36,6 +36,15 @@ def pending(namespace: str) -> str:
     return f"{_tag(namespace)}:pending"
 
 
+def transitions(namespace: str) -> str:
+    """STREAM: every transition, appended in the checkpoint that decided it (field `t`: the JSON line)."""
+    return f"{_tag(namespace)}:transitions"
+
+
+# The transition log keeps about this many entries (XADD MAXLEN ~): history, and the notification outbox's input.
+TRANSITIONS_KEPT: Final = 100_000
+
+
 def pattern(namespace: str) -> str:
     """Every key of a namespace, for reset."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in _tag(namespace)) + ":*"  # glob-escaped

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import bisect
+import collections
 
+from streamalert.state import keys
 from streamalert.state.base import Changes, Snapshot
 
 
@@ -14,6 +16,7 @@ class MemoryStore:
         self._meta: dict[str, int] = {}
         self._series: dict[str, dict[bytes, bytes]] = {}
         self._pending: list[tuple[int, bytes]] = []
+        self._transitions: collections.deque[bytes] = collections.deque(maxlen=keys.TRANSITIONS_KEPT)
 
     async def load(self, rule_ids: list[str]) -> Snapshot:
         return Snapshot(
@@ -26,9 +29,9 @@ class MemoryStore:
         self._meta.update(changes.meta)
         for rule_id, items in changes.upserts.items():
             self._series.setdefault(rule_id, {}).update(items)
-        for rule_id, keys in changes.deletes.items():
+        for rule_id, gone in changes.deletes.items():
             table = self._series.get(rule_id, {})
-            for key in keys:
+            for key in gone:
                 table.pop(key, None)
             if not table:
                 self._series.pop(rule_id, None)
@@ -37,11 +40,16 @@ class MemoryStore:
         if changes.pending_before is not None:
             cut = bisect.bisect_left(self._pending, (changes.pending_before, b""))
             del self._pending[:cut]
+        self._transitions.extend(changes.transitions)
+
+    async def transitions(self, limit: int) -> list[bytes]:
+        return list(self._transitions)[-limit:] if limit > 0 else []
 
     async def reset(self) -> None:
         self._meta.clear()
         self._series.clear()
         self._pending.clear()
+        self._transitions.clear()
 
     async def ping(self) -> float:
         return 0.0

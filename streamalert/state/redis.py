@@ -74,7 +74,21 @@ class RedisStore:
         if changes.pending_before is not None:
             pipe.zremrangebyscore(keys.pending(ns), "-inf", f"({changes.pending_before}")
         pipe.pexpire(keys.pending(ns), keys.LONG_TTL_MS)
+        if changes.transitions:
+            log = keys.transitions(ns)
+            for line in changes.transitions:
+                pipe.xadd(log, {"t": line}, maxlen=keys.TRANSITIONS_KEPT, approximate=True)
+            pipe.pexpire(log, keys.LONG_TTL_MS)
         await pipe.execute()
+
+    async def transitions(self, limit: int) -> list[bytes]:
+        if limit <= 0:
+            return []
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self._redis.xrevrange(keys.transitions(self.namespace), count=limit),
+        )
+        return [fields[b"t"] for _, fields in reversed(entries)]
 
     async def reset(self) -> None:
         batch: list[bytes] = []

@@ -178,14 +178,31 @@ async def test_pending_add_applies_before_pending_before(store: Store) -> None:
     assert (await store.load([])).pending == [late]
 
 
+async def test_transitions_are_appended_in_commit_order(store: Store) -> None:
+    """The transition log keeps every committed transition once, oldest first; `limit` takes the newest."""
+    assert await store.transitions(10) == []
+    await store.commit(Changes(meta={}, transitions=[b'{"n":1}', b'{"n":2}']), {})
+    await store.commit(Changes(meta={}), {})
+    await store.commit(Changes(meta={}, transitions=[b'{"n":3}']), {})
+    assert await store.transitions(10) == [b'{"n":1}', b'{"n":2}', b'{"n":3}']
+    assert await store.transitions(2) == [b'{"n":2}', b'{"n":3}']
+    assert await store.transitions(0) == []
+
+
 async def test_reset_forgets_everything(store: Store) -> None:
     """reset() forgets meta, series and pending; the store is usable again afterwards."""
     await store.commit(
-        Changes(meta={"seq": 5}, upserts={R1: {b"[]": b"1"}}, pending_add=[(T0, seq_member(5, b"{}"))]),
+        Changes(
+            meta={"seq": 5},
+            upserts={R1: {b"[]": b"1"}},
+            pending_add=[(T0, seq_member(5, b"{}"))],
+            transitions=[b"{}"],
+        ),
         {R1: 60_000},
     )
     await store.reset()
     assert await store.load([R1, R2]) == Snapshot()
+    assert await store.transitions(10) == []
     await store.commit(Changes(meta={"seq": 6}, upserts={R2: {b"[]": b"2"}}), {})
     assert await store.load([R1, R2]) == Snapshot(meta={"seq": 6}, series={R2: {b"[]": b"2"}})
 

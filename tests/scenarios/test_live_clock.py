@@ -85,3 +85,52 @@ def test_a_record_stamped_far_ahead_is_clamped_to_the_wall_clock() -> None:
     engine.advance(wall_ms=at("0s"))
     engine.finish()
     assert _states(engine) == [(iso("0s"), "errors", "firing")]
+
+
+# ---- lanes: one watermark per Kafka partition ---------------------------------------------------------------
+
+
+def test_a_lane_read_after_a_newer_one_drops_nothing() -> None:
+    """A consumer catching up reads partition 0 up to 10m, then partition 1 from 0s: with one watermark the
+    second partition's records would be 10 minutes late; per lane none is, and every one is matched."""
+    engine = _engine()
+    engine.accept_lines([line(f"{m}m", level="error") for m in range(11)], lane="logs/0")
+    engine.advance(lagging=["logs/0", "logs/1"])  # logs/1 has given nothing yet: the clock holds
+    engine.accept_lines([line(f"{m}m30s", level="error") for m in range(11)], lane="logs/1")
+    engine.advance(lagging=["logs/1"])
+    engine.finish()
+    assert engine.stats.late == 0
+    assert engine.stats.matched == 22
+    assert [(t.at_iso, t.state.value) for t in engine.drain() if t.rule == "errors"] == [(iso("0s"), "firing")]
+
+
+def test_one_lane_keeps_the_single_watermark() -> None:
+    """Without lanes (replay, Vector) the same input is late past `lateness`, as before."""
+    engine = _engine()
+    engine.accept_lines([line(f"{m}m", level="error") for m in range(11)])
+    engine.advance()
+    engine.accept_lines([line(f"{m}m30s", level="error") for m in range(11)])
+    assert engine.stats.late == 9  # 0m30s .. 8m30s are more than 30s behind 10m (9m30s is exactly 30s)
+
+
+def test_the_clock_holds_for_a_lagging_lane_with_no_event_yet() -> None:
+    """A lane that lags and has given nothing holds the clock, even with the wall clock far ahead."""
+    engine = _engine()
+    engine.accept_lines([line("0s", container="celery_beat")], wall_ms=at("0s"), lane="logs/0")
+    engine.advance(wall_ms=None, lagging=["logs/1"])
+    engine.accept_lines([line("10m", level="info")], wall_ms=at("10m"), lane="logs/0")
+    engine.advance(wall_ms=None, lagging=["logs/1"])
+    assert engine.drain() == []
+    engine.accept_lines([line("1s", level="info")], lane="logs/1")
+    engine.advance(wall_ms=at("10m"))  # every lane caught up: the wall clock drives again
+    assert [(t.at_iso, t.rule, t.state.value) for t in engine.drain()] == [(iso("5m"), "beat_down", "firing")]
+
+
+def test_lanes_survive_a_checkpoint() -> None:
+    """Each lane's newest time is part of the checkpoint, so a restarted engine measures lateness the same."""
+    engine = _engine()
+    engine.accept_lines([line("10m", level="error")], lane="logs/0")
+    engine.accept_lines([line("1m", level="error")], lane="logs/1")
+    meta = engine.checkpoint().meta
+    assert meta["lane:logs/0"] == at("10m")
+    assert meta["lane:logs/1"] == at("1m")

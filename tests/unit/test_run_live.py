@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 
 from streamalert.clock import ManualClock
 from streamalert.engine import Engine
@@ -47,8 +47,11 @@ class OneBatch:
     async def ack(self, batch: Batch) -> None:
         self.log.append("ack")
 
-    def caught_up(self) -> bool:
-        return True
+    def lagging(self) -> Collection[str]:
+        return ()
+
+    def resume(self, meta: Mapping[str, int]) -> None:
+        return None
 
 
 class Sink:

@@ -1,0 +1,321 @@
+"""Kafka source: an aiokafka consumer group, read with `getmany`, positions stored with the state they produced.
+
+Where to continue reading is kept in the state store, not only in Kafka: every batch carries its partition's
+next offset in `Batch.meta`, and the pipeline commits it in the same checkpoint (one Redis transaction) as the
+batch's effects. After a crash, a rebalance or a restart the consumer seeks every assigned partition to the
+stored offset, so a record is applied once: redelivered records are never fetched again, and any fetched
+below the stored offset are dropped. Kafka's own committed offsets follow (after the store commit, best
+effort); they serve lag monitoring and a namespace that has no stored offset yet.
+
+One batch holds records of one partition (its lane: "topic/partition"), so event-time lateness is measured
+per partition and a consumer reading one partition's backlog after another's newer records drops nothing.
+Partition revocation waits for the batch in flight to be committed and acknowledged before the partitions
+are given up. Record values that are not JSON objects (including tombstones) are counted as malformed by the
+engine and passed over like any other record: they never stall a partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Collection, Mapping
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import pydantic
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import ConfigDict, Field, SecretStr
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from streamalert.sources import Batch
+from streamalert.telemetry.metrics import Metrics
+
+OFFSET = "offset:"  # checkpoint meta key prefix: "offset:topic/partition" -> the next offset to read
+_log = structlog.get_logger("streamalert.kafka")
+
+
+class KafkaConfig(pydantic.BaseModel):
+    """Consumer settings; names follow the Kafka client settings they map to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    brokers: list[str] = Field(min_length=1)  # bootstrap servers, host:port
+    topics: list[str] = Field(default_factory=list)
+    topic_pattern: str | None = None  # a regular expression, instead of `topics`
+    group_id: str = "streamalert"
+    client_id: str = "streamalert"
+    auto_offset_reset: Literal["earliest", "latest"] = "latest"  # where a partition with no stored offset starts
+    max_batch_lines: int = Field(default=10_000, gt=0)  # records per getmany (split into one batch per partition)
+    tick_ms: int = Field(default=1000, gt=0)  # an empty Batch when nothing arrived for this long
+    session_timeout_ms: int = Field(default=10_000, gt=0)
+    heartbeat_interval_ms: int = Field(default=3_000, gt=0)
+    max_poll_interval_ms: int = Field(default=300_000, gt=0)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if bool(self.topics) == (self.topic_pattern is not None):
+            raise ValueError("set exactly one of topics (a list) and topic_pattern (a regular expression)")
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and (self.sasl_mechanism is None or not self.sasl_username or self.sasl_password is None):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_mechanism, sasl_username and sasl_password"
+            )
+        if not sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password):
+            raise ValueError("sasl_* settings need security_protocol SASL_PLAINTEXT or SASL_SSL")
+        if self.ssl_certfile is None and self.ssl_keyfile is not None:
+            raise ValueError("ssl_keyfile needs ssl_certfile")
+        return self
+
+    def consumer_options(self) -> dict[str, Any]:
+        """Keyword arguments for AIOKafkaConsumer (auto-commit off: offsets follow the state store)."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.brokers,
+            "group_id": self.group_id,
+            "client_id": self.client_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": self.auto_offset_reset,
+            "max_poll_records": self.max_batch_lines,
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "max_poll_interval_ms": self.max_poll_interval_ms,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol.startswith("SASL_"):
+            assert self.sasl_password is not None  # checked by the validator
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        if self.security_protocol.endswith("SSL"):
+            context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+            if self.ssl_certfile is not None:
+                context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None)
+            options["ssl_context"] = context
+        return options
+
+
+def lane_of(tp: TopicPartition) -> str:
+    return f"{tp.topic}/{tp.partition}"
+
+
+class KafkaSource:
+    """A pull source over a consumer group; `ack` after the batch's checkpoint (with its offset) is committed."""
+
+    name = "kafka"
+
+    def __init__(self, config: KafkaConfig, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self._metrics = metrics
+        self._consumer: AIOKafkaConsumer | None = None
+        self._closed = False
+        self._stored: dict[str, int] = {}  # lane -> next offset whose effects are committed in the store
+        self._fetched: dict[TopicPartition, int] = {}  # next offset after the records handed out
+        self._owned: set[TopicPartition] = set()
+        self._in_flight = 0  # batches yielded and not yet acknowledged
+        self._settled = asyncio.Event()  # set while nothing is in flight
+        self._settled.set()
+        self._position = 0
+        self._generation = 0  # bumped by every revocation and assignment
+        self.commit_errors = 0
+
+    # ---- Source protocol -----------------------------------------------------------------------------------
+
+    def resume(self, meta: Mapping[str, int]) -> None:
+        """Take the stored offsets: assigned partitions are read from there."""
+        self._stored.update((key[len(OFFSET) :], value) for key, value in meta.items() if key.startswith(OFFSET))
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        consumer = await self._start()
+        try:
+            while not self._closed:
+                await self._learn_positions(consumer)  # before getmany, which moves the positions on
+                try:
+                    data = await consumer.getmany(timeout_ms=self.config.tick_ms)
+                except KafkaError as exc:  # coordination trouble: aiokafka recovers, we report and go on
+                    _log.warning("kafka_fetch_failed", error=type(exc).__name__)
+                    data = {}
+                if not data:
+                    self._report_lag(consumer)
+                    yield Batch([], self._position)
+                    continue
+                for tp in sorted(data):
+                    batch = self._batch(tp, data[tp])
+                    if batch is not None:
+                        self._in_flight += 1
+                        self._settled.clear()
+                        yield batch
+                self._report_lag(consumer)
+        finally:
+            await self._stop(consumer)
+
+    async def ack(self, batch: Batch) -> None:
+        """The batch and its offset are in the store: remember the offset, then tell Kafka (best effort)."""
+        tp = batch.token
+        if isinstance(tp, TopicPartition):
+            self._stored[batch.lane] = batch.meta[OFFSET + batch.lane]
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._settled.set()  # before the Kafka commit, which waits for a rebalance that waits for this
+            if tp in self._owned:
+                await self._commit_kafka({tp})
+
+    def lagging(self) -> Collection[str]:
+        """Partitions that may still hold records this process has not read: every partition of the
+        subscribed topics that is not assigned here (during a rebalance, or while a killed consumer's session
+        has not expired) and assigned ones whose end (high watermark) is unknown or not reached yet. One
+        process owns a namespace, so every partition comes back to it; until then its records are not late.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return ("",)  # not started: nothing is known, nothing may be taken as caught up
+        behind: list[str] = []
+        for tp in self._owned:
+            highwater = consumer.highwater(tp)
+            fetched = self._fetched.get(tp)
+            if highwater is None or fetched is None or fetched < highwater:
+                behind.append(lane_of(tp))
+        for topic in consumer.subscription():
+            for partition in consumer.partitions_for_topic(topic) or ():
+                tp = TopicPartition(topic, partition)
+                if tp not in self._owned:
+                    behind.append(lane_of(tp))
+        if not self._owned:
+            behind.append("")  # nothing assigned yet: the topics' partitions may not even be known
+        return behind
+
+    def assigned(self) -> list[str]:
+        return sorted(lane_of(tp) for tp in self._owned)
+
+    async def close(self) -> None:
+        """Stop taking input: the current getmany returns within tick_ms, the batch in flight is finished."""
+        self._closed = True
+
+    # ---- internals -----------------------------------------------------------------------------------------
+
+    def _batch(self, tp: TopicPartition, records: list[Any]) -> Batch | None:
+        if tp not in self._owned:
+            return None  # revoked since the fetch: its new owner reads it from the stored offset
+        lane = lane_of(tp)
+        start = self._stored.get(lane, -1)
+        fetched = self._fetched.get(tp, -1)
+        floor = max(start, fetched)
+        kept = records if not records or records[0].offset >= floor else [r for r in records if r.offset >= floor]
+        if not kept:
+            return None
+        after = kept[-1].offset + 1
+        self._fetched[tp] = after
+        lines = [b"" if r.value is None else r.value for r in kept]  # a tombstone counts as malformed
+        self._position += len(lines)
+        return Batch(lines, self._position, tp, lane, {OFFSET + lane: after})
+
+    async def _start(self) -> AIOKafkaConsumer:
+        """Create and start the consumer, retrying with backoff while the brokers cannot be reached."""
+        config = self.config
+        retrying = AsyncRetrying(
+            wait=wait_exponential_jitter(multiplier=0.2, max=10.0),
+            retry=retry_if_exception_type((KafkaError, OSError)),
+            before_sleep=lambda state: _log.warning(
+                "kafka_unavailable", error=type(state.outcome.exception()).__name__ if state.outcome else "unknown"
+            ),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                consumer = AIOKafkaConsumer(**config.consumer_options())
+                try:
+                    await consumer.start()
+                except BaseException:
+                    await consumer.stop()
+                    raise
+        listener = _Listener(self, consumer)
+        if config.topic_pattern is not None:
+            consumer.subscribe(pattern=config.topic_pattern, listener=listener)
+        else:
+            consumer.subscribe(topics=config.topics, listener=listener)
+        self._consumer = consumer
+        _log.info("kafka_started", brokers=config.brokers, group_id=config.group_id)
+        return consumer
+
+    async def _stop(self, consumer: AIOKafkaConsumer) -> None:
+        await self._commit_kafka(set(self._owned))
+        await consumer.stop()
+        self._owned.clear()
+        _log.info("kafka_stopped")
+
+    async def _commit_kafka(self, tps: set[TopicPartition]) -> None:
+        consumer = self._consumer
+        offsets = {tp: self._stored[lane_of(tp)] for tp in tps if lane_of(tp) in self._stored}
+        if consumer is None or not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:  # the store holds the truth; Kafka's copy catches up with the next commit
+            self.commit_errors += 1
+            _log.warning("kafka_commit_failed", error=type(exc).__name__)
+
+    async def _learn_positions(self, consumer: AIOKafkaConsumer) -> None:
+        """Where reading starts on partitions that have handed out nothing yet (an empty or fully consumed
+        partition would otherwise count as lagging for ever). Asked between getmany calls, when the position
+        is the next record getmany returns; an answer that spans a rebalance is dropped."""
+        for tp in [tp for tp in self._owned if tp not in self._fetched]:
+            generation = self._generation
+            try:
+                position = await consumer.position(tp)
+            except KafkaError as exc:  # not known yet (e.g. revoked meanwhile): asked again next time
+                _log.debug("kafka_position_unknown", partition=lane_of(tp), error=type(exc).__name__)
+                continue
+            if generation == self._generation and tp in self._owned and tp not in self._fetched:
+                self._fetched[tp] = position
+
+    def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        if self._metrics is None:
+            return
+        for tp in self._owned:
+            highwater, fetched = consumer.highwater(tp), self._fetched.get(tp)
+            if highwater is not None and fetched is not None:
+                lag = max(0, highwater - fetched)
+                self._metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
+
+    async def _revoked(self, revoked: set[TopicPartition]) -> None:
+        """Finish and commit the batch in flight, tell Kafka the positions, then give the partitions up."""
+        await self._settled.wait()
+        await self._commit_kafka(revoked & self._owned)
+        self._owned -= revoked
+        self._generation += 1
+        for tp in revoked:
+            self._fetched.pop(tp, None)
+            if self._metrics is not None:
+                with contextlib.suppress(KeyError):  # never reported
+                    self._metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+        _log.info("partitions_revoked", partitions=sorted(lane_of(tp) for tp in revoked))
+
+    def _assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+        """Continue every partition at its stored offset; partitions never stored start from Kafka's."""
+        for tp in assigned:
+            stored = self._stored.get(lane_of(tp))
+            if stored is not None:
+                consumer.seek(tp, stored)
+                self._fetched[tp] = stored
+        self._owned |= assigned
+        self._generation += 1
+        _log.info("partitions_assigned", partitions=sorted(lane_of(tp) for tp in assigned))
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, source: KafkaSource, consumer: AIOKafkaConsumer) -> None:
+        self._source, self._consumer = source, consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._source._revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._source._assigned(self._consumer, set(assigned))

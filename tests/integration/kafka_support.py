@@ -1,0 +1,114 @@
+"""Kafka test helpers: topics and input made with confluent-kafka (librdkafka), a client independent of ours."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import cast
+
+import redis
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+ROOT = Path(__file__).resolve().parents[2]
+INCIDENT = ROOT / "examples" / "incident.jsonl"
+RULES = ROOT / "config" / "rules"
+_names = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{next(_names)}"
+
+
+def create_topic(bootstrap: str, partitions: int = 3) -> str:
+    topic = unique("logs")
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
+        future.result(timeout=15)
+    return topic
+
+
+def produce(bootstrap: str, topic: str, values: Iterable[bytes | None], partition: int | None = None) -> int:
+    """Produce values (None: a tombstone); without `partition`, librdkafka spreads unkeyed records at random."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": False})
+    count = 0
+    for value in values:
+        if partition is None:
+            producer.produce(topic, value)
+        else:
+            producer.produce(topic, value, partition=partition)
+        count += 1
+        if count % 1000 == 0:
+            producer.poll(0)
+    left = producer.flush(15)
+    assert left == 0, f"{left} records not delivered"
+    return count
+
+
+def incident_lines() -> list[bytes]:
+    return [line.rstrip(b"\n") for line in INCIDENT.read_bytes().splitlines()]
+
+
+def write_config(
+    tmp: Path,
+    bootstrap: str,
+    topic: str,
+    state: str,
+    port: int,
+    rules: Path = RULES,
+    group: str | None = None,
+    max_batch_lines: int = 10_000,
+) -> Path:
+    config = tmp / "streamalert.yaml"
+    config.write_text(
+        f"""
+rules: {rules}
+state: "{state}"
+http: {{listen: "127.0.0.1:{port}"}}
+sources:
+  kafka:
+    brokers: ["{bootstrap}"]
+    topics: [{topic}]
+    group_id: {group or unique("group")}
+    auto_offset_reset: earliest
+    session_timeout_ms: 6000
+    heartbeat_interval_ms: 1000
+    max_batch_lines: {max_batch_lines}
+    tick_ms: 100
+"""
+    )
+    return config
+
+
+def start_run(config: Path, out: Path, err: Path) -> subprocess.Popen[bytes]:
+    with out.open("ab") as stdout, err.open("ab") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamalert", "run", "--config", str(config)], stdout=stdout, stderr=stderr
+        )
+
+
+def replay(files: Sequence[Path], rules: Path = RULES, until: str = "2026-06-01T00:00:00Z") -> list[bytes]:
+    """`streamalert replay` of the files, its clock run on until long after their end (2026-01-26), as live
+    mode's wall clock is, and before today, which live mode's clock has not reached."""
+    command = [sys.executable, "-m", "streamalert", "replay", *map(str, files), "--rules", str(rules)]
+    done = subprocess.run(
+        [*command, "--until", until, "--no-progress"],
+        capture_output=True,
+        check=True,
+    )
+    return done.stdout.splitlines()
+
+
+def stored_offsets(client: redis.Redis, namespace: str) -> int:
+    """The sum of the next offsets stored with the state, over every partition."""
+    meta = cast(dict[bytes, bytes], client.hgetall(f"streamalert:{{{namespace}}}:meta"))
+    return sum(int(value) for key, value in meta.items() if key.startswith(b"offset:"))
+
+
+def logged_transitions(client: redis.Redis, namespace: str) -> list[bytes]:
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], client.xrange(f"streamalert:{{{namespace}}}:transitions"))
+    return [fields[b"t"] for _, fields in entries]
