@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
-from typing import IO
+from collections.abc import Coroutine
+from typing import IO, Any
 
 import structlog
+from redis.exceptions import RedisError
 
-from streamalert.clock import Clock, WallClock
+from streamalert.clock import Clock, Stopwatch, WallClock
 from streamalert.config.app import AppConfig
 from streamalert.config.rules import load_rules
 from streamalert.engine import Engine
@@ -19,6 +22,9 @@ from streamalert.output import JsonLinesWriter
 from streamalert.pipeline import Health, run_live
 from streamalert.sources.kafka import KafkaSource
 from streamalert.sources.vector_http import VectorHttpSource
+from streamalert.state.base import Store
+from streamalert.state.lease import Lease
+from streamalert.state.redis import RedisStore
 from streamalert.state.stores import open_store, redact
 from streamalert.telemetry.metrics import Metrics
 
@@ -34,7 +40,10 @@ class FlushingWriter(JsonLinesWriter):
 
 
 async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | None = None) -> int:
-    """Run until SIGTERM/SIGINT: stop taking input, finish and commit the batch in flight, exit 0."""
+    """Run until SIGTERM/SIGINT: stop taking input, finish and commit the batch in flight, exit 0.
+
+    With Redis state the process first takes its namespace's writer lease (waiting as a standby while
+    another process holds it); it exits 1 when it loses the lease."""
     clock = clock or WallClock()
     rules = load_rules(config.rules)
     store = open_store(config.state)
@@ -46,21 +55,20 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
         max_delay_ms=config.ms("max_delay"),
         future_skew_ms=config.ms("future_skew"),
     )
-    source: VectorHttpSource | KafkaSource
-    if config.sources.kafka is not None:
-        source = KafkaSource(config.sources.kafka, metrics)
-    else:
-        assert config.sources.vector is not None  # exactly one source: validated by AppConfig
-        source = VectorHttpSource(config.sources.vector)
+    source = _source(config, metrics)
+    writer = _Writer(store.lease(config.ms("lease_ttl")) if isinstance(store, RedisStore) else None)
 
     async def readiness() -> tuple[bool, dict[str, str]]:
-        store_check = health.store_error or ("ok" if health.ready else "starting")
+        checks = {"store": health.store_error or ("ok" if health.ready else "starting")}
+        if not writer.holding:
+            checks["lease"] = "standby: another process writes this namespace"
+            return False, checks
         if isinstance(source, KafkaSource):
             lanes = source.assigned()
-            sources_ok, sources_check = bool(lanes), f"{len(lanes)} partitions assigned"
-        else:
-            sources_ok, sources_check = True, "listening"
-        return health.ready and sources_ok, {"store": store_check, "sources": sources_check}
+            checks["sources"] = f"{len(lanes)} partitions assigned"
+            return health.ready and bool(lanes), checks
+        checks["sources"] = "listening"
+        return health.ready, checks
 
     host, port = parse_listen(config.http.listen)
     routes = source.routes() if isinstance(source, VectorHttpSource) else []
@@ -70,24 +78,107 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    sink = FlushingWriter(out if out is not None else sys.stdout.buffer)
-    pipeline = asyncio.create_task(run_live(engine, source, store, sink, clock, metrics, health))
+    code = 0
+    try:
+        if await writer.acquire(store, stop):
+            sink = FlushingWriter(out if out is not None else sys.stdout.buffer)
+            code = await _run(config, run_live(engine, source, store, sink, clock, metrics, health), source, stop)
+    finally:
+        code = await writer.release(code)
+        await runner.cleanup()
+        await store.close()
+    _log.info("stopped", code=code)
+    return code
+
+
+def _source(config: AppConfig, metrics: Metrics) -> VectorHttpSource | KafkaSource:
+    if config.sources.kafka is not None:
+        return KafkaSource(config.sources.kafka, metrics)
+    assert config.sources.vector is not None  # exactly one source: validated by AppConfig
+    return VectorHttpSource(config.sources.vector)
+
+
+async def _run(
+    config: AppConfig, live: Coroutine[Any, Any, None], source: VectorHttpSource | KafkaSource, stop: asyncio.Event
+) -> int:
+    """The live pipeline until it fails or `stop` is set; then a bounded shutdown."""
+    pipeline = asyncio.create_task(live)
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({pipeline, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    code = 0
     try:
         await source.close()  # no new input; the batch in flight is finished, committed and acknowledged
         await asyncio.wait_for(pipeline, timeout=config.ms("shutdown_timeout") / 1000)
     except TimeoutError:
         _log.error("shutdown_timeout", seconds=config.ms("shutdown_timeout") / 1000)
         pipeline.cancel()
-        code = 1
-    except Exception as exc:  # the pipeline failed on its own: report it, exit non-zero
+        return 1
+    except Exception as exc:  # the pipeline failed on its own (a lost lease, a bug): report it, exit non-zero
         _log.error("pipeline_failed", error=f"{type(exc).__name__}: {exc}")
-        code = 1
+        return 1
     finally:
         stopping.cancel()
-        await runner.cleanup()
-        await store.close()
-    _log.info("stopped", code=code)
-    return code
+    return 0
+
+
+class _Writer:
+    """This process's right to write the namespace: a lease taken before any input, renewed until the end."""
+
+    def __init__(self, lease: Lease | None) -> None:
+        self.lease = lease
+        self.holding = lease is None  # memory state: nobody else can write it
+        self._keeper: asyncio.Task[None] | None = None
+
+    async def acquire(self, store: Store, stop: asyncio.Event) -> bool:
+        """Wait as a standby until the lease is ours (True) or we are told to stop (False)."""
+        lease = self.lease
+        if lease is None:
+            return True
+        logged = False
+        while not stop.is_set():
+            try:
+                if await lease.acquire():
+                    _log.info("lease_acquired", epoch=lease.epoch)
+                    assert isinstance(store, RedisStore)
+                    store.fence = lease.epoch
+                    self.holding = True
+                    self._keeper = asyncio.create_task(self._keep(lease, stop))
+                    return True
+                if not logged:
+                    _log.info("standby", holder=await lease.holder())
+                    logged = True
+            except RedisError as exc:
+                _log.warning("store_unavailable", error=type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), lease.ttl_ms / 3000)
+        return False
+
+    @staticmethod
+    async def _keep(lease: Lease, stop: asyncio.Event) -> None:
+        """Renew at a third of the TTL; when the lease is gone, or cannot be renewed before it would expire,
+        stop (a standby takes over; our commits are fenced from its state anyway)."""
+        since = Stopwatch()  # since the last successful renewal
+        while True:
+            await asyncio.sleep(lease.ttl_ms / 3000)  # a period, not a wait for a state
+            try:
+                if not await lease.renew():
+                    break
+                since = Stopwatch()
+            except RedisError as exc:
+                _log.warning("lease_renewal_failed", error=type(exc).__name__)
+                if since.elapsed() * 1000 >= lease.ttl_ms:
+                    break
+        _log.error("lease_lost", epoch=lease.epoch)
+        stop.set()
+
+    async def release(self, code: int) -> int:
+        """Stop renewing; give the lease up after a clean run. Exit code 1 when the lease was lost."""
+        keeper, lease = self._keeper, self.lease
+        if keeper is None or lease is None:
+            return code
+        lost = keeper.done()  # the keeper ends on its own only when the lease is gone
+        keeper.cancel()
+        if lost:
+            return 1
+        with contextlib.suppress(RedisError):
+            await lease.release()  # a standby takes over at once instead of after the TTL
+        return code

@@ -56,12 +56,13 @@ class AppConfig(BaseModel):
     max_delay: str = "10s"
     future_skew: str = "1m"
     shutdown_timeout: str = "20s"
+    lease_ttl: str = "10s"  # Redis state: how long a dead writer keeps a standby waiting
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     http: HttpConfig = Field(default_factory=HttpConfig)
     sources: SourcesConfig
     sinks: SinksConfig = Field(default_factory=SinksConfig)
 
-    @field_validator("lateness", "max_delay", "future_skew", "shutdown_timeout")
+    @field_validator("lateness", "max_delay", "future_skew", "shutdown_timeout", "lease_ttl")
     @classmethod
     def _duration(cls, value: str) -> str:
         parse_duration(value)  # raises ValueError naming the text

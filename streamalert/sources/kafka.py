@@ -30,6 +30,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ConfigDict, Field, SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
+from streamalert.clock import Stopwatch
 from streamalert.sources import Batch
 from streamalert.telemetry.metrics import Metrics
 
@@ -50,6 +51,9 @@ class KafkaConfig(pydantic.BaseModel):
     auto_offset_reset: Literal["earliest", "latest"] = "latest"  # where a partition with no stored offset starts
     max_batch_lines: int = Field(default=10_000, gt=0)  # records per getmany (split into one batch per partition)
     tick_ms: int = Field(default=1000, gt=0)  # an empty Batch when nothing arrived for this long
+    fetch_max_wait_ms: int = Field(default=100, ge=0)  # how long the broker may hold a fetch for more data
+    fetch_min_bytes: int = Field(default=1, gt=0)
+    commit_interval_ms: int = Field(default=1_000, ge=0)  # Kafka's copy of the offsets (the store has the truth)
     session_timeout_ms: int = Field(default=10_000, gt=0)
     heartbeat_interval_ms: int = Field(default=3_000, gt=0)
     max_poll_interval_ms: int = Field(default=300_000, gt=0)
@@ -85,6 +89,8 @@ class KafkaConfig(pydantic.BaseModel):
             "enable_auto_commit": False,
             "auto_offset_reset": self.auto_offset_reset,
             "max_poll_records": self.max_batch_lines,
+            "fetch_max_wait_ms": self.fetch_max_wait_ms,
+            "fetch_min_bytes": self.fetch_min_bytes,
             "session_timeout_ms": self.session_timeout_ms,
             "heartbeat_interval_ms": self.heartbeat_interval_ms,
             "max_poll_interval_ms": self.max_poll_interval_ms,
@@ -125,6 +131,7 @@ class KafkaSource:
         self._settled.set()
         self._position = 0
         self._generation = 0  # bumped by every revocation and assignment
+        self._since_commit = Stopwatch()  # since offsets were last committed to Kafka
         self.commit_errors = 0
 
     # ---- Source protocol -----------------------------------------------------------------------------------
@@ -158,15 +165,16 @@ class KafkaSource:
             await self._stop(consumer)
 
     async def ack(self, batch: Batch) -> None:
-        """The batch and its offset are in the store: remember the offset, then tell Kafka (best effort)."""
+        """The batch and its offset are in the store: remember the offset; tell Kafka at most every
+        commit_interval_ms (best effort: it serves lag monitoring; the store's offsets are the ones used)."""
         tp = batch.token
         if isinstance(tp, TopicPartition):
             self._stored[batch.lane] = batch.meta[OFFSET + batch.lane]
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._settled.set()  # before the Kafka commit, which waits for a rebalance that waits for this
-            if tp in self._owned:
-                await self._commit_kafka({tp})
+            if self._since_commit.elapsed() * 1000 >= self.config.commit_interval_ms:
+                await self._commit_kafka(set(self._owned))
 
     def lagging(self) -> Collection[str]:
         """Partitions that may still hold records this process has not read: every partition of the
@@ -253,6 +261,7 @@ class KafkaSource:
 
     async def _commit_kafka(self, tps: set[TopicPartition]) -> None:
         consumer = self._consumer
+        self._since_commit = Stopwatch()
         offsets = {tp: self._stored[lane_of(tp)] for tp in tps if lane_of(tp) in self._stored}
         if consumer is None or not offsets:
             return

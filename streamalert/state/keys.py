@@ -36,6 +36,16 @@ def pending(namespace: str) -> str:
     return f"{_tag(namespace)}:pending"
 
 
+def lease(namespace: str) -> str:
+    """STRING with a TTL: the token of the process allowed to write this namespace."""
+    return f"{_tag(namespace)}:lease"
+
+
+def epoch(namespace: str) -> str:
+    """STRING (integer): incremented by every new lease holder; commits are fenced on it."""
+    return f"{_tag(namespace)}:epoch"
+
+
 def transitions(namespace: str) -> str:
     """STREAM: every transition, appended in the checkpoint that decided it (field `t`: the JSON line)."""
     return f"{_tag(namespace)}:transitions"

@@ -6,10 +6,13 @@ from typing import cast
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
 
 from streamalert.clock import Stopwatch
 from streamalert.state import keys
 from streamalert.state.base import Changes, Snapshot
+from streamalert.state.lease import Lease, LeaseLost
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TIMEOUT_S = 5
@@ -34,6 +37,7 @@ class RedisStore:
         keys.meta(namespace)  # refuses a namespace that cannot be a hash tag, before any connection
         self._redis = client
         self.namespace = namespace
+        self.fence: int | None = None  # the lease epoch this store writes under (None: no lease in use)
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -54,9 +58,29 @@ class RedisStore:
         snapshot.pending = [(int(score), member) for member, score in pending]
         return snapshot
 
+    def lease(self, ttl_ms: int) -> Lease:
+        """The writer lease of this store's namespace, on the same connection pool."""
+        return Lease(self._redis, self.namespace, ttl_ms)
+
     async def commit(self, changes: Changes, ttl_ms: dict[str, int]) -> None:
+        if self.fence is None:
+            await self._fill(self._redis.pipeline(transaction=True), changes, ttl_ms).execute()
+            return
+        epoch_key = keys.epoch(self.namespace)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(epoch_key)
+            current = await pipe.get(epoch_key)
+            if current is None or int(current) != self.fence:
+                raise LeaseLost(f"namespace {self.namespace!r} was taken over (epoch {current!r}, ours {self.fence})")
+            pipe.multi()  # type: ignore[no-untyped-call]
+            self._fill(pipe, changes, ttl_ms)
+            try:
+                await pipe.execute()
+            except WatchError:
+                raise LeaseLost(f"namespace {self.namespace!r} was taken over during a commit") from None
+
+    def _fill(self, pipe: Pipeline, changes: Changes, ttl_ms: dict[str, int]) -> Pipeline:
         ns = self.namespace
-        pipe = self._redis.pipeline(transaction=True)
         if changes.meta:
             pipe.hset(keys.meta(ns), mapping=changes.meta)  # type: ignore[arg-type]
             pipe.pexpire(keys.meta(ns), keys.LONG_TTL_MS)
@@ -79,7 +103,7 @@ class RedisStore:
             for line in changes.transitions:
                 pipe.xadd(log, {"t": line}, maxlen=keys.TRANSITIONS_KEPT, approximate=True)
             pipe.pexpire(log, keys.LONG_TTL_MS)
-        await pipe.execute()
+        return pipe
 
     async def transitions(self, limit: int) -> list[bytes]:
         if limit <= 0:

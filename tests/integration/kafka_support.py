@@ -68,6 +68,7 @@ def write_config(
         f"""
 rules: {rules}
 state: "{state}"
+lease_ttl: 2s
 http: {{listen: "127.0.0.1:{port}"}}
 sources:
   kafka:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -174,3 +175,56 @@ def test_kill_9_mid_stream_loses_and_doubles_nothing(
     printed = out.read_bytes().splitlines()
     assert len(printed) == len(set(printed)), "a transition was printed twice"
     assert set(printed) <= set(expected)
+
+
+def test_a_standby_takes_over_a_killed_writer(
+    tmp_path: Path, kafka_bootstrap: str, redis_url: str, plain: redis.Redis
+) -> None:
+    """Two `streamalert run` on one namespace and group: one writes, the other waits (not ready, not in the
+    group). SIGKILL the writer mid-stream: the standby takes the lease when it expires, continues from the
+    stored offsets, and the transition log equals replay's, each transition once."""
+    topic = create_topic(kafka_bootstrap, partitions=3)
+    produce(kafka_bootstrap, topic, incident_lines())
+    expected = replay([INCIDENT])
+    namespace, group = unique("ha"), unique("group")
+    state = f"{redis_url}?namespace={namespace}"
+    procs = []
+    ports = [free_port(), free_port()]
+    for name, port in zip("ab", ports, strict=True):
+        folder = tmp_path / name
+        folder.mkdir()
+        config = write_config(folder, kafka_bootstrap, topic, state, port, group=group, max_batch_lines=25)
+        procs.append(start_run(config, folder / "out.jsonl", folder / "err.log"))
+    try:
+        poll(lambda: 200 in [_status(port, "/readyz") for port in ports], 60, "a writer with partitions")
+        readiness = [_status(port, "/readyz") for port in ports]
+        assert sorted(readiness) == [200, 503], readiness
+        writer = readiness.index(200)
+        standby = 1 - writer
+        poll(lambda: stored_offsets(plain, namespace) > 0, 30, "the writer's progress", procs[writer])
+        procs[writer].kill()
+        mark = stored_offsets(plain, namespace)
+        procs[writer].wait(timeout=10)
+        assert stored_offsets(plain, namespace) < 5502, "the stream ended before the kill: the test proves nothing"
+        poll(lambda: stored_offsets(plain, namespace) == 5502, 60, "the standby to finish", procs[standby])
+        poll(lambda: len(logged_transitions(plain, namespace)) >= len(expected), 30, "the transitions", procs[standby])
+        assert _status(ports[standby], "/readyz") == 200
+    finally:
+        codes = [stop(proc) for proc in procs if proc.poll() is None]
+    assert codes == [0]
+    assert mark > 0
+    assert logged_transitions(plain, namespace) == expected
+    printed = [line for name in "ab" for line in (tmp_path / name / "out.jsonl").read_bytes().splitlines()]
+    assert len(printed) == len(set(printed)), "a transition was printed twice"
+    assert set(printed) <= set(expected)
+    assert b'"event": "standby"' in (tmp_path / "ab"[standby] / "err.log").read_bytes()
+
+
+def _status(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except urllib.error.URLError:
+        return 0  # not listening yet

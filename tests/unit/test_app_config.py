@@ -80,3 +80,44 @@ def test_shipped_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMALERT_TOKEN", "x")
     config = load_config(Path(__file__).resolve().parents[2] / "config" / "streamalert.yaml")
     assert config.rules.name == "rules"
+
+
+def test_shipped_kafka_config_loads() -> None:
+    """config/streamalert-kafka.yaml is valid with its defaults."""
+    config = load_config(Path(__file__).resolve().parents[2] / "config" / "streamalert-kafka.yaml")
+    assert config.sources.kafka is not None
+    assert config.sources.kafka.topics == ["crm-logs", "revel-logs"]
+    assert config.sources.vector is None
+
+
+@pytest.mark.parametrize(
+    ("kafka", "message"),
+    [
+        ("{brokers: [k:9092]}", "exactly one of topics"),
+        ("{brokers: [k:9092], topics: [a], topic_pattern: 'a.*'}", "exactly one of topics"),
+        ("{brokers: [k:9092], topics: [a], security_protocol: SASL_SSL}", "needs sasl_mechanism"),
+        ("{brokers: [k:9092], topics: [a], sasl_username: u}", "sasl_\\* settings need"),
+        ("{brokers: [], topics: [a]}", "sources.kafka.brokers"),
+    ],
+)
+def test_bad_kafka_settings_name_their_key(tmp_path: Path, kafka: str, message: str) -> None:
+    text = f"rules: rules\nsources:\n  kafka: {kafka}\n"
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, text))
+
+
+def test_one_source_per_process(tmp_path: Path) -> None:
+    text = "rules: rules\nsources:\n  kafka: {brokers: [k:9092], topics: [a]}\n  vector: {auth: none}\n"
+    with pytest.raises(ConfigError, match="exactly one source"):
+        load_config(_write(tmp_path, text))
+
+
+def test_the_sasl_password_never_appears_in_errors(tmp_path: Path) -> None:
+    text = (
+        "rules: rules\nsources:\n  kafka: {brokers: [k:9092], topics: [a], security_protocol: SASL_SSL,"
+        " sasl_mechanism: PLAIN, sasl_username: u, sasl_password: hunter2-secret, max_batch_lines: 0}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    assert "hunter2-secret" not in str(info.value)
+    assert "max_batch_lines" in str(info.value)

@@ -1,0 +1,825 @@
+"""Live benchmark: Kafka -> `run_live` -> Redis, throughput from a pre-filled topic and produce-to-transition latency.
+
+Run by hand, never in CI (it starts a private Tansu broker and a private redis-server):
+
+    python bench/live_bench.py [--lines N] [--partitions P] [--rate R] [--seconds S] [--send-every-ms MS]
+                               [--latency-partitions P] [--fetch-max-wait-ms MS [MS ...]]
+                               [--skip-throughput] [--skip-latency] [--profile]
+
+Throughput: N lines from the replay benchmark's generator (bench/replay_bench.py, cached in bench/data/) are
+shifted by whole seconds so that the newest lies a minute before the wall clock, and produced to a fresh
+topic of P partitions before anything is timed. Then the production live loop
+(`streamalert.pipeline.run_live` with a `KafkaSource` in a fresh consumer group, `auto_offset_reset=earliest`,
+`config/rules` with the default lateness, a `RedisStore`) reads the topic. The clock starts when the first
+non-empty batch comes out of the source, so the consumer group join is not timed (nor is the first getmany),
+and stops when the last line's batch is acknowledged, i.e. after its checkpoint (state and offset) is committed
+to Redis. The figure is lines per second of one process (one event loop; the broker and Redis run beside it).
+The same topic is first drained by a bare aiokafka `getmany` loop (no group, nothing done with the records):
+the ceiling for this consumer on this broker. A breakdown splits the timed interval into fetch (waiting for
+the source's next batch), engine (accept_lines, advance, drain, checkpoint), Redis commit (the pipeline's own
+store latency histogram) and ack (the Kafka offset commit); "other" is metrics, the sink and the event loop.
+
+Latency: a separate (spawned) producer process sends R lines/s for S seconds, a batch every MS ms paced on
+the monotonic clock (not a fixed sleep per message), each batch stamped with the wall clock when it is handed
+to librdkafka (linger 1 ms), to a topic that `run_live` already consumes (caught up on a warm-up burst first).
+One line in PROBE_EVERY is a probe (`event: bench_probe`, unique `probe_id`); a rule written by this script to
+a temporary file (count >= 1 over 1 s, group_by probe_id) fires on every probe, so each probe gives one firing
+transition whose event time is its produce stamp. Latency = wall clock when the sink receives the transition
+(after the Redis commit) - that stamp, in whole milliseconds. config/rules runs alongside, so the engine does
+its usual work. The engine runs with lateness 0: an instant is decided once it falls behind `newest - lateness`,
+so the end-to-end latency of a deployment is this figure plus its lateness (30 s by default); and with lateness
+0 a probe waits for the next, later line (here the next batch, MS ms on). The run is repeated for each
+`--fetch-max-wait-ms` (KafkaConfig.fetch_max_wait_ms, shipped default 100; aiokafka's own default is 500): Tansu
+answers a fetch that finds no new record only after sleeping on the order of that time, where Kafka answers
+once a byte arrives, so large values measure Tansu's polling more than streamalert.
+
+Targets (from the issue): >= 200k events/s per process, p99 < 100 ms at 20k events/s. Each result is printed
+as PASS or MISS; the exit status stays 0 either way. `--profile` adds a cProfile run of the live throughput
+(separate, on a fresh consumer group) and prints the top functions by tottime. Only streamalert.clock reads the
+time (Stopwatch, WallClock); CPU use comes from resource.getrusage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import itertools
+import math
+import multiprocessing
+import os
+import pstats
+import resource
+import sys
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event as ProcessEvent
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic  # what confluent_kafka.admin re-exports, without an explicit export
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+for _path in (str(ROOT), str(BENCH)):  # run as a plain script from a checkout; replay_bench sits next to us
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from replay_bench import _Timestamps, generate, input_file  # noqa: E402
+
+from streamalert.clock import Stopwatch, WallClock  # noqa: E402
+from streamalert.config.rules import Rule, load_rules  # noqa: E402
+from streamalert.engine import Engine  # noqa: E402
+from streamalert.model import AlertState, Transition  # noqa: E402
+from streamalert.pipeline import Health, run_live  # noqa: E402
+from streamalert.sources import Batch  # noqa: E402
+from streamalert.sources.kafka import KafkaConfig, KafkaSource  # noqa: E402
+from streamalert.state.redis import RedisStore  # noqa: E402
+from streamalert.telemetry.logging import configure as configure_logging  # noqa: E402
+from streamalert.telemetry.metrics import Metrics  # noqa: E402
+from streamalert.testing import kafka_broker, redis_server  # noqa: E402
+
+RULES_DIR = ROOT / "config" / "rules"
+DEFAULT_LINES = 1_000_000
+DEFAULT_PARTITIONS = 3
+DEFAULT_RATE = 20_000
+DEFAULT_SECONDS = 20.0
+TARGET_EVENTS_PER_S = 200_000
+TARGET_P99_MS = 100.0
+
+MAX_BATCH_LINES = 10_000  # KafkaConfig default: records per getmany
+SHIPPED_FETCH_MAX_WAIT_MS = KafkaConfig.model_fields["fetch_max_wait_ms"].default  # streamalert's default
+TICK_MS = 100
+RECENT_MS = 60_000  # the pre-filled input ends this long before the wall clock
+STAMP_KEY = b'"timestamp":"'  # every generated line ends with it: ..."timestamp":"YYYY-MM-DDTHH:MM:SS.mmmZ"}
+STAMP_LEN = 24
+
+DEFAULT_SEND_EVERY_MS = 10  # the latency producer sends a batch every 10 ms (200 lines at 20k/s)
+PROBE_EVERY = 50  # one line in 50 is a probe: 2%
+PROBE_RULE = "bench_probe"
+PROBE_RULES_YAML = f"""\
+rules:
+  - name: {PROBE_RULE}
+    match:
+      event: {PROBE_RULE}
+    window: 1s
+    condition: count >= 1
+    group_by: [probe_id]
+"""
+NOISE_TEMPLATES = 20_000  # generated lines the latency producer cycles through (restamped as sent)
+WARMUP_LINES = 5_000
+TAIL_S = 0.5  # noise without probes after the measured period, so the last probes' instant is decided
+STALL_S = 30.0  # a run fails when no line is acknowledged for this long
+_names = itertools.count()
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{os.getpid()}-{next(_names)}"
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + system) used by this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# ---- input -------------------------------------------------------------------------------------------------
+
+
+def _stamp_at(line: bytes) -> int:
+    """Offset of the "YYYY-MM-DDTHH:MM:SS.mmmZ" stamp in a generated line."""
+    at = line.rfind(STAMP_KEY)
+    if at < 0:
+        raise ValueError(f"no timestamp in {line[:80]!r}")
+    return at + len(STAMP_KEY)
+
+
+def _epoch_s(head: bytes) -> int:
+    return int(datetime.fromisoformat(head.decode() + "+00:00").timestamp())
+
+
+def restamp(lines: Sequence[bytes], newest_ms: int) -> list[bytes]:
+    """The lines shifted by a whole number of seconds so that the newest stamp is about `newest_ms`.
+
+    Whole seconds keep the milliseconds, so only "YYYY-MM-DDTHH:MM:SS" changes, through a cache per second."""
+    newest = max(lines, key=lambda line: line[_stamp_at(line) : _stamp_at(line) + STAMP_LEN])
+    at = _stamp_at(newest)
+    shift_s = newest_ms // 1000 - _epoch_s(newest[at : at + 19])
+    heads: dict[bytes, bytes] = {}
+    out: list[bytes] = []
+    for line in lines:
+        at = _stamp_at(line)
+        head = line[at : at + 19]
+        new = heads.get(head)
+        if new is None:
+            second = datetime.fromtimestamp(_epoch_s(head) + shift_s, tz=UTC)
+            new = heads[head] = second.strftime("%Y-%m-%dT%H:%M:%S").encode()
+        out.append(line[:at] + new + line[at + 19 :])
+    return out
+
+
+# ---- Kafka -------------------------------------------------------------------------------------------------
+
+
+def create_topic(broker: str, partitions: int) -> str:
+    topic = _unique("bench")
+    admin = AdminClient({"bootstrap.servers": broker})
+    for future in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
+        future.result(timeout=30)
+    return topic
+
+
+def prefill(broker: str, topic: str, lines: Sequence[bytes], partitions: int) -> float:
+    """Produce the lines round-robin over the partitions (each partition keeps their order); seconds taken."""
+    producer = Producer(
+        {
+            "bootstrap.servers": broker,
+            "enable.idempotence": False,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+            "log_level": 3,  # the broker closing idle connections at the end is not news
+        }
+    )
+    watch = Stopwatch()
+    for i, line in enumerate(lines):
+        while True:
+            try:
+                producer.produce(topic, line, partition=i % partitions)
+                break
+            except BufferError:  # the local queue is full: let librdkafka send some
+                producer.poll(0.05)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    left = producer.flush(120)
+    if left:
+        raise RuntimeError(f"{left} records not delivered")
+    return watch.elapsed()
+
+
+# ---- throughput --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Timers:
+    """Where the timed interval of a live run goes (seconds, from the first non-empty batch on)."""
+
+    started: bool = False
+    fetch: float = 0.0  # waiting for the source's next batch (aiokafka getmany and the batch split)
+    engine: float = 0.0  # accept_lines, advance, drain and checkpoint
+    ack: float = 0.0  # source.ack: the Kafka offset commit
+    store_at_start: float = 0.0  # the store latency histogram's sum when the clock started
+    store: float = 0.0  # Redis commits (from the pipeline's own store latency histogram)
+
+    def restart(self, metrics: Metrics) -> None:
+        self.started, self.fetch, self.engine, self.ack = True, 0.0, 0.0, 0.0
+        self.store_at_start, self.store = _histogram_sum(metrics), 0.0
+
+
+def _histogram_sum(metrics: Metrics) -> float:
+    for metric in metrics.store_latency.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_sum"):
+                return float(sample.value)
+    return 0.0
+
+
+class TimedEngine(Engine):
+    """The production engine, with the time spent in its per-batch calls added up."""
+
+    def __init__(self, rules: list[Rule], timers: Timers, **options: Any) -> None:
+        super().__init__(rules, **options)
+        self.timers = timers
+
+    def accept_lines(self, *args: Any, **kwargs: Any) -> int:
+        watch = Stopwatch()
+        try:
+            return super().accept_lines(*args, **kwargs)
+        finally:
+            self._add(watch)
+
+    def advance(self, *args: Any, **kwargs: Any) -> None:
+        watch = Stopwatch()
+        try:
+            super().advance(*args, **kwargs)
+        finally:
+            self._add(watch)
+
+    def drain(self) -> list[Transition]:
+        watch = Stopwatch()
+        try:
+            return super().drain()
+        finally:
+            self._add(watch)
+
+    def checkpoint(self) -> Any:
+        watch = Stopwatch()
+        try:
+            return super().checkpoint()
+        finally:
+            self._add(watch)
+
+    def _add(self, watch: Stopwatch) -> None:
+        if self.timers.started:
+            self.timers.engine += watch.elapsed()
+
+
+class CountingSource:
+    """Wraps the Kafka source: starts the clock at the first non-empty batch, counts acknowledged lines, and
+    closes the source once `expect`ed lines are all acknowledged (committed to the store)."""
+
+    def __init__(
+        self, inner: KafkaSource, metrics: Metrics, timers: Timers | None = None, clock: WallClock | None = None
+    ) -> None:
+        self.inner = inner
+        self.clock = clock
+        self.taken_ms = 0  # wall clock when the last non-empty batch came out of the source (with a clock)
+        self.batches_taken = 0  # non-empty batches
+        self.name = inner.name
+        self.metrics = metrics
+        self.timers = timers or Timers()
+        self.acked = 0
+        self.expected: int | None = None
+        self.close_when_done = False
+        self.reached = asyncio.Event()
+        self.watch: Stopwatch | None = None
+        self.cpu_at_start = 0.0
+        self.seconds = 0.0  # first non-empty batch out of the source -> the `expect`ed line acknowledged
+        self.cpu_seconds = 0.0
+
+    def expect(self, total: int, close: bool) -> None:
+        """Stop the clock (and close the source, if `close`) once `total` lines are acknowledged."""
+        self.expected, self.close_when_done = total, close
+        self.reached.clear()
+        self._check()
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        watch = Stopwatch()
+        async for batch in self.inner.batches():
+            if self.timers.started:
+                self.timers.fetch += watch.elapsed()  # from taking the last batch back to this one
+            elif batch.lines:
+                self.watch, self.cpu_at_start = Stopwatch(), _cpu_s()
+                self.timers.started = True
+                self.timers.store_at_start = _histogram_sum(self.metrics)
+            if batch.lines:
+                self.batches_taken += 1
+                if self.clock is not None:
+                    self.taken_ms = self.clock.now_ms()
+            yield batch
+            watch = Stopwatch()
+
+    async def ack(self, batch: Batch) -> None:
+        watch = Stopwatch()
+        await self.inner.ack(batch)
+        if self.timers.started:
+            self.timers.ack += watch.elapsed()
+        self.acked += len(batch.lines)
+        if self._check() and self.close_when_done:
+            await self.inner.close()  # every line is in: the source ends within tick_ms
+
+    def _check(self) -> bool:
+        """Stop the clock when the expected count is reached; True the first time."""
+        if self.expected is None or self.acked < self.expected or self.reached.is_set():
+            return False
+        if self.watch is not None:
+            self.seconds, self.cpu_seconds = self.watch.elapsed(), _cpu_s() - self.cpu_at_start
+        self.timers.store = _histogram_sum(self.metrics) - self.timers.store_at_start
+        self.reached.set()
+        return True
+
+    def lagging(self) -> Collection[str]:
+        return self.inner.lagging()
+
+    def resume(self, meta: Mapping[str, int]) -> None:
+        self.inner.resume(meta)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class CountingSink:
+    def __init__(self) -> None:
+        self.transitions = 0
+
+    def write(self, transitions: list[Transition]) -> None:
+        self.transitions += len(transitions)
+
+
+@dataclass(slots=True)
+class Throughput:
+    lines: int
+    seconds: float
+    cpu_seconds: float
+    timers: Timers
+    transitions: int
+    matched: int
+    late: int
+    series: int
+
+    @property
+    def per_s(self) -> float:
+        return self.lines / self.seconds
+
+
+def _kafka_config(broker: str, topic: str, fetch_max_wait_ms: int | None = None) -> KafkaConfig:
+    config = KafkaConfig(
+        brokers=[broker],
+        topics=[topic],
+        group_id=_unique("bench-group"),
+        auto_offset_reset="earliest",
+        max_batch_lines=MAX_BATCH_LINES,
+        tick_ms=TICK_MS,
+        session_timeout_ms=6000,
+    )
+    return config if fetch_max_wait_ms is None else config.model_copy(update={"fetch_max_wait_ms": fetch_max_wait_ms})
+
+
+def _store(redis_url: str) -> RedisStore:
+    return RedisStore.from_url(redis_url + ("&" if "?" in redis_url else "?") + "namespace=bench")
+
+
+async def _reached(source: CountingSource, live: asyncio.Task[None]) -> None:
+    """Wait until the source has acknowledged the lines it expects. Fail if the live loop ends first, or if
+    no line is acknowledged for STALL_S (lines lost, or the consumer stuck): a benchmark must not hang."""
+    reached = asyncio.ensure_future(source.reached.wait())
+    try:
+        acked = -1
+        while source.acked != acked:
+            acked = source.acked
+            done, _ = await asyncio.wait({reached, live}, timeout=STALL_S, return_when=asyncio.FIRST_COMPLETED)
+            if reached in done:
+                return
+            if live in done:
+                live.result()  # raises what ended it
+                raise RuntimeError(f"the live loop ended after {source.acked:,} of {source.expected} lines")
+        raise RuntimeError(
+            f"{source.acked:,} of {source.expected} lines acknowledged and none for {STALL_S:g} s: "
+            "lines were lost or the consumer is stuck"
+        )
+    finally:
+        reached.cancel()
+
+
+async def live_throughput(broker: str, topic: str, redis_url: str, rules: list[Rule], lines: int) -> Throughput:
+    """`run_live` over the pre-filled topic until every line is committed; timed from the first batch."""
+    store = _store(redis_url)
+    await store.reset()
+    metrics, timers = Metrics(), Timers()
+    engine = TimedEngine(rules, timers)
+    source = CountingSource(KafkaSource(_kafka_config(broker, topic), metrics), metrics, timers)
+    source.expect(lines, close=True)
+    sink = CountingSink()
+    live = asyncio.create_task(run_live(engine, source, store, sink, WallClock(), metrics, Health()))
+    try:
+        await _reached(source, live)  # the source closes itself then
+    finally:
+        await source.close()
+        await asyncio.wait_for(live, STALL_S)
+        await store.close()
+    stats = engine.stats
+    return Throughput(
+        lines,
+        source.seconds,
+        source.cpu_seconds,
+        timers,
+        sink.transitions,
+        stats.matched,
+        stats.late,
+        engine.series_count(),
+    )
+
+
+async def drain_baseline(broker: str, topic: str, partitions: int, lines: int) -> tuple[float, float]:
+    """A bare aiokafka consumer (no group) reading the topic from the start, the values taken out of the
+    records and nothing else: (lines/s, CPU seconds per wall second), timed from the first non-empty getmany."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker, group_id=None, enable_auto_commit=False, max_poll_records=MAX_BATCH_LINES
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        await consumer.seek_to_beginning()
+        got = 0
+        watch: Stopwatch | None = None
+        cpu = 0.0
+        while got < lines:
+            data = await consumer.getmany(timeout_ms=TICK_MS)
+            for records in data.values():
+                values = [r.value for r in records]
+                got += len(values)
+            if data and watch is None:
+                watch, cpu = Stopwatch(), _cpu_s()
+        assert watch is not None
+        seconds = watch.elapsed()
+        return lines / seconds, (_cpu_s() - cpu) / seconds
+    finally:
+        await consumer.stop()
+
+
+def profile_throughput(broker: str, topic: str, redis_url: str, rules: list[Rule], lines: int, top: int = 30) -> None:
+    gc.collect()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    result = asyncio.run(live_throughput(broker, topic, redis_url, rules, lines))
+    profiler.disable()
+    print(
+        f"\ncProfile of a live throughput run ({result.per_s:,.0f} lines/s under the profiler), top {top} by tottime:"
+    )
+    stats = pstats.Stats(profiler, stream=sys.stdout)
+    stats.strip_dirs().sort_stats(pstats.SortKey.TIME).print_stats(top)
+
+
+# ---- latency -----------------------------------------------------------------------------------------------
+
+
+def _templates(lines: Sequence[bytes]) -> list[tuple[bytes, bytes]]:
+    """(before the stamp, after the stamp) of each line, to stamp it as it is sent."""
+    out: list[tuple[bytes, bytes]] = []
+    for line in lines:
+        at = _stamp_at(line)
+        out.append((line[:at], line[at + STAMP_LEN :]))
+    return out
+
+
+def paced_producer(
+    broker: str,
+    topic: str,
+    partitions: int,
+    rate: int,
+    seconds: float,
+    send_every_s: float,
+    go: ProcessEvent,
+    out: Queue[tuple[Any, ...]],
+) -> None:
+    """The latency run's producer (a process of its own): a warm-up burst, then `rate` lines/s for `seconds`
+    plus a probe-free tail, every line stamped with the wall clock when it is handed to librdkafka."""
+    templates = _templates(generate(NOISE_TEMPLATES))
+    producer = Producer({"bootstrap.servers": broker, "enable.idempotence": False, "linger.ms": 1, "log_level": 3})
+    clock, stamps = WallClock(), _Timestamps()
+    noise = itertools.cycle(templates)
+    partition = itertools.cycle(range(partitions))
+    stamp = stamps.format(clock.now_ms()).encode()
+    for _ in range(WARMUP_LINES):
+        before, after = next(noise)
+        producer.produce(topic, before + stamp + after, partition=next(partition))
+    left = producer.flush(30)
+    out.put(("warm", WARMUP_LINES) if not left else ("undelivered", left))
+    if left or not go.wait(120):
+        return
+    measured, total = int(rate * seconds), int(rate * (seconds + TAIL_S))
+    pause = threading.Event()
+    sent = probes = 0
+    worst_behind = 0.0
+    watch = Stopwatch()
+    measured_seconds = 0.0
+    for tick in itertools.count(1):
+        if sent >= measured and not measured_seconds:
+            measured_seconds = watch.elapsed()
+        if sent >= total:
+            break
+        due_at = tick * send_every_s
+        wait = due_at - watch.elapsed()
+        if wait > 0:
+            pause.wait(wait)
+        else:
+            worst_behind = max(worst_behind, -wait)
+        due = min(total, round(due_at * rate))
+        stamp = stamps.format(clock.now_ms()).encode()
+        for k in range(sent, due):
+            if k < measured and k % PROBE_EVERY == 0:
+                value = b'{"event":"bench_probe","probe_id":%d,"service":"bench","level":"info","timestamp":"%s"}' % (
+                    k,
+                    stamp,
+                )
+                probes += 1
+            else:
+                before, after = next(noise)
+                value = before + stamp + after
+            producer.produce(topic, value, partition=next(partition))
+        sent = due
+        producer.poll(0)
+    left = producer.flush(30)
+    out.put(("done", sent, probes, measured_seconds, worst_behind, left))
+
+
+class LatencySink:
+    """Latency of every probe's firing transition: wall clock at arrival - its event time (the produce stamp),
+    split at the moment the batch that led to the transition came out of the source."""
+
+    def __init__(self, clock: WallClock, source: CountingSource) -> None:
+        self.clock, self.source = clock, source
+        self.latencies_ms: list[int] = []
+        self.to_batch_ms: list[int] = []  # stamp -> the deciding batch out of the source
+        self.in_pipeline_ms: list[int] = []  # that batch out of the source -> transition in the sink
+
+    def write(self, transitions: list[Transition]) -> None:
+        now, taken = self.clock.now_ms(), self.source.taken_ms
+        for t in transitions:
+            if t.rule == PROBE_RULE and t.state is AlertState.FIRING:
+                self.latencies_ms.append(now - t.at_ms)
+                self.to_batch_ms.append(taken - t.at_ms)
+                self.in_pipeline_ms.append(now - taken)
+
+
+@dataclass(slots=True)
+class Latency:
+    sent: int
+    probes: int
+    measured_seconds: float  # to send the lines of the measured period (the tail not included)
+    worst_behind_s: float
+    latencies_ms: list[int] = field(default_factory=list)
+    to_batch_ms: list[int] = field(default_factory=list)
+    in_pipeline_ms: list[int] = field(default_factory=list)
+    late: int = 0
+    clamped: int = 0
+    batches: int = 0  # non-empty batches while the producer ran
+    timers: Timers = field(default_factory=Timers)  # from the producer's start to the last line acknowledged
+    seconds: float = 0.0  # idem
+
+
+def quantile(values: Sequence[int], q: float) -> int:
+    """Nearest-rank quantile."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
+
+
+async def live_latency(
+    broker: str,
+    redis_url: str,
+    rules: list[Rule],
+    partitions: int,
+    rate: int,
+    seconds: float,
+    send_every_ms: float,
+    fetch_max_wait_ms: int | None,
+) -> Latency:
+    """`run_live` (lateness 0) on a fresh topic, caught up on a warm-up burst, then fed by the paced producer."""
+    topic = create_topic(broker, partitions)
+    store = _store(redis_url)
+    await store.reset()
+    metrics, timers = Metrics(), Timers()
+    engine = TimedEngine(rules, timers, lateness_ms=0)
+    config = _kafka_config(broker, topic, fetch_max_wait_ms)
+    source = CountingSource(KafkaSource(config, metrics), metrics, timers, clock=WallClock())
+    sink = LatencySink(WallClock(), source)
+    context = multiprocessing.get_context("spawn")
+    go = context.Event()
+    out: Queue[tuple[Any, ...]] = context.Queue()
+    producer = context.Process(
+        target=paced_producer,
+        args=(broker, topic, partitions, rate, seconds, send_every_ms / 1000, go, out),
+        daemon=True,
+    )
+    producer.start()
+    live = asyncio.create_task(run_live(engine, source, store, sink, WallClock(), metrics, Health()))
+    try:
+        tag, warm = await asyncio.to_thread(out.get, True, 120)
+        if tag != "warm":
+            raise RuntimeError(f"the producer could not deliver {warm} warm-up records")
+        source.expect(warm, close=False)
+        await _reached(source, live)
+        batches_before = source.batches_taken
+        if source.lagging():  # every warm-up line is in: the wall clock drives the engine from here
+            raise RuntimeError(f"still lagging after the warm-up: {sorted(source.lagging())}")
+        timers.restart(metrics)
+        watch = Stopwatch()
+        go.set()
+        _, sent, probes, measured_seconds, worst_behind, left = await asyncio.to_thread(out.get, True, seconds + 120)
+        if left:
+            raise RuntimeError(f"the producer could not deliver {left} records")
+        source.expect(warm + sent, close=False)
+        await _reached(source, live)
+        seconds_run = watch.elapsed()
+    finally:
+        await source.close()
+        await asyncio.wait_for(live, STALL_S)
+        await store.close()
+        producer.join(10)
+        if producer.is_alive():  # the run failed before the producer was let go
+            producer.terminate()
+            producer.join(10)
+    return Latency(
+        sent,
+        probes,
+        measured_seconds,
+        worst_behind,
+        sink.latencies_ms,
+        sink.to_batch_ms,
+        sink.in_pipeline_ms,
+        engine.stats.late,
+        engine.stats.clamped,
+        source.batches_taken - batches_before,
+        timers,
+        seconds_run,
+    )
+
+
+# ---- main --------------------------------------------------------------------------------------------------
+
+
+def _throughput_report(args: argparse.Namespace, broker: str, redis_url: str) -> None:
+    path = input_file(args.lines)
+    lines = path.read_bytes().splitlines()
+    rules = load_rules(RULES_DIR)
+    watch = Stopwatch()
+    lines = restamp(lines, WallClock().now_ms() - RECENT_MS)
+    print(f"input      {path.relative_to(ROOT)}, restamped to end a minute ago ({watch.elapsed():.1f} s)")
+    topic = create_topic(broker, args.partitions)
+    produce_s = prefill(broker, topic, lines, args.partitions)
+    size = sum(map(len, lines))
+    print(
+        f"pre-fill   {len(lines):,} lines ({size / 1e6:,.0f} MB) into {args.partitions} partitions in "
+        f"{produce_s:.1f} s ({len(lines) / produce_s:,.0f} lines/s, confluent-kafka, not timed below)"
+    )
+    del lines
+    gc.collect()
+    ceiling, ceiling_cpu = asyncio.run(drain_baseline(broker, topic, args.partitions, args.lines))
+    print(f"aiokafka   {ceiling:12,.0f} lines/s  bare getmany drain, no group (the ceiling), CPU {ceiling_cpu:.0%}")
+    gc.collect()
+    result = asyncio.run(live_throughput(broker, topic, redis_url, rules, args.lines))
+    t = result.timers
+    other = result.seconds - t.fetch - t.engine - t.store - t.ack
+    print(
+        f"run_live   {result.per_s:12,.0f} lines/s  ({result.seconds:.2f} s, "
+        f"CPU {result.cpu_seconds / result.seconds:.0%} of one core)  {result.per_s / ceiling:.2f}x the bare drain  "
+        f"target >= {TARGET_EVENTS_PER_S:,}/s  {_verdict(result.per_s >= TARGET_EVENTS_PER_S)}"
+    )
+    print(
+        "  time     "
+        + ", ".join(
+            f"{name} {seconds:.2f} s ({seconds / result.seconds:.0%})"
+            for name, seconds in (
+                ("fetch", t.fetch),
+                ("engine", t.engine),
+                ("redis commit", t.store),
+                ("kafka ack", t.ack),
+                ("other", other),
+            )
+        )
+    )
+    print(
+        f"  state    matched {result.matched:,}, late {result.late:,}, transitions {result.transitions:,}, "
+        f"series {result.series:,}"
+    )
+    if args.profile:
+        profile_throughput(broker, topic, redis_url, rules, args.lines)
+
+
+def _spread(values: Sequence[int]) -> str:
+    return f"p50 {quantile(values, 0.5)} ms, p99 {quantile(values, 0.99)} ms, max {max(values)} ms"
+
+
+def _latency_report(args: argparse.Namespace, broker: str, redis_url: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        probe_file = Path(tmp) / "probe.yaml"
+        probe_file.write_text(PROBE_RULES_YAML, encoding="utf-8")
+        rules = load_rules(RULES_DIR) + load_rules(probe_file)
+    for wait_ms in args.fetch_max_wait_ms:
+        shipped = " (streamalert's default)" if wait_ms == SHIPPED_FETCH_MAX_WAIT_MS else ""
+        print(f"latency run, consumer fetch_max_wait_ms {wait_ms}{shipped}, lateness 0:")
+        result = asyncio.run(
+            live_latency(
+                broker,
+                redis_url,
+                rules,
+                args.latency_partitions,
+                args.rate,
+                args.seconds,
+                args.send_every_ms,
+                wait_ms,
+            )
+        )
+        achieved = int(args.rate * args.seconds) / result.measured_seconds
+        print(
+            f"  producer {achieved:,.0f} lines/s for {result.measured_seconds:.1f} s ({result.probes:,} probes), "
+            f"then {TAIL_S:g} s without probes, {args.latency_partitions} partition(s); at worst "
+            f"{result.worst_behind_s * 1000:.1f} ms behind schedule"
+        )
+        got = len(result.latencies_ms)
+        if not got:
+            print(f"  latency  no probe fired (late {result.late:,}, clamped {result.clamped:,})  MISS")
+            continue
+        p99 = quantile(result.latencies_ms, 0.99)
+        print(
+            f"  latency  {_spread(result.latencies_ms)} over {got:,} probes  "
+            f"target p99 < {TARGET_P99_MS:g} ms  {_verdict(p99 < TARGET_P99_MS)}"
+        )
+        print(f"  split    stamp -> deciding batch out of the source {_spread(result.to_batch_ms)}")
+        print(f"           that batch -> transition in the sink     {_spread(result.in_pipeline_ms)}")
+        t, batches = result.timers, max(1, result.batches)
+        print(
+            f"  loop     {result.batches:,} batches of {result.sent / batches:,.0f} lines on average; per batch "
+            f"engine {t.engine / batches * 1000:.2f} ms, redis commit {t.store / batches * 1000:.2f} ms, "
+            f"kafka ack {t.ack / batches * 1000:.2f} ms: busy "
+            f"{(t.engine + t.store + t.ack) / result.seconds:.0%} of the time"
+        )
+        if got != result.probes or result.late or result.clamped:
+            print(
+                f"  lost     {result.probes - got:,} probes gave no transition; late {result.late:,}, "
+                f"clamped {result.clamped:,} lines"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--lines", type=int, default=DEFAULT_LINES, help="pre-filled lines (default 1,000,000)")
+    parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS, help="of the pre-filled topic (3)")
+    parser.add_argument("--rate", type=int, default=DEFAULT_RATE, help="latency run: lines/s (default 20,000)")
+    parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="latency run: duration (20)")
+    parser.add_argument(
+        "--send-every-ms",
+        type=float,
+        default=DEFAULT_SEND_EVERY_MS,
+        help="latency run: the producer sends a batch this often (default 10)",
+    )
+    parser.add_argument(
+        "--latency-partitions",
+        type=int,
+        default=1,
+        help="latency run: partitions (default 1; with lateness 0, a line of one partition that arrives after "
+        "a newer line of another partition has been processed is dropped as late)",
+    )
+    parser.add_argument(
+        "--fetch-max-wait-ms",
+        type=int,
+        nargs="+",
+        default=[SHIPPED_FETCH_MAX_WAIT_MS, 10],
+        metavar="MS",
+        help="latency run: one run per value of the consumer's fetch_max_wait_ms (default: 100 10)",
+    )
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="also cProfile a live throughput run")
+    args = parser.parse_args(argv)
+    for name in ("lines", "partitions", "rate", "seconds", "send_every_ms", "latency_partitions"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    if min(args.fetch_max_wait_ms) < 0:
+        parser.error("--fetch-max-wait-ms must not be negative")
+
+    configure_logging("warning")  # the consumer's info lines (group joined, partitions assigned) are noise here
+    print(f"machine    {os.cpu_count()} CPU(s), Python {sys.version.split()[0]}")
+    with kafka_broker() as broker, redis_server() as redis_url:
+        if not args.skip_throughput:
+            _throughput_report(args, broker, redis_url)
+        if not args.skip_latency:
+            _latency_report(args, broker, redis_url)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

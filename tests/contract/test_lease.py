@@ -1,0 +1,61 @@
+"""The namespace writer lease and the fencing of commits on its epoch (real redis-server)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+
+import pytest
+
+from streamalert.state.base import Changes
+from streamalert.state.lease import LeaseLost
+from streamalert.state.redis import RedisStore
+
+pytestmark = pytest.mark.redis
+_names = itertools.count()
+
+
+@pytest.fixture
+async def pair(redis_url: str) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    """Two processes' stores on one namespace."""
+    url = f"{redis_url}?namespace=lease{next(_names)}"
+    first, second = RedisStore.from_url(url), RedisStore.from_url(url)
+    await first.reset()
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+async def test_one_holder_at_a_time(pair: tuple[RedisStore, RedisStore]) -> None:
+    first, second = pair
+    a, b = first.lease(10_000), second.lease(10_000)
+    assert await a.acquire()
+    assert not await b.acquire()
+    assert await b.holder() == a.owner
+    assert await a.renew()
+    assert not await b.renew()
+    await b.release()  # not ours: nothing happens
+    assert await a.holder() == a.owner
+    await a.release()
+    assert await b.acquire()
+    assert a.epoch is not None
+    assert b.epoch == a.epoch + 1
+
+
+async def test_a_former_holder_cannot_commit_after_a_take_over(pair: tuple[RedisStore, RedisStore]) -> None:
+    """The first holder stalls past its TTL, the second takes over: the first one's next commit is refused
+    and writes nothing; the new holder commits."""
+    first, second = pair
+    a, b = first.lease(10_000), second.lease(10_000)
+    assert await a.acquire()
+    first.fence = a.epoch
+    await first.commit(Changes(meta={"seq": 1}), {})
+    await a._redis.delete(a.key)  # the TTL ran out while the first process was paused
+    assert await b.acquire()
+    second.fence = b.epoch
+    with pytest.raises(LeaseLost):
+        await first.commit(Changes(meta={"seq": 99}, transitions=[b"{}"]), {})
+    assert not await a.renew()
+    await second.commit(Changes(meta={"seq": 2}), {})
+    assert (await second.load([])).meta == {"seq": 2}
+    assert await second.transitions(10) == []
