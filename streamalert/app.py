@@ -14,12 +14,13 @@ from redis.exceptions import RedisError
 
 from streamalert.clock import Clock, Stopwatch, WallClock
 from streamalert.config.app import AppConfig
-from streamalert.config.rules import load_rules
+from streamalert.config.rules import Rule, load_rules
 from streamalert.engine import Engine
 from streamalert.http import build_app, parse_listen, start_server
 from streamalert.model import Transition
 from streamalert.output import JsonLinesWriter
 from streamalert.pipeline import Health, run_live
+from streamalert.replicas import IntakeSource, Replica
 from streamalert.sources.kafka import KafkaSource
 from streamalert.sources.vector_http import VectorHttpSource
 from streamalert.state.base import Store
@@ -55,10 +56,19 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
         max_delay_ms=config.ms("max_delay"),
         future_skew_ms=config.ms("future_skew"),
     )
-    source = _source(config, metrics)
     writer = _Writer(store.lease(config.ms("lease_ttl")) if isinstance(store, RedisStore) else None)
+    source, replica = _source(config, store, clock, metrics, rules)
 
     async def readiness() -> tuple[bool, dict[str, str]]:
+        if replica is not None:  # ready to take input whether or not this process also evaluates
+            lanes = replica.kafka.assigned()
+            intake_health = replica.forwarder.health
+            checks = {
+                "store": intake_health.store_error or ("ok" if intake_health.ready else "starting"),
+                "sources": f"{len(lanes)} partitions assigned",
+                "evaluation": "running here" if writer.holding else "standby (another replica evaluates)",
+            }
+            return intake_health.ready and bool(lanes), checks
         checks = {"store": health.store_error or ("ok" if health.ready else "starting")}
         if not writer.holding:
             checks["lease"] = "standby: another process writes this namespace"
@@ -79,11 +89,15 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     code = 0
+    if replica is not None:
+        replica.start(stop)
     try:
         if await writer.acquire(store, stop):
             sink = FlushingWriter(out if out is not None else sys.stdout.buffer)
             code = await _run(config, run_live(engine, source, store, sink, clock, metrics, health), source, stop)
     finally:
+        if replica is not None and not await replica.close(config.ms("shutdown_timeout") / 1000):
+            code = 1
         code = await writer.release(code)
         await runner.cleanup()
         await store.close()
@@ -91,15 +105,27 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
     return code
 
 
-def _source(config: AppConfig, metrics: Metrics) -> VectorHttpSource | KafkaSource:
-    if config.sources.kafka is not None:
-        return KafkaSource(config.sources.kafka, metrics)
+def _source(
+    config: AppConfig, store: Store, clock: Clock, metrics: Metrics, rules: list[Rule]
+) -> tuple[VectorHttpSource | KafkaSource | IntakeSource, Replica | None]:
+    """The source the evaluation reads, and in replicas mode this process's intake."""
+    kafka = config.sources.kafka
+    if kafka is not None and kafka.replicas:
+        assert isinstance(store, RedisStore)  # validated by AppConfig
+        intake = Engine(rules, lateness_ms=config.ms("lateness"), future_skew_ms=config.ms("future_skew"))
+        replica = Replica(intake, kafka, store.client, store.namespace, clock, metrics)
+        return replica.intake, replica
+    if kafka is not None:
+        return KafkaSource(kafka, metrics), None
     assert config.sources.vector is not None  # exactly one source: validated by AppConfig
-    return VectorHttpSource(config.sources.vector)
+    return VectorHttpSource(config.sources.vector), None
 
 
 async def _run(
-    config: AppConfig, live: Coroutine[Any, Any, None], source: VectorHttpSource | KafkaSource, stop: asyncio.Event
+    config: AppConfig,
+    live: Coroutine[Any, Any, None],
+    source: VectorHttpSource | KafkaSource | IntakeSource,
+    stop: asyncio.Event,
 ) -> int:
     """The live pipeline until it fails or `stop` is set; then a bounded shutdown."""
     pipeline = asyncio.create_task(live)

@@ -283,6 +283,54 @@ class Engine:
         self._newest = None if newest == _NEVER else newest
         return malformed
 
+    def take_accepted(self) -> tuple[list[tuple[int, bytes]], int | None]:
+        """Intake only (a replica that forwards to the evaluator): the matched records accepted since the last
+        call as (time, raw line) in arrival order, and the earliest time accepted among all their lines. The
+        buffer is emptied: an intake engine never advances."""
+        taken = sorted(self._buffer, key=operator.itemgetter(1))
+        earliest = self._min_accepted
+        self._buffer, self._pending_new, self._min_accepted = [], [], None
+        return [(time_ms, line) for time_ms, _, line, _, _ in taken], earliest
+
+    def lane_newest(self, lane: str) -> int | None:
+        return self._lanes.get(lane)
+
+    def set_lane(self, lane: str, newest: int | None) -> None:
+        """Continue a lane from a stored newest time (an intake taking a partition over from another replica)."""
+        if newest is None:
+            self._lanes.pop(lane, None)
+        else:
+            self._lanes[lane] = newest
+
+    def accept_timed(
+        self, records: Sequence[tuple[int, bytes]], lane: str, newest: int | None, earliest: int | None
+    ) -> None:
+        """Evaluator side of replicas: records a replica's intake has already timed, with lane-late ones
+        dropped, plus the lane's newest time and the earliest time among all the lines they came with. Only
+        what the intake cannot know is decided here: a record before an instant already processed is late."""
+        seq, buffer, pending_new = self._seq, self._buffer, self._pending_new
+        for time_ms, line in records:
+            if time_ms < self._done_before:
+                self.stats.late += 1
+                continue
+            try:
+                matched = self._rules.match(self._rules.decode(line))
+                fields = decode_record(line)
+            except DECODE_ERRORS:
+                continue  # the intake decoded it; a replica with other rules may forward what we cannot use
+            if matched:
+                seq += 1
+                heapq.heappush(buffer, (time_ms, seq, line, fields, matched))
+                pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
+        self.stats.matched += seq - self._seq
+        self._seq = seq
+        if newest is not None:
+            lane_newest = self._lanes.get(lane)
+            self._lanes[lane] = newest if lane_newest is None else max(lane_newest, newest)
+            self._newest = newest if self._newest is None else max(self._newest, newest)
+        if earliest is not None and self._first_time is None:
+            self._min_accepted = earliest if self._min_accepted is None else min(self._min_accepted, earliest)
+
     def advance(self, wall_ms: int | None = None, lagging: Iterable[str] = ()) -> None:
         """Process every instant strictly before the horizon: clock - lateness.
 

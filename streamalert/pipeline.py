@@ -117,7 +117,7 @@ async def run_live(
     with backoff while no new input is taken and readiness fails; the batch is never acknowledged before
     its state is durable."""
     ttl = rule_ttls(engine.rules, engine.lateness_ms)
-    snapshot = await _retry(lambda: store.load(engine.rule_ids), metrics, health)  # ready from here
+    snapshot = await retry_store(lambda: store.load(engine.rule_ids), metrics, health)  # ready from here
     engine.restore(snapshot)
     source.resume(snapshot.meta)
     stats = engine.stats
@@ -125,16 +125,20 @@ async def run_live(
         wall = clock.now_ms()
         before = (stats.matched, stats.late, stats.untimed, stats.clamped)
         malformed = engine.accept_lines(batch.lines, wall_ms=wall, lane=batch.lane) if batch.lines else 0
+        if batch.timed is not None:
+            timed = batch.timed
+            engine.accept_timed(timed.records, batch.lane, timed.newest, timed.earliest)
         lagging = source.lagging()
         engine.advance(wall_ms=None if lagging else wall, lagging=lagging)
-        _count(metrics, source.name, len(batch.lines), malformed, before, stats)
-        if batch.lines and engine.newest_ms is not None:
+        count_intake(metrics, source.name, len(batch.lines), malformed, before, stats)
+        taken = len(batch.lines) if batch.timed is None else len(batch.timed.records)
+        if (batch.lines or batch.timed is not None) and engine.newest_ms is not None:
             metrics.processing_lag.observe(max(0.0, (wall - engine.newest_ms) / 1000))
-            metrics.batch_size.observe(len(batch.lines))
+            metrics.batch_size.observe(taken)
         transitions, changes = _checkpoint(engine)
         changes.meta.update(batch.meta)  # the source's position, atomically with the effects it led to
         watch = Stopwatch()
-        await _retry(functools.partial(store.commit, changes, ttl), metrics, health)
+        await retry_store(functools.partial(store.commit, changes, ttl), metrics, health)
         metrics.store_latency.observe(watch.elapsed())
         metrics.series.set(engine.series_count())
         if transitions:
@@ -160,7 +164,7 @@ class Health:
     store_error: str | None = None
 
 
-def _count(
+def count_intake(
     metrics: Metrics, name: str, lines: int, malformed: int, before: tuple[int, int, int, int], stats: EngineStats
 ) -> None:
     matched, late, untimed, clamped = before
@@ -172,7 +176,7 @@ def _count(
     metrics.events_clamped.labels(name).inc(stats.clamped - clamped)
 
 
-async def _retry(call: Callable[[], Awaitable[T]], metrics: Metrics, health: Health) -> T:
+async def retry_store(call: Callable[[], Awaitable[T]], metrics: Metrics, health: Health) -> T:
     """The one place that retries the store: exponential backoff with jitter, for as long as it takes;
     readiness fails meanwhile and recovers with the first success."""
     retrying = AsyncRetrying(

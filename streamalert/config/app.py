@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamalert.durations import parse_duration
 from streamalert.sources.kafka import KafkaConfig
@@ -80,6 +80,13 @@ class AppConfig(BaseModel):
         if (value.vector is None) == (value.kafka is None):
             raise ValueError("configure exactly one source: sources.kafka or sources.vector (one per process)")
         return value
+
+    @model_validator(mode="after")
+    def _replicas_share_redis(self) -> Self:
+        kafka = self.sources.kafka
+        if kafka is not None and kafka.replicas and not self.state.startswith("redis"):
+            raise ValueError("sources.kafka.replicas needs Redis state (state: redis://...): replicas share it")
+        return self
 
     def ms(self, name: str) -> int:
         return parse_duration(str(getattr(self, name)))

@@ -15,6 +15,7 @@ class Batch:
     for their answer); nothing else reads it. An empty batch is a tick: the source had nothing to give
     within its tick interval, and live mode uses it to move the wall clock on.
 
+    `timed`, instead of `lines`, carries records already timed by a replica's intake (see `Timed`).
     `lane` names the ordered part of the input the lines come from (a Kafka partition as "topic/partition";
     "" for sources with one order). `meta` is stored in the same checkpoint as the batch's effects (the
     Kafka source's next offset per partition), so redelivered records can be recognised after a crash.
@@ -25,6 +26,17 @@ class Batch:
     token: object = None
     lane: str = ""
     meta: dict[str, int] = field(default_factory=dict)
+    timed: Timed | None = None
+
+
+@dataclass(slots=True)
+class Timed:
+    """A batch another replica's intake has already decoded, timed and filtered (replicas mode): the matched
+    records as (time, raw line), the lane's newest time and the earliest time among all the batch's lines."""
+
+    records: list[tuple[int, bytes]]
+    newest: int | None
+    earliest: int | None
 
 
 class Source(Protocol):

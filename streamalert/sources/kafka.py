@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -44,6 +45,9 @@ class KafkaConfig(pydantic.BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     brokers: list[str] = Field(min_length=1)  # bootstrap servers, host:port
+    # Several processes in this consumer group share one state namespace: each runs intake for its partitions,
+    # the namespace's lease holder evaluates for all (needs Redis state). Off: one writer, standbys wait.
+    replicas: bool = False
     topics: list[str] = Field(default_factory=list)
     topic_pattern: str | None = None  # a regular expression, instead of `topics`
     group_id: str = "streamalert"
@@ -113,14 +117,28 @@ def lane_of(tp: TopicPartition) -> str:
     return f"{tp.topic}/{tp.partition}"
 
 
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Batch.token of a Kafka batch: its partition and the offsets it spans, [start, end)."""
+
+    tp: TopicPartition
+    start: int
+    end: int
+
+
+# Replicas mode: where each assigned partition continues, asked when partitions are assigned (lane -> offset).
+Positions = Callable[[list[str]], Awaitable[dict[str, int]]]
+
+
 class KafkaSource:
     """A pull source over a consumer group; `ack` after the batch's checkpoint (with its offset) is committed."""
 
     name = "kafka"
 
-    def __init__(self, config: KafkaConfig, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: KafkaConfig, metrics: Metrics | None = None, positions: Positions | None = None) -> None:
         self.config = config
         self._metrics = metrics
+        self._positions = positions
         self._consumer: AIOKafkaConsumer | None = None
         self._closed = False
         self._stored: dict[str, int] = {}  # lane -> next offset whose effects are committed in the store
@@ -167,9 +185,9 @@ class KafkaSource:
     async def ack(self, batch: Batch) -> None:
         """The batch and its offset are in the store: remember the offset; tell Kafka at most every
         commit_interval_ms (best effort: it serves lag monitoring; the store's offsets are the ones used)."""
-        tp = batch.token
-        if isinstance(tp, TopicPartition):
-            self._stored[batch.lane] = batch.meta[OFFSET + batch.lane]
+        chunk = batch.token
+        if isinstance(chunk, Chunk):
+            self._stored[batch.lane] = chunk.end
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._settled.set()  # before the Kafka commit, which waits for a rebalance that waits for this
@@ -191,14 +209,48 @@ class KafkaSource:
             fetched = self._fetched.get(tp)
             if highwater is None or fetched is None or fetched < highwater:
                 behind.append(lane_of(tp))
-        for topic in consumer.subscription():
-            for partition in consumer.partitions_for_topic(topic) or ():
-                tp = TopicPartition(topic, partition)
-                if tp not in self._owned:
-                    behind.append(lane_of(tp))
+        owned = {lane_of(tp) for tp in self._owned}
+        behind.extend(lane for lane in self.partitions() if lane not in owned)
         if not self._owned:
             behind.append("")  # nothing assigned yet: the topics' partitions may not even be known
         return behind
+
+    def rewind(self, batch: Batch, offset: int) -> None:
+        """Replicas mode: the batch was not taken (another replica forwarded this partition further): drop it
+        and continue the partition at `offset`."""
+        chunk = batch.token
+        if not isinstance(chunk, Chunk):
+            return
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._settled.set()
+        self._stored[batch.lane] = offset
+        if chunk.tp in self._owned and self._consumer is not None:
+            self._consumer.seek(chunk.tp, offset)
+            self._fetched[chunk.tp] = offset
+
+    def status(self) -> dict[str, tuple[int, int]]:
+        """Replicas mode: (high watermark, next offset to hand out) of every assigned partition known."""
+        consumer = self._consumer
+        report: dict[str, tuple[int, int]] = {}
+        if consumer is None:
+            return report
+        for tp in self._owned:
+            highwater, fetched = consumer.highwater(tp), self._fetched.get(tp)
+            if highwater is not None and fetched is not None:
+                report[lane_of(tp)] = (highwater, fetched)
+        return report
+
+    def partitions(self) -> list[str]:
+        """Every partition of the subscribed topics, assigned here or not."""
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        return sorted(
+            f"{topic}/{partition}"
+            for topic in consumer.subscription()
+            for partition in consumer.partitions_for_topic(topic) or ()
+        )
 
     def assigned(self) -> list[str]:
         return sorted(lane_of(tp) for tp in self._owned)
@@ -223,7 +275,8 @@ class KafkaSource:
         self._fetched[tp] = after
         lines = [b"" if r.value is None else r.value for r in kept]  # a tombstone counts as malformed
         self._position += len(lines)
-        return Batch(lines, self._position, tp, lane, {OFFSET + lane: after})
+        first = floor if floor >= 0 else kept[0].offset
+        return Batch(lines, self._position, Chunk(tp, first, after), lane, {OFFSET + lane: after})
 
     async def _start(self) -> AIOKafkaConsumer:
         """Create and start the consumer, retrying with backoff while the brokers cannot be reached."""
@@ -307,8 +360,10 @@ class KafkaSource:
                     self._metrics.consumer_lag.remove(tp.topic, str(tp.partition))
         _log.info("partitions_revoked", partitions=sorted(lane_of(tp) for tp in revoked))
 
-    def _assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+    async def _assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
         """Continue every partition at its stored offset; partitions never stored start from Kafka's."""
+        if self._positions is not None and assigned:
+            self._stored.update(await self._positions(sorted(lane_of(tp) for tp in assigned)))
         for tp in assigned:
             stored = self._stored.get(lane_of(tp))
             if stored is not None:
@@ -327,4 +382,4 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._source._revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._source._assigned(self._consumer, set(assigned))
+        await self._source._assigned(self._consumer, set(assigned))

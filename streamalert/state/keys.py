@@ -46,6 +46,26 @@ def epoch(namespace: str) -> str:
     return f"{_tag(namespace)}:epoch"
 
 
+def intake(namespace: str) -> str:
+    """STREAM (replicas mode): one entry per Kafka batch, its matched records timed by a replica's intake."""
+    return f"{_tag(namespace)}:intake"
+
+
+def intake_offsets(namespace: str) -> str:
+    """HASH (replicas mode): "topic/partition" -> the offset up to which the partition has been forwarded."""
+    return f"{_tag(namespace)}:intake-offsets"
+
+
+def intake_lanes(namespace: str) -> str:
+    """HASH (replicas mode): "topic/partition" -> the partition's newest event time, as forwarded."""
+    return f"{_tag(namespace)}:intake-lanes"
+
+
+def lane_status(namespace: str) -> str:
+    """HASH (replicas mode): "topic/partition" -> "highwater fetched wall_ms" from the replica that owns it."""
+    return f"{_tag(namespace)}:lane-status"
+
+
 def transitions(namespace: str) -> str:
     """STREAM: every transition, appended in the checkpoint that decided it (field `t`: the JSON line)."""
     return f"{_tag(namespace)}:transitions"

@@ -58,6 +58,11 @@ class RedisStore:
         snapshot.pending = [(int(score), member) for member, score in pending]
         return snapshot
 
+    @property
+    def client(self) -> aioredis.Redis:
+        """The connection pool, for parts that keep their own keys in this namespace (replicas mode)."""
+        return self._redis
+
     def lease(self, ttl_ms: int) -> Lease:
         """The writer lease of this store's namespace, on the same connection pool."""
         return Lease(self._redis, self.namespace, ttl_ms)

@@ -32,12 +32,17 @@ def create_topic(bootstrap: str, partitions: int = 3) -> str:
     return topic
 
 
-def produce(bootstrap: str, topic: str, values: Iterable[bytes | None], partition: int | None = None) -> int:
-    """Produce values (None: a tombstone); without `partition`, librdkafka spreads unkeyed records at random."""
+def produce(
+    bootstrap: str, topic: str, values: Iterable[bytes | None], partition: int | None = None, spread: int = 0
+) -> int:
+    """Produce values (None: a tombstone) to `partition`, or round-robin over `spread` partitions, or else
+    where librdkafka's partitioner puts unkeyed records (sticky batches: uneven)."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": False})
     count = 0
     for value in values:
-        if partition is None:
+        if spread:
+            producer.produce(topic, value, partition=count % spread)
+        elif partition is None:
             producer.produce(topic, value)
         else:
             producer.produce(topic, value, partition=partition)
@@ -62,6 +67,7 @@ def write_config(
     rules: Path = RULES,
     group: str | None = None,
     max_batch_lines: int = 10_000,
+    replicas: bool = False,
 ) -> Path:
     config = tmp / "streamalert.yaml"
     config.write_text(
@@ -80,6 +86,7 @@ sources:
     heartbeat_interval_ms: 1000
     max_batch_lines: {max_batch_lines}
     tick_ms: 100
+    replicas: {"true" if replicas else "false"}
 """
     )
     return config

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
@@ -177,6 +178,27 @@ def test_kill_9_mid_stream_loses_and_doubles_nothing(
     assert set(printed) <= set(expected)
 
 
+def start_two(
+    tmp_path: Path, bootstrap: str, topic: str, state: str, replicas: bool, max_batch_lines: int = 10_000
+) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
+    """Two `streamalert run` processes, folders a/ and b/, one state namespace, one consumer group."""
+    group = unique("group")
+    ports = [free_port(), free_port()]
+    procs = []
+    for name, port in zip("ab", ports, strict=True):
+        folder = tmp_path / name
+        folder.mkdir()
+        config = write_config(
+            folder, bootstrap, topic, state, port, group=group, replicas=replicas, max_batch_lines=max_batch_lines
+        )
+        procs.append(start_run(config, folder / "out.jsonl", folder / "err.log"))
+    return procs, ports
+
+
+def printed_by_both(tmp_path: Path) -> list[bytes]:
+    return [line for name in "ab" for line in (tmp_path / name / "out.jsonl").read_bytes().splitlines()]
+
+
 def test_a_standby_takes_over_a_killed_writer(
     tmp_path: Path, kafka_bootstrap: str, redis_url: str, plain: redis.Redis
 ) -> None:
@@ -186,15 +208,8 @@ def test_a_standby_takes_over_a_killed_writer(
     topic = create_topic(kafka_bootstrap, partitions=3)
     produce(kafka_bootstrap, topic, incident_lines())
     expected = replay([INCIDENT])
-    namespace, group = unique("ha"), unique("group")
-    state = f"{redis_url}?namespace={namespace}"
-    procs = []
-    ports = [free_port(), free_port()]
-    for name, port in zip("ab", ports, strict=True):
-        folder = tmp_path / name
-        folder.mkdir()
-        config = write_config(folder, kafka_bootstrap, topic, state, port, group=group, max_batch_lines=25)
-        procs.append(start_run(config, folder / "out.jsonl", folder / "err.log"))
+    namespace = unique("ha")
+    procs, ports = start_two(tmp_path, kafka_bootstrap, topic, f"{redis_url}?namespace={namespace}", False, 25)
     try:
         poll(lambda: 200 in [_status(port, "/readyz") for port in ports], 60, "a writer with partitions")
         readiness = [_status(port, "/readyz") for port in ports]
@@ -214,7 +229,7 @@ def test_a_standby_takes_over_a_killed_writer(
     assert codes == [0]
     assert mark > 0
     assert logged_transitions(plain, namespace) == expected
-    printed = [line for name in "ab" for line in (tmp_path / name / "out.jsonl").read_bytes().splitlines()]
+    printed = printed_by_both(tmp_path)
     assert len(printed) == len(set(printed)), "a transition was printed twice"
     assert set(printed) <= set(expected)
     assert b'"event": "standby"' in (tmp_path / "ab"[standby] / "err.log").read_bytes()
@@ -228,3 +243,94 @@ def _status(port: int, path: str) -> int:
         return int(error.code)
     except urllib.error.URLError:
         return 0  # not listening yet
+
+
+def test_two_replicas_split_partitions_and_emit_each_transition_once(
+    tmp_path: Path, kafka_bootstrap: str, redis_url: str, plain: redis.Redis
+) -> None:
+    """Two replicas in one group split the 3 partitions (both run intake), one evaluates; the transition log
+    equals replay's, and the two processes together print each transition exactly once."""
+    topic = create_topic(kafka_bootstrap, partitions=3)
+    expected = replay([INCIDENT])
+    namespace = unique("replicas")
+    procs, ports = start_two(tmp_path, kafka_bootstrap, topic, f"{redis_url}?namespace={namespace}", True)
+    try:
+        # both in the group, partitions split, before any record exists: each reads only its own
+        poll(lambda: all(_partitions(port) >= 1 for port in ports), 60, "both replicas assigned partitions")
+        assert sum(_partitions(port) for port in ports) == 3
+        produce(kafka_bootstrap, topic, incident_lines())
+        poll(lambda: len(logged_transitions(plain, namespace)) >= len(expected), 60, "the transitions")
+        intake = [_metric(port, 'streamalert_events_in_total{source="kafka"}') for port in ports]
+    finally:
+        codes = [stop(proc) for proc in procs if proc.poll() is None]
+    assert codes == [0, 0]
+    assert all(count > 0 for count in intake), intake
+    assert sum(intake) == 5502
+    assert logged_transitions(plain, namespace) == expected
+    printed = printed_by_both(tmp_path)
+    assert sorted(printed) == sorted(expected)
+
+
+def _checks(port: int) -> dict[str, str]:
+    """/readyz's checks, whether it answers 200 or 503 ({} while the process is not listening yet)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            body = response.read()
+    except urllib.error.HTTPError as error:
+        body = error.read()
+    except urllib.error.URLError:
+        return {}
+    return dict(orjson.loads(body)["checks"])
+
+
+def _partitions(port: int) -> int:
+    return int(_checks(port).get("sources", "0").split()[0])
+
+
+def _metric(port: int, name: str) -> float:
+    for line in _get(port, "/metrics").splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.mark.parametrize("victim", ["evaluating", "intake only"])
+def test_a_replica_killed_mid_stream_loses_and_doubles_nothing(
+    tmp_path: Path, kafka_bootstrap: str, redis_url: str, plain: redis.Redis, victim: str
+) -> None:
+    """Two replicas; SIGKILL one mid-stream (the one evaluating, or the other): the survivor takes its
+    partitions over (and the lease), and the transition log still equals replay's, each transition once."""
+    topic = create_topic(kafka_bootstrap, partitions=3)
+    expected = replay([INCIDENT])
+    namespace = unique("replicas")
+    procs, ports = start_two(tmp_path, kafka_bootstrap, topic, f"{redis_url}?namespace={namespace}", True, 25)
+    try:
+        poll(lambda: all(_partitions(port) >= 1 for port in ports), 60, "both replicas assigned partitions")
+        evaluating = [_evaluating(port) for port in ports]
+        assert sorted(evaluating) == [False, True]
+        doomed = evaluating.index(victim == "evaluating")
+        survivor = 1 - doomed
+        produce(kafka_bootstrap, topic, incident_lines(), spread=3)
+        forwarded = f"streamalert:{{{namespace}}}:intake-offsets"
+        poll(lambda: _sum(plain, forwarded) >= 1500, 60, "progress")
+        procs[doomed].kill()  # the records are spread evenly, so both replicas are mid-stream here
+        procs[doomed].wait(timeout=10)
+        assert _sum(plain, forwarded) < 5502, "the stream ended before the kill: the test proves nothing"
+        poll(lambda: _sum(plain, forwarded) == 5502, 60, "the survivor to forward everything", procs[survivor])
+        poll(lambda: len(logged_transitions(plain, namespace)) >= len(expected), 60, "the transitions")
+        assert _evaluating(ports[survivor])
+    finally:
+        codes = [stop(proc) for proc in procs if proc.poll() is None]
+    assert codes == [0]
+    assert logged_transitions(plain, namespace) == expected
+    printed = printed_by_both(tmp_path)
+    assert len(printed) == len(set(printed)), "a transition was printed twice"
+    assert set(printed) <= set(expected)
+
+
+def _evaluating(port: int) -> bool:
+    return _checks(port).get("evaluation") == "running here"
+
+
+def _sum(client: redis.Redis, key: str) -> int:
+    return sum(int(value) for value in cast(dict[bytes, bytes], client.hgetall(key)).values())

@@ -121,3 +121,10 @@ def test_the_sasl_password_never_appears_in_errors(tmp_path: Path) -> None:
         load_config(_write(tmp_path, text))
     assert "hunter2-secret" not in str(info.value)
     assert "max_batch_lines" in str(info.value)
+
+
+def test_replicas_need_redis_state(tmp_path: Path) -> None:
+    text = "rules: rules\nsources:\n  kafka: {brokers: [k:9092], topics: [a], replicas: true}\n"
+    with pytest.raises(ConfigError, match="replicas needs Redis state"):
+        load_config(_write(tmp_path, text))
+    assert load_config(_write(tmp_path, "state: redis://r:6379/0\n" + text)).sources.kafka is not None

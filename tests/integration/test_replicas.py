@@ -1,0 +1,91 @@
+"""Replicas mode's Redis protocol, in-process on a real redis-server: forwarding refuses a second writer of a
+partition, the evaluation applies each forwarded batch once and holds its clock for silent partitions."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from streamalert.clock import ManualClock
+from streamalert.engine import Engine
+from streamalert.replicas import Forwarder, IntakeSource
+from streamalert.sources import Batch
+from streamalert.state import keys
+from streamalert.telemetry.metrics import Metrics
+from streamalert.testing import rules_from_yaml
+
+pytestmark = pytest.mark.redis
+_names = itertools.count()
+RULES = "rules:\n  - {name: errors, match: {level: error}, window: 1m, condition: count >= 1}\n"
+NOW = 1_769_418_000_000
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    connection = aioredis.Redis.from_url(redis_url)
+    yield connection
+    await connection.aclose()
+
+
+def forwarder(client: aioredis.Redis, namespace: str) -> Forwarder:
+    engine = Engine(rules_from_yaml(RULES))
+    return Forwarder(engine, client, namespace, ManualClock(NOW), Metrics())
+
+
+async def read(source: IntakeSource, count: int) -> list[Batch]:
+    batches: list[Batch] = []
+    async for batch in source.batches():
+        if batch.lines or batch.meta:
+            batches.append(batch)
+        if len(batches) == count:
+            break
+    return batches
+
+
+async def test_a_partition_is_forwarded_by_one_replica_only(client: aioredis.Redis) -> None:
+    """A second forwarder of the same offsets (the former owner after a rebalance) is refused and told where
+    the partition stands; continuing from there is accepted."""
+    namespace = f"rep{next(_names)}"
+    owner, former = forwarder(client, namespace), forwarder(client, namespace)
+    assert await owner._append_entry("logs/0", 0, 10, [(NOW, b'{"level":"error"}')], NOW)
+    assert not await former._append_entry("logs/0", 0, 10, [(NOW, b'{"level":"error"}')], NOW)
+    assert await former._rewound("logs/0", 0) == 10
+    assert await former._append_entry("logs/0", 10, 12, [], None)
+    assert await client.xlen(keys.intake(namespace)) == 2
+    assert await client.hget(keys.intake_offsets(namespace), "logs/0") == b"12"
+
+
+async def test_the_evaluation_applies_each_forwarded_batch_once(client: aioredis.Redis) -> None:
+    """After a restart the evaluation re-reads entries it had applied; those are skipped by offset."""
+    namespace = f"rep{next(_names)}"
+    owner = forwarder(client, namespace)
+    for start, end in ((0, 5), (5, 9), (9, 10)):
+        assert await owner._append_entry("logs/0", start, end, [], None)
+    first = IntakeSource(client, namespace, ManualClock(NOW), tick_ms=50, stale_ms=5_000)
+    applied = await read(first, 3)
+    assert [b.meta.get("offset:logs/0") for b in applied] == [5, 9, 10]
+    restarted = IntakeSource(client, namespace, ManualClock(NOW), tick_ms=50, stale_ms=5_000)
+    restarted.resume({"offset:logs/0": 9})  # the checkpoint holding the second entry, not the third
+    again = await read(restarted, 3)
+    assert [b.timed is not None for b in again] == [False, False, True]
+    assert again[2].meta["offset:logs/0"] == 10
+
+
+async def test_silent_or_unapplied_partitions_hold_the_clock(client: aioredis.Redis) -> None:
+    namespace = f"rep{next(_names)}"
+    clock = ManualClock(NOW)
+    source = IntakeSource(client, namespace, clock, tick_ms=50, stale_ms=5_000)
+    assert source.lagging() == ("",)  # nobody reported yet
+    await client.hset(keys.lane_status(namespace), mapping={"logs/0": f"10 10 {NOW}", "logs/1": "0 0 0"})
+    source.resume({"offset:logs/0": 10})
+    await source._refresh()
+    assert list(source.lagging()) == ["logs/1"]  # never reported by an owner
+    await client.hset(keys.lane_status(namespace), "logs/1", f"0 0 {NOW}")
+    source.resume({"offset:logs/1": 0})
+    await source._refresh()
+    assert list(source.lagging()) == []
+    clock.advance(6_000)  # both owners silent for longer than stale_ms: their replicas may be gone
+    assert sorted(source.lagging()) == ["logs/0", "logs/1"]
