@@ -61,22 +61,22 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
 
     async def readiness() -> tuple[bool, dict[str, str]]:
         if replica is not None:  # ready to take input whether or not this process also evaluates
-            lanes = replica.kafka.assigned()
+            lanes, fetching = replica.kafka.assigned(), replica.kafka.fetching()
             intake_health = replica.forwarder.health
             checks = {
                 "store": intake_health.store_error or ("ok" if intake_health.ready else "starting"),
-                "sources": f"{len(lanes)} partitions assigned",
+                "sources": _kafka_check(lanes, fetching),
                 "evaluation": "running here" if writer.holding else "standby (another replica evaluates)",
             }
-            return intake_health.ready and bool(lanes), checks
+            return intake_health.ready and bool(lanes) and fetching, checks
         checks = {"store": health.store_error or ("ok" if health.ready else "starting")}
         if not writer.holding:
             checks["lease"] = "standby: another process writes this namespace"
             return False, checks
         if isinstance(source, KafkaSource):
-            lanes = source.assigned()
-            checks["sources"] = f"{len(lanes)} partitions assigned"
-            return health.ready and bool(lanes), checks
+            lanes, fetching = source.assigned(), source.fetching()
+            checks["sources"] = _kafka_check(lanes, fetching)
+            return health.ready and bool(lanes) and fetching, checks
         checks["sources"] = "listening"
         return health.ready, checks
 
@@ -105,6 +105,10 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
     return code
 
 
+def _kafka_check(lanes: list[str], fetching: bool) -> str:
+    return f"{len(lanes)} partitions assigned" + ("" if fetching or not lanes else ", brokers not answering")
+
+
 def _source(
     config: AppConfig, store: Store, clock: Clock, metrics: Metrics, rules: list[Rule]
 ) -> tuple[VectorHttpSource | KafkaSource | IntakeSource, Replica | None]:
@@ -116,7 +120,7 @@ def _source(
         replica = Replica(intake, kafka, store.client, store.namespace, clock, metrics)
         return replica.intake, replica
     if kafka is not None:
-        return KafkaSource(kafka, metrics), None
+        return KafkaSource(kafka, metrics, clock=clock), None
     assert config.sources.vector is not None  # exactly one source: validated by AppConfig
     return VectorHttpSource(config.sources.vector), None
 

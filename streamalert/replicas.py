@@ -248,7 +248,7 @@ class Replica:
         metrics: Metrics,
     ) -> None:
         self.forwarder = Forwarder(engine, client, namespace, clock, metrics)
-        self.kafka = KafkaSource(config, metrics, positions=self.forwarder.positions)
+        self.kafka = KafkaSource(config, metrics, positions=self.forwarder.positions, clock=clock)
         # A partition whose owner has not reported for this long holds the evaluation's clock (its replica is
         # gone, or it is between owners). Reports come after every batch and tick; hosts' clocks must agree
         # (NTP) to well within this.

@@ -31,10 +31,11 @@ from aiokafka.errors import KafkaError
 from pydantic import ConfigDict, Field, SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from streamalert.clock import Stopwatch
+from streamalert.clock import Clock, Stopwatch, WallClock
 from streamalert.sources import Batch
 from streamalert.telemetry.metrics import Metrics
 
+_BROKER_WAIT_S = 5.0  # best-effort calls to the brokers (offset commits, leaving the group) wait no longer
 OFFSET = "offset:"  # checkpoint meta key prefix: "offset:topic/partition" -> the next offset to read
 _log = structlog.get_logger("streamalert.kafka")
 
@@ -135,8 +136,15 @@ class KafkaSource:
 
     name = "kafka"
 
-    def __init__(self, config: KafkaConfig, metrics: Metrics | None = None, positions: Positions | None = None) -> None:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        metrics: Metrics | None = None,
+        positions: Positions | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.config = config
+        self._clock = clock or WallClock()
         self._metrics = metrics
         self._positions = positions
         self._consumer: AIOKafkaConsumer | None = None
@@ -252,6 +260,20 @@ class KafkaSource:
             for partition in consumer.partitions_for_topic(topic) or ()
         )
 
+    def fetching(self) -> bool:
+        """Whether the brokers answer: every assigned partition had a fetch response lately (aiokafka polls
+        each one every fetch_max_wait_ms, records or not). False while the brokers are unreachable."""
+        consumer = self._consumer
+        if consumer is None or not self._owned:
+            return False
+        bound = max(10_000, 3 * (self.config.fetch_max_wait_ms + self.config.tick_ms))
+        now = self._clock.now_ms()
+        for tp in self._owned:
+            last = consumer.last_poll_timestamp(tp)
+            if last is None or now - last > bound:
+                return False
+        return True
+
     def assigned(self) -> list[str]:
         return sorted(lane_of(tp) for tp in self._owned)
 
@@ -308,7 +330,10 @@ class KafkaSource:
 
     async def _stop(self, consumer: AIOKafkaConsumer) -> None:
         await self._commit_kafka(set(self._owned))
-        await consumer.stop()
+        try:  # leaving the group waits for the brokers; with them gone, the session timeout does it for us
+            await asyncio.wait_for(consumer.stop(), _BROKER_WAIT_S)
+        except TimeoutError:
+            _log.warning("kafka_stop_timeout", seconds=_BROKER_WAIT_S)
         self._owned.clear()
         _log.info("kafka_stopped")
 
@@ -319,8 +344,8 @@ class KafkaSource:
         if consumer is None or not offsets:
             return
         try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:  # the store holds the truth; Kafka's copy catches up with the next commit
+            await asyncio.wait_for(consumer.commit(offsets), _BROKER_WAIT_S)
+        except (KafkaError, TimeoutError) as exc:  # the store holds the truth; Kafka's copy catches up later
             self.commit_errors += 1
             _log.warning("kafka_commit_failed", error=type(exc).__name__)
 
