@@ -55,7 +55,7 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
         max_delay_ms=config.ms("max_delay"),
         future_skew_ms=config.ms("future_skew"),
     )
-    source = _source(config, metrics)
+    source = _source(config, metrics, clock)
     writer = _Writer(store.lease(config.ms("lease_ttl")) if isinstance(store, RedisStore) else None)
 
     async def readiness() -> tuple[bool, dict[str, str]]:
@@ -64,9 +64,9 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
             checks["lease"] = "standby: another process writes this namespace"
             return False, checks
         if isinstance(source, KafkaSource):
-            lanes = source.assigned()
-            checks["sources"] = f"{len(lanes)} partitions assigned"
-            return health.ready and bool(lanes), checks
+            lanes, fetching = source.assigned(), source.fetching()
+            checks["sources"] = _kafka_check(lanes, fetching)
+            return health.ready and bool(lanes) and fetching, checks
         checks["sources"] = "listening"
         return health.ready, checks
 
@@ -91,9 +91,13 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
     return code
 
 
-def _source(config: AppConfig, metrics: Metrics) -> VectorHttpSource | KafkaSource:
+def _kafka_check(lanes: list[str], fetching: bool) -> str:
+    return f"{len(lanes)} partitions assigned" + ("" if fetching or not lanes else ", brokers not answering")
+
+
+def _source(config: AppConfig, metrics: Metrics, clock: Clock) -> VectorHttpSource | KafkaSource:
     if config.sources.kafka is not None:
-        return KafkaSource(config.sources.kafka, metrics)
+        return KafkaSource(config.sources.kafka, metrics, clock=clock)
     assert config.sources.vector is not None  # exactly one source: validated by AppConfig
     return VectorHttpSource(config.sources.vector)
 

@@ -150,6 +150,13 @@ def tansu_binary() -> str:
 @contextlib.contextmanager
 def kafka_broker() -> Iterator[str]:
     """Start a private Tansu broker (memory storage) on a free loopback port; yield "127.0.0.1:PORT"."""
+    with kafka_broker_process() as (bootstrap, _):
+        yield bootstrap
+
+
+@contextlib.contextmanager
+def kafka_broker_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`kafka_broker()`, also yielding the broker's process (a test may stop it)."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     proc = subprocess.Popen(
@@ -177,7 +184,7 @@ def kafka_broker() -> Iterator[str]:
                 _wait(0.01)
         else:
             raise RuntimeError("tansu broker did not listen within 10 s")
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", proc
     finally:
         proc.terminate()
         try:

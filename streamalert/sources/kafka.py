@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -30,10 +31,11 @@ from aiokafka.errors import KafkaError
 from pydantic import ConfigDict, Field, SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from streamalert.clock import Stopwatch
+from streamalert.clock import Clock, Stopwatch, WallClock
 from streamalert.sources import Batch
 from streamalert.telemetry.metrics import Metrics
 
+_BROKER_WAIT_S = 5.0  # best-effort calls to the brokers (offset commits, leaving the group) wait no longer
 OFFSET = "offset:"  # checkpoint meta key prefix: "offset:topic/partition" -> the next offset to read
 _log = structlog.get_logger("streamalert.kafka")
 
@@ -113,13 +115,28 @@ def lane_of(tp: TopicPartition) -> str:
     return f"{tp.topic}/{tp.partition}"
 
 
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Batch.token of a Kafka batch: its partition and the offsets it spans, [start, end)."""
+
+    tp: TopicPartition
+    start: int
+    end: int
+
+
 class KafkaSource:
     """A pull source over a consumer group; `ack` after the batch's checkpoint (with its offset) is committed."""
 
     name = "kafka"
 
-    def __init__(self, config: KafkaConfig, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.config = config
+        self._clock = clock or WallClock()
         self._metrics = metrics
         self._consumer: AIOKafkaConsumer | None = None
         self._closed = False
@@ -167,9 +184,9 @@ class KafkaSource:
     async def ack(self, batch: Batch) -> None:
         """The batch and its offset are in the store: remember the offset; tell Kafka at most every
         commit_interval_ms (best effort: it serves lag monitoring; the store's offsets are the ones used)."""
-        tp = batch.token
-        if isinstance(tp, TopicPartition):
-            self._stored[batch.lane] = batch.meta[OFFSET + batch.lane]
+        chunk = batch.token
+        if isinstance(chunk, Chunk):
+            self._stored[batch.lane] = chunk.end
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._settled.set()  # before the Kafka commit, which waits for a rebalance that waits for this
@@ -189,16 +206,39 @@ class KafkaSource:
         for tp in self._owned:
             highwater = consumer.highwater(tp)
             fetched = self._fetched.get(tp)
-            if highwater is None or fetched is None or fetched < highwater:
-                behind.append(lane_of(tp))
-        for topic in consumer.subscription():
-            for partition in consumer.partitions_for_topic(topic) or ():
-                tp = TopicPartition(topic, partition)
-                if tp not in self._owned:
-                    behind.append(lane_of(tp))
+            if highwater is None or fetched is None or fetched < highwater or not self._answered(consumer, tp):
+                behind.append(lane_of(tp))  # a high watermark from before a broker outage proves nothing
+        owned = {lane_of(tp) for tp in self._owned}
+        behind.extend(lane for lane in self.partitions() if lane not in owned)
         if not self._owned:
             behind.append("")  # nothing assigned yet: the topics' partitions may not even be known
         return behind
+
+    def partitions(self) -> list[str]:
+        """Every partition of the subscribed topics, assigned here or not."""
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        return sorted(
+            f"{topic}/{partition}"
+            for topic in consumer.subscription()
+            for partition in consumer.partitions_for_topic(topic) or ()
+        )
+
+    def fetching(self) -> bool:
+        """Whether the brokers answer: every assigned partition had a fetch response lately (aiokafka polls
+        each one every fetch_max_wait_ms, records or not). False while the brokers are unreachable."""
+        consumer = self._consumer
+        if consumer is None or not self._owned:
+            return False
+        return all(self._answered(consumer, tp) for tp in self._owned)
+
+    def _answered(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
+        """A fetch response for the partition came lately. `clock` must be the wall clock: aiokafka stamps
+        fetch responses with the real time."""
+        last = consumer.last_poll_timestamp(tp)
+        bound = max(10_000, 3 * (self.config.fetch_max_wait_ms + self.config.tick_ms))
+        return last is not None and self._clock.now_ms() - last <= bound
 
     def assigned(self) -> list[str]:
         return sorted(lane_of(tp) for tp in self._owned)
@@ -223,7 +263,8 @@ class KafkaSource:
         self._fetched[tp] = after
         lines = [b"" if r.value is None else r.value for r in kept]  # a tombstone counts as malformed
         self._position += len(lines)
-        return Batch(lines, self._position, tp, lane, {OFFSET + lane: after})
+        first = floor if floor >= 0 else kept[0].offset
+        return Batch(lines, self._position, Chunk(tp, first, after), lane, {OFFSET + lane: after})
 
     async def _start(self) -> AIOKafkaConsumer:
         """Create and start the consumer, retrying with backoff while the brokers cannot be reached."""
@@ -254,8 +295,13 @@ class KafkaSource:
         return consumer
 
     async def _stop(self, consumer: AIOKafkaConsumer) -> None:
+        self._in_flight = 0  # nothing more will be acknowledged: a revocation waiting for it may proceed
+        self._settled.set()
         await self._commit_kafka(set(self._owned))
-        await consumer.stop()
+        try:  # leaving the group waits for the brokers; with them gone, the session timeout does it for us
+            await asyncio.wait_for(consumer.stop(), _BROKER_WAIT_S)
+        except TimeoutError:
+            _log.warning("kafka_stop_timeout", seconds=_BROKER_WAIT_S)
         self._owned.clear()
         _log.info("kafka_stopped")
 
@@ -266,8 +312,8 @@ class KafkaSource:
         if consumer is None or not offsets:
             return
         try:
-            await consumer.commit(offsets)
-        except KafkaError as exc:  # the store holds the truth; Kafka's copy catches up with the next commit
+            await asyncio.wait_for(consumer.commit(offsets), _BROKER_WAIT_S)
+        except (KafkaError, TimeoutError) as exc:  # the store holds the truth; Kafka's copy catches up later
             self.commit_errors += 1
             _log.warning("kafka_commit_failed", error=type(exc).__name__)
 
@@ -296,7 +342,8 @@ class KafkaSource:
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
         """Finish and commit the batch in flight, tell Kafka the positions, then give the partitions up."""
-        await self._settled.wait()
+        while self._in_flight:  # a loop: the next batch may be handed out before this wait wakes up
+            await self._settled.wait()
         await self._commit_kafka(revoked & self._owned)
         self._owned -= revoked
         self._generation += 1
@@ -307,7 +354,7 @@ class KafkaSource:
                     self._metrics.consumer_lag.remove(tp.topic, str(tp.partition))
         _log.info("partitions_revoked", partitions=sorted(lane_of(tp) for tp in revoked))
 
-    def _assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
+    async def _assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
         """Continue every partition at its stored offset; partitions never stored start from Kafka's."""
         for tp in assigned:
             stored = self._stored.get(lane_of(tp))
@@ -327,4 +374,4 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._source._revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._source._assigned(self._consumer, set(assigned))
+        await self._source._assigned(self._consumer, set(assigned))

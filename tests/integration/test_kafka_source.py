@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streamalert.clock import ManualClock
+from streamalert.clock import ManualClock, WallClock
 from streamalert.engine import Engine
 from streamalert.pipeline import Health, run_live
 from streamalert.sources.kafka import OFFSET, KafkaConfig, KafkaSource
 from streamalert.state.redis import RedisStore
 from streamalert.telemetry.metrics import Metrics
-from streamalert.testing import CapturingSink, rules_from_yaml
+from streamalert.testing import CapturingSink, kafka_broker_process, rules_from_yaml
 from tests.integration.kafka_support import create_topic, produce, unique
 
 pytestmark = pytest.mark.redis
@@ -57,9 +58,9 @@ class Live:
             run_live(self.engine, self.source, self.store, self.sink, clock, self.metrics, Health())
         )
 
-    async def stop(self) -> None:
+    async def stop(self, within: float = 20) -> None:
         await self.source.close()
-        await asyncio.wait_for(self.task, 20)
+        await asyncio.wait_for(self.task, within)
         await self.store.close()
 
 
@@ -140,3 +141,27 @@ async def test_revoked_partitions_are_committed_at_the_stored_offsets(kafka_boot
     finally:
         await other.stop()
         await live.stop()
+
+
+async def test_an_unreachable_broker_is_reported_and_stops_nothing_else(redis_url: str) -> None:
+    """The broker goes away: within the bound the source reports it no longer fetches (readiness fails),
+    and the live loop keeps running (no crash) until it is closed."""
+    with kafka_broker_process() as (bootstrap, broker):
+        topic = create_topic(bootstrap, partitions=1)
+        produce(bootstrap, topic, [record(1)])
+        live = Live(bootstrap, topic, redis_url, unique("ns"), unique("group"))
+        live.source._clock = WallClock()  # aiokafka stamps fetch responses with the real time
+        try:
+            await eventually(lambda: live.engine.stats.matched == 1, 20, "the record")
+            await eventually(live.source.fetching, 10, "fetching")
+            broker.kill()
+            broker.wait(timeout=10)
+            await eventually(lambda: not live.source.fetching(), 20, "the outage to show")
+            assert not live.task.done()
+        finally:
+            # With the broker gone a clean stop cannot leave the group; `streamalert run` bounds that with
+            # shutdown_timeout (exit 1). Here the loop is simply cancelled.
+            live.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await live.task
+            await live.store.close()
