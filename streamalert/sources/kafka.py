@@ -118,6 +118,10 @@ def lane_of(tp: TopicPartition) -> str:
     return f"{tp.topic}/{tp.partition}"
 
 
+# Replicas mode: where each assigned partition continues, asked when partitions are assigned (lane -> offset).
+Positions = Callable[[list[str]], Awaitable[dict[str, int]]]
+
+
 @dataclass(frozen=True, slots=True)
 class Chunk:
     """Batch.token of a Kafka batch: its partition and the offsets it spans, [start, end)."""
@@ -125,10 +129,6 @@ class Chunk:
     tp: TopicPartition
     start: int
     end: int
-
-
-# Replicas mode: where each assigned partition continues, asked when partitions are assigned (lane -> offset).
-Positions = Callable[[list[str]], Awaitable[dict[str, int]]]
 
 
 class KafkaSource:
@@ -145,8 +145,8 @@ class KafkaSource:
     ) -> None:
         self.config = config
         self._clock = clock or WallClock()
-        self._metrics = metrics
         self._positions = positions
+        self._metrics = metrics
         self._consumer: AIOKafkaConsumer | None = None
         self._closed = False
         self._stored: dict[str, int] = {}  # lane -> next offset whose effects are committed in the store
@@ -215,8 +215,8 @@ class KafkaSource:
         for tp in self._owned:
             highwater = consumer.highwater(tp)
             fetched = self._fetched.get(tp)
-            if highwater is None or fetched is None or fetched < highwater:
-                behind.append(lane_of(tp))
+            if highwater is None or fetched is None or fetched < highwater or not self._answered(consumer, tp):
+                behind.append(lane_of(tp))  # a high watermark from before a broker outage proves nothing
         owned = {lane_of(tp) for tp in self._owned}
         behind.extend(lane for lane in self.partitions() if lane not in owned)
         if not self._owned:
@@ -238,14 +238,15 @@ class KafkaSource:
             self._fetched[chunk.tp] = offset
 
     def status(self) -> dict[str, tuple[int, int]]:
-        """Replicas mode: (high watermark, next offset to hand out) of every assigned partition known."""
+        """Replicas mode: (high watermark, next offset to hand out) of every assigned partition whose brokers
+        answered lately (a report from before an outage, or from a replica cut off from them, proves nothing)."""
         consumer = self._consumer
         report: dict[str, tuple[int, int]] = {}
         if consumer is None:
             return report
         for tp in self._owned:
             highwater, fetched = consumer.highwater(tp), self._fetched.get(tp)
-            if highwater is not None and fetched is not None:
+            if highwater is not None and fetched is not None and self._answered(consumer, tp):
                 report[lane_of(tp)] = (highwater, fetched)
         return report
 
@@ -266,13 +267,14 @@ class KafkaSource:
         consumer = self._consumer
         if consumer is None or not self._owned:
             return False
+        return all(self._answered(consumer, tp) for tp in self._owned)
+
+    def _answered(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
+        """A fetch response for the partition came lately. `clock` must be the wall clock: aiokafka stamps
+        fetch responses with the real time."""
+        last = consumer.last_poll_timestamp(tp)
         bound = max(10_000, 3 * (self.config.fetch_max_wait_ms + self.config.tick_ms))
-        now = self._clock.now_ms()
-        for tp in self._owned:
-            last = consumer.last_poll_timestamp(tp)
-            if last is None or now - last > bound:
-                return False
-        return True
+        return last is not None and self._clock.now_ms() - last <= bound
 
     def assigned(self) -> list[str]:
         return sorted(lane_of(tp) for tp in self._owned)
@@ -329,6 +331,8 @@ class KafkaSource:
         return consumer
 
     async def _stop(self, consumer: AIOKafkaConsumer) -> None:
+        self._in_flight = 0  # nothing more will be acknowledged: a revocation waiting for it may proceed
+        self._settled.set()
         await self._commit_kafka(set(self._owned))
         try:  # leaving the group waits for the brokers; with them gone, the session timeout does it for us
             await asyncio.wait_for(consumer.stop(), _BROKER_WAIT_S)
@@ -374,7 +378,8 @@ class KafkaSource:
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
         """Finish and commit the batch in flight, tell Kafka the positions, then give the partitions up."""
-        await self._settled.wait()
+        while self._in_flight:  # a loop: the next batch may be handed out before this wait wakes up
+            await self._settled.wait()
         await self._commit_kafka(revoked & self._owned)
         self._owned -= revoked
         self._generation += 1

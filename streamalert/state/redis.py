@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import WatchError
 
 from streamalert.clock import Stopwatch
@@ -16,6 +17,7 @@ from streamalert.state.lease import Lease, LeaseLost
 
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TIMEOUT_S = 5
+_COMMIT = "commit"  # checkpoint meta: the last fenced checkpoint, (epoch << 32) + its number in that epoch
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -38,6 +40,7 @@ class RedisStore:
         self._redis = client
         self.namespace = namespace
         self.fence: int | None = None  # the lease epoch this store writes under (None: no lease in use)
+        self._commits = 0  # fenced checkpoints committed under the current fence
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -71,18 +74,35 @@ class RedisStore:
         if self.fence is None:
             await self._fill(self._redis.pipeline(transaction=True), changes, ttl_ms).execute()
             return
-        epoch_key = keys.epoch(self.namespace)
+        await self._fenced_commit(changes, ttl_ms, self.fence)
+
+    async def _fenced_commit(self, changes: Changes, ttl_ms: dict[str, int], fence: int) -> None:
+        """WATCH the epoch, check it is ours, MULTI/EXEC. Each checkpoint carries a number (meta `commit`):
+        one whose transaction went through but whose reply was lost (a dropped connection) is not applied
+        again when the caller retries it, so the transition log never gets an entry twice."""
+        epoch_key, meta_key = keys.epoch(self.namespace), keys.meta(self.namespace)
+        number = changes.meta.setdefault(_COMMIT, (fence << 32) + self._commits + 1)  # unique per holder
         async with self._redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(epoch_key)
-            current = await pipe.get(epoch_key)
-            if current is None or int(current) != self.fence:
-                raise LeaseLost(f"namespace {self.namespace!r} was taken over (epoch {current!r}, ours {self.fence})")
+            await pipe.watch(epoch_key, meta_key)
+            await self._check_fence(fence, await pipe.get(epoch_key))
+            done = await pipe.hget(meta_key, _COMMIT)
+            if done is not None and int(done) == number:
+                self._commits = number & 0xFFFFFFFF
+                return
             pipe.multi()  # type: ignore[no-untyped-call]
             self._fill(pipe, changes, ttl_ms)
             try:
                 await pipe.execute()
             except WatchError:
-                raise LeaseLost(f"namespace {self.namespace!r} was taken over during a commit") from None
+                # redis-py also reports a connection lost during EXEC as WatchError: only a changed epoch
+                # means another holder; anything else is retried (and skipped above if it was applied)
+                await self._check_fence(fence, await self._redis.get(epoch_key))
+                raise RedisConnectionError("commit interrupted; the caller retries it") from None
+        self._commits = number & 0xFFFFFFFF
+
+    async def _check_fence(self, fence: int, current: bytes | str | None) -> None:
+        if current is None or int(current) != fence:
+            raise LeaseLost(f"namespace {self.namespace!r} was taken over (epoch {current!r}, ours {fence})")
 
     def _fill(self, pipe: Pipeline, changes: Changes, ttl_ms: dict[str, int]) -> Pipeline:
         ns = self.namespace

@@ -57,5 +57,22 @@ async def test_a_former_holder_cannot_commit_after_a_take_over(pair: tuple[Redis
         await first.commit(Changes(meta={"seq": 99}, transitions=[b"{}"]), {})
     assert not await a.renew()
     await second.commit(Changes(meta={"seq": 2}), {})
-    assert (await second.load([])).meta == {"seq": 2}
+    assert (await second.load([])).meta["seq"] == 2
     assert await second.transitions(10) == []
+
+
+async def test_a_commit_whose_reply_was_lost_is_not_applied_twice(pair: tuple[RedisStore, RedisStore]) -> None:
+    """The caller retries a checkpoint after a dropped connection; if the first attempt went through, the
+    retry changes nothing (the transition log keeps one entry)."""
+    first, _ = pair
+    lease = first.lease(10_000)
+    assert await lease.acquire()
+    first.fence = lease.epoch
+    changes = Changes(meta={"seq": 1}, transitions=[b'{"n":1}'])
+    await first.commit(changes, {})
+    await first.commit(changes, {})  # the same checkpoint again, as a retry after a lost reply sends it
+    assert await first.transitions(10) == [b'{"n":1}']
+    await first.commit(Changes(meta={"seq": 2}, transitions=[b'{"n":2}']), {})
+    assert await first.transitions(10) == [b'{"n":1}', b'{"n":2}']
+    assert lease.epoch is not None
+    assert (await first.load([])).meta["commit"] == (lease.epoch << 32) + 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import pytest
@@ -158,4 +159,9 @@ async def test_an_unreachable_broker_is_reported_and_stops_nothing_else(redis_ur
             await eventually(lambda: not live.source.fetching(), 20, "the outage to show")
             assert not live.task.done()
         finally:
-            await live.stop(within=60)  # with the broker gone, leaving the group waits out its timeouts
+            # With the broker gone a clean stop cannot leave the group; `streamalert run` bounds that with
+            # shutdown_timeout (exit 1). Here the loop is simply cancelled.
+            live.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await live.task
+            await live.store.close()
