@@ -18,6 +18,7 @@ and each transition is recorded once in the fenced checkpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any, cast
@@ -25,6 +26,7 @@ from typing import Any, cast
 import orjson
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import RedisError
 
 from streamalert.clock import Clock
 from streamalert.engine import Engine
@@ -66,7 +68,11 @@ class Forwarder:
         self.refused = 0  # batches refused (another replica had forwarded the partition further)
 
     async def positions(self, lanes: list[str]) -> dict[str, int]:
-        """Where assigned partitions continue: the forwarded offset, and the lane's newest time with it."""
+        """Where assigned partitions continue: the forwarded offset, and the lane's newest time with it.
+        Called in the rebalance callback (aiokafka swallows its errors): retried until Redis answers."""
+        return await retry_store(functools.partial(self._positions, lanes), self._metrics, self.health)
+
+    async def _positions(self, lanes: list[str]) -> dict[str, int]:
         ns = self._ns
         offsets = cast(list[bytes | None], await self._redis.hmget(keys.intake_offsets(ns), lanes))
         newest = cast(list[bytes | None], await self._redis.hmget(keys.intake_lanes(ns), lanes))
@@ -105,7 +111,6 @@ class Forwarder:
         self, lane: str, start: int, end: int, records: list[tuple[int, bytes]], earliest: int | None
     ) -> bool:
         """Append one entry if the partition's forwarded offset is `start` (or it has none yet)."""
-        self._unstarted.discard(lane)
         newest = self.engine.lane_newest(lane)
         entry = orjson.dumps(
             {
@@ -123,6 +128,7 @@ class Forwarder:
             args=[lane, start, end, "" if newest is None else newest, entry],
         )
         self._refused_at = int(result)
+        self._unstarted.discard(lane)  # forwarded, or started by another replica: either way it has a start
         if self._refused_at < 0:
             self.forwarded += 1
             return True
@@ -144,12 +150,12 @@ class Forwarder:
         for lane in sorted(self._unstarted & set(report)):  # forwarded from its first position, records or not
             if not await self._append_entry(lane, report[lane][1], report[lane][1], [], None):
                 self._unstarted.discard(lane)  # another replica started it meanwhile
-        status = {lane: f"{high} {fetched} {wall}" for lane, (high, fetched) in report.items()}
+        status = {lane: f"{high} {fetched} {wall} {data}" for lane, (high, fetched, data) in report.items()}
         pipe = self._redis.pipeline(transaction=False)
         key = keys.lane_status(self._ns)
         for lane in source.partitions():
             if lane not in status:
-                pipe.hsetnx(key, lane, "0 0 0")
+                pipe.hsetnx(key, lane, "0 0 0 0")
         if status:
             pipe.hset(key, mapping=status)  # type: ignore[arg-type]
         if len(pipe):
@@ -161,14 +167,25 @@ class IntakeSource:
 
     name = "intake"
 
-    def __init__(self, client: aioredis.Redis, namespace: str, clock: Clock, tick_ms: int, stale_ms: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        namespace: str,
+        clock: Clock,
+        tick_ms: int,
+        stale_ms: int,
+        idle_ms: int = 10_000,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
+    ) -> None:
         self._redis, self._ns, self._clock = client, namespace, clock
-        self._tick_ms, self._stale_ms = tick_ms, stale_ms
+        self._metrics, self._health = metrics or Metrics(), health or Health()
+        self._tick_ms, self._stale_ms, self._idle_ms = tick_ms, stale_ms, idle_ms
         self._position = "0-0"
         self._applied: dict[str, int] = {}  # lane -> the offset up to which its entries are applied
-        self._status: dict[str, tuple[int, int, int]] = {}
+        self._status: dict[str, tuple[int, int, int, int]] = {}
         self._closed = False
-        self._acked: str | None = None
+        self._behind = True
 
     def resume(self, meta: Mapping[str, int]) -> None:
         self._applied.update((key[len(OFFSET) :], value) for key, value in meta.items() if key.startswith(OFFSET))
@@ -178,11 +195,9 @@ class IntakeSource:
     async def batches(self) -> AsyncIterator[Batch]:
         stream = keys.intake(self._ns)
         while not self._closed:
-            reply = cast(
-                list[Any],
-                await self._redis.xread({stream: self._position}, count=100, block=self._tick_ms),
-            )
-            await self._refresh()
+            read = functools.partial(self._redis.xread, {stream: self._position}, count=100, block=self._tick_ms)
+            reply = cast(list[Any], await retry_store(read, self._metrics, self._health))
+            await retry_store(self._refresh, self._metrics, self._health)
             entries = reply[0][1] if reply else []
             if not entries:
                 yield Batch([])
@@ -197,6 +212,8 @@ class IntakeSource:
         lane, start, end = entry["lane"], entry["start"], entry["end"]
         applied = self._applied.get(lane)
         if applied is not None and start != applied:
+            if start > applied:  # cannot come from the append script; say so rather than stall in silence
+                _log.warning("intake_gap", partition=lane, applied=applied, entry_start=start)
             return Batch([], meta=meta, token=entry_id)  # applied before (a restart re-reads the stream's tail)
         self._applied[lane] = end
         meta[OFFSET + lane] = end
@@ -206,28 +223,34 @@ class IntakeSource:
 
     async def _refresh(self) -> None:
         raw = cast(dict[bytes, bytes], await self._redis.hgetall(keys.lane_status(self._ns)))
-        status: dict[str, tuple[int, int, int]] = {}
+        status: dict[str, tuple[int, int, int, int]] = {}
         for lane, value in raw.items():
-            high, fetched, wall = (int(part) for part in value.split())
-            status[lane.decode()] = (high, fetched, wall)
+            high, fetched, wall, data = (int(part) for part in value.split())
+            status[lane.decode()] = (high, fetched, wall, data)
         self._status = status
 
     async def ack(self, batch: Batch) -> None:
         """The entry is applied and checkpointed: entries before it are no longer needed."""
         if isinstance(batch.token, str):
-            await self._redis.xtrim(keys.intake(self._ns), minid=batch.token, approximate=True)
+            with contextlib.suppress(RedisError):  # trimming can wait for the next entry
+                await self._redis.xtrim(keys.intake(self._ns), minid=batch.token, approximate=True)
 
     def lagging(self) -> Collection[str]:
-        """Partitions that may still hold records the evaluation has not applied: not reported by a live
-        owner lately (unassigned, or its replica died), not read to their end, or not applied to it yet."""
+        """Partitions that hold the clock: not reported by a live owner lately (unassigned, or its replica
+        died), not read to their end, not applied to it yet, or with a record within `idle_ms`."""
         if not self._status:
             return ("",)  # no replica has reported yet
         now = self._clock.now_ms()
         behind: list[str] = []
-        for lane, (high, fetched, wall) in self._status.items():
+        for lane, (high, fetched, wall, data) in self._status.items():
             applied = self._applied.get(lane)
             if now - wall > self._stale_ms or fetched < high or applied is None or applied < high:
                 behind.append(lane)
+            elif now - data < self._idle_ms:
+                behind.append(lane)  # read and applied to its end, but not idle yet (see KafkaConfig.idle_ms)
+        if not behind and self._behind:
+            _log.info("evaluation_caught_up", status=self._status, applied=self._applied, now=now)
+        self._behind = bool(behind)
         return behind
 
     async def close(self) -> None:
@@ -252,8 +275,16 @@ class Replica:
         # A partition whose owner has not reported for this long holds the evaluation's clock (its replica is
         # gone, or it is between owners). Reports come after every batch and tick; hosts' clocks must agree
         # (NTP) to well within this.
-        stale_ms = max(5_000, 5 * config.tick_ms)
-        self.intake = IntakeSource(client, namespace, clock, config.tick_ms, stale_ms)
+        self.intake = IntakeSource(
+            client,
+            namespace,
+            clock,
+            config.tick_ms,
+            config.owner_silence_ms(),
+            config.idle_ms,
+            metrics,
+            self.forwarder.health,
+        )
         self._task: asyncio.Task[None] | None = None
 
     def start(self, stop: asyncio.Event) -> None:

@@ -86,6 +86,12 @@ class AppConfig(BaseModel):
         kafka = self.sources.kafka
         if kafka is not None and kafka.replicas and not self.state.startswith("redis"):
             raise ValueError("sources.kafka.replicas needs Redis state (state: redis://...): replicas share it")
+        if kafka is not None and kafka.replicas:
+            # a dead replica's partitions hold the clock only after this long: records it had not forwarded
+            # must not be late by then
+            hold = kafka.owner_silence_ms()
+            if self.ms("lateness") + self.ms("max_delay") <= hold:
+                raise ValueError(f"with sources.kafka.replicas, lateness + max_delay must exceed {hold} ms")
         return self
 
     def ms(self, name: str) -> int:

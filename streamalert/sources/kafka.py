@@ -36,7 +36,8 @@ from streamalert.sources import Batch
 from streamalert.telemetry.metrics import Metrics
 
 _BROKER_WAIT_S = 5.0  # best-effort calls to the brokers (offset commits, leaving the group) wait no longer
-OFFSET = "offset:"  # checkpoint meta key prefix: "offset:topic/partition" -> the next offset to read
+OFFSET = "offset:"
+_NEVER = -(2**62)  # checkpoint meta key prefix: "offset:topic/partition" -> the next offset to read
 _log = structlog.get_logger("streamalert.kafka")
 
 
@@ -56,6 +57,9 @@ class KafkaConfig(pydantic.BaseModel):
     auto_offset_reset: Literal["earliest", "latest"] = "latest"  # where a partition with no stored offset starts
     max_batch_lines: int = Field(default=10_000, gt=0)  # records per getmany (split into one batch per partition)
     tick_ms: int = Field(default=1000, gt=0)  # an empty Batch when nothing arrived for this long
+    # A partition read to its end still holds the clock at its newest time until it has had no record for this
+    # long (Flink's idleness): records still being written to it may be older than other partitions' backlog.
+    idle_ms: int = Field(default=10_000, ge=0)
     fetch_max_wait_ms: int = Field(default=100, ge=0)  # how long the broker may hold a fetch for more data
     fetch_min_bytes: int = Field(default=1, gt=0)
     commit_interval_ms: int = Field(default=1_000, ge=0)  # Kafka's copy of the offsets (the store has the truth)
@@ -84,6 +88,11 @@ class KafkaConfig(pydantic.BaseModel):
         if self.ssl_certfile is None and self.ssl_keyfile is not None:
             raise ValueError("ssl_keyfile needs ssl_certfile")
         return self
+
+    def owner_silence_ms(self) -> int:
+        """Replicas mode: how long a partition's owner may go without reporting before the evaluation holds
+        its clock for that partition (the owner is gone, or the partition is between owners)."""
+        return max(5_000, 5 * self.tick_ms)
 
     def consumer_options(self) -> dict[str, Any]:
         """Keyword arguments for AIOKafkaConsumer (auto-commit off: offsets follow the state store)."""
@@ -151,6 +160,7 @@ class KafkaSource:
         self._closed = False
         self._stored: dict[str, int] = {}  # lane -> next offset whose effects are committed in the store
         self._fetched: dict[TopicPartition, int] = {}  # next offset after the records handed out
+        self._last_data: dict[TopicPartition, int] = {}  # wall time of the last batch handed out
         self._owned: set[TopicPartition] = set()
         self._in_flight = 0  # batches yielded and not yet acknowledged
         self._settled = asyncio.Event()  # set while nothing is in flight
@@ -203,20 +213,24 @@ class KafkaSource:
                 await self._commit_kafka(set(self._owned))
 
     def lagging(self) -> Collection[str]:
-        """Partitions that may still hold records this process has not read: every partition of the
-        subscribed topics that is not assigned here (during a rebalance, or while a killed consumer's session
-        has not expired) and assigned ones whose end (high watermark) is unknown or not reached yet. One
-        process owns a namespace, so every partition comes back to it; until then its records are not late.
+        """Partitions that hold the clock at their newest time: every partition of the subscribed topics that
+        is not assigned here (during a rebalance, or while a killed consumer's session has not expired),
+        assigned ones whose end (high watermark) is unknown or not reached yet, and ones read to their end
+        that had a record within `idle_ms`. One process owns a namespace, so every partition comes back to
+        it; until then its records are not late. The clock follows the wall clock only when none holds.
         """
         consumer = self._consumer
         if consumer is None:
             return ("",)  # not started: nothing is known, nothing may be taken as caught up
         behind: list[str] = []
+        now = self._clock.now_ms()
         for tp in self._owned:
             highwater = consumer.highwater(tp)
             fetched = self._fetched.get(tp)
             if highwater is None or fetched is None or fetched < highwater or not self._answered(consumer, tp):
                 behind.append(lane_of(tp))  # a high watermark from before a broker outage proves nothing
+            elif now - self._last_data.get(tp, _NEVER) < self.config.idle_ms:
+                behind.append(lane_of(tp))  # read to its end, but not idle yet
         owned = {lane_of(tp) for tp in self._owned}
         behind.extend(lane for lane in self.partitions() if lane not in owned)
         if not self._owned:
@@ -237,17 +251,18 @@ class KafkaSource:
             self._consumer.seek(chunk.tp, offset)
             self._fetched[chunk.tp] = offset
 
-    def status(self) -> dict[str, tuple[int, int]]:
-        """Replicas mode: (high watermark, next offset to hand out) of every assigned partition whose brokers
-        answered lately (a report from before an outage, or from a replica cut off from them, proves nothing)."""
+    def status(self) -> dict[str, tuple[int, int, int]]:
+        """Replicas mode: (high watermark, next offset to hand out, wall time of its last batch) of every
+        assigned partition whose brokers answered lately (a report from before an outage, or from a replica
+        cut off from them, proves nothing)."""
         consumer = self._consumer
-        report: dict[str, tuple[int, int]] = {}
+        report: dict[str, tuple[int, int, int]] = {}
         if consumer is None:
             return report
         for tp in self._owned:
             highwater, fetched = consumer.highwater(tp), self._fetched.get(tp)
             if highwater is not None and fetched is not None and self._answered(consumer, tp):
-                report[lane_of(tp)] = (highwater, fetched)
+                report[lane_of(tp)] = (highwater, fetched, self._last_data.get(tp, 0))
         return report
 
     def partitions(self) -> list[str]:
@@ -297,6 +312,7 @@ class KafkaSource:
             return None
         after = kept[-1].offset + 1
         self._fetched[tp] = after
+        self._last_data[tp] = self._clock.now_ms()
         lines = [b"" if r.value is None else r.value for r in kept]  # a tombstone counts as malformed
         self._position += len(lines)
         first = floor if floor >= 0 else kept[0].offset

@@ -86,6 +86,7 @@ sources:
     heartbeat_interval_ms: 1000
     max_batch_lines: {max_batch_lines}
     tick_ms: 100
+    idle_ms: 2000
     replicas: {"true" if replicas else "false"}
 """
     )

@@ -317,7 +317,13 @@ def test_a_replica_killed_mid_stream_loses_and_doubles_nothing(
         procs[doomed].wait(timeout=10)
         assert _sum(plain, forwarded) < 5502, "the stream ended before the kill: the test proves nothing"
         poll(lambda: _sum(plain, forwarded) == 5502, 60, "the survivor to forward everything", procs[survivor])
-        poll(lambda: len(logged_transitions(plain, namespace)) >= len(expected), 60, "the transitions")
+        try:
+            poll(lambda: len(logged_transitions(plain, namespace)) >= len(expected), 60, "the transitions")
+        except AssertionError as error:
+            survivor_metrics = [
+                line for line in _get(ports[survivor], "/metrics").splitlines() if "_total{source=" in line
+            ]
+            raise AssertionError(f"{error}; {_replica_state(plain, namespace)}; {survivor_metrics}") from None
         assert _evaluating(ports[survivor])
     finally:
         codes = [stop(proc) for proc in procs if proc.poll() is None]
@@ -334,3 +340,10 @@ def _evaluating(port: int) -> bool:
 
 def _sum(client: redis.Redis, key: str) -> int:
     return sum(int(value) for value in cast(dict[bytes, bytes], client.hgetall(key)).values())
+
+
+def _replica_state(client: redis.Redis, namespace: str) -> str:
+    """What the evaluation knows, for a failure message."""
+    tag = f"streamalert:{{{namespace}}}"
+    parts = [f"{name}={client.hgetall(f'{tag}:{name}')!r}" for name in ("lane-status", "intake-offsets", "meta")]
+    return ", ".join(parts)

@@ -47,6 +47,7 @@ class Live:
             session_timeout_ms=6000,
             heartbeat_interval_ms=1000,
             tick_ms=50,
+            idle_ms=300,
         )
         self.metrics = Metrics()
         self.source = KafkaSource(config, self.metrics)

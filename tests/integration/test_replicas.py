@@ -79,11 +79,11 @@ async def test_silent_or_unapplied_partitions_hold_the_clock(client: aioredis.Re
     clock = ManualClock(NOW)
     source = IntakeSource(client, namespace, clock, tick_ms=50, stale_ms=5_000)
     assert source.lagging() == ("",)  # nobody reported yet
-    await client.hset(keys.lane_status(namespace), mapping={"logs/0": f"10 10 {NOW}", "logs/1": "0 0 0"})
+    await client.hset(keys.lane_status(namespace), mapping={"logs/0": f"10 10 {NOW} 0", "logs/1": "0 0 0 0"})
     source.resume({"offset:logs/0": 10})
     await source._refresh()
     assert list(source.lagging()) == ["logs/1"]  # never reported by an owner
-    await client.hset(keys.lane_status(namespace), "logs/1", f"0 0 {NOW}")
+    await client.hset(keys.lane_status(namespace), "logs/1", f"0 0 {NOW} 0")
     source.resume({"offset:logs/1": 0})
     await source._refresh()
     assert list(source.lagging()) == []

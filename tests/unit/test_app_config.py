@@ -128,3 +128,5 @@ def test_replicas_need_redis_state(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="replicas needs Redis state"):
         load_config(_write(tmp_path, text))
     assert load_config(_write(tmp_path, "state: redis://r:6379/0\n" + text)).sources.kafka is not None
+    with pytest.raises(ConfigError, match="lateness \\+ max_delay must exceed 5000 ms"):
+        load_config(_write(tmp_path, "state: redis://r:6379/0\nlateness: 1s\nmax_delay: 1s\n" + text))
