@@ -63,7 +63,6 @@ class Forwarder:
         self._append = client.register_script(_APPEND)
         self.health = Health()
         self._unstarted: set[str] = set()  # assigned partitions never forwarded: their start is forwarded once
-        self._refused_at = -1
         self.forwarded = 0  # batches appended
         self.refused = 0  # batches refused (another replica had forwarded the partition further)
 
@@ -102,15 +101,17 @@ class Forwarder:
     ) -> None:
         chunk = batch.token
         assert isinstance(chunk, Chunk)
-        if await self._append_entry(batch.lane, chunk.start, chunk.end, records, earliest):
+        refused_at = await self._append_entry(batch.lane, chunk.start, chunk.end, records, earliest)
+        if refused_at is None:
             await source.ack(batch)
             return
-        source.rewind(batch, await self._rewound(batch.lane, chunk.start))
+        source.rewind(batch, await self._rewound(batch.lane, chunk.start, refused_at))
 
     async def _append_entry(
         self, lane: str, start: int, end: int, records: list[tuple[int, bytes]], earliest: int | None
-    ) -> bool:
-        """Append one entry if the partition's forwarded offset is `start` (or it has none yet)."""
+    ) -> int | None:
+        """Append one entry if the partition's forwarded offset is `start` (or it has none yet): None; else
+        the offset the partition was forwarded to by someone else."""
         newest = self.engine.lane_newest(lane)
         entry = orjson.dumps(
             {
@@ -127,17 +128,15 @@ class Forwarder:
             keys=[keys.intake_offsets(ns), keys.intake_lanes(ns), keys.intake(ns)],
             args=[lane, start, end, "" if newest is None else newest, entry],
         )
-        self._refused_at = int(result)
         self._unstarted.discard(lane)  # forwarded, or started by another replica: either way it has a start
-        if self._refused_at < 0:
+        if int(result) < 0:
             self.forwarded += 1
-            return True
+            return None
         self.refused += 1
-        return False
+        return int(result)
 
-    async def _rewound(self, lane: str, start: int) -> int:
+    async def _rewound(self, lane: str, start: int, offset: int) -> int:
         """After a refusal: continue the lane where it was forwarded to, with the newest time stored there."""
-        offset = self._refused_at
         _log.info("intake_rewound", partition=lane, offset=offset, batch_start=start)
         lane_newest = cast(bytes | None, await self._redis.hget(keys.intake_lanes(self._ns), lane))
         self.engine.set_lane(lane, None if lane_newest is None else int(lane_newest))
@@ -148,8 +147,7 @@ class Forwarder:
         every partition of the topics known to it (unassigned ones hold its clock until someone reports)."""
         report = source.status()
         for lane in sorted(self._unstarted & set(report)):  # forwarded from its first position, records or not
-            if not await self._append_entry(lane, report[lane][1], report[lane][1], [], None):
-                self._unstarted.discard(lane)  # another replica started it meanwhile
+            await self._append_entry(lane, report[lane][1], report[lane][1], [], None)
         status = {lane: f"{high} {fetched} {wall} {data}" for lane, (high, fetched, data) in report.items()}
         pipe = self._redis.pipeline(transaction=False)
         key = keys.lane_status(self._ns)
@@ -246,8 +244,10 @@ class IntakeSource:
             applied = self._applied.get(lane)
             if now - wall > self._stale_ms or fetched < high or applied is None or applied < high:
                 behind.append(lane)
-            elif now - data < self._idle_ms:
-                behind.append(lane)  # read and applied to its end, but not idle yet (see KafkaConfig.idle_ms)
+            elif wall - data < self._idle_ms:
+                # read and applied to its end, but not idle yet (KafkaConfig.idle_ms) as of its owner's last
+                # report: an owner that died mid-stream must not look idle just because it stopped reading
+                behind.append(lane)
         if not behind and self._behind:
             _log.info("evaluation_caught_up", status=self._status, applied=self._applied, now=now)
         self._behind = bool(behind)

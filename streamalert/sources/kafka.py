@@ -160,7 +160,7 @@ class KafkaSource:
         self._closed = False
         self._stored: dict[str, int] = {}  # lane -> next offset whose effects are committed in the store
         self._fetched: dict[TopicPartition, int] = {}  # next offset after the records handed out
-        self._last_data: dict[TopicPartition, int] = {}  # wall time of the last batch handed out
+        self._last_data: dict[TopicPartition, int] = {}  # wall time of the last batch handed out, or of assignment
         self._owned: set[TopicPartition] = set()
         self._in_flight = 0  # batches yielded and not yet acknowledged
         self._settled = asyncio.Event()  # set while nothing is in flight
@@ -416,6 +416,9 @@ class KafkaSource:
                 consumer.seek(tp, stored)
                 self._fetched[tp] = stored
         self._owned |= assigned
+        now = self._clock.now_ms()
+        for tp in assigned:  # idleness counts from assignment: an empty partition is idle idle_ms after it
+            self._last_data[tp] = now
         self._generation += 1
         _log.info("partitions_assigned", partitions=sorted(lane_of(tp) for tp in assigned))
 

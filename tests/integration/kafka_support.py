@@ -86,7 +86,7 @@ sources:
     heartbeat_interval_ms: 1000
     max_batch_lines: {max_batch_lines}
     tick_ms: 100
-    idle_ms: 2000
+    idle_ms: 5000
     replicas: {"true" if replicas else "false"}
 """
     )

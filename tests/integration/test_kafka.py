@@ -259,7 +259,10 @@ def test_two_replicas_split_partitions_and_emit_each_transition_once(
         poll(lambda: all(_partitions(port) >= 1 for port in ports), 60, "both replicas assigned partitions")
         assert sum(_partitions(port) for port in ports) == 3
         produce(kafka_bootstrap, topic, incident_lines())
-        poll(lambda: len(logged_transitions(plain, namespace)) >= len(expected), 60, "the transitions")
+        try:
+            poll(lambda: len(logged_transitions(plain, namespace)) >= len(expected), 60, "the transitions")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; {_replica_state(plain, namespace)}") from None
         intake = [_metric(port, 'streamalert_events_in_total{source="kafka"}') for port in ports]
     finally:
         codes = [stop(proc) for proc in procs if proc.poll() is None]

@@ -50,10 +50,9 @@ async def test_a_partition_is_forwarded_by_one_replica_only(client: aioredis.Red
     the partition stands; continuing from there is accepted."""
     namespace = f"rep{next(_names)}"
     owner, former = forwarder(client, namespace), forwarder(client, namespace)
-    assert await owner._append_entry("logs/0", 0, 10, [(NOW, b'{"level":"error"}')], NOW)
-    assert not await former._append_entry("logs/0", 0, 10, [(NOW, b'{"level":"error"}')], NOW)
-    assert await former._rewound("logs/0", 0) == 10
-    assert await former._append_entry("logs/0", 10, 12, [], None)
+    assert await owner._append_entry("logs/0", 0, 10, [(NOW, b'{"level":"error"}')], NOW) is None
+    assert await former._append_entry("logs/0", 0, 10, [(NOW, b'{"level":"error"}')], NOW) == 10
+    assert await former._append_entry("logs/0", 10, 12, [], None) is None
     assert await client.xlen(keys.intake(namespace)) == 2
     assert await client.hget(keys.intake_offsets(namespace), "logs/0") == b"12"
 
@@ -63,7 +62,7 @@ async def test_the_evaluation_applies_each_forwarded_batch_once(client: aioredis
     namespace = f"rep{next(_names)}"
     owner = forwarder(client, namespace)
     for start, end in ((0, 5), (5, 9), (9, 10)):
-        assert await owner._append_entry("logs/0", start, end, [], None)
+        assert await owner._append_entry("logs/0", start, end, [], None) is None
     first = IntakeSource(client, namespace, ManualClock(NOW), tick_ms=50, stale_ms=5_000)
     applied = await read(first, 3)
     assert [b.meta.get("offset:logs/0") for b in applied] == [5, 9, 10]
@@ -89,3 +88,19 @@ async def test_silent_or_unapplied_partitions_hold_the_clock(client: aioredis.Re
     assert list(source.lagging()) == []
     clock.advance(6_000)  # both owners silent for longer than stale_ms: their replicas may be gone
     assert sorted(source.lagging()) == ["logs/0", "logs/1"]
+
+
+async def test_a_partition_read_to_its_end_holds_the_clock_until_idle(client: aioredis.Redis) -> None:
+    """Records may still be arriving in a partition just read to its end, older than the other partitions'
+    backlog: it holds the clock until it has had no record for idle_ms."""
+    namespace = f"rep{next(_names)}"
+    clock = ManualClock(NOW)
+    source = IntakeSource(client, namespace, clock, tick_ms=50, stale_ms=5_000, idle_ms=2_000)
+    await client.hset(keys.lane_status(namespace), "logs/0", f"10 10 {NOW} {NOW}")
+    source.resume({"offset:logs/0": 10})
+    await source._refresh()
+    assert list(source.lagging()) == ["logs/0"]
+    clock.advance(2_000)
+    await client.hset(keys.lane_status(namespace), "logs/0", f"10 10 {NOW + 2_000} {NOW}")
+    await source._refresh()
+    assert list(source.lagging()) == []
