@@ -225,9 +225,8 @@ class KafkaSource:
         behind: list[str] = []
         now = self._clock.now_ms()
         for tp in self._owned:
-            highwater = consumer.highwater(tp)
-            fetched = self._fetched.get(tp)
-            if highwater is None or fetched is None or fetched < highwater or not self._answered(consumer, tp):
+            ends = self._read_to(consumer, tp)
+            if ends is None or ends[1] < ends[0] or not self._answered(consumer, tp):
                 behind.append(lane_of(tp))  # a high watermark from before a broker outage proves nothing
             elif now - self._last_data.get(tp, _NEVER) < self.config.idle_ms:
                 behind.append(lane_of(tp))  # read to its end, but not idle yet
@@ -260,10 +259,15 @@ class KafkaSource:
         if consumer is None:
             return report
         for tp in self._owned:
-            highwater, fetched = consumer.highwater(tp), self._fetched.get(tp)
-            if highwater is not None and fetched is not None and self._answered(consumer, tp):
-                report[lane_of(tp)] = (highwater, fetched, self._last_data.get(tp, 0))
+            ends = self._read_to(consumer, tp)
+            if ends is not None and self._answered(consumer, tp):
+                report[lane_of(tp)] = (*ends, self._last_data.get(tp, 0))
         return report
+
+    def _read_to(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> tuple[int, int] | None:
+        """(high watermark, next offset to hand out) of an assigned partition, once both are known."""
+        highwater, fetched = consumer.highwater(tp), self._fetched.get(tp)
+        return None if highwater is None or fetched is None else (highwater, fetched)
 
     def partitions(self) -> list[str]:
         """Every partition of the subscribed topics, assigned here or not."""
@@ -387,9 +391,9 @@ class KafkaSource:
         if self._metrics is None:
             return
         for tp in self._owned:
-            highwater, fetched = consumer.highwater(tp), self._fetched.get(tp)
-            if highwater is not None and fetched is not None:
-                lag = max(0, highwater - fetched)
+            ends = self._read_to(consumer, tp)
+            if ends is not None:
+                lag = max(0, ends[0] - ends[1])
                 self._metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(lag)
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:

@@ -107,9 +107,21 @@ def _object(line: bytes) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
+def _fetch(port: int, path: str) -> tuple[int, bytes]:
+    """Status and body of a GET, whatever the status; (0, b"") while the process is not listening yet."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as error:
+        return int(error.code), bytes(error.read())
+    except urllib.error.URLError:
+        return 0, b""
+
+
 def _get(port: int, path: str) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-        return str(response.read().decode())
+    status, body = _fetch(port, path)
+    assert status == 200, (path, status, body)
+    return body.decode()
 
 
 EXACT_RULES = """
@@ -236,13 +248,7 @@ def test_a_standby_takes_over_a_killed_writer(
 
 
 def _status(port: int, path: str) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except urllib.error.URLError:
-        return 0  # not listening yet
+    return _fetch(port, path)[0]
 
 
 def test_two_replicas_split_partitions_and_emit_each_transition_once(
@@ -276,14 +282,8 @@ def test_two_replicas_split_partitions_and_emit_each_transition_once(
 
 def _checks(port: int) -> dict[str, str]:
     """/readyz's checks, whether it answers 200 or 503 ({} while the process is not listening yet)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
-            body = response.read()
-    except urllib.error.HTTPError as error:
-        body = error.read()
-    except urllib.error.URLError:
-        return {}
-    return dict(orjson.loads(body)["checks"])
+    status, body = _fetch(port, "/readyz")
+    return dict(orjson.loads(body)["checks"]) if status else {}
 
 
 def _partitions(port: int) -> int:
