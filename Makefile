@@ -17,8 +17,7 @@ demo: $(STAMP)
 	$(BIN)/streamalert replay examples/incident.jsonl --rules config/rules --format table
 
 test: $(STAMP)
-	scripts/ensure-redis
-	scripts/ensure-tools
+	scripts/ensure-packages
 	$(MAKE) lint typecheck pytest
 
 lint: $(STAMP)
@@ -32,7 +31,7 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	scripts/ensure-redis
+	scripts/ensure-packages
 	$(BIN)/python bench/replay_bench.py
 
 clean:

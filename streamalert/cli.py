@@ -5,21 +5,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
 from redis.exceptions import RedisError
 
 from streamalert.clock import Stopwatch
+from streamalert.config.notify import NotifyConfig, build_route
 from streamalert.config.rules import Rule, RuleLoadError, load_rules
 from streamalert.decode import parse_time
 from streamalert.durations import parse_duration
 from streamalert.engine import Engine
+from streamalert.model import Transition
+from streamalert.notify.history import recent_notifications, recent_transitions
+from streamalert.notify.model import Notification
+from streamalert.notify.notifier import Notifier
+from streamalert.notify.sender import Sender, build_sinks
+from streamalert.notify.sinks.stdout import StdoutConfig, StdoutSink
 from streamalert.output import JsonLinesWriter, TableWriter
 from streamalert.pipeline import RunSummary, run
 from streamalert.sources import Batch
 from streamalert.sources.replay import ReplaySource
 from streamalert.state.base import Store
 from streamalert.state.stores import open_store, redact
+from streamalert.telemetry.logging import configure
+from streamalert.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from streamalert.config.app import AppConfig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,7 +42,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    handler = {"check": _check, "replay": _replay, "run": _run}[args.command]
+    if args.command == "routes" and args.routes_command is None:
+        parser.parse_args(["routes", "--help"])
+    handler = {
+        "check": _check,
+        "replay": _replay,
+        "run": _run,
+        "routes": _routes,
+        "outbox": _outbox,
+        "alerts": _alerts,
+    }[args.command]
     return handler(args)
 
 
@@ -36,8 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamalert", description="Alerts from structured JSON logs.")
     sub = parser.add_subparsers(dest="command")
 
-    check = sub.add_parser("check", help="validate rule files; print every problem with file, rule and field")
-    check.add_argument("path", help="a rule file or a folder of *.yaml")
+    check = sub.add_parser(
+        "check", help="validate rule files or a service config; print every problem with file, rule/key and field"
+    )
+    check.add_argument("path", nargs="?", help="a rule file or a folder of *.yaml")
+    check.add_argument("--config", help="a service configuration: its routes, receivers, sinks and its rules")
 
     run_cmd = sub.add_parser("run", help="live mode: take logs from the configured sources until SIGTERM")
     run_cmd.add_argument("--config", required=True, help="the service configuration (YAML)")
@@ -54,6 +80,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--lateness", default="30s", help="how far behind the newest event a record may arrive")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    replay.add_argument(
+        "--notify",
+        action="store_true",
+        help="print the notifications the routes would send (JSON lines) instead of the transitions",
+    )
+    replay.add_argument("--config", help="with --notify: the service config whose routes and receivers to use")
+    replay.add_argument(
+        "--send", action="store_true", help="with --notify --config: deliver through the configured sinks for real"
+    )
+
+    routes = sub.add_parser("routes", help="the routing tree of a service config")
+    routes_sub = routes.add_subparsers(dest="routes_command")
+    routes_test = routes_sub.add_parser(
+        "test", help="print the receivers a label set reaches, one per line (like amtool config routes test)"
+    )
+    routes_test.add_argument("--config", required=True, help="the service configuration (YAML)")
+    routes_test.add_argument("labels", nargs="*", help="label=value ...")
+
+    outbox = sub.add_parser("outbox", help="list pending and dead-lettered notifications; re-queue dead ones")
+    outbox.add_argument("--config", required=True, help="the service configuration (YAML): its state store")
+    outbox.add_argument("--limit", type=int, default=50, help="at most this many of each (default 50)")
+    outbox.add_argument("--requeue", nargs="*", metavar="ID", help="re-queue these dead letters (all if no ID)")
+
+    alerts = sub.add_parser("alerts", help="recent transitions (or notifications) from the state store")
+    alerts.add_argument("--config", required=True, help="the service configuration (YAML): its state store")
+    alerts.add_argument("--state", choices=("firing", "resolved"), help="only transitions to this state")
+    alerts.add_argument("--severity", help="only alerts with this severity label")
+    alerts.add_argument("--limit", type=int, default=20, help="the last N (default 20)")
+    alerts.add_argument("--notifications", action="store_true", help="delivered notifications instead")
     return parser
 
 
@@ -69,6 +124,11 @@ def _load(path: str) -> list[Rule] | None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    if (args.path is None) == (args.config is None):
+        print("check: give a rule path or --config FILE", file=sys.stderr)
+        return 2
+    if args.config is not None:
+        return _check_config(args.config)
     rules = _load(args.path)
     if rules is None:
         return 1
@@ -106,12 +166,23 @@ def _replay(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"--state {redact(args.state)}: {exc}", file=sys.stderr)
         return 2
-    writer = JsonLinesWriter(sys.stdout.buffer) if args.format == "jsonl" else TableWriter(sys.stdout.buffer)
+    notifying = _replay_notifying(args)
+    if notifying is False:
+        return 2
+    if notifying is not None:
+        configure("warning")  # delivery failures on stderr as JSON lines; stdout carries the notifications
+    writer: JsonLinesWriter | TableWriter | _Discard
+    if notifying is not None:
+        writer = _Discard()
+    elif args.format == "jsonl":
+        writer = JsonLinesWriter(sys.stdout.buffer)
+    else:
+        writer = TableWriter(sys.stdout.buffer)
     engine = Engine(rules, lateness_ms=lateness, until_ms=until)
     progress = _Progress(source.total_bytes) if sys.stderr.isatty() and not args.no_progress else None
     watch = Stopwatch()
     try:
-        summary = asyncio.run(_replay_async(engine, source, store, args, writer, progress))
+        summary = asyncio.run(_replay_async(engine, source, store, args, writer, progress, notifying))
     except RedisError as exc:
         print(f"state store {redact(args.state)}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -132,8 +203,9 @@ async def _replay_async(
     source: ReplaySource,
     store: Store,
     args: argparse.Namespace,
-    writer: JsonLinesWriter | TableWriter,
+    writer: JsonLinesWriter | TableWriter | _Discard,
     progress: _Progress | None,
+    notifying: tuple[Notifier, NotifyConfig, bool] | None = None,
 ) -> RunSummary:
     try:
         if args.reset_state:
@@ -144,15 +216,72 @@ async def _replay_async(
                 "over, or --resume if these files continue the input that run read (lines it already took "
                 "would be counted twice)"
             )
-        return await run(engine, source, store, writer, progress.update if progress else None)
+        if notifying is None:
+            return await run(engine, source, store, writer, progress.update if progress else None)
+        notifier, config, send = notifying
+        summary = await run(engine, source, store, writer, progress.update if progress else None, notifier)
+        if not send:  # a dry run: every notification printed, in the order the dispatcher decided them
+            out = StdoutSink(StdoutConfig())
+            for _, raw in await store.outbox(None, 1_000_000):
+                out.write(Notification.from_json(raw))
+            return summary
+        sender = Sender(store, build_sinks(config), config.notify, Metrics())
+        try:
+            await sender.drain()
+        finally:
+            await sender.close()
+        return summary
     finally:
         await store.close()
+
+
+class _Discard:
+    def write(self, transitions: list[Transition]) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+# replay --notify without --config: every alert to stdout, grouped by rule, with Alertmanager's default timers
+_DEFAULT_NOTIFY = {
+    "route": {"receiver": "stdout", "group_by": ["alertname"]},
+    "receivers": [{"name": "stdout", "stdout_configs": [{}]}],
+}
+
+
+def _replay_notifying(args: argparse.Namespace) -> tuple[Notifier, NotifyConfig, bool] | Literal[False] | None:
+    """replay --notify: the notifier, the notification config and whether to really send; None without
+    --notify; False (after printing why) when the options or the config are wrong."""
+    if not args.notify:
+        if args.config or args.send:
+            print("--config and --send go with --notify", file=sys.stderr)
+            return False
+        return None
+    if args.send and not args.config:
+        print("--send needs --config (the receivers to send to)", file=sys.stderr)
+        return False
+    config: NotifyConfig | None
+    if args.config:
+        config = _config_or_exit(args.config)
+        if config is None:
+            return False
+        if config.route is None:
+            print(f"{args.config}: no route configured", file=sys.stderr)
+            return False
+    else:
+        config = NotifyConfig.model_validate(_DEFAULT_NOTIFY)
+    try:
+        build_sinks(config)
+    except ValueError as exc:
+        print(f"receivers: {exc}", file=sys.stderr)
+        return False
+    return Notifier(config), config, args.send
 
 
 def _run(args: argparse.Namespace) -> int:
     from streamalert import app  # noqa: PLC0415 (the HTTP stack loads only for live mode)
     from streamalert.config.app import ConfigError, load_config  # noqa: PLC0415
-    from streamalert.telemetry.logging import configure  # noqa: PLC0415
 
     try:
         config = load_config(args.config)
@@ -207,3 +336,117 @@ def _print_summary(summary: RunSummary, seconds: float) -> None:
         f"in {seconds:.2f}s ({rate:,.0f} lines/s)",
         file=sys.stderr,
     )
+
+
+def _config_or_exit(path: str) -> AppConfig | None:
+    from streamalert.config.app import ConfigError, load_config  # noqa: PLC0415
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def _check_config(path: str) -> int:
+    config = _config_or_exit(path)
+    if config is None:
+        return 1
+    rules = _load(str(config.rules))
+    if rules is None:
+        return 1
+    try:
+        sinks = build_sinks(config)  # reads *_file secrets: a missing file fails here, not at the first page
+    except ValueError as exc:
+        print(f"{path}: receivers: {exc}", file=sys.stderr)
+        return 1
+    routes = len(build_route(config.route).walk()) if config.route is not None else 0
+    print(
+        f"OK: {len(rules)} rules, {routes} routes, {len(config.receivers)} receivers with {len(sinks)} sinks, "
+        f"{len(config.inhibit_rules)} inhibit rules, {len(config.silences)} silences"
+    )
+    return 0
+
+
+def _routes(args: argparse.Namespace) -> int:
+    config = _config_or_exit(args.config)
+    if config is None:
+        return 2
+    if config.route is None:
+        print(f"{args.config}: no route configured", file=sys.stderr)
+        return 2
+    labels: dict[str, str] = {}
+    for item in args.labels:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"{item!r}: expected label=value", file=sys.stderr)
+            return 2
+        labels[name] = value.strip('"')
+    for route in build_route(config.route).match(labels):
+        print(route.receiver)
+    return 0
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    config = _config_or_exit(args.config)
+    if config is None:
+        return 2
+
+    async def go(store: Store) -> int:
+        if args.requeue is not None:
+            count = await store.requeue(args.requeue or None)
+            print(f"re-queued {count} notification(s)")
+            return 0
+        pending = await store.outbox(None, args.limit)
+        dead = await store.dead_letters(args.limit)
+        print(f"pending: {await store.outbox_depth()}")
+        for entry_id, raw in pending:
+            print(f"  {entry_id}  {_describe(orjson.loads(raw))}")
+        print(f"dead letters: {len(dead)}")
+        for entry_id, raw in dead:
+            record = orjson.loads(raw)
+            print(
+                f"  {entry_id}  {_describe(record['notification'])}  attempts={record['attempts']}  {record['error']}"
+            )
+        return 0
+
+    return _with_store(config.state, go)
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    config = _config_or_exit(args.config)
+    if config is None:
+        return 2
+
+    async def go(store: Store) -> int:
+        if args.notifications:
+            items = await recent_notifications(store, args.limit)
+        else:
+            items = await recent_transitions(store, args.state, args.severity, args.limit)
+        for item in items:
+            sys.stdout.buffer.write(orjson.dumps(item) + b"\n")
+        return 0
+
+    return _with_store(config.state, go)
+
+
+def _with_store(url: str, go: Callable[[Store], Awaitable[int]]) -> int:
+    async def main() -> int:
+        store = open_store(url)
+        try:
+            return await go(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(main())
+    except RedisError as exc:
+        print(f"state store {redact(url)}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _describe(notification: Any) -> str:
+    if "raw" in notification:
+        return "(unreadable entry)"
+    names = sorted({a["labels"].get("alertname", "") for a in notification.get("alerts", [])})
+    return f"{notification['at']}  {notification['receiver']}/{notification['sink']}  {','.join(names)}"

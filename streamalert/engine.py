@@ -363,6 +363,11 @@ class Engine:
         if end is not None:
             self._run_until(end, inclusive=True)
 
+    @property
+    def horizon_ms(self) -> int:
+        """Every instant before this has been processed: transitions up to it are final."""
+        return self._done_before
+
     def drain(self) -> list[Transition]:
         """Transitions decided since the last call, in event-time order."""
         out, self._out = self._out, []

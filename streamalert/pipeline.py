@@ -16,6 +16,8 @@ from streamalert.clock import Clock, Stopwatch
 from streamalert.config.rules import Rule
 from streamalert.engine import Engine, EngineStats
 from streamalert.model import Transition
+from streamalert.notify.notifier import Notifier
+from streamalert.notify.silences import Silence
 from streamalert.output import transition_json
 from streamalert.sources import Batch, Source
 from streamalert.state import keys
@@ -55,6 +57,7 @@ async def run(
     store: Store,
     sink: TransitionSink,
     on_batch: Callable[[Batch], None] | None = None,
+    notifier: Notifier | None = None,
 ) -> RunSummary:
     """Drive the engine over a source to its end, checkpointing into the store after every batch.
 
@@ -63,7 +66,10 @@ async def run(
     first, so a crash in between can lose a message but never counts an event twice.
     """
     ttl = rule_ttls(engine.rules, engine.lateness_ms)
-    engine.restore(await store.load(engine.rule_ids))
+    snapshot = await store.load(engine.rule_ids)
+    engine.restore(snapshot)
+    if notifier is not None:
+        notifier.restore(snapshot.groups)
     lines = malformed = 0
     in_flight: _Commit | None = None
     async for batch in source.batches():
@@ -72,11 +78,11 @@ async def run(
         engine.advance()
         if in_flight is not None:
             await in_flight.done(source, sink, on_batch)
-        in_flight = await _Commit.start(engine, store, ttl, batch)
+        in_flight = await _Commit.start(engine, store, ttl, batch, notifier)
     engine.finish()
     if in_flight is not None:
         await in_flight.done(source, sink, on_batch)
-    await (await _Commit.start(engine, store, ttl, None)).done(source, sink, on_batch)
+    await (await _Commit.start(engine, store, ttl, None, notifier, final=True)).done(source, sink, on_batch)
     return RunSummary(lines, malformed, engine.stats)
 
 
@@ -87,8 +93,17 @@ class _Commit:
         self.task, self.transitions, self.batch = task, transitions, batch
 
     @classmethod
-    async def start(cls, engine: Engine, store: Store, ttl: dict[str, int], batch: Batch | None) -> _Commit:
-        transitions, changes = _checkpoint(engine)
+    async def start(
+        cls,
+        engine: Engine,
+        store: Store,
+        ttl: dict[str, int],
+        batch: Batch | None,
+        notifier: Notifier | None,
+        *,
+        final: bool = False,
+    ) -> _Commit:
+        transitions, changes = _checkpoint(engine, notifier, final=final)
         task = asyncio.ensure_future(store.commit(changes, ttl))
         await asyncio.sleep(0)  # let the commit go out before the next batch keeps this thread busy
         return cls(task, transitions, batch)
@@ -111,6 +126,7 @@ async def run_live(
     clock: Clock,
     metrics: Metrics,
     health: Health,
+    notify: Notify | None = None,
 ) -> None:
     """Live mode until the source ends (it ends after `close()`): every batch is taken in at the wall clock,
     committed, then its transitions are handed on and the batch acknowledged. A failing commit is retried
@@ -119,6 +135,8 @@ async def run_live(
     ttl = rule_ttls(engine.rules, engine.lateness_ms)
     snapshot = await retry_store(lambda: store.load(engine.rule_ids), metrics, health)  # ready from here
     engine.restore(snapshot)
+    if notify is not None:
+        notify.notifier.restore(snapshot.groups)
     source.resume(snapshot.meta)
     stats = engine.stats
     async for batch in source.batches():
@@ -135,7 +153,9 @@ async def run_live(
         if (batch.lines or batch.timed is not None) and engine.newest_ms is not None:
             metrics.processing_lag.observe(max(0.0, (wall - engine.newest_ms) / 1000))
             metrics.batch_size.observe(taken)
-        transitions, changes = _checkpoint(engine)
+        if notify is not None:
+            await notify.refresh(store, wall, metrics, health)
+        transitions, changes = _checkpoint(engine, notify.notifier if notify is not None else None)
         changes.meta.update(batch.meta)  # the source's position, atomically with the effects it led to
         watch = Stopwatch()
         await retry_store(functools.partial(store.commit, changes, ttl), metrics, health)
@@ -145,15 +165,57 @@ async def run_live(
             sink.write(transitions)
             for t in transitions:
                 metrics.transitions.labels(t.rule, t.state.value).inc()
+        if notify is not None:
+            notify.committed(changes, metrics)
         await source.ack(batch)
 
 
-def _checkpoint(engine: Engine) -> tuple[list[Transition], Changes]:
-    """The transitions decided since the last checkpoint, and the checkpoint that records them in the log."""
+def _checkpoint(
+    engine: Engine, notifier: Notifier | None, *, final: bool = False
+) -> tuple[list[Transition], Changes]:
+    """The transitions decided since the last checkpoint, and the checkpoint that records them in the log
+    together with the notification groups they changed and the notifications due (the outbox)."""
     transitions = engine.drain()
     changes = engine.checkpoint()
     changes.transitions = [transition_json(t) for t in transitions]
+    if notifier is not None:
+        step = notifier.step(transitions, engine.horizon_ms)
+        if final:  # replay's end: first notifications still waiting are sent at their due time
+            last = notifier.finish()
+            step.groups.update(last.groups)
+            step.groups_deleted = [g for g in step.groups_deleted + last.groups_deleted if g not in last.groups]
+            step.outbox += last.outbox
+        changes.groups, changes.groups_deleted = step.groups, step.groups_deleted
+        changes.outbox = [n.to_json() for n in step.outbox]
     return transitions, changes
+
+
+@dataclass(slots=True)
+class Notify:
+    """Live mode's notification stage: the notifier, silences refreshed from the store, the sender's wake-up."""
+
+    notifier: Notifier
+    wake: Callable[[], None] = lambda: None
+    refresh_ms: int = 1000
+    _next_refresh: int = 0
+    _counted: tuple[int, int] = (0, 0)
+
+    async def refresh(self, store: Store, wall: int, metrics: Metrics, health: Health) -> None:
+        """Silences as stored (API-created ones included), read at most every `refresh_ms` of wall time."""
+        if wall < self._next_refresh:
+            return
+        self._next_refresh = wall + self.refresh_ms
+        raw = await retry_store(functools.partial(store.silences, wall), metrics, health)
+        self.notifier.set_silences(Silence.from_json(r) for r in raw)
+
+    def committed(self, changes: Changes, metrics: Metrics) -> None:
+        counts = self.notifier.counts
+        silenced, deduplicated = self._counted
+        metrics.alerts_silenced.inc(counts.silenced - silenced)
+        metrics.alerts_deduplicated.inc(counts.deduplicated - deduplicated)
+        self._counted = (counts.silenced, counts.deduplicated)
+        if changes.outbox:
+            self.wake()
 
 
 @dataclass(slots=True)

@@ -94,7 +94,7 @@ def redis_server() -> Iterator[str]:
     """Start a private redis-server on a free loopback port; yield its URL; stop it afterwards."""
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RuntimeError("redis-server not found: install Debian's redis-server package (scripts/ensure-redis)")
+        raise RuntimeError("redis-server not found: install Debian's redis-server package (scripts/ensure-packages)")
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         proc = subprocess.Popen(

@@ -10,6 +10,7 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from streamalert.config.notify import NotifyConfig
 from streamalert.durations import parse_duration
 from streamalert.sources.kafka import KafkaConfig
 from streamalert.sources.vector_http import VectorHttpConfig
@@ -45,8 +46,9 @@ class SinksConfig(BaseModel):
     stdout: StdoutSinkConfig | None = Field(default_factory=StdoutSinkConfig)
 
 
-class AppConfig(BaseModel):
-    """Everything `streamalert run` needs. Durations are strings such as 30s; *_ms properties give ms."""
+class AppConfig(NotifyConfig):
+    """Everything `streamalert run` needs. Durations are strings such as 30s; *_ms properties give ms.
+    The notification keys (route, receivers, inhibit_rules, silences, notify) come from NotifyConfig."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -80,6 +82,13 @@ class AppConfig(BaseModel):
         if (value.vector is None) == (value.kafka is None):
             raise ValueError("configure exactly one source: sources.kafka or sources.vector (one per process)")
         return value
+
+    @model_validator(mode="after")
+    def _notify_keys(self) -> Self:
+        problems = self.check()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _replicas_share_redis(self) -> Self:
@@ -117,7 +126,8 @@ def load_config(path: str | Path) -> AppConfig:
         config = AppConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_input=False)
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors(include_input=False)
         )
         raise ConfigError(f"{file}: {problems}") from None
     if not config.rules.is_absolute():

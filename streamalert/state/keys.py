@@ -71,6 +71,40 @@ def transitions(namespace: str) -> str:
     return f"{_tag(namespace)}:transitions"
 
 
+def groups(namespace: str) -> str:
+    """HASH: notification group key -> group state (JSON): its alerts, next flush, last notification."""
+    return f"{_tag(namespace)}:groups"
+
+
+def outbox(namespace: str) -> str:
+    """STREAM: notifications decided and not yet delivered (field `n`: the JSON); deleted once delivered."""
+    return f"{_tag(namespace)}:outbox"
+
+
+def outbox_attempts(namespace: str) -> str:
+    """HASH: outbox entry id -> delivery attempts so far."""
+    return f"{_tag(namespace)}:outbox-attempts"
+
+
+def dead_letters(namespace: str) -> str:
+    """STREAM: notifications given up on after the configured attempts (field `r`: notification, error)."""
+    return f"{_tag(namespace)}:dead-letters"
+
+
+def notifications(namespace: str) -> str:
+    """STREAM: history of delivered and dead-lettered notifications (field `r`), capped."""
+    return f"{_tag(namespace)}:notifications"
+
+
+def silences(namespace: str) -> str:
+    """HASH: silence id -> silence (JSON); ZSET `...:silence-ends` scores each by its end time."""
+    return f"{_tag(namespace)}:silences"
+
+
+def silence_ends(namespace: str) -> str:
+    return f"{_tag(namespace)}:silence-ends"
+
+
 # The transition log keeps about this many entries (XADD MAXLEN ~): history, and the notification outbox's input.
 TRANSITIONS_KEPT: Final = 100_000
 

@@ -12,7 +12,7 @@ from redis.exceptions import WatchError
 
 from streamalert.clock import Stopwatch
 from streamalert.state import keys
-from streamalert.state.base import Changes, Snapshot
+from streamalert.state.base import Changes, Snapshot, requeued, silence_end
 from streamalert.state.lease import Lease, LeaseLost
 
 DEFAULT_NAMESPACE = "default"
@@ -59,6 +59,8 @@ class RedisStore:
                 snapshot.series[rule_id] = table
         pending = cast(list[tuple[bytes, float]], await self._redis.zrange(keys.pending(ns), 0, -1, withscores=True))
         snapshot.pending = [(int(score), member) for member, score in pending]
+        async for field, value in self._redis.hscan_iter(keys.groups(ns), count=1000):
+            snapshot.groups[field] = value
         return snapshot
 
     @property
@@ -128,6 +130,14 @@ class RedisStore:
             for line in changes.transitions:
                 pipe.xadd(log, {"t": line}, maxlen=keys.TRANSITIONS_KEPT, approximate=True)
             pipe.pexpire(log, keys.LONG_TTL_MS)
+        if changes.groups:
+            pipe.hset(keys.groups(ns), mapping=changes.groups)  # type: ignore[arg-type]
+        if changes.groups_deleted:
+            pipe.hdel(keys.groups(ns), *changes.groups_deleted)
+        if changes.groups or changes.groups_deleted:
+            pipe.pexpire(keys.groups(ns), keys.LONG_TTL_MS)
+        for raw in changes.outbox:
+            pipe.xadd(keys.outbox(ns), {"n": raw})  # never trimmed: an entry leaves when delivered or dead
         return pipe
 
     async def transitions(self, limit: int) -> list[bytes]:
@@ -148,6 +158,93 @@ class RedisStore:
                 batch = []
         if batch:
             await self._redis.delete(*batch)
+
+    # ---- notifications ---------------------------------------------------------------------------------------
+
+    async def outbox(self, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        start = "-" if after is None else f"({after}"
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self._redis.xrange(keys.outbox(self.namespace), min=start, count=limit),
+        )
+        return [(entry_id.decode(), fields[b"n"]) for entry_id, fields in entries]
+
+    async def outbox_depth(self) -> int:
+        return await self._redis.xlen(keys.outbox(self.namespace))
+
+    async def outbox_attempt(self, entry_id: str) -> int:
+        return await self._redis.hincrby(keys.outbox_attempts(self.namespace), entry_id, 1)
+
+    async def outbox_done(self, entry_id: str, record: bytes, keep: int) -> None:
+        ns = self.namespace
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xdel(keys.outbox(ns), entry_id)
+            pipe.hdel(keys.outbox_attempts(ns), entry_id)
+            pipe.xadd(keys.notifications(ns), {"r": record}, maxlen=max(keep, 1), approximate=False)
+            pipe.pexpire(keys.notifications(ns), keys.LONG_TTL_MS)
+            await pipe.execute()
+
+    async def outbox_dead(self, entry_id: str, record: bytes) -> None:
+        ns = self.namespace
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xdel(keys.outbox(ns), entry_id)
+            pipe.hdel(keys.outbox_attempts(ns), entry_id)
+            pipe.xadd(keys.dead_letters(ns), {"r": record})
+            await pipe.execute()
+
+    async def dead_letters(self, limit: int) -> list[tuple[str, bytes]]:
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self._redis.xrange(keys.dead_letters(self.namespace), count=limit),
+        )
+        return [(entry_id.decode(), fields[b"r"]) for entry_id, fields in entries]
+
+    async def requeue(self, entry_ids: list[str] | None) -> int:
+        ns = self.namespace
+        dead = await self.dead_letters(1_000_000)
+        chosen = [(i, raw) for i, raw in dead if entry_ids is None or i in entry_ids]
+        if not chosen:
+            return 0
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for entry_id, raw in chosen:
+                pipe.xadd(keys.outbox(ns), {"n": requeued(raw)})
+                pipe.xdel(keys.dead_letters(ns), entry_id)
+            await pipe.execute()
+        return len(chosen)
+
+    async def notifications(self, limit: int) -> list[bytes]:
+        if limit <= 0:
+            return []
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await self._redis.xrevrange(keys.notifications(self.namespace), count=limit),
+        )
+        return [fields[b"r"] for _, fields in reversed(entries)]
+
+    async def silences(self, now_ms: int) -> list[bytes]:
+        ns = self.namespace
+        ended = cast(list[bytes], await self._redis.zrangebyscore(keys.silence_ends(ns), "-inf", now_ms))
+        if ended:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(keys.silences(ns), *ended)
+                pipe.zrem(keys.silence_ends(ns), *ended)
+                await pipe.execute()
+        return list(cast(dict[bytes, bytes], await self._redis.hgetall(keys.silences(ns))).values())
+
+    async def put_silence(self, silence_id: str, record: bytes) -> None:
+        ns = self.namespace
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.silences(ns), silence_id, record)
+            pipe.zadd(keys.silence_ends(ns), {silence_id: silence_end(record)})
+            await pipe.execute()
+
+    async def delete_silence(self, silence_id: str) -> bool:
+        ns = self.namespace
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(keys.silences(ns), silence_id)
+            pipe.zrem(keys.silence_ends(ns), silence_id)
+            removed, _ = await pipe.execute()
+        return bool(removed)
 
     async def ping(self) -> float:
         watch = Stopwatch()

@@ -54,6 +54,8 @@ STORE_BUCKETS: tuple[float, ...] = (
     10.0,
 )
 
+SEND_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
 
 class Metrics:
     """The metrics of one streamalert process, on their own registry."""
@@ -118,6 +120,38 @@ class Metrics:
         self.series = Gauge(PREFIX + "series", "Live series held by the engine.", registry=r)
         self.store_retries = Counter(
             PREFIX + "store_retries_total", "Checkpoint commits retried after a store failure.", registry=r
+        )
+        self.notifications = Counter(
+            PREFIX + "notifications_total",
+            "Notification delivery attempts, per sink kind and outcome (sent, failed, dead).",
+            ["sink", "status"],
+            registry=r,
+        )
+        self.notifications_429 = Counter(
+            PREFIX + "notifications_429_total",
+            "Delivery attempts answered 429 (rate limited), per sink kind.",
+            ["sink"],
+            registry=r,
+        )
+        self.alerts_deduplicated = Counter(
+            PREFIX + "alerts_deduplicated_total",
+            "Firing alerts a group flush did not send again (already notified, repeat_interval not elapsed).",
+            registry=r,
+        )
+        self.alerts_silenced = Counter(
+            PREFIX + "alerts_silenced_total",
+            "Firing alerts left out of a notification by a silence or an inhibition rule.",
+            registry=r,
+        )
+        self.outbox_depth = Gauge(
+            PREFIX + "outbox_depth", "Notifications waiting in the outbox for delivery.", registry=r
+        )
+        self.send_latency = Histogram(
+            PREFIX + "notification_send_seconds",
+            "Time of one delivery attempt, per sink kind.",
+            ["sink"],
+            buckets=SEND_BUCKETS,
+            registry=r,
         )
 
     def render(self) -> tuple[bytes, str]:

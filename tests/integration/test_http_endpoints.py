@@ -141,7 +141,7 @@ def test_promtool_accepts_exposition() -> None:
     """`promtool check metrics` finds no problem in the exposition, filled or empty."""
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.fail("promtool not found: run scripts/ensure-tools (installs Debian's prometheus package)")
+        pytest.fail("promtool not found: run scripts/ensure-packages (installs Debian's prometheus package)")
     empty = Metrics()
     filled = Metrics()
     _fill(filled)

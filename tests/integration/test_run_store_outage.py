@@ -30,7 +30,7 @@ class RedisProcess:
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
-        assert binary, "redis-server missing: run scripts/ensure-redis"
+        assert binary, "redis-server missing: run scripts/ensure-packages"
         self.proc = subprocess.Popen(
             [
                 binary,

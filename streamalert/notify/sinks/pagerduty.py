@@ -1,23 +1,150 @@
-"""pagerduty sink: placeholder until implemented."""
+"""pagerduty: PagerDuty Events API v2, one alert event per alert of the notification.
+
+A firing alert is sent as `trigger` with a PD-CEF `payload`; a resolved one as `resolve`. Both carry the same
+`dedup_key` (`streamalert-<fingerprint>`), so PagerDuty opens one alert per alert series and closes that same
+alert on resolve, whichever process or release sends it. Events go one after another: on a failure the sink
+raises at once, and a retry of the same notification skips the events PagerDuty already accepted (the sink
+remembers them for the last notifications it sent).
+"""
 
 from __future__ import annotations
 
-import aiohttp
+import hashlib
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Self
 
-from streamalert.notify.model import Notification
-from streamalert.notify.sinks.base import DeliveryError, SinkConfig, SinkKind
+import aiohttp
+from pydantic import ConfigDict, Field, SecretStr, model_validator
+
+from streamalert.notify.model import Alert, Notification
+from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json, secret
+
+DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
+SEVERITIES = frozenset({"critical", "error", "warning", "info"})  # the values PD-CEF allows
+MAX_SUMMARY = 1024  # characters, documented limit of payload.summary
+MAX_DEDUP_KEY = 255  # characters, documented limit of dedup_key
+DEDUP_PREFIX = "streamalert-"
+_REMEMBERED = 256  # notifications whose accepted events a retry skips
 
 
 class PagerdutyConfig(SinkConfig):
-    pass
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
+    routing_key: SecretStr | None = None  # the 32-character integration key
+    routing_key_file: Path | None = None
+    url: str = DEFAULT_URL
+    source: str = Field(default="streamalert", min_length=1)
+    component: str | None = None
+    group: str | None = None
+    class_: str | None = Field(default=None, alias="class")
+    client: str = "streamalert"
+    client_url: str | None = None  # default: the notification's external URL, when it has one
+
+    @model_validator(mode="after")
+    def _one_routing_key(self) -> Self:
+        one_secret(self.routing_key, self.routing_key_file, "routing_key")
+        return self
+
+
+def dedup_key(alert: Alert) -> str:
+    """The alert's PagerDuty dedup key: identical for its trigger and its resolve, and across processes
+    (the fingerprint is a hash of the labels). An overlong fingerprint is hashed to fit PD's 255 characters."""
+    key = DEDUP_PREFIX + alert.fingerprint
+    if len(key) > MAX_DEDUP_KEY:
+        key = DEDUP_PREFIX + hashlib.sha256(alert.fingerprint.encode()).hexdigest()
+    return key
+
+
+def pd_severity(alert: Alert) -> str:
+    """The `severity` label when PagerDuty knows it (case aside), else `warning`."""
+    value = alert.severity.lower()
+    return value if value in SEVERITIES else "warning"
+
+
+def summary(alert: Alert) -> str:
+    """`<alertname>: <summary annotation>` (or the description), else the alert's other labels; at most
+    1024 characters."""
+    text = alert.annotations.get("summary") or alert.annotations.get("description")
+    if not text:
+        rest = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k not in {"alertname", "severity"})
+        text = f"{alert.status}" + (f" ({rest})" if rest else "")
+    line = " ".join(f"{alert.name or 'alert'}: {text}".split())  # one line: PD shows it as a title
+    return line if len(line) <= MAX_SUMMARY else line[: MAX_SUMMARY - 1] + "…"
 
 
 class PagerdutySink:
     def __init__(self, config: PagerdutyConfig) -> None:
         self.config = config
+        self._routing_key = secret(config.routing_key, config.routing_key_file, "routing_key")
+        # notification id -> indexes of its events PagerDuty accepted (a retry does not send them again)
+        self._accepted: OrderedDict[str, set[int]] = OrderedDict()
+
+    def events(self, notification: Notification) -> list[dict[str, Any]]:
+        """The Events API v2 bodies for this notification, in the order of its alerts."""
+        out: list[dict[str, Any]] = []
+        for alert in notification.alerts:
+            if alert.status == "resolved":
+                if self.config.send_resolved:
+                    out.append(self._resolve(alert))
+            else:
+                out.append(self._trigger(alert, notification))
+        return out
+
+    def _resolve(self, alert: Alert) -> dict[str, Any]:
+        return {"routing_key": self._routing_key, "event_action": "resolve", "dedup_key": dedup_key(alert)}
+
+    def _trigger(self, alert: Alert, notification: Notification) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "summary": summary(alert),
+            "source": self.config.source,
+            "severity": pd_severity(alert),
+            "timestamp": alert.starts_at,
+        }
+        for name, value in (
+            ("component", self.config.component),
+            ("group", self.config.group),
+            ("class", self.config.class_),
+        ):
+            if value:
+                payload[name] = value
+        payload["custom_details"] = {
+            "labels": alert.labels,
+            "annotations": alert.annotations,
+            "value": alert.value,
+            "receiver": notification.receiver,
+            "group_labels": notification.group_labels,
+        }
+        event: dict[str, Any] = {
+            "routing_key": self._routing_key,
+            "event_action": "trigger",
+            "dedup_key": dedup_key(alert),
+            "payload": payload,
+            "client": self.config.client,
+        }
+        client_url = self.config.client_url or notification.external_url
+        if client_url:
+            event["client_url"] = client_url
+        runbook = alert.annotations.get("runbook_url", "")
+        if runbook.startswith(("https://", "http://")):
+            event["links"] = [{"href": runbook, "text": "Runbook"}]
+        return event
 
     async def send(self, notification: Notification, http: aiohttp.ClientSession) -> None:
-        raise DeliveryError("pagerduty: not implemented", retryable=False)
+        events = self.events(notification)
+        if not events:
+            return
+        accepted = self._accepted.setdefault(notification.id, set())
+        self._accepted.move_to_end(notification.id)
+        while len(self._accepted) > _REMEMBERED:
+            self._accepted.popitem(last=False)
+        headers = {"X-Streamalert-Delivery": notification.id}
+        for index, event in enumerate(events):
+            if index in accepted:
+                continue
+            # raises DeliveryError naming "pagerduty" and the status; never the URL or the routing key
+            await post_json(http, self.config.url, event, what="pagerduty", headers=headers)
+            accepted.add(index)
 
 
 KIND = SinkKind("pagerduty", PagerdutyConfig, PagerdutySink)

@@ -23,6 +23,9 @@ class StdoutSink:
         self._out = out
 
     async def send(self, notification: Notification, http: aiohttp.ClientSession) -> None:
+        self.write(notification)
+
+    def write(self, notification: Notification) -> None:
         out = self._out if self._out is not None else sys.stdout.buffer
         line = {"id": notification.id, "sink": notification.sink, "at": notification.at}
         line.update(notification.webhook_payload())

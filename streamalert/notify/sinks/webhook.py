@@ -1,23 +1,86 @@
-"""webhook sink: placeholder until implemented."""
+"""webhook: POST Alertmanager's webhook payload (version 4) as is, so receivers written for Alertmanager work.
+
+`url`/`url_file` is a secret (webhook URLs often carry a token). `bearer_token`/`bearer_token_file` adds
+`Authorization: Bearer`. `max_alerts` caps the alerts of one message the way Alertmanager does: the rest are
+dropped and counted in `truncatedAlerts`; firing alerts are kept before resolved ones, so a truncated
+message keeps the group's status.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit
+
 import aiohttp
+from pydantic import Field, SecretStr, model_validator
 
 from streamalert.notify.model import Notification
-from streamalert.notify.sinks.base import DeliveryError, SinkConfig, SinkKind
+from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json, secret
 
 
 class WebhookConfig(SinkConfig):
-    pass
+    url: SecretStr | None = None
+    url_file: Path | None = None
+    bearer_token: SecretStr | None = None
+    bearer_token_file: Path | None = None
+    max_alerts: int = Field(default=0, ge=0)  # 0: all
+
+    @model_validator(mode="after")
+    def _secrets(self) -> Self:
+        one_secret(self.url, self.url_file, "url")
+        if self.url is not None:
+            check_url(self.url.get_secret_value())
+        if self.bearer_token is not None and self.bearer_token_file is not None:
+            raise ValueError("set at most one of bearer_token and bearer_token_file")
+        return self
+
+
+def check_url(url: str) -> str:
+    """An absolute http(s) URL; the error does not repeat it (it is a secret)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError("url: must be an absolute http:// or https:// URL")
+    return url
+
+
+def truncate(notification: Notification, max_alerts: int) -> Notification:
+    """At most `max_alerts` alerts (0: all), firing ones first; the dropped ones add to truncated_alerts."""
+    if max_alerts == 0 or len(notification.alerts) <= max_alerts:
+        return notification
+    kept = (notification.firing + notification.resolved)[:max_alerts]
+    dropped = len(notification.alerts) - max_alerts
+    return dataclasses.replace(
+        notification, alerts=tuple(kept), truncated_alerts=notification.truncated_alerts + dropped
+    )
 
 
 class WebhookSink:
     def __init__(self, config: WebhookConfig) -> None:
         self.config = config
+        self._url = check_url(secret(config.url, config.url_file, "url"))
+        self._token: str | None = None
+        if config.bearer_token is not None or config.bearer_token_file is not None:
+            self._token = secret(config.bearer_token, config.bearer_token_file, "bearer_token")
+
+    def message(self, notification: Notification) -> Notification | None:
+        """What is sent: resolved alerts dropped unless send_resolved, then truncated; None: nothing to send."""
+        if not self.config.send_resolved and notification.resolved:
+            firing = tuple(notification.firing)
+            if not firing:
+                return None
+            notification = dataclasses.replace(notification, alerts=firing)
+        return truncate(notification, self.config.max_alerts)
 
     async def send(self, notification: Notification, http: aiohttp.ClientSession) -> None:
-        raise DeliveryError("webhook: not implemented", retryable=False)
+        message = self.message(notification)
+        if message is None:
+            return
+        headers = {"X-Streamalert-Delivery": notification.id}
+        if self._token is not None:
+            headers["Authorization"] = f"Bearer {self._token}"
+        await post_json(http, self._url, message.webhook_payload(), what="webhook", headers=headers)
 
 
 KIND = SinkKind("webhook", WebhookConfig, WebhookSink)

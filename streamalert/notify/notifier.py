@@ -1,0 +1,127 @@
+"""The notification stage the pipeline calls at every checkpoint: transitions in, notifications out.
+
+It owns the dispatch state (groups), applies silences, inhibition and each receiver's minimum severity,
+and turns every flush into one `Notification` per sink of the receiver. The pipeline commits the changed
+groups and the new notifications (the outbox) in the same atomic checkpoint as the transitions that caused
+them, so a transition leads to its notifications exactly once, whatever crashes in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from streamalert.config.notify import NotifyConfig, build_route
+from streamalert.decode import format_ms
+from streamalert.model import Transition
+from streamalert.notify.dispatch import Counts, Dispatch, Flush
+from streamalert.notify.inhibit import InhibitRule
+from streamalert.notify.model import SEVERITIES, Notification, fingerprint, severity_rank
+from streamalert.notify.routing import parse_matchers
+from streamalert.notify.silences import Silence, config_silence
+from streamalert.notify.sinks.base import SinkConfig
+
+
+@dataclass(slots=True)
+class NotifyChanges:
+    groups: dict[bytes, bytes] = field(default_factory=dict)
+    groups_deleted: list[bytes] = field(default_factory=list)
+    outbox: list[Notification] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverSinks:
+    name: str
+    min_rank: int
+    sinks: tuple[tuple[str, SinkConfig], ...]  # ("slack/0", config)
+
+
+class Notifier:
+    def __init__(self, config: NotifyConfig) -> None:
+        if config.route is None:
+            raise ValueError("no route configured")
+        self.external_url = config.notify.external_url
+        self.receivers: dict[str, ReceiverSinks] = {}
+        for spec in config.receivers:
+            counters: dict[str, int] = {}
+            sinks = []
+            for kind, sink_config in spec.sinks:
+                index = counters.get(kind, 0)
+                counters[kind] = index + 1
+                sinks.append((f"{kind}/{index}", sink_config))
+            rank = SEVERITIES.index(spec.min_severity) if spec.min_severity else 0
+            self.receivers[spec.name] = ReceiverSinks(spec.name, rank, tuple(sinks))
+        self.inhibit_rules = [
+            InhibitRule(
+                tuple(m for text in r.source_matchers for m in parse_matchers(text)),
+                tuple(m for text in r.target_matchers for m in parse_matchers(text)),
+                tuple(r.equal),
+            )
+            for r in config.inhibit_rules
+        ]
+        self.config_silences = [
+            config_silence(s.matchers, s.starts_at, s.ends_at, s.created_by, s.comment) for s in config.silences
+        ]
+        self.silences: list[Silence] = list(self.config_silences)
+        self.dispatch = Dispatch(build_route(config.route), mute=self._mute)
+
+    @property
+    def counts(self) -> Counts:
+        return self.dispatch.counts
+
+    def restore(self, groups: Mapping[bytes, bytes]) -> None:
+        self.dispatch.restore(groups)
+
+    def set_silences(self, stored: Iterable[Silence]) -> None:
+        """The silences in force: the config's plus those stored (API-created)."""
+        by_id = {s.id: s for s in self.config_silences}
+        by_id.update((s.id, s) for s in stored)
+        self.silences = list(by_id.values())
+
+    def step(self, transitions: list[Transition], horizon_ms: int) -> NotifyChanges:
+        return self._changes(self.dispatch.step(transitions, horizon_ms))
+
+    def finish(self) -> NotifyChanges:
+        return self._changes(self.dispatch.finish())
+
+    def _changes(self, flushes: list[Flush]) -> NotifyChanges:
+        outbox = [n for flush in flushes for n in self.notifications(flush)]
+        upserts, deletes = self.dispatch.take_changes()
+        return NotifyChanges(upserts, deletes, outbox)
+
+    def notifications(self, flush: Flush) -> list[Notification]:
+        """One notification per sink of the flush's receiver; a sink with send_resolved false gets only the
+        firing alerts (and nothing when none fire)."""
+        receiver = self.receivers[flush.receiver]
+        out = []
+        for sink_name, sink_config in receiver.sinks:
+            alerts = flush.firing + (flush.resolved if sink_config.send_resolved else ())
+            if not flush.firing and not sink_config.send_resolved:
+                continue
+            if not alerts:
+                continue
+            out.append(
+                Notification(
+                    id=flush.delivery_id(sink_name),
+                    receiver=flush.receiver,
+                    sink=sink_name,
+                    group_key=flush.group_id,
+                    group_labels=flush.group_labels,
+                    alerts=alerts,
+                    at=format_ms(flush.at_ms),
+                    external_url=self.external_url,
+                )
+            )
+        return out
+
+    def _mute(self, labels: Mapping[str, str], now: int, receiver: str) -> str | None:
+        if severity_rank(dict(labels)) < self.receivers[receiver].min_rank:
+            return "severity"
+        if any(s.mutes(labels, now) for s in self.silences):
+            return "silenced"
+        if self.inhibit_rules:
+            firing = self.dispatch.firing_alerts()
+            fp = fingerprint(dict(labels))
+            if any(rule.inhibits(labels, fp, firing) for rule in self.inhibit_rules):
+                return "inhibited"
+        return None
