@@ -10,16 +10,21 @@ from collections.abc import Coroutine
 from typing import IO, Any
 
 import structlog
+from aiohttp import web
 from redis.exceptions import RedisError
 
 from streamalert.clock import Clock, Stopwatch, WallClock
 from streamalert.config.app import AppConfig
 from streamalert.config.rules import Rule, load_rules
 from streamalert.engine import Engine
-from streamalert.http import build_app, parse_listen, start_server
+from streamalert.http import Readiness, build_app, parse_listen, start_server
 from streamalert.model import Transition
+from streamalert.notify import api as notify_api
+from streamalert.notify.notifier import Notifier
+from streamalert.notify.sender import Sender, build_sinks
+from streamalert.notify.sinks.base import secret
 from streamalert.output import JsonLinesWriter
-from streamalert.pipeline import Health, run_live
+from streamalert.pipeline import Health, Notify, run_live
 from streamalert.replicas import IntakeSource, Replica
 from streamalert.sources.kafka import KafkaSource
 from streamalert.sources.vector_http import VectorHttpSource
@@ -58,6 +63,46 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
     )
     writer = _Writer(store.lease(config.ms("lease_ttl")) if isinstance(store, RedisStore) else None)
     source, replica = _source(config, store, clock, metrics, rules)
+    notify, sender, api = _notifications(config, store, clock, metrics)
+
+    readiness = _readiness(replica, writer, health, source)
+
+    host, port = parse_listen(config.http.listen)
+    routes = source.routes() if isinstance(source, VectorHttpSource) else []
+    runner = await start_server(build_app(metrics, readiness, routes, source=source.name, api=api), host, port)
+    _log.info("started", listen=config.http.listen, rules=len(rules), state=redact(config.state))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    code = 0
+    if replica is not None:
+        replica.start(stop)
+    sending: asyncio.Task[None] | None = None
+    try:
+        if await writer.acquire(store, stop):
+            if sender is not None:  # only the writer sends: the outbox is drained by one process
+                sending = asyncio.create_task(sender.run(stop))
+            sink = FlushingWriter(out if out is not None else sys.stdout.buffer)
+            live = run_live(engine, source, store, sink, clock, metrics, health, notify)
+            code = await _run(config, live, source, stop)
+    finally:
+        if sending is not None:
+            stop.set()
+            await sending  # deliveries in flight are cancelled; they stay in the outbox for the next start
+        if replica is not None and not await replica.close(config.ms("shutdown_timeout") / 1000):
+            code = 1
+        code = await writer.release(code)
+        await runner.cleanup()
+        await store.close()
+    _log.info("stopped", code=code)
+    return code
+
+
+def _readiness(
+    replica: Replica | None, writer: _Writer, health: Health, source: VectorHttpSource | KafkaSource | IntakeSource
+) -> Readiness:
+    """What `/readyz` checks: the store, the lease (or evaluation role), the source."""
 
     async def readiness() -> tuple[bool, dict[str, str]]:
         if replica is not None:  # ready to take input whether or not this process also evaluates
@@ -80,29 +125,20 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
         checks["sources"] = "listening"
         return health.ready, checks
 
-    host, port = parse_listen(config.http.listen)
-    routes = source.routes() if isinstance(source, VectorHttpSource) else []
-    runner = await start_server(build_app(metrics, readiness, routes, source=source.name), host, port)
-    _log.info("started", listen=config.http.listen, rules=len(rules), state=redact(config.state))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    code = 0
-    if replica is not None:
-        replica.start(stop)
-    try:
-        if await writer.acquire(store, stop):
-            sink = FlushingWriter(out if out is not None else sys.stdout.buffer)
-            code = await _run(config, run_live(engine, source, store, sink, clock, metrics, health), source, stop)
-    finally:
-        if replica is not None and not await replica.close(config.ms("shutdown_timeout") / 1000):
-            code = 1
-        code = await writer.release(code)
-        await runner.cleanup()
-        await store.close()
-    _log.info("stopped", code=code)
-    return code
+    return readiness
+
+
+def _notifications(
+    config: AppConfig, store: Store, clock: Clock, metrics: Metrics
+) -> tuple[Notify | None, Sender | None, list[web.RouteDef]]:
+    """The notification stage, its sender and its HTTP API, when a route is configured (sinks are built
+    here: a missing secret file fails the start)."""
+    if config.route is None:
+        return None, None, []
+    sender = Sender(store, build_sinks(config), config.notify, metrics)
+    notify = Notify(Notifier(config), wake=sender.wake.set, refresh_ms=config.notify.ms("tick"))
+    token = secret(config.notify.api_token, config.notify.api_token_file, "notify.api_token", optional=True)
+    return notify, sender, notify_api.routes(store, clock, token, notify.notifier.config_silences)
 
 
 def _kafka_check(lanes: list[str], fetching: bool) -> str:

@@ -293,6 +293,11 @@ def _run(args: argparse.Namespace) -> int:
     if rules is None:
         return 1
     try:
+        build_sinks(config)  # secrets in files are read now: a missing one fails the start with its key
+    except ValueError as exc:
+        print(f"{args.config}: receivers: {exc}", file=sys.stderr)
+        return 2
+    try:
         return asyncio.run(app.serve(config))
     except OSError as exc:
         print(f"cannot listen on {config.http.listen}: {exc}", file=sys.stderr)

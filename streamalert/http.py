@@ -42,9 +42,10 @@ def build_app(
     readiness: Readiness,
     routes: Sequence[web.RouteDef] = (),
     source: str = "http",
+    api: Sequence[web.RouteDef] = (),
 ) -> web.Application:
-    """An application serving the operational endpoints and the given extra routes (a source's ingest
-    routes: their answers are counted in `http_requests_total{source, code}`)."""
+    """An application serving the operational endpoints, a source's ingest `routes` (their answers are
+    counted in `http_requests_total{source, code}`) and the `api` routes (silences, history)."""
     counted = {route.path for route in routes}
 
     @web.middleware
@@ -70,6 +71,7 @@ def build_app(
             web.get("/readyz", _readyz, allow_head=True),
             web.get("/metrics", _metrics, allow_head=True),
             *routes,
+            *api,
         ]
     )
     return app

@@ -170,9 +170,7 @@ async def run_live(
         await source.ack(batch)
 
 
-def _checkpoint(
-    engine: Engine, notifier: Notifier | None, *, final: bool = False
-) -> tuple[list[Transition], Changes]:
+def _checkpoint(engine: Engine, notifier: Notifier | None, *, final: bool = False) -> tuple[list[Transition], Changes]:
     """The transitions decided since the last checkpoint, and the checkpoint that records them in the log
     together with the notification groups they changed and the notifications due (the outbox)."""
     transitions = engine.drain()

@@ -67,7 +67,14 @@ class RouteSpec(BaseModel):
     continue_: bool = Field(default=False, alias="continue")
     routes: list[RouteSpec] = Field(default_factory=list)
 
-    _check_durations = field_validator("group_wait", "group_interval", "repeat_interval")(_durations)
+    _check_durations = field_validator("group_wait")(_durations)
+
+    @field_validator("group_interval", "repeat_interval")
+    @classmethod
+    def _positive(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) <= 0:
+            raise ValueError("must be more than 0")
+        return value
 
     @field_validator("group_by")
     @classmethod

@@ -143,10 +143,13 @@ def group_key(route: Route, labels: Mapping[str, str]) -> str:
 class Dispatch:
     """The dispatch state (every group) and the steps that change it; changes are tracked for checkpoints."""
 
-    def __init__(self, root: Route, mute: Mute | None = None) -> None:
+    def __init__(
+        self, root: Route, mute: Mute | None = None, next_mute_change: Callable[[int], int | None] | None = None
+    ) -> None:
         self.root = root
         self.routes = {r.id: r for r in root.walk()}
         self.mute = mute
+        self.next_mute_change = next_mute_change  # the first time after `now` a silence starts or ends
         self.groups: dict[str, Group] = {}
         self._due: list[tuple[int, str]] = []  # heap of (due, group id); stale entries skipped
         self.dirty: set[str] = set()
@@ -224,12 +227,12 @@ class Dispatch:
             group = self.groups.get(gid)
             if group is None or group.due_ms != due:
                 continue  # stale heap entry
-            flush = self._flush(group, due)
+            flush = self._flush(group, due, before_ms)
             if flush is not None:
                 flushes.append(flush)
         return flushes
 
-    def _flush(self, group: Group, now: int) -> Flush | None:
+    def _flush(self, group: Group, now: int, before_ms: int | None = None) -> Flush | None:
         route = self.routes[group.route_id]
         firing: list[AlertEntry] = []
         resolved: list[AlertEntry] = []
@@ -264,9 +267,27 @@ class Dispatch:
         if not group.alerts:
             del self.groups[group.id]
         else:
-            group.due_ms = now + route.group_interval_ms
+            group.due_ms = self._next_flush(group, now, route, before_ms)
             heapq.heappush(self._due, (group.due_ms, group.id))
         return flush
+
+    def _next_flush(self, group: Group, now: int, route: Route, before_ms: int | None) -> int:
+        """The next flush that can decide differently. After a flush, the group's next flushes change nothing
+        until input arrives (not before `before_ms`), repeat_interval elapses or a silence starts or ends:
+        those flushes are skipped, staying on the group_interval grid (a long quiet stretch would otherwise
+        cost one step per interval)."""
+        interval = route.group_interval_ms
+        if before_ms is None:
+            return now + interval
+        bound = before_ms
+        if group.sent_ms is not None:
+            bound = min(bound, group.sent_ms + route.repeat_interval_ms + 1)
+        if self.next_mute_change is not None:
+            change = self.next_mute_change(now)
+            if change is not None:
+                bound = min(bound, change)
+        steps = max(1, -(-(bound - now) // interval))  # ceiling division: the first grid point at or after bound
+        return now + steps * interval
 
 
 def needs_update(group: Group, firing: set[str], resolved: set[str], now: int, repeat_ms: int) -> bool:

@@ -63,7 +63,7 @@ class Notifier:
             config_silence(s.matchers, s.starts_at, s.ends_at, s.created_by, s.comment) for s in config.silences
         ]
         self.silences: list[Silence] = list(self.config_silences)
-        self.dispatch = Dispatch(build_route(config.route), mute=self._mute)
+        self.dispatch = Dispatch(build_route(config.route), mute=self._mute, next_mute_change=self._next_change)
 
     @property
     def counts(self) -> Counts:
@@ -113,6 +113,10 @@ class Notifier:
                 )
             )
         return out
+
+    def _next_change(self, now: int) -> int | None:
+        times = [t for s in self.silences for t in (s.starts_ms, s.ends_ms) if t > now]
+        return min(times, default=None)
 
     def _mute(self, labels: Mapping[str, str], now: int, receiver: str) -> str | None:
         if severity_rank(dict(labels)) < self.receivers[receiver].min_rank:

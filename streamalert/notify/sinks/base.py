@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 import aiohttp
 import orjson
@@ -75,7 +75,13 @@ class SinkKind(Generic[C]):
     build: Callable[[C], Sink]
 
 
-def secret(value: SecretStr | None, file: Path | None, what: str) -> str:
+@overload
+def secret(value: SecretStr | None, file: Path | None, what: str) -> str: ...
+@overload
+def secret(value: SecretStr | None, file: Path | None, what: str, *, optional: bool) -> str | None: ...
+
+
+def secret(value: SecretStr | None, file: Path | None, what: str, *, optional: bool = False) -> str | None:
     """A secret given inline (usually `${ENV}`) or in a file (`*_file`, read when the sink is built)."""
     if value is not None:
         return value.get_secret_value()
@@ -84,6 +90,8 @@ def secret(value: SecretStr | None, file: Path | None, what: str) -> str:
             return file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ValueError(f"{what}_file: cannot read {file}: {exc.strerror}") from None
+    if optional:
+        return None
     raise ValueError(f"{what} or {what}_file is required")
 
 

@@ -1,0 +1,285 @@
+"""One conformance suite for every HTTP sink, driven through the real `Sender.deliver` (the one place that
+retries): rate limits honour Retry-After, server errors back off exponentially, a hanging vendor is timed out
+and retried, client errors are not retried, a dead delivery's error names no secret, and every accepted request
+is well formed (the vendor's validator) and carries the delivery id.
+
+Each sink's test module provides `conformance_sink(base_url, tmp_path)` and `conformance_validator(path, headers,
+body)`; this suite runs the same cases over all of them. The email sink is left out: it speaks SMTP, and
+tests/notify/test_email.py has no HTTP-style conformance hooks (no 429/Retry-After, no scripted vendor faults).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from streamalert.config.notify import NotifySettings
+from streamalert.notify.model import ZERO_TIME, Alert, Notification, fingerprint
+from streamalert.notify.sender import Outcome, Sender
+from streamalert.notify.sinks import registry
+from streamalert.notify.sinks.base import Sink
+from streamalert.state.base import Changes
+from streamalert.state.memory import MemoryStore
+from streamalert.telemetry.metrics import Metrics
+from streamalert.testing import free_port
+from tests.notify import test_alertmanager as alertmanager_tests
+from tests.notify import test_discord as discord_tests
+from tests.notify import test_pagerduty as pagerduty_tests
+from tests.notify import test_slack as slack_tests
+from tests.notify import test_telegram as telegram_tests
+from tests.notify import test_webhook as webhook_tests
+from tests.notify.vendor import Validator, Vendor, serve
+
+MAX_ATTEMPTS = 4
+RETRY_INITIAL_S = 0.010  # "10ms"
+RETRY_MAX_S = 2.0  # "2s"
+HANG_TIMEOUT = "200ms"
+
+
+@dataclass(frozen=True)
+class SinkCase:
+    kind: str
+    make_sink: Callable[[str, pathlib.Path], Sink]
+    validator: Validator
+    secrets: tuple[str, ...]  # what conformance_sink configures that must never appear in an error
+    ok_body: Any = None  # what the vendor answers a good request with
+
+
+CASES = [
+    SinkCase(
+        "slack",
+        slack_tests.conformance_sink,
+        slack_tests.conformance_validator,
+        (slack_tests.SECRET_PATH, slack_tests.SECRET_PATH.rsplit("/", 1)[1]),
+    ),
+    SinkCase(
+        "discord",
+        discord_tests.conformance_sink,
+        discord_tests.conformance_validator,
+        (discord_tests.SECRET_PATH, discord_tests.SECRET_PATH.rsplit("/", 1)[1]),
+    ),
+    SinkCase(
+        "telegram",
+        telegram_tests.conformance_sink,
+        telegram_tests.conformance_validator,
+        (telegram_tests.TOKEN, telegram_tests.TOKEN.split(":", 1)[1]),
+        ok_body=telegram_tests.OK,
+    ),
+    SinkCase(
+        "pagerduty",
+        pagerduty_tests.conformance_sink,
+        pagerduty_tests.conformance_validator,
+        (pagerduty_tests.ROUTING_KEY,),
+        ok_body=pagerduty_tests.PD_OK,
+    ),
+    SinkCase(
+        "webhook",
+        webhook_tests.conformance_sink,
+        webhook_tests.conformance_validator,
+        (webhook_tests.PATH, webhook_tests.PATH.rsplit("/", 1)[1]),
+    ),
+    SinkCase(
+        "alertmanager",
+        alertmanager_tests.conformance_sink,
+        alertmanager_tests.conformance_validator,
+        (alertmanager_tests.TOKEN,),
+    ),
+]
+
+
+@pytest.fixture(params=CASES, ids=[c.kind for c in CASES])
+def case(request: pytest.FixtureRequest) -> SinkCase:
+    chosen: SinkCase = request.param
+    return chosen
+
+
+def make_notification(kind: str) -> Notification:
+    labels = {"alertname": "HighErrorRate", "severity": "critical", "service": "api"}
+    alert = Alert(
+        fingerprint=fingerprint(labels),
+        status="firing",
+        labels=labels,
+        annotations={"summary": "error rate above 5%", "runbook_url": "https://runbooks.example/errors"},
+        starts_at="2024-05-01T10:00:00Z",
+        ends_at=ZERO_TIME,
+        value=0.07,
+    )
+    return Notification(
+        id=f"conformance-{kind}-0001",
+        receiver="oncall",
+        sink=f"{kind}/0",
+        group_key='{}:{alertname="HighErrorRate"}',
+        group_labels={"alertname": "HighErrorRate"},
+        alerts=(alert,),  # one alert: one request for every sink (PagerDuty sends one event per alert)
+        at="2024-05-01T10:00:30Z",
+        external_url="http://streamalert.example:8080",
+    )
+
+
+class RecordingSleep:
+    """The sender's `sleep`: records what it was asked to wait and returns at once."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@dataclass
+class Harness:
+    case: SinkCase
+    vendor: Vendor
+    sink: Sink
+    notification: Notification
+    store: MemoryStore = field(default_factory=MemoryStore)
+    metrics: Metrics = field(default_factory=Metrics)
+    sleep: RecordingSleep = field(default_factory=RecordingSleep)
+
+    async def deliver(self) -> Outcome:
+        """Commit the notification to the outbox and deliver that entry through a fresh Sender."""
+        await self.store.commit(Changes(meta={}, outbox=[self.notification.to_json()]), {})
+        [(entry_id, _)] = await self.store.outbox(None, 10)
+        settings = NotifySettings(max_attempts=MAX_ATTEMPTS, retry_initial="10ms", retry_max="2s")
+        sender = Sender(self.store, {}, settings, self.metrics, sleep=self.sleep)
+        try:
+            return await sender.deliver(entry_id, self.notification, self.sink)
+        finally:
+            await sender.close()
+
+    def counter(self, name: str, **labels: str) -> float:
+        value = self.metrics.registry.get_sample_value(f"streamalert_{name}", {"sink": self.case.kind, **labels})
+        return value if value is not None else 0.0
+
+    def check_accepted(self) -> None:
+        """Every request the vendor accepted is well formed and carries this notification's delivery id."""
+        for request in self.vendor.accepted:
+            assert request.problems == [], f"{self.case.kind}: {request.problems}"
+            assert request.headers.get("x-streamalert-delivery") == self.notification.id
+
+
+@asynccontextmanager
+async def harness(case: SinkCase, tmp_path: pathlib.Path, *, timeout: str | None = None) -> AsyncIterator[Harness]:
+    async with serve(Vendor(case.validator, ok_body=case.ok_body)) as vendor:
+        sink = case.make_sink(vendor.url, tmp_path)
+        if timeout is not None:
+            # the sender reads the per-attempt timeout from sink.config when it sends: a sink built from a copy
+            # of the conformance config with a short timeout (same secret files) is that sink with the timeout
+            sink = registry()[case.kind].build(sink.config.model_copy(update={"timeout": timeout}))
+        yield Harness(case, vendor, sink, make_notification(case.kind))
+
+
+def assert_no_secret(case: SinkCase, error: str | None, *urls: str) -> None:
+    assert error, "a dead outcome says why"
+    assert error.startswith(case.kind), error  # names the sink
+    for secret in case.secrets:
+        assert secret not in error, f"{case.kind} error leaks {secret!r}: {error}"
+    for url in urls:
+        assert url not in error, error
+    assert "://" not in error, f"{case.kind} error names a URL: {error}"
+    assert "127.0.0.1" not in error, error
+
+
+# ---- the cases ------------------------------------------------------------------------------------------------
+
+
+async def test_accepted_request_conforms(case: SinkCase, tmp_path: pathlib.Path) -> None:
+    async with harness(case, tmp_path) as h:
+        outcome = await h.deliver()
+    assert outcome == Outcome("sent", 1)
+    assert len(h.vendor.requests) == 1
+    assert len(h.vendor.accepted) == 1
+    h.check_accepted()
+    assert h.sleep.calls == []
+    assert h.counter("notifications_total", status="sent") == 1
+
+
+async def test_rate_limit_honours_retry_after(case: SinkCase, tmp_path: pathlib.Path) -> None:
+    async with harness(case, tmp_path) as h:
+        h.vendor.fail(429, retry_after=1.5)
+        outcome = await h.deliver()
+    assert outcome == Outcome("sent", 2)
+    assert [r.answered for r in h.vendor.requests] == [429, 200]
+    [waited] = h.sleep.calls
+    assert 1.5 <= waited <= RETRY_MAX_S  # what Retry-After asked, within retry_max
+    assert h.counter("notifications_429_total") == 1
+    assert h.counter("notifications_total", status="failed") == 1
+    assert h.counter("notifications_total", status="sent") == 1
+    h.check_accepted()
+
+
+async def test_server_errors_back_off_exponentially(case: SinkCase, tmp_path: pathlib.Path) -> None:
+    async with harness(case, tmp_path) as h:
+        h.vendor.fail(500, times=2)
+        outcome = await h.deliver()
+    assert outcome == Outcome("sent", 3)
+    assert [r.answered for r in h.vendor.requests] == [500, 500, 200]
+    assert len(h.sleep.calls) == 2
+    for retry, waited in enumerate(h.sleep.calls):
+        # exponential with jitter: each wait at least retry_initial * 2^retry (a growing floor), at most retry_max
+        assert RETRY_INITIAL_S * 2**retry <= waited <= RETRY_MAX_S, h.sleep.calls
+    assert h.counter("notifications_429_total") == 0
+    h.check_accepted()
+
+
+async def test_a_hanging_vendor_is_timed_out_and_retried(case: SinkCase, tmp_path: pathlib.Path) -> None:
+    async with harness(case, tmp_path, timeout=HANG_TIMEOUT) as h:
+        assert h.sink.config.timeout == HANG_TIMEOUT
+        h.vendor.hang()
+        outcome = await h.deliver()
+    assert outcome == Outcome("sent", 2)
+    assert [r.answered for r in h.vendor.requests] == [0, 200]  # 0: never answered
+    assert len(h.sleep.calls) == 1
+    assert h.counter("notifications_total", status="failed") == 1
+    h.check_accepted()
+
+
+async def test_client_error_is_not_retried(case: SinkCase, tmp_path: pathlib.Path) -> None:
+    async with harness(case, tmp_path) as h:
+        h.vendor.fail(400)
+        outcome = await h.deliver()
+    assert outcome.status == "dead"
+    assert outcome.attempts == 1
+    assert len(h.vendor.requests) == 1
+    assert h.sleep.calls == []
+    assert outcome.error is not None and "400" in outcome.error
+    assert_no_secret(case, outcome.error, h.vendor.url)
+
+
+async def test_server_error_forever_is_dead_after_max_attempts(case: SinkCase, tmp_path: pathlib.Path) -> None:
+    async with harness(case, tmp_path) as h:
+        h.vendor.fail(500, times=MAX_ATTEMPTS + 3)
+        outcome = await h.deliver()
+    assert outcome.status == "dead"
+    assert outcome.attempts == MAX_ATTEMPTS
+    assert len(h.vendor.requests) == MAX_ATTEMPTS
+    assert len(h.sleep.calls) == MAX_ATTEMPTS - 1
+    assert outcome.error is not None and "500" in outcome.error
+    assert_no_secret(case, outcome.error, h.vendor.url)
+
+
+@pytest.mark.parametrize("fault", ["400", "429", "500", "timeout"])
+async def test_dead_error_names_no_secret(case: SinkCase, tmp_path: pathlib.Path, fault: str) -> None:
+    async with harness(case, tmp_path, timeout=HANG_TIMEOUT if fault == "timeout" else None) as h:
+        if fault == "timeout":
+            h.vendor.hang(times=MAX_ATTEMPTS)
+        else:
+            h.vendor.fail(int(fault), retry_after=0.5 if fault == "429" else None, times=MAX_ATTEMPTS)
+        outcome = await h.deliver()
+    assert outcome.status == "dead"
+    assert outcome.attempts == (1 if fault == "400" else MAX_ATTEMPTS)
+    assert_no_secret(case, outcome.error, h.vendor.url)
+
+
+async def test_connection_refused_error_names_no_secret(case: SinkCase, tmp_path: pathlib.Path) -> None:
+    base_url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    h = Harness(case, Vendor(case.validator), case.make_sink(base_url, tmp_path), make_notification(case.kind))
+    outcome = await h.deliver()
+    assert outcome.status == "dead"
+    assert outcome.attempts == MAX_ATTEMPTS  # a connection failure is retryable
+    assert_no_secret(case, outcome.error, base_url)
