@@ -17,12 +17,20 @@ Status = Literal["firing", "resolved"]
 # Alertmanager's zero time: the `endsAt` of an alert that has not resolved.
 ZERO_TIME = "0001-01-01T00:00:00Z"
 SEVERITIES: tuple[str, ...] = ("info", "warning", "error", "critical")  # ascending
+# other spellings in use (Grafana's "high", syslog's "warn" and "err", "fatal"), mapped onto SEVERITIES
+SEVERITY_ALIASES = {"high": "error", "err": "error", "warn": "warning", "fatal": "critical", "information": "info"}
+
+
+def severity_level(labels: dict[str, str]) -> str:
+    """The `severity` label as one of SEVERITIES (case aside, aliases mapped); unknown or missing: warning."""
+    value = labels.get("severity", "").lower()
+    value = SEVERITY_ALIASES.get(value, value)
+    return value if value in SEVERITIES else "warning"
 
 
 def severity_rank(labels: dict[str, str]) -> int:
-    """Index of the `severity` label in SEVERITIES; an unknown or missing severity ranks as `warning`."""
-    value = labels.get("severity", "").lower()
-    return SEVERITIES.index(value) if value in SEVERITIES else SEVERITIES.index("warning")
+    """Index of the alert's severity level in SEVERITIES (for minimum-severity filters and ordering)."""
+    return SEVERITIES.index(severity_level(labels))
 
 
 def fingerprint(labels: dict[str, str]) -> str:
@@ -51,6 +59,11 @@ class Alert:
     @property
     def severity(self) -> str:
         return self.labels.get("severity", "")
+
+    @property
+    def level(self) -> str:
+        """The severity as one of SEVERITIES: what sinks map to colours, emoji and PagerDuty's severity."""
+        return severity_level(self.labels)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -46,7 +46,10 @@ def build_sinks(config: NotifyConfig) -> dict[tuple[str, str], Sink]:
         for kind, sink_config in receiver.sinks:
             index = counters.get(kind, 0)
             counters[kind] = index + 1
-            sinks[(receiver.name, f"{kind}/{index}")] = kinds[kind].build(sink_config)
+            try:
+                sinks[(receiver.name, f"{kind}/{index}")] = kinds[kind].build(sink_config)
+            except ValueError as exc:
+                raise ValueError(f"{receiver.name}: {kind}_configs.{index}: {exc}") from None
     return sinks
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from streamalert.config.app import ConfigError, load_config
+from streamalert.config.notify import build_route
+from streamalert.notify.sender import build_sinks
 
 BASE = """
 rules: rules
@@ -130,3 +132,69 @@ def test_replicas_need_redis_state(tmp_path: Path) -> None:
     assert load_config(_write(tmp_path, "state: redis://r:6379/0\n" + text)).sources.kafka is not None
     with pytest.raises(ConfigError, match="lateness \\+ max_delay must exceed 5000 ms"):
         load_config(_write(tmp_path, "state: redis://r:6379/0\nlateness: 1s\nmax_delay: 1s\n" + text))
+
+
+SECRETS = (
+    "smtp-password",
+    "pagerduty-routing-key",
+    "slack-oncall-webhook",
+    "slack-payments-webhook",
+    "slack-security-webhook",
+    "slack-analytics-webhook",
+    "api-token",
+)
+
+
+@pytest.mark.parametrize("name", ["streamalert.yaml", "streamalert-kafka.yaml"])
+def test_shipped_configs_route_as_the_notification_policy(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Django app's policy: critical -> PagerDuty + Slack (and on), payments -> #payments (and on),
+    security -> #security only, info -> #analytics with a daily repeat, the rest -> the ops mailbox."""
+    for secret_name in SECRETS:
+        (tmp_path / secret_name).write_text("https://hooks.slack.com/services/T000/B000/XXXX\n")
+    monkeypatch.setenv("STREAMALERT_SECRETS", str(tmp_path))
+    monkeypatch.setenv("STREAMALERT_TOKEN", "x")
+    config = load_config(Path(__file__).resolve().parents[2] / "config" / name)
+    assert config.route is not None
+    root = build_route(config.route)
+
+    def receivers(**labels: str) -> list[str]:
+        return [route.receiver for route in root.match(labels)]
+
+    assert receivers(severity="critical", team="mailer") == ["pagerduty-oncall"]
+    assert receivers(severity="critical", team="payments") == ["pagerduty-oncall", "slack-payments-channel"]
+    assert receivers(severity="high", team="payments") == ["slack-payments-channel"]
+    assert receivers(severity="warning", team="security") == ["slack-security-channel"]
+    assert receivers(severity="info", team="product") == ["slack-analytics-channel"]
+    assert receivers(severity="warning", team="backend") == ["default-email"]
+    info = root.match({"severity": "info"})[0]
+    assert info.repeat_interval_ms == 24 * 3_600_000
+    assert root.repeat_interval_ms == 4 * 3_600_000
+    sinks = build_sinks(config)  # every secret file is read
+    assert sorted(sinks) == [
+        ("default-email", "email/0"),
+        ("pagerduty-oncall", "pagerduty/0"),
+        ("pagerduty-oncall", "slack/0"),
+        ("slack-analytics-channel", "slack/0"),
+        ("slack-payments-channel", "slack/0"),
+        ("slack-security-channel", "slack/0"),
+    ]
+
+
+def test_shipped_configs_share_one_notification_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMALERT_TOKEN", "x")
+    folder = Path(__file__).resolve().parents[2] / "config"
+    keys = ("route", "receivers", "inhibit_rules", "silences", "notify")
+    vector, kafka = (
+        load_config(folder / n).model_dump(include=set(keys)) for n in ("streamalert.yaml", "streamalert-kafka.yaml")
+    )
+    assert vector == kafka
+
+
+def test_a_missing_secret_file_names_receiver_and_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMALERT_SECRETS", str(tmp_path))  # empty: no secret files
+    monkeypatch.setenv("STREAMALERT_TOKEN", "x")
+    config = load_config(Path(__file__).resolve().parents[2] / "config" / "streamalert.yaml")
+    with pytest.raises(ValueError, match=r"default-email: email_configs.0: auth_password_file: cannot read"):
+        build_sinks(config)

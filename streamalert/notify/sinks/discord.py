@@ -26,7 +26,7 @@ from typing import Any, Self
 import aiohttp
 from pydantic import SecretStr, model_validator
 
-from streamalert.notify.model import Alert, Notification, severity_rank
+from streamalert.notify.model import SEVERITIES, Alert, Notification, severity_rank
 from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json, secret
 
 CONTENT_MAX = 2000
@@ -103,7 +103,7 @@ def ordered_alerts(notification: Notification) -> list[Alert]:
 def color(alert: Alert) -> int:
     if alert.status == "resolved":
         return RESOLVED_COLOR
-    return COLORS.get(alert.severity.lower(), COLORS["warning"])
+    return COLORS[alert.level]
 
 
 def embed_chars(embed: dict[str, Any]) -> int:
@@ -163,7 +163,7 @@ def render(notification: Notification, config: DiscordConfig) -> dict[str, Any]:
         emoji = RESOLVED_EMOJI
     else:
         top = max((severity_rank(a.labels) for a in notification.firing), default=1)
-        emoji = SEVERITY_EMOJI[("info", "warning", "error", "critical")[top]]
+        emoji = SEVERITY_EMOJI[SEVERITIES[top]]
     shown = alerts[:MAX_EMBEDS]
     common = notification.common_labels
     budget = _TOTAL_BUDGET // max(len(shown), 1)

@@ -57,9 +57,8 @@ def dedup_key(alert: Alert) -> str:
 
 
 def pd_severity(alert: Alert) -> str:
-    """The `severity` label when PagerDuty knows it (case aside), else `warning`."""
-    value = alert.severity.lower()
-    return value if value in SEVERITIES else "warning"
+    """The alert's severity level (aliases such as `high` mapped; unknown: `warning`): one PD-CEF allows."""
+    return alert.level
 
 
 def summary(alert: Alert) -> str:

@@ -25,7 +25,7 @@ from typing import Any, Self
 import aiohttp
 from pydantic import SecretStr, model_validator
 
-from streamalert.notify.model import Alert, Notification, severity_rank
+from streamalert.notify.model import SEVERITIES, Alert, Notification, severity_rank
 from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json, secret
 
 MAX_BLOCKS = 50
@@ -126,8 +126,7 @@ def alert_section(alert: Alert, common: dict[str, str], room: int = SECTION_TEXT
     """One alert's section; `room` (characters) scales the summary and labels down when many alerts share the
     message, so that it stays readable."""
     resolved = alert.status == "resolved"
-    severity = alert.severity.lower()
-    emoji = RESOLVED_EMOJI if resolved else SEVERITY_EMOJI.get(severity, SEVERITY_EMOJI["warning"])
+    emoji = RESOLVED_EMOJI if resolved else SEVERITY_EMOJI[alert.level]
     name = _text(alert.name or "(unnamed)", _NAME_MAX)
     lines = [f"{emoji} *{name}*" + (" — RESOLVED" if resolved else "")]
     facts = []
@@ -155,7 +154,7 @@ def render(notification: Notification, config: SlackConfig) -> dict[str, Any]:
         emoji = RESOLVED_EMOJI
     else:
         top = max((severity_rank(a.labels) for a in notification.firing), default=1)
-        emoji = SEVERITY_EMOJI[("info", "warning", "error", "critical")[top]]
+        emoji = SEVERITY_EMOJI[SEVERITIES[top]]
     title = f"{emoji} {escape(notification.title())}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": truncate(title, HEADER_TEXT_MAX), "emoji": True}}

@@ -34,7 +34,7 @@ from typing import Any, Self
 import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from streamalert.notify.model import Alert, Notification, severity_rank
+from streamalert.notify.model import SEVERITIES, Alert, Notification, severity_rank
 from streamalert.notify.sinks.base import DeliveryError, SinkConfig, SinkKind, one_secret, post_json, secret
 
 TEXT_MAX = 4096
@@ -144,7 +144,7 @@ def alert_paragraph(alert: Alert, common: dict[str, str], room: int = TEXT_MAX) 
     """One alert's paragraph; `room` (characters) scales the summary and labels down when many alerts share the
     message, so that more of them fit."""
     resolved = alert.status == "resolved"
-    emoji = RESOLVED_EMOJI if resolved else SEVERITY_EMOJI.get(alert.severity.lower(), SEVERITY_EMOJI["warning"])
+    emoji = RESOLVED_EMOJI if resolved else SEVERITY_EMOJI[alert.level]
     head = f"{emoji} <b>{_text(alert.name or '(unnamed)', _NAME_MAX)}</b>"
     if resolved:
         head += " — RESOLVED"
@@ -170,7 +170,7 @@ def render(notification: Notification) -> str:
         emoji = RESOLVED_EMOJI
     else:
         top = max((severity_rank(a.labels) for a in notification.firing), default=1)
-        emoji = SEVERITY_EMOJI[("info", "warning", "error", "critical")[top]]
+        emoji = SEVERITY_EMOJI[SEVERITIES[top]]
     text = f"{emoji} <b>{_text(notification.title(), _TITLE_MAX)}</b>"
     alerts = ordered_alerts(notification)
     common = notification.common_labels
