@@ -10,6 +10,8 @@ without amtool the test fails (scripts/ensure-packages installs it).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import pathlib
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from streamalert.cli import main
 from tests.notify.alertmanager_support import amtool_binary
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -270,7 +273,16 @@ def amtool_routes(config: pathlib.Path, labels: dict[str, str]) -> list[str]:
 
 
 def streamalert_routes(config: pathlib.Path, labels: dict[str, str]) -> list[str]:
-    """`streamalert routes test`: the receivers, one per line."""
+    """`streamalert routes test`, in this process (the table is long): the receivers, one per line."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["routes", "test", "--config", str(config), *label_args(labels)])
+    assert code == 0
+    return [line.strip() for line in out.getvalue().splitlines() if line.strip()]
+
+
+def streamalert_routes_process(config: pathlib.Path, labels: dict[str, str]) -> list[str]:
+    """`streamalert routes test` as a command: the receivers, one per line."""
     done = subprocess.run(
         [sys.executable, "-m", "streamalert", "routes", "test", "--config", str(config), *label_args(labels)],
         capture_output=True,
@@ -281,6 +293,12 @@ def streamalert_routes(config: pathlib.Path, labels: dict[str, str]) -> list[str
     )
     assert done.returncode == 0, f"streamalert routes test failed ({done.returncode}): {done.stderr or done.stdout}"
     return [line.strip() for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_the_command_prints_one_receiver_per_line(configs: dict[str, tuple[pathlib.Path, pathlib.Path]]) -> None:
+    tree, case = next((t, c) for t, cases in CASES.items() for c in cases if len(c.receivers) > 1)
+    am_file, ours_file = configs[tree]
+    assert streamalert_routes_process(ours_file, case.labels) == amtool_routes(am_file, case.labels)
 
 
 def test_table_covers_enough() -> None:
