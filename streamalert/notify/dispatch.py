@@ -154,6 +154,7 @@ class Dispatch:
         self._due: list[tuple[int, str]] = []  # heap of (due, group id); stale entries skipped
         self.dirty: set[str] = set()
         self.counts = Counts()
+        self.version = 0  # changes whenever the set of firing alerts may have changed
 
     # ---- persistence -------------------------------------------------------------------------------------
 
@@ -164,6 +165,7 @@ class Dispatch:
                 continue  # the route tree changed: the group's route is gone (its alerts are re-routed as they change)
             self.groups[group.id] = group
             heapq.heappush(self._due, (group.due_ms, group.id))
+        self.version += 1
 
     def take_changes(self) -> tuple[dict[bytes, bytes], list[bytes]]:
         """Groups changed since the last call: (upserts, deletes), keyed by group id."""
@@ -199,6 +201,7 @@ class Dispatch:
         return {fp: a.labels for g in self.groups.values() for fp, a in g.alerts.items() if a.firing}
 
     def _ingest(self, t: Transition) -> None:
+        self.version += 1
         labels = alert_labels(t)
         fp = fingerprint(labels)
         firing = t.state.value == "firing"
@@ -263,6 +266,7 @@ class Dispatch:
             self.counts.deduplicated += len(firing)
         for fp in [fp for fp, a in group.alerts.items() if not a.firing]:
             del group.alerts[fp]  # resolved alerts leave the group once a flush has seen them
+            self.version += 1
         self.dirty.add(group.id)
         if not group.alerts:
             del self.groups[group.id]

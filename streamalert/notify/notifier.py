@@ -64,6 +64,7 @@ class Notifier:
         ]
         self.silences: list[Silence] = list(self.config_silences)
         self.dispatch = Dispatch(build_route(config.route), mute=self._mute, next_mute_change=self._next_change)
+        self._firing: tuple[int, dict[str, dict[str, str]]] = (-1, {})
 
     @property
     def counts(self) -> Counts:
@@ -124,7 +125,9 @@ class Notifier:
         if any(s.mutes(labels, now) for s in self.silences):
             return "silenced"
         if self.inhibit_rules:
-            firing = self.dispatch.firing_alerts()
+            if self._firing[0] != self.dispatch.version:  # one scan per change, not one per muted check
+                self._firing = (self.dispatch.version, self.dispatch.firing_alerts())
+            firing = self._firing[1]
             fp = fingerprint(dict(labels))
             if any(rule.inhibits(labels, fp, firing) for rule in self.inhibit_rules):
                 return "inhibited"
