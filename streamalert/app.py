@@ -22,7 +22,6 @@ from streamalert.model import Transition
 from streamalert.notify import api as notify_api
 from streamalert.notify.notifier import Notifier
 from streamalert.notify.sender import Sender, build_sinks
-from streamalert.notify.sinks.base import secret
 from streamalert.output import JsonLinesWriter
 from streamalert.pipeline import Health, Notify, run_live
 from streamalert.replicas import IntakeSource, Replica
@@ -137,8 +136,7 @@ def _notifications(
         return None, None, []
     sender = Sender(store, build_sinks(config), config.notify, metrics)
     notify = Notify(Notifier(config), wake=sender.wake.set, refresh_ms=config.notify.ms("tick"))
-    token = secret(config.notify.api_token, config.notify.api_token_file, "notify.api_token", optional=True)
-    return notify, sender, notify_api.routes(store, clock, token, notify.notifier.config_silences)
+    return notify, sender, notify_api.routes(store, clock, config.notify.token(), notify.notifier.config_silences)
 
 
 def _kafka_check(lanes: list[str], fetching: bool) -> str:

@@ -294,8 +294,9 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     try:
         build_sinks(config)  # secrets in files are read now: a missing one fails the start with its key
+        config.notify.token()
     except ValueError as exc:
-        print(f"{args.config}: receivers: {exc}", file=sys.stderr)
+        print(f"{args.config}: {exc}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(app.serve(config))
@@ -362,8 +363,9 @@ def _check_config(path: str) -> int:
         return 1
     try:
         sinks = build_sinks(config)  # reads *_file secrets: a missing file fails here, not at the first page
+        config.notify.token()
     except ValueError as exc:
-        print(f"{path}: receivers: {exc}", file=sys.stderr)
+        print(f"{path}: {exc}", file=sys.stderr)
         return 1
     routes = len(build_route(config.route).walk()) if config.route is not None else 0
     print(
@@ -407,7 +409,7 @@ def _outbox(args: argparse.Namespace) -> int:
         print(f"pending: {await store.outbox_depth()}")
         for entry_id, raw in pending:
             print(f"  {entry_id}  {_describe(orjson.loads(raw))}")
-        print(f"dead letters: {len(dead)}")
+        print(f"dead letters: {len(await store.dead_letters(1_000_000))}")
         for entry_id, raw in dead:
             record = orjson.loads(raw)
             print(

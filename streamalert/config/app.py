@@ -115,7 +115,7 @@ def load_config(path: str | Path) -> AppConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: invalid YAML: {exc}".replace("\n", " ")) from None
+        raise ConfigError(f"{file}: invalid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: must be a map of settings")
     missing: list[str] = []
@@ -126,13 +126,25 @@ def load_config(path: str | Path) -> AppConfig:
         config = AppConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
-            for err in exc.errors(include_input=False)
+            _located(err["loc"], err["msg"].removeprefix("Value error, ")) for err in exc.errors(include_input=False)
         )
         raise ConfigError(f"{file}: {problems}") from None
     if not config.rules.is_absolute():
         config.rules = file.parent / config.rules  # relative to the config file, not the working directory
     return config
+
+
+def _located(loc: tuple[int | str, ...], message: str) -> str:
+    where = ".".join(str(p) for p in loc)
+    return f"{where}: {message}" if where else message
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, without PyYAML's snippet of the line (it can hold a secret)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem or exc.context} at line {mark.line + 1}, column {mark.column + 1}"
+    return type(exc).__name__
 
 
 def _substitute(value: Any, missing: list[str]) -> Any:

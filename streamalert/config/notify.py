@@ -36,7 +36,7 @@ from streamalert.notify.routing import (
     parse_matchers,
 )
 from streamalert.notify.sinks import registry
-from streamalert.notify.sinks.base import SinkConfig
+from streamalert.notify.sinks.base import SinkConfig, secret
 
 
 def _matcher(value: str) -> str:
@@ -192,6 +192,10 @@ class NotifySettings(BaseModel):
 
     def ms(self, name: str) -> int:
         return parse_duration(str(getattr(self, name)))
+
+    def token(self) -> str | None:
+        """The API token (read from its file now, if given as one); None: the API is disabled."""
+        return secret(self.api_token, self.api_token_file, "notify.api_token", optional=True)
 
 
 class NotifyConfig(BaseModel):

@@ -31,7 +31,9 @@ def routes(store: Store, clock: Clock, token: str | None, config_silences: list[
             raise _error(web.HTTPForbidden, "the API is disabled: set notify.api_token")
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            raise _error(web.HTTPUnauthorized, "missing or wrong bearer token")
+            error = _error(web.HTTPUnauthorized, "missing or wrong bearer token")
+            error.headers["WWW-Authenticate"] = 'Bearer realm="streamalert"'
+            raise error
 
     def limit_of(request: web.Request, default: int) -> int:
         try:
@@ -100,4 +102,4 @@ def _json(data: object, status: int = 200) -> web.Response:
 
 
 def _error(kind: type[web.HTTPException], message: str) -> web.HTTPException:
-    return kind(body=orjson.dumps({"error": message}), content_type="application/json")
+    return kind(text=orjson.dumps({"error": message}).decode(), content_type="application/json")

@@ -49,7 +49,7 @@ def build_sinks(config: NotifyConfig) -> dict[tuple[str, str], Sink]:
             try:
                 sinks[(receiver.name, f"{kind}/{index}")] = kinds[kind].build(sink_config)
             except ValueError as exc:
-                raise ValueError(f"{receiver.name}: {kind}_configs.{index}: {exc}") from None
+                raise ValueError(f"receivers: {receiver.name}: {kind}_configs.{index}: {exc}") from None
     return sinks
 
 
@@ -203,9 +203,9 @@ class Sender:
         the store, so a restart does not start the count again)."""
         kind = notification.sink.partition("/")[0]
         attempts = 0
-        backoff = wait_exponential_jitter(
-            initial=self.settings.ms("retry_initial") / 1000, max=self.settings.ms("retry_max") / 1000
-        )
+        initial = self.settings.ms("retry_initial") / 1000
+        # initial, 2x, 4x ... up to retry_max, each plus up to `initial` of jitter (replicas do not retry in step)
+        backoff = wait_exponential_jitter(multiplier=initial, max=self.settings.ms("retry_max") / 1000, jitter=initial)
         cap = self.settings.ms("retry_max") / 1000
 
         def wait(state: RetryCallState) -> float:
@@ -259,7 +259,7 @@ class Sender:
     async def _stored(self, call: Callable[[], Awaitable[T]]) -> T:
         """A store call retried until it succeeds (Redis down): the entry's bookkeeping is never skipped."""
         retrying = AsyncRetrying(
-            wait=wait_exponential_jitter(initial=0.1, max=5.0),
+            wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
             retry=retry_if_exception_type((RedisError, OSError)),
             before_sleep=lambda state: _log.warning("outbox_unavailable"),
             sleep=self.sleep,

@@ -67,10 +67,10 @@ def parse_silence(data: Any, now_ms: int | None, silence_id: str | None = None) 
     ends = _time(data, "endsAt", None)
     if starts is None or ends is None:
         raise SilenceError("endsAt: required (ISO 8601); startsAt defaults to now")
-    if ends <= starts:
-        raise SilenceError("endsAt: must be after startsAt")
     if now_ms is not None and ends <= now_ms:
         raise SilenceError("endsAt: already past")
+    if ends <= starts:
+        raise SilenceError("endsAt: must be after startsAt")
     for name in ("createdBy", "comment"):
         if not isinstance(data.get(name, ""), str):
             raise SilenceError(f"{name}: must be a string")

@@ -232,14 +232,13 @@ def test_check_config_names_the_receiver_of_a_bad_sink(
 
 
 def test_check_config_reads_secret_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A `*_file` secret that cannot be read fails the check with the key and the file named; a readable one
-    passes and its content is never printed."""
+    """A `*_file` secret that cannot be read fails the check naming the receiver, the sink, the key and the
+    file; a readable one passes and its content is never printed."""
     missing = ROUTING.replace(f'webhook_url: "{SLACK_SECRET}"', "webhook_url_file: /nonexistent")
     config = write_config(tmp_path, missing)
     assert main(["check", "--config", str(config)]) != 0
     captured = capsys.readouterr()
-    assert "webhook_url_file" in captured.err
-    assert "/nonexistent" in captured.err
+    assert "team: slack_configs.0: webhook_url_file: cannot read /nonexistent" in captured.err
     assert captured.out == ""
     _no_secret(captured.err)
 
@@ -251,6 +250,18 @@ def test_check_config_reads_secret_files(tmp_path: Path, capsys: pytest.CaptureF
     captured = capsys.readouterr()
     assert captured.out.startswith("OK: 15 rules, 4 routes")
     _no_secret(captured.out + captured.err)
+
+
+def test_check_config_reads_the_api_token_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """notify.api_token_file is read by the check too: a missing one fails it, naming the key."""
+    missing = ROUTING.replace(f'api_token: "{API_SECRET}"', "api_token_file: /nonexistent-token")
+    assert missing != ROUTING
+    config = write_config(tmp_path, missing)
+    assert main(["check", "--config", str(config)]) != 0
+    captured = capsys.readouterr()
+    assert "notify.api_token_file: cannot read /nonexistent-token" in captured.err
+    assert captured.out == ""
+    _no_secret(captured.err)
 
 
 def test_check_config_missing_env_variable_is_named(
