@@ -172,9 +172,7 @@ def request_line(rng: random.Random, routes: list[tuple[str, str, int]]) -> dict
 # --- background -----------------------------------------------------------------------------------
 
 
-def poisson_times(
-    rng: random.Random, mean_gap_s: float, start: datetime, end: datetime
-) -> Iterator[datetime]:
+def poisson_times(rng: random.Random, mean_gap_s: float, start: datetime, end: datetime) -> Iterator[datetime]:
     t = start + timedelta(seconds=rng.expovariate(1 / mean_gap_s))
     while t <= end:
         yield t.replace(microsecond=t.microsecond // 1000 * 1000)
@@ -455,9 +453,7 @@ def incident(log: Log, rng: random.Random) -> None:
             },
             late_s=RATE_LIMITER_LATE_S if k == count - 1 else 0.0,
         )
-    for clock, action in zip(
-        THROTTLE_ERRORS, ["campaign_start", "test_email", "campaign_start"], strict=True
-    ):
+    for clock, action in zip(THROTTLE_ERRORS, ["campaign_start", "test_email", "campaign_start"], strict=True):
         log.add(
             at(clock),
             {

@@ -91,11 +91,11 @@ class Sender:
         tick = self.settings.ms("tick") / 1000
         try:
             while not stop.is_set():
+                self.wake.clear()  # before the poll: a wake arriving during the poll is for entries it may have missed
                 try:
                     await self.poll()
                 except RedisError as exc:
                     _log.warning("outbox_unavailable", error=type(exc).__name__)
-                self.wake.clear()
                 waits = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]
                 await asyncio.wait(waits, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waits:
@@ -143,15 +143,17 @@ class Sender:
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane()
-            lane.task = asyncio.create_task(self._work(lane))
+            lane.task = asyncio.create_task(self._work(key, lane))
         lane.queue.put_nowait((entry_id, raw))
 
-    async def _work(self, lane: _Lane) -> None:
+    async def _work(self, key: tuple[str, str, str], lane: _Lane) -> None:
         while True:
+            if lane.queue.empty():  # idle: the lane ends (a group's next notification starts a new one)
+                del self._lanes[key]
+                return
             entry_id, raw = await lane.queue.get()
             try:
-                async with self._slots:
-                    await self._deliver_entry(entry_id, raw)
+                await self._deliver_entry(entry_id, raw)
             finally:
                 lane.queue.task_done()
 
@@ -228,19 +230,26 @@ class Sender:
             nonlocal attempts
             attempts = await self._stored(lambda: self.store.outbox_attempt(entry_id))
             if attempts > self.settings.max_attempts:  # attempts made before a restart used them up
-                raise DeliveryError("no attempts left", retryable=False)
-            watch = Stopwatch()
-            try:
-                async with asyncio.timeout(sink.config.timeout_s()):
-                    await sink.send(notification, await self._session())
-            except TimeoutError:
-                self._failed(kind, "timeout")
-                raise DeliveryError(f"{kind}: timed out after {sink.config.timeout}", retryable=True) from None
-            except DeliveryError as exc:
-                self._failed(kind, str(exc), exc.status)
-                raise
-            finally:
-                self.metrics.send_latency.labels(kind).observe(watch.elapsed())
+                raise DeliveryError(
+                    f"{kind}: no attempts left (max_attempts reached before a restart)", retryable=False
+                )
+            async with self._slots:  # a slot per request in flight: not held through the backoff between attempts
+                watch = Stopwatch()
+                try:
+                    async with asyncio.timeout(sink.config.timeout_s()):
+                        await sink.send(notification, await self._session())
+                except TimeoutError:
+                    self._failed(kind, "timeout")
+                    raise DeliveryError(f"{kind}: timed out after {sink.config.timeout}", retryable=True) from None
+                except DeliveryError as exc:
+                    self._failed(kind, str(exc), exc.status)
+                    raise
+                except Exception as exc:  # a bug in the sink: dead-letter this entry, keep the lane going
+                    _log.exception("sink_error", sink=kind, id=notification.id)
+                    self._failed(kind, type(exc).__name__)
+                    raise DeliveryError(f"{kind}: sink error ({type(exc).__name__})", retryable=False) from None
+                finally:
+                    self.metrics.send_latency.labels(kind).observe(watch.elapsed())
             self.metrics.notifications.labels(kind, "sent").inc()
 
         try:

@@ -90,7 +90,7 @@ class Store(Protocol):
         ...
 
     async def notifications(self, limit: int) -> list[bytes]:
-        """The last `limit` delivered (or dead-lettered) notifications' records, oldest first."""
+        """The last `limit` delivered notifications' records, oldest first (dead letters: `dead_letters`)."""
         ...
 
     async def silences(self, now_ms: int) -> list[bytes]:

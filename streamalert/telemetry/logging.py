@@ -72,9 +72,9 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
     number = LEVELS.get(level.lower())
     if number is None:
         raise ValueError(f"unknown log level {level!r} (use debug, info, warning, error or critical)")
-    out = stream if stream is not None else sys.stderr
 
     def factory(*args: Any) -> _NamedWriteLogger:
+        out = stream if stream is not None else sys.stderr  # looked up when a logger is made, not once
         return _NamedWriteLogger(out, str(args[0]) if args else DEFAULT_NAME)
 
     structlog.configure(

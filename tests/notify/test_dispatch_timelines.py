@@ -116,7 +116,7 @@ def test_a_long_quiet_stretch_skips_flushes_but_keeps_the_grid() -> None:
 
 
 def _repeats(sent: int, repeat: int, interval: int, end: int) -> list[int]:
-    out = []
+    out: list[int] = []
     while True:
         nxt = sent + ((repeat + 1 + interval - 1) // interval) * interval  # first grid point after sent+repeat
         if nxt > end:

@@ -164,13 +164,13 @@ class Harness:
 
 
 @asynccontextmanager
-async def harness(case: SinkCase, tmp_path: pathlib.Path, *, timeout: str | None = None) -> AsyncIterator[Harness]:
+async def harness(case: SinkCase, tmp_path: pathlib.Path, *, sink_timeout: str | None = None) -> AsyncIterator[Harness]:
     async with serve(Vendor(case.validator, ok_body=case.ok_body)) as vendor:
         sink = case.make_sink(vendor.url, tmp_path)
-        if timeout is not None:
+        if sink_timeout is not None:
             # the sender reads the per-attempt timeout from sink.config when it sends: a sink built from a copy
             # of the conformance config with a short timeout (same secret files) is that sink with the timeout
-            sink = registry()[case.kind].build(sink.config.model_copy(update={"timeout": timeout}))
+            sink = registry()[case.kind].build(sink.config.model_copy(update={"timeout": sink_timeout}))
         yield Harness(case, vendor, sink, make_notification(case.kind))
 
 
@@ -228,7 +228,7 @@ async def test_server_errors_back_off_exponentially(case: SinkCase, tmp_path: pa
 
 
 async def test_a_hanging_vendor_is_timed_out_and_retried(case: SinkCase, tmp_path: pathlib.Path) -> None:
-    async with harness(case, tmp_path, timeout=HANG_TIMEOUT) as h:
+    async with harness(case, tmp_path, sink_timeout=HANG_TIMEOUT) as h:
         assert h.sink.config.timeout == HANG_TIMEOUT
         h.vendor.hang()
         outcome = await h.deliver()
@@ -247,7 +247,8 @@ async def test_client_error_is_not_retried(case: SinkCase, tmp_path: pathlib.Pat
     assert outcome.attempts == 1
     assert len(h.vendor.requests) == 1
     assert h.sleep.calls == []
-    assert outcome.error is not None and "400" in outcome.error
+    assert outcome.error is not None
+    assert "400" in outcome.error
     assert_no_secret(case, outcome.error, h.vendor.url)
 
 
@@ -259,13 +260,14 @@ async def test_server_error_forever_is_dead_after_max_attempts(case: SinkCase, t
     assert outcome.attempts == MAX_ATTEMPTS
     assert len(h.vendor.requests) == MAX_ATTEMPTS
     assert len(h.sleep.calls) == MAX_ATTEMPTS - 1
-    assert outcome.error is not None and "500" in outcome.error
+    assert outcome.error is not None
+    assert "500" in outcome.error
     assert_no_secret(case, outcome.error, h.vendor.url)
 
 
 @pytest.mark.parametrize("fault", ["400", "429", "500", "timeout"])
 async def test_dead_error_names_no_secret(case: SinkCase, tmp_path: pathlib.Path, fault: str) -> None:
-    async with harness(case, tmp_path, timeout=HANG_TIMEOUT if fault == "timeout" else None) as h:
+    async with harness(case, tmp_path, sink_timeout=HANG_TIMEOUT if fault == "timeout" else None) as h:
         if fault == "timeout":
             h.vendor.hang(times=MAX_ATTEMPTS)
         else:
