@@ -2,6 +2,9 @@
 
 The server runs on the test's own event loop with a port the OS picks (the sink's smtplib session runs in a
 worker thread, so the loop stays free to serve it). TLS tests use a self-signed certificate made here.
+`conformance()` (a `Scripted` server: 451/550 at RCPT or DATA, or DATA never answered, per message attempt),
+`conformance_sink` and `conformance_validator` are what tests/notify/test_sink_conformance.py runs its email
+cases with.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import pydantic
@@ -94,12 +97,17 @@ async def smtp_server(
     starttls: ssl.SSLContext | None = None,
     implicit_tls: ssl.SSLContext | None = None,
     authenticator: Authenticator | None = None,
+    auth_require_tls: bool = True,
 ) -> AsyncIterator[str]:
     """An aiosmtpd server on 127.0.0.1; yields its "host:port"."""
 
     def protocol() -> SMTPServer:
         return SMTPServer(
-            handler, hostname="mx.test", tls_context=starttls, authenticator=authenticator, auth_require_tls=True
+            handler,
+            hostname="mx.test",
+            tls_context=starttls,
+            authenticator=authenticator,
+            auth_require_tls=auth_require_tls,
         )
 
     server = await asyncio.get_running_loop().create_server(protocol, "127.0.0.1", 0, ssl=implicit_tls)
@@ -114,6 +122,147 @@ async def smtp_server(
 def check_password(server: SMTPServer, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
     ok = isinstance(data, LoginPassword) and data.login == USER.encode() and data.password == PASSWORD.encode()
     return AuthResult(success=ok, handled=False)
+
+
+# ---- a scripted server: the SMTP vendor of tests/notify/test_sink_conformance.py ---------------------------
+
+TRANSIENT = "451 4.3.0 try again later"
+PERMANENT = "550 5.1.1 mailbox unavailable"
+Phase = Literal["rcpt", "data"]
+HANG_DEADLINE_S = 5.0  # a hung session ends (its connection closed) within this at the end of a test
+
+
+@dataclass(frozen=True)
+class SmtpFault:
+    reply: str | None  # None: no answer at all (a hang)
+    at: Phase = "data"
+
+
+@dataclass
+class Attempt:
+    """One message attempt (a MAIL FROM transaction) as the server saw it."""
+
+    fault: SmtpFault | None
+    authenticated: bool  # logged in before MAIL FROM
+    answered: int = 0  # the reply code that ended it (to RCPT or DATA); 0: never answered
+
+
+class Scripted(Collector):
+    """A Collector that answers each message attempt from a script of faults, in order, then accepts:
+    `fail(TRANSIENT, at="rcpt", times=2)`, `fail(PERMANENT, at="data")`, `hang()` (DATA is never answered:
+    the client's timeout must end the session). Every attempt is recorded in `attempts`, accepted messages in
+    `received`; `address` is the server's "host:port" once `conformance()` started it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.address = ""
+        self.faults: list[SmtpFault] = []
+        self.attempts: list[Attempt] = []
+        self._open: dict[Session, Attempt] = {}
+        self._hung: list[tuple[SMTPServer, asyncio.Event]] = []
+
+    def fail(self, reply: str, *, at: Phase = "data", times: int = 1) -> None:
+        self.faults.extend(SmtpFault(reply, at) for _ in range(times))
+
+    def hang(self, times: int = 1) -> None:
+        self.faults.extend(SmtpFault(None, "data") for _ in range(times))
+
+    @property
+    def answered(self) -> list[int]:
+        return [a.answered for a in self.attempts]
+
+    async def handle_MAIL(
+        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        attempt = Attempt(self.faults.pop(0) if self.faults else None, bool(session.authenticated))
+        self.attempts.append(attempt)
+        self._open[session] = attempt
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTPServer, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        attempt = self._open[session]
+        if attempt.fault is not None and attempt.fault.at == "rcpt" and attempt.fault.reply is not None:
+            return self._answer(attempt, attempt.fault.reply)
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
+        attempt = self._open.pop(session)
+        if attempt.fault is not None and attempt.fault.at == "data":
+            if attempt.fault.reply is None:
+                return await self._hang(server)
+            return self._answer(attempt, attempt.fault.reply)
+        return self._answer(attempt, await super().handle_DATA(server, session, envelope))
+
+    @staticmethod
+    def _answer(attempt: Attempt, reply: str) -> str:
+        attempt.answered = int(reply[:3])
+        return reply
+
+    async def _hang(self, server: SMTPServer) -> str:
+        """Never answers: aiosmtpd cancels this when the connection ends (the client gave up, or `end_hangs`)."""
+        ended = asyncio.Event()
+        self._hung.append((server, ended))
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ended.set()
+        raise AssertionError("unreachable: the wait above never ends")
+
+    async def end_hangs(self) -> None:
+        """Close the connections of hung sessions still open (a client thread the sender abandoned may still be
+        waiting on one), and wait, with a deadline, until their handlers ended."""
+        for server, _ in self._hung:
+            if server.transport is not None:
+                server.transport.close()
+        async with asyncio.timeout(HANG_DEADLINE_S):
+            for _, ended in self._hung:
+                await ended.wait()
+
+
+@asynccontextmanager
+async def conformance() -> AsyncIterator[Scripted]:
+    """The scripted server the conformance suite delivers to: AUTH with USER/PASSWORD, accepted in clear as
+    the sink allows it to a loopback relay only (no TLS: the suite is about retries, not transport security)."""
+    handler = Scripted()
+    async with smtp_server(handler, authenticator=check_password, auth_require_tls=False) as address:
+        handler.address = address
+        try:
+            yield handler
+        finally:
+            await handler.end_hangs()
+
+
+def conformance_sink(address: str, **config: Any) -> EmailSink:
+    """The email sink as the conformance suite configures it: one recipient, a login with PASSWORD."""
+    return make_sink(address, auth_username=USER, auth_password=PASSWORD, **config)
+
+
+def conformance_validator(got: Received) -> list[str]:
+    """What is wrong with an accepted message (the email counterpart of the HTTP vendors' validators)."""
+    problems: list[str] = []
+    if got.mail_from != FROM:
+        problems.append(f"envelope sender {got.mail_from!r}")
+    if got.rcpt_tos != TO:
+        problems.append(f"envelope recipients {got.rcpt_tos!r}")
+    if not got.authenticated:
+        problems.append("sent without logging in")
+    message = got.message
+    for header in ("Subject", "From", "To", "Date", "Message-ID", "X-Streamalert-Delivery"):
+        if not message[header]:
+            problems.append(f"no {header} header")
+    if message["Auto-Submitted"] != "auto-generated":
+        problems.append(f"Auto-Submitted: {message['Auto-Submitted']!r}")
+    if message.get_content_type() != "multipart/alternative":
+        problems.append(f"content type {message.get_content_type()}")
+    for subtype in ("plain", "html"):
+        body = message.get_body((subtype,))
+        if not isinstance(body, EmailMessage) or not str(body.get_content()).strip():
+            problems.append(f"no text/{subtype} part")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -436,6 +585,69 @@ async def test_silent_server_times_out_retryably(http: aiohttp.ClientSession) ->
         server.close()
     assert caught.value.retryable
     assert str(caught.value) == "email: timed out"
+
+
+async def test_scripted_faults_then_accepted(http: aiohttp.ClientSession) -> None:
+    """The conformance server's script, one fault per message attempt, against the sink alone."""
+    async with conformance() as smtp:
+        smtp.fail(TRANSIENT, at="rcpt")
+        smtp.fail(TRANSIENT, at="data")
+        smtp.fail(PERMANENT, at="rcpt")
+        smtp.fail(PERMANENT, at="data")
+        sink = conformance_sink(smtp.address)
+        errors: list[DeliveryError] = []
+        for _ in range(4):
+            with pytest.raises(DeliveryError) as caught:
+                await sink.send(make_notification(), http)
+            errors.append(caught.value)
+        await sink.send(make_notification(), http)
+    assert [(e.retryable, e.status, str(e)) for e in errors] == [
+        (True, 451, "email: 1 of 1 recipients refused (SMTP 451)"),
+        (True, 451, "email: message refused: SMTP 451 4.3.0 try again later"),
+        (False, 550, "email: 1 of 1 recipients refused (SMTP 550)"),
+        (False, 550, "email: message refused: SMTP 550 5.1.1 mailbox unavailable"),
+    ]
+    assert all(no_password(e) for e in errors)
+    assert smtp.answered == [451, 451, 550, 550, 250]
+    assert [a.authenticated for a in smtp.attempts] == [True] * 5
+    (got,) = smtp.received
+    assert conformance_validator(got) == []
+    assert got.message["X-Streamalert-Delivery"] == "delivery-42"
+
+
+async def test_unanswered_data_times_out_retryably(http: aiohttp.ClientSession) -> None:
+    """The whole message went out but DATA is never answered: the sink's own socket timeout ends the session
+    (the sender's timeout aside), and the next attempt goes through."""
+    async with conformance() as smtp:
+        smtp.hang()
+        sink = conformance_sink(smtp.address, timeout="200ms")
+        with pytest.raises(DeliveryError) as caught:
+            await sink.send(make_notification(), http)
+        await sink.send(make_notification(), http)
+    assert (caught.value.retryable, str(caught.value)) == (True, "email: timed out")
+    assert smtp.answered == [0, 250]
+    assert len(smtp.received) == 1
+
+
+async def test_certificate_for_another_host_error_names_no_host(
+    http: aiohttp.ClientSession, certificate: Certificate
+) -> None:
+    handler = Collector()
+    context = certificate.server_context()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTPServer(handler, hostname="mx.test", tls_context=context), "127.0.0.2", 0
+    )  # the certificate names 127.0.0.1 and localhost only
+    address = f"127.0.0.2:{server.sockets[0].getsockname()[1]}"
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            await make_sink(address, tls="starttls", ca_file=certificate.cert).send(make_notification(), http)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert not caught.value.retryable
+    assert "certificate" in str(caught.value)
+    assert handler.received == []
+    assert "127.0.0.2" not in str(caught.value), str(caught.value)
 
 
 async def test_send_resolved_false(http: aiohttp.ClientSession) -> None:

@@ -3,9 +3,11 @@ retries): rate limits honour Retry-After, server errors back off exponentially, 
 and retried, client errors are not retried, a dead delivery's error names no secret, and every accepted request
 is well formed (the vendor's validator) and carries the delivery id.
 
-Each sink's test module provides `conformance_sink(base_url, tmp_path)` and `conformance_validator(path, headers,
-body)`; this suite runs the same cases over all of them. The email sink is left out: it speaks SMTP, and
-tests/notify/test_email.py has no HTTP-style conformance hooks (no 429/Retry-After, no scripted vendor faults).
+Each HTTP sink's test module provides `conformance_sink(base_url, tmp_path)` and `conformance_validator(path,
+headers, body)`; this suite runs the same cases over all of them. The email sink speaks SMTP: its cases (the last
+section) are the SMTP equivalents, against the scripted aiosmtpd server of tests/notify/test_email.py
+(`conformance()`): a transient 451 (at RCPT or at DATA) for 429 and 5xx, which SMTP has no Retry-After for; a
+permanent 550 for the client error; a DATA never answered for the hanging vendor.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from streamalert.telemetry.metrics import Metrics
 from streamalert.testing import free_port
 from tests.notify import test_alertmanager as alertmanager_tests
 from tests.notify import test_discord as discord_tests
+from tests.notify import test_email as email_tests
 from tests.notify import test_pagerduty as pagerduty_tests
 from tests.notify import test_slack as slack_tests
 from tests.notify import test_telegram as telegram_tests
@@ -131,6 +134,20 @@ class RecordingSleep:
         self.calls.append(seconds)
 
 
+async def deliver_through_sender(
+    store: MemoryStore, metrics: Metrics, sleep: RecordingSleep, notification: Notification, sink: Sink
+) -> Outcome:
+    """Commit the notification to the outbox and deliver that entry through a fresh Sender."""
+    await store.commit(Changes(meta={}, outbox=[notification.to_json()]), {})
+    [(entry_id, _)] = await store.outbox(None, 10)
+    settings = NotifySettings(max_attempts=MAX_ATTEMPTS, retry_initial="10ms", retry_max="2s")
+    sender = Sender(store, {}, settings, metrics, sleep=sleep)
+    try:
+        return await sender.deliver(entry_id, notification, sink)
+    finally:
+        await sender.close()
+
+
 @dataclass
 class Harness:
     case: SinkCase
@@ -142,15 +159,7 @@ class Harness:
     sleep: RecordingSleep = field(default_factory=RecordingSleep)
 
     async def deliver(self) -> Outcome:
-        """Commit the notification to the outbox and deliver that entry through a fresh Sender."""
-        await self.store.commit(Changes(meta={}, outbox=[self.notification.to_json()]), {})
-        [(entry_id, _)] = await self.store.outbox(None, 10)
-        settings = NotifySettings(max_attempts=MAX_ATTEMPTS, retry_initial="10ms", retry_max="2s")
-        sender = Sender(self.store, {}, settings, self.metrics, sleep=self.sleep)
-        try:
-            return await sender.deliver(entry_id, self.notification, self.sink)
-        finally:
-            await sender.close()
+        return await deliver_through_sender(self.store, self.metrics, self.sleep, self.notification, self.sink)
 
     def counter(self, name: str, **labels: str) -> float:
         value = self.metrics.registry.get_sample_value(f"streamalert_{name}", {"sink": self.case.kind, **labels})
@@ -285,3 +294,185 @@ async def test_connection_refused_error_names_no_secret(case: SinkCase, tmp_path
     assert outcome.status == "dead"
     assert outcome.attempts == MAX_ATTEMPTS  # a connection failure is retryable
     assert_no_secret(case, outcome.error, base_url)
+
+
+# ---- email: the same cases over SMTP ----------------------------------------------------------------------------
+
+EMAIL = "email"
+# where the scripted server refuses: the sink maps the two through different errors
+PHASES: list[email_tests.Phase] = ["rcpt", "data"]
+
+
+@dataclass
+class EmailHarness:
+    server: email_tests.Scripted
+    sink: Sink
+    notification: Notification
+    store: MemoryStore = field(default_factory=MemoryStore)
+    metrics: Metrics = field(default_factory=Metrics)
+    sleep: RecordingSleep = field(default_factory=RecordingSleep)
+
+    async def deliver(self) -> Outcome:
+        return await deliver_through_sender(self.store, self.metrics, self.sleep, self.notification, self.sink)
+
+    def counter(self, name: str, **labels: str) -> float:
+        value = self.metrics.registry.get_sample_value(f"streamalert_{name}", {"sink": EMAIL, **labels})
+        return value if value is not None else 0.0
+
+    def check_accepted(self) -> None:
+        """Every message the server accepted is well formed and carries this notification's delivery id."""
+        for got in self.server.received:
+            assert email_tests.conformance_validator(got) == []
+            assert got.message["X-Streamalert-Delivery"] == self.notification.id
+            plain, html = email_tests.parts(got.message)  # both alternatives, each about this notification
+            assert self.notification.title() in plain
+            assert "HighErrorRate" in html
+
+
+@asynccontextmanager
+async def email_harness(*, sink_timeout: str | None = None) -> AsyncIterator[EmailHarness]:
+    async with email_tests.conformance() as server:
+        config = {} if sink_timeout is None else {"timeout": sink_timeout}
+        sink = email_tests.conformance_sink(server.address, **config)
+        yield EmailHarness(server, sink, make_notification(EMAIL))
+
+
+def assert_email_no_secret(error: str | None, address: str) -> None:
+    assert error, "a dead outcome says why"
+    assert error.startswith(EMAIL), error  # names the sink
+    assert email_tests.PASSWORD not in error, f"email error leaks the password: {error}"
+    host, _, port = address.rpartition(":")
+    for part in (address, host, port):
+        assert part not in error, f"email error names the server ({part}): {error}"
+
+
+async def test_email_accepted_message_conforms() -> None:
+    async with email_harness() as h:
+        outcome = await h.deliver()
+    assert outcome == Outcome("sent", 1)
+    assert h.server.answered == [250]
+    assert len(h.server.received) == 1
+    h.check_accepted()
+    assert h.sleep.calls == []
+    assert h.counter("notifications_total", status="sent") == 1
+
+
+@pytest.mark.parametrize("at", PHASES)
+async def test_email_transient_refusal_once_is_retried(at: email_tests.Phase) -> None:
+    """The counterpart of a 429: SMTP asks for no particular wait, so the sender's own first backoff applies."""
+    async with email_harness() as h:
+        h.server.fail(email_tests.TRANSIENT, at=at)
+        outcome = await h.deliver()
+    assert outcome == Outcome("sent", 2)
+    assert h.server.answered == [451, 250]
+    [waited] = h.sleep.calls
+    assert RETRY_INITIAL_S <= waited <= 2 * RETRY_INITIAL_S  # retry_initial plus up to retry_initial of jitter
+    assert h.counter("notifications_429_total") == 0
+    assert h.counter("notifications_total", status="failed") == 1
+    assert h.counter("notifications_total", status="sent") == 1
+    assert len(h.server.received) == 1
+    h.check_accepted()
+
+
+@pytest.mark.parametrize("at", PHASES)
+async def test_email_transient_refusals_back_off_exponentially(at: email_tests.Phase) -> None:
+    async with email_harness() as h:
+        h.server.fail(email_tests.TRANSIENT, at=at, times=2)
+        outcome = await h.deliver()
+    assert outcome == Outcome("sent", 3)
+    assert h.server.answered == [451, 451, 250]
+    assert len(h.sleep.calls) == 2
+    for retry, waited in enumerate(h.sleep.calls):
+        floor = RETRY_INITIAL_S * 2**retry  # a growing floor, plus up to retry_initial of jitter
+        assert floor <= waited <= floor + RETRY_INITIAL_S, h.sleep.calls
+    assert h.sleep.calls[0] < h.sleep.calls[1], h.sleep.calls
+    assert h.counter("notifications_total", status="failed") == 2
+    assert len(h.server.received) == 1
+    h.check_accepted()
+
+
+async def test_email_hanging_server_is_timed_out_and_retried() -> None:
+    async with email_harness(sink_timeout=HANG_TIMEOUT) as h:
+        assert h.sink.config.timeout == HANG_TIMEOUT
+        h.server.hang()  # the whole message goes out; DATA is never answered
+        outcome = await h.deliver()
+    assert outcome == Outcome("sent", 2)
+    assert h.server.answered == [0, 250]  # 0: never answered
+    assert len(h.sleep.calls) == 1
+    assert h.counter("notifications_total", status="failed") == 1
+    assert h.counter("notifications_total", status="sent") == 1
+    assert len(h.server.received) == 1
+    h.check_accepted()
+
+
+@pytest.mark.parametrize("at", PHASES)
+async def test_email_permanent_refusal_is_not_retried(at: email_tests.Phase) -> None:
+    async with email_harness() as h:
+        h.server.fail(email_tests.PERMANENT, at=at, times=MAX_ATTEMPTS)
+        outcome = await h.deliver()
+    assert outcome.status == "dead"
+    assert outcome.attempts == 1
+    assert h.server.answered == [550]  # one message attempt reached the server
+    assert h.server.received == []
+    assert h.sleep.calls == []
+    assert outcome.error is not None
+    assert "550" in outcome.error
+    assert_email_no_secret(outcome.error, h.server.address)
+
+
+@pytest.mark.parametrize("at", PHASES)
+async def test_email_transient_refusal_forever_is_dead_after_max_attempts(at: email_tests.Phase) -> None:
+    async with email_harness() as h:
+        h.server.fail(email_tests.TRANSIENT, at=at, times=MAX_ATTEMPTS + 3)
+        outcome = await h.deliver()
+    assert outcome.status == "dead"
+    assert outcome.attempts == MAX_ATTEMPTS
+    assert h.server.answered == [451] * MAX_ATTEMPTS
+    assert h.server.received == []
+    assert len(h.sleep.calls) == MAX_ATTEMPTS - 1
+    assert outcome.error is not None
+    assert "451" in outcome.error
+    assert_email_no_secret(outcome.error, h.server.address)
+
+
+NAMES_ITSELF = "421 4.3.2 [{host}] Service not available, closing transmission channel"  # RFC 5321 4.2: 421 <domain>
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "451-rcpt",
+        "451-data",
+        "550-rcpt",
+        "550-data",
+        "timeout",
+        "421-names-itself",
+    ],
+)
+async def test_email_dead_error_names_no_secret(fault: str) -> None:
+    async with email_harness(sink_timeout=HANG_TIMEOUT if fault == "timeout" else None) as h:
+        host = h.server.address.rpartition(":")[0]
+        if fault == "timeout":
+            h.server.hang(times=MAX_ATTEMPTS)
+        elif fault == "421-names-itself":
+            h.server.fail(NAMES_ITSELF.format(host=host), at="data", times=MAX_ATTEMPTS)
+        else:
+            code, _, at = fault.partition("-")
+            reply = email_tests.PERMANENT if code == "550" else email_tests.TRANSIENT
+            h.server.fail(reply, at="rcpt" if at == "rcpt" else "data", times=MAX_ATTEMPTS)
+        outcome = await h.deliver()
+    assert outcome.status == "dead"
+    assert outcome.attempts == (1 if fault.startswith("550") else MAX_ATTEMPTS)
+    assert len(h.server.attempts) == outcome.attempts
+    assert all(a.authenticated for a in h.server.attempts)  # the password was sent on every attempt
+    assert_email_no_secret(outcome.error, h.server.address)
+
+
+async def test_email_connection_refused_error_names_no_secret() -> None:
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    server = email_tests.Scripted()
+    h = EmailHarness(server, email_tests.conformance_sink(address), make_notification(EMAIL))
+    outcome = await h.deliver()
+    assert outcome.status == "dead"
+    assert outcome.attempts == MAX_ATTEMPTS  # a connection failure is retryable
+    assert_email_no_secret(outcome.error, address)

@@ -15,6 +15,7 @@ message and a retry sends only to the others.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
@@ -38,6 +39,8 @@ from streamalert.notify.sinks.base import DeliveryError, SinkConfig, SinkKind, s
 
 _REMEMBERED = 256  # notifications whose accepting recipients a retry skips
 _DOT_ATOM = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*")
+# SMTP sessions run in these threads (smtplib blocks); an abandoned attempt ends by its socket timeout
+_SMTP_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="streamalert-smtp")
 _MAX_REPLY = 200  # characters of an SMTP reply kept in an error message
 
 
@@ -280,7 +283,8 @@ class EmailSink:
             return
         message = build_message(notification, self.config)
         try:
-            refused = await asyncio.to_thread(self._deliver, message, recipients)
+            loop = asyncio.get_running_loop()  # its own threads: a hanging server cannot starve DNS lookups
+            refused = await loop.run_in_executor(_SMTP_THREADS, self._deliver, message, recipients)
         except (smtplib.SMTPException, OSError, _StartTLSMissing) as exc:
             raise self._error(exc) from None
         delivered.update(r for r in recipients if r not in refused)
@@ -343,7 +347,7 @@ class EmailSink:
         if isinstance(exc, smtplib.SMTPNotSupportedError):
             return DeliveryError(f"email: {self._reply(str(exc))}", retryable=False)
         if isinstance(exc, ssl.SSLCertVerificationError):
-            reason = exc.verify_message or "verification failed"
+            reason = self._scrub(exc.verify_message or "verification failed")
             return DeliveryError(f"email: TLS certificate not trusted ({reason})", retryable=False)
         if isinstance(exc, TimeoutError):
             return DeliveryError("email: timed out", retryable=True)
@@ -353,10 +357,18 @@ class EmailSink:
 
     def _reply(self, raw: bytes | str) -> str:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        text = _one_line(text)
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text[:_MAX_REPLY]
+        return self._scrub(_one_line(text))[:_MAX_REPLY]
+
+    def _scrub(self, text: str) -> str:
+        """Server or TLS text without the password or the server's address (a 421 names the server)."""
+        for hidden, mark in (
+            (self._password, "***"),
+            (self.config.smarthost, "<smarthost>"),
+            (self._host, "<smarthost>"),
+        ):
+            if hidden:
+                text = text.replace(hidden, mark)
+        return text
 
 
 def _refused(refused: dict[str, tuple[int, bytes]], attempted: int) -> DeliveryError:
