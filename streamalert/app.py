@@ -136,7 +136,9 @@ def _notifications(
         return None, None, []
     sender = Sender(store, build_sinks(config), config.notify, metrics)
     notify = Notify(Notifier(config), wake=sender.wake.set, refresh_ms=config.notify.ms("tick"))
-    return notify, sender, notify_api.routes(store, clock, config.notify.token(), notify.notifier.config_silences)
+    behind = config.ms("lateness") + config.ms("max_delay")  # notification (event) time behind the wall clock
+    api = notify_api.routes(store, clock, config.notify.token(), notify.notifier.config_silences, behind)
+    return notify, sender, api
 
 
 def _kafka_check(lanes: list[str], fetching: bool) -> str:

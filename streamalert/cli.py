@@ -21,6 +21,7 @@ from streamalert.model import Transition
 from streamalert.notify.history import recent_notifications, recent_transitions
 from streamalert.notify.model import Notification
 from streamalert.notify.notifier import Notifier
+from streamalert.notify.routing import MatcherError, parse_matchers
 from streamalert.notify.sender import Sender, build_sinks
 from streamalert.notify.sinks.stdout import StdoutConfig, StdoutSink
 from streamalert.output import JsonLinesWriter, TableWriter
@@ -102,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     outbox.add_argument("--config", required=True, help="the service configuration (YAML): its state store")
     outbox.add_argument("--limit", type=int, default=50, help="at most this many of each (default 50)")
     outbox.add_argument("--requeue", nargs="*", metavar="ID", help="re-queue these dead letters (all if no ID)")
+    outbox.add_argument(
+        "--force", action="store_true", help="with --requeue: also those a later notification of their group superseded"
+    )
 
     alerts = sub.add_parser("alerts", help="recent transitions (or notifications) from the state store")
     alerts.add_argument("--config", required=True, help="the service configuration (YAML): its state store")
@@ -383,12 +387,16 @@ def _routes(args: argparse.Namespace) -> int:
         print(f"{args.config}: no route configured", file=sys.stderr)
         return 2
     labels: dict[str, str] = {}
-    for item in args.labels:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
+    for item in args.labels:  # read as amtool reads them: `name=value` or `name="quoted \"value\""`
+        try:
+            matchers = parse_matchers(item)
+        except MatcherError as exc:
+            print(f"{item!r}: expected label=value ({exc})", file=sys.stderr)
+            return 2
+        if len(matchers) != 1 or matchers[0].op != "=":
             print(f"{item!r}: expected label=value", file=sys.stderr)
             return 2
-        labels[name] = value.strip('"')
+        labels[matchers[0].name] = matchers[0].value
     for route in build_route(config.route).match(labels):
         print(route.receiver)
     return 0
@@ -401,9 +409,7 @@ def _outbox(args: argparse.Namespace) -> int:
 
     async def go(store: Store) -> int:
         if args.requeue is not None:
-            count = await store.requeue(args.requeue or None)
-            print(f"re-queued {count} notification(s)")
-            return 0
+            return await _requeue(store, args.requeue, args.force)
         pending = await store.outbox(None, args.limit)
         dead = await store.dead_letters(args.limit)
         print(f"pending: {await store.outbox_depth()}")
@@ -418,6 +424,31 @@ def _outbox(args: argparse.Namespace) -> int:
         return 0
 
     return _with_store(config.state, go)
+
+
+async def _requeue(store: Store, ids: list[str], force: bool) -> int:
+    """Put dead letters back in the outbox. One whose group and sink have since had a notification
+    delivered is left dead unless forced: sending it now (a trigger after its resolve) would reopen a
+    closed incident."""
+    latest: dict[tuple[str, str, str], str] = {}
+    for record in await recent_notifications(store, 1_000_000):
+        key = (record["receiver"], record["sink"], record["group_key"])
+        latest[key] = max(latest.get(key, ""), record["at"])
+    chosen: list[str] = []
+    for entry_id, raw in await store.dead_letters(1_000_000):
+        if ids and entry_id not in ids:
+            continue
+        note = orjson.loads(raw)["notification"]
+        superseded = (
+            "raw" not in note and latest.get((note["receiver"], note["sink"], note["group_key"]), "") > note["at"]
+        )
+        if superseded and not force:
+            print(f"  {entry_id}  left dead: its group has had a later notification (--force to send it anyway)")
+            continue
+        chosen.append(entry_id)
+    count = await store.requeue(chosen) if chosen else 0
+    print(f"re-queued {count} notification(s)")
+    return 0
 
 
 def _alerts(args: argparse.Namespace) -> int:

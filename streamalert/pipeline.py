@@ -154,7 +154,7 @@ async def run_live(
             metrics.processing_lag.observe(max(0.0, (wall - engine.newest_ms) / 1000))
             metrics.batch_size.observe(taken)
         if notify is not None:
-            await notify.refresh(store, wall, metrics, health)
+            await notify.refresh(store, wall, engine.horizon_ms, metrics, health)
         transitions, changes = _checkpoint(engine, notify.notifier if notify is not None else None)
         changes.meta.update(batch.meta)  # the source's position, atomically with the effects it led to
         watch = Stopwatch()
@@ -198,12 +198,13 @@ class Notify:
     _next_refresh: int = 0
     _counted: tuple[int, int] = (0, 0)
 
-    async def refresh(self, store: Store, wall: int, metrics: Metrics, health: Health) -> None:
-        """Silences as stored (API-created ones included), read at most every `refresh_ms` of wall time."""
+    async def refresh(self, store: Store, wall: int, horizon: int, metrics: Metrics, health: Health) -> None:
+        """Silences as stored (API-created ones included), read at most every `refresh_ms` of wall time; the
+        store drops those ended before the horizon (flushes run in event time, behind the wall clock)."""
         if wall < self._next_refresh:
             return
         self._next_refresh = wall + self.refresh_ms
-        raw = await retry_store(functools.partial(store.silences, wall), metrics, health)
+        raw = await retry_store(functools.partial(store.silences, horizon), metrics, health)
         self.notifier.set_silences(Silence.from_json(r) for r in raw)
 
     def committed(self, changes: Changes, metrics: Metrics) -> None:

@@ -47,6 +47,15 @@ def _matcher(value: str) -> str:
 MatcherText = Annotated[str, AfterValidator(_matcher)]
 
 
+def _label_name(value: str) -> str:
+    if not LABEL_NAME.match(value):
+        raise ValueError(f"{value!r} is not a label name ([A-Za-z_][A-Za-z0-9_]*)")
+    return value
+
+
+LabelName = Annotated[str, AfterValidator(_label_name)]
+
+
 def _durations(value: str | None) -> str | None:
     if value is not None:
         parse_duration(value)
@@ -62,8 +71,8 @@ class RouteSpec(BaseModel):
     group_interval: str | None = None
     repeat_interval: str | None = None
     matchers: list[MatcherText] = Field(default_factory=list)
-    match: dict[str, str] = Field(default_factory=dict)  # Alertmanager's deprecated forms, still accepted
-    match_re: dict[str, str] = Field(default_factory=dict)
+    match: dict[LabelName, str] = Field(default_factory=dict)  # Alertmanager's deprecated forms, still accepted
+    match_re: dict[LabelName, str] = Field(default_factory=dict)
     continue_: bool = Field(default=False, alias="continue")
     routes: list[RouteSpec] = Field(default_factory=list)
 
@@ -135,7 +144,7 @@ class ReceiverSpec(BaseModel):
                 except ValidationError as exc:
                     for err in exc.errors(include_input=False):
                         where = ".".join(str(p) for p in (key, index, *err["loc"]))
-                        problems.append(f"{where}: {err['msg']}")
+                        problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -151,7 +160,7 @@ class InhibitRuleSpec(BaseModel):
 
     source_matchers: list[MatcherText] = Field(min_length=1)
     target_matchers: list[MatcherText] = Field(min_length=1)
-    equal: list[str] = Field(default_factory=list)
+    equal: list[LabelName] = Field(default_factory=list)
 
 
 class SilenceSpec(BaseModel):
@@ -172,6 +181,13 @@ class SilenceSpec(BaseModel):
             raise ValueError(f"cannot read {value!r} as a time (ISO 8601)")
         return value
 
+    @model_validator(mode="after")
+    def _order(self) -> Self:
+        starts, ends = parse_time(self.starts_at or 0), parse_time(self.ends_at)
+        if starts is not None and ends is not None and ends <= starts:
+            raise ValueError("ends_at: must be after starts_at")
+        return self
+
 
 class NotifySettings(BaseModel):
     """How notifications are delivered and kept."""
@@ -188,7 +204,18 @@ class NotifySettings(BaseModel):
     api_token: SecretStr | None = None  # protects the silence API (`Authorization: Bearer <token>`)
     api_token_file: Path | None = None
 
-    _check_durations = field_validator("retry_initial", "retry_max", "tick")(_durations)
+    @field_validator("retry_initial", "retry_max", "tick")
+    @classmethod
+    def _positive(cls, value: str) -> str:
+        if parse_duration(value) <= 0:
+            raise ValueError("must be more than 0")
+        return value
+
+    @model_validator(mode="after")
+    def _retry_order(self) -> Self:
+        if self.ms("retry_initial") > self.ms("retry_max"):
+            raise ValueError("retry_initial: must not exceed retry_max")
+        return self
 
     def ms(self, name: str) -> int:
         return parse_duration(str(getattr(self, name)))

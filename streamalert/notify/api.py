@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from streamalert.clock import Clock
+from streamalert.decode import format_ms
 from streamalert.notify.history import recent_notifications, recent_transitions
 from streamalert.notify.silences import Silence, SilenceError, parse_silence
 from streamalert.state.base import Store
@@ -25,7 +26,13 @@ from streamalert.state.base import Store
 MAX_LIMIT = 10_000
 
 
-def routes(store: Store, clock: Clock, token: str | None, config_silences: list[Silence]) -> list[web.RouteDef]:
+def routes(
+    store: Store, clock: Clock, token: str | None, config_silences: list[Silence], behind_ms: int = 0
+) -> list[web.RouteDef]:
+    """`behind_ms`: how far notification time (event time: the engine's horizon) runs behind the wall clock,
+    `lateness + max_delay`. A new silence starts that much before now by default, so it also covers the
+    alerts being flushed right now; listing keeps silences until they have ended in that time too."""
+
     def authorized(request: web.Request) -> None:
         if token is None:
             raise _error(web.HTTPForbidden, "the API is disabled: set notify.api_token")
@@ -35,18 +42,9 @@ def routes(store: Store, clock: Clock, token: str | None, config_silences: list[
             error.headers["WWW-Authenticate"] = 'Bearer realm="streamalert"'
             raise error
 
-    def limit_of(request: web.Request, default: int) -> int:
-        try:
-            value = int(request.query.get("limit", default))
-        except ValueError:
-            raise _error(web.HTTPBadRequest, "limit: must be an integer") from None
-        if not 0 < value <= MAX_LIMIT:
-            raise _error(web.HTTPBadRequest, f"limit: must be 1..{MAX_LIMIT}")
-        return value
-
     async def list_silences(request: web.Request) -> web.Response:
         authorized(request)
-        now = clock.now_ms()
+        now = clock.now_ms() - behind_ms
         stored = [orjson.loads(raw) for raw in await store.silences(now)]
         listed = [{**s.to_dict(), "source": "config"} for s in config_silences if s.ends_ms > now]
         listed += [{**s, "source": "api"} for s in stored]
@@ -60,6 +58,8 @@ def routes(store: Store, clock: Clock, token: str | None, config_silences: list[
             raise _error(web.HTTPBadRequest, "the body must be a JSON object") from None
         if isinstance(body, dict):
             body.pop("id", None)  # ids are ours
+            if body.get("startsAt") is None:
+                body["startsAt"] = format_ms(clock.now_ms() - behind_ms)
         try:
             silence = parse_silence(body, now_ms=clock.now_ms())
         except SilenceError as exc:
@@ -82,11 +82,11 @@ def routes(store: Store, clock: Clock, token: str | None, config_silences: list[
         if state not in (None, "firing", "resolved"):
             raise _error(web.HTTPBadRequest, "state: firing or resolved")
         severity = request.query.get("severity") or None
-        return _json(await recent_transitions(store, state, severity, limit_of(request, 100)))
+        return _json(await recent_transitions(store, state, severity, _limit_of(request, 100)))
 
     async def notifications(request: web.Request) -> web.Response:
         authorized(request)
-        return _json(await recent_notifications(store, limit_of(request, 100)))
+        return _json(await recent_notifications(store, _limit_of(request, 100)))
 
     return [
         web.get("/api/silences", list_silences),
@@ -95,6 +95,16 @@ def routes(store: Store, clock: Clock, token: str | None, config_silences: list[
         web.get("/api/alerts", alerts),
         web.get("/api/notifications", notifications),
     ]
+
+
+def _limit_of(request: web.Request, default: int) -> int:
+    try:
+        value = int(request.query.get("limit", default))
+    except ValueError:
+        raise _error(web.HTTPBadRequest, "limit: must be an integer") from None
+    if not 0 < value <= MAX_LIMIT:
+        raise _error(web.HTTPBadRequest, f"limit: must be 1..{MAX_LIMIT}")
+    return value
 
 
 def _json(data: object, status: int = 200) -> web.Response:

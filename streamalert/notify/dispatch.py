@@ -116,6 +116,7 @@ class Flush:
     at_ms: int
     firing: tuple[Alert, ...]
     resolved: tuple[Alert, ...]
+    only_resolved: bool = False  # sent only because an alert resolved: not for sinks with send_resolved false
 
     def delivery_id(self, sink: str) -> str:
         """Stable for this group, flush time and sink: the same in every process, retry and restart."""
@@ -136,7 +137,8 @@ def alert_labels(t: Transition) -> dict[str, str]:
 
 
 def group_key(route: Route, labels: Mapping[str, str]) -> str:
-    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    """Alertmanager's form, `<route>:{name="value",...}`, values quoted with escapes (no two label sets collide)."""
+    inner = ",".join(f"{k}={orjson.dumps(v).decode()}" for k, v in sorted(labels.items()))
     return f"{route.id}:{{{inner}}}"
 
 
@@ -159,13 +161,41 @@ class Dispatch:
     # ---- persistence -------------------------------------------------------------------------------------
 
     def restore(self, stored: Mapping[bytes, bytes]) -> None:
+        """Continue from stored groups. Groups the current route tree would not make (a route removed or
+        moved, its receiver or group_by changed) are dissolved and their alerts routed again, keeping what
+        was already sent: nothing pages twice and every resolve still finds its alert."""
+        orphans: list[Group] = []
         for raw_id, raw in stored.items():
             group = Group.load(raw_id.decode(), raw)
-            if group.route_id not in self.routes:
-                continue  # the route tree changed: the group's route is gone (its alerts are re-routed as they change)
-            self.groups[group.id] = group
-            heapq.heappush(self._due, (group.due_ms, group.id))
+            route = self.routes.get(group.route_id)
+            if route is not None and _fits(route, group):
+                self.groups[group.id] = group
+                heapq.heappush(self._due, (group.due_ms, group.id))
+            else:
+                orphans.append(group)
+        for group in orphans:
+            self.dirty.add(group.id)  # deleted by the next checkpoint unless a new group takes its key
+            for entry in group.alerts.values():
+                self._reroute(entry, group)
         self.version += 1
+
+    def _reroute(self, entry: AlertEntry, old: Group) -> None:
+        for route in self.root.match(entry.labels):
+            labels = route.group_labels(entry.labels)
+            gid = group_key(route, labels)
+            group = self.groups.get(gid)
+            if group is None:
+                group = Group(gid, route.id, route.receiver, labels, due_ms=old.due_ms, sent_ms=old.sent_ms)
+                self.groups[gid] = group
+                heapq.heappush(self._due, (group.due_ms, gid))
+            group.alerts[entry.fingerprint] = entry
+            if entry.fingerprint in old.sent_firing and entry.fingerprint not in group.sent_firing:
+                group.sent_firing.append(entry.fingerprint)
+            if entry.fingerprint in old.sent_resolved and entry.fingerprint not in group.sent_resolved:
+                group.sent_resolved.append(entry.fingerprint)
+            if group.sent_ms is None:
+                group.sent_ms = old.sent_ms
+            self.dirty.add(gid)
 
     def take_changes(self) -> tuple[dict[bytes, bytes], list[bytes]]:
         """Groups changed since the last call: (upserts, deletes), keyed by group id."""
@@ -186,11 +216,11 @@ class Dispatch:
         return flushes
 
     def finish(self) -> list[Flush]:
-        """End of replay input: the first notification of every group still waiting for it, at its due time
-        (later repeats are not invented)."""
+        """End of replay input: every group still waiting for its first notification or holding a resolve
+        not yet sent is flushed at its due time (later repeats are not invented)."""
         flushes: list[Flush] = []
         for group in sorted(self.groups.values(), key=lambda g: (g.due_ms, g.id)):
-            if group.sent_ms is None:
+            if group.sent_ms is None or any(not a.firing for a in group.alerts.values()):
                 flush = self._flush(group, group.due_ms)
                 if flush is not None:
                     flushes.append(flush)
@@ -240,19 +270,20 @@ class Dispatch:
         firing: list[AlertEntry] = []
         resolved: list[AlertEntry] = []
         for entry in sorted(group.alerts.values(), key=lambda a: (a.starts_ms, a.fingerprint)):
-            if entry.firing:
-                reason = self.mute(entry.labels, now, group.receiver) if self.mute is not None else None
-                if reason is None:
-                    firing.append(entry)
-                elif reason != "severity":
-                    self.counts.silenced += 1
-            elif self.mute is None or self.mute(entry.labels, now, group.receiver) != "severity":
-                resolved.append(entry)
+            reason = self.mute(entry.labels, now, group.receiver) if self.mute is not None else None
+            if reason is None:
+                (firing if entry.firing else resolved).append(entry)  # muted alerts, resolved ones too, are left out
+            elif reason != "severity" and entry.firing:
+                self.counts.silenced += 1
         firing_set = {a.fingerprint for a in firing}
         resolved_set = {a.fingerprint for a in resolved}
-        notify = needs_update(group, firing_set, resolved_set, now, route.repeat_interval_ms)
+        # everything muted: nothing is sent and the notification log stays as it was (Alertmanager's pipeline
+        # stops before its dedup stage), so an alert notified before a silence is not paged again after it
+        why = (
+            needs_update(group, firing_set, resolved_set, now, route.repeat_interval_ms) if firing or resolved else None
+        )
         flush = None
-        if notify:
+        if why is not None:
             flush = Flush(
                 group.id,
                 group.receiver,
@@ -260,6 +291,7 @@ class Dispatch:
                 now,
                 tuple(a.to_alert() for a in firing),
                 tuple(a.to_alert() for a in resolved),
+                only_resolved=why == "resolved",
             )
             group.sent_firing, group.sent_resolved, group.sent_ms = sorted(firing_set), sorted(resolved_set), now
         else:
@@ -294,15 +326,23 @@ class Dispatch:
         return now + steps * interval
 
 
-def needs_update(group: Group, firing: set[str], resolved: set[str], now: int, repeat_ms: int) -> bool:
-    """Alertmanager's DedupStage.needsUpdate. (Resolved alerts are always recorded; each sink drops them when
-    its send_resolved is false.)"""
+def _fits(route: Route, group: Group) -> bool:
+    """The stored group is one the route makes now: same receiver, same group_by, same key."""
+    if route.receiver != group.receiver or group.id != group_key(route, group.labels):
+        return False
+    return all(route.group_labels(a.labels) == group.labels for a in group.alerts.values())
+
+
+def needs_update(group: Group, firing: set[str], resolved: set[str], now: int, repeat_ms: int) -> str | None:
+    """Alertmanager's DedupStage.needsUpdate, saying why: "first", "firing" (a new firing alert), "cleared"
+    (everything resolved), "resolved" (a new resolved alert: only sinks with send_resolved care), "repeat";
+    None: nothing to send."""
     if group.sent_ms is None:
-        return len(firing) > 0
+        return "first" if firing else None
     if not firing <= set(group.sent_firing):
-        return True
+        return "firing"
     if not firing:
-        return len(group.sent_firing) > 0
+        return "cleared" if group.sent_firing else None
     if not resolved <= set(group.sent_resolved):
-        return True
-    return group.sent_ms + repeat_ms < now  # strictly, as Alertmanager: a repeat lands on the next flush
+        return "resolved"
+    return "repeat" if group.sent_ms + repeat_ms < now else None  # strictly, as Alertmanager

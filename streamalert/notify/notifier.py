@@ -97,8 +97,8 @@ class Notifier:
         out = []
         for sink_name, sink_config in receiver.sinks:
             alerts = flush.firing + (flush.resolved if sink_config.send_resolved else ())
-            if not flush.firing and not sink_config.send_resolved:
-                continue
+            if not sink_config.send_resolved and (flush.only_resolved or not flush.firing):
+                continue  # what changed is a resolve, and this sink is not told about resolves
             if not alerts:
                 continue
             out.append(

@@ -82,8 +82,7 @@ def parse_matchers(text: str) -> list[Matcher]:
         if found is None or found.end() == pos:
             raise MatcherError(f'{text!r}: not a matcher (expected name="value", !=, =~ or !~)')
         value = found.group("value")
-        if value.startswith('"'):
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        value = _unescape(value[1:-1] if value.startswith('"') else value)
         matchers.append(Matcher.make(found.group("name"), found.group("op"), value))  # type: ignore[arg-type]
         pos = found.end()
         if pos < len(body):
@@ -93,6 +92,27 @@ def parse_matchers(text: str) -> list[Matcher]:
     if not matchers:
         raise MatcherError(f"{text!r}: empty matcher")
     return matchers
+
+
+def _unescape(raw: str) -> str:
+    """Alertmanager's unescaping of a matcher value (quoted or bare): `\\n` is a newline, `\\"` and `\\\\` are the
+    character itself, any other escape is kept as written (`\\d` stays `\\d` for the regular expression)."""
+    out: list[str] = []
+    chars = iter(raw)
+    for char in chars:
+        if char != "\\":
+            out.append(char)
+            continue
+        following = next(chars, None)
+        if following is None:
+            out.append("\\")  # a trailing backslash is literal
+        elif following == "n":
+            out.append("\n")
+        elif following in ('"', "\\"):
+            out.append(following)
+        else:
+            out.append("\\" + following)
+    return "".join(out)
 
 
 def matches_all(matchers: tuple[Matcher, ...] | list[Matcher], labels: Mapping[str, str]) -> bool:

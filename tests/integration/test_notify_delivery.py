@@ -159,11 +159,15 @@ async def test_sink_outage_and_kill_9_lose_nothing_and_send_nothing_twice(
         runs[0].proc.send_signal(signal.SIGKILL)
         runs[0].proc.wait()
 
-        pd.faults.clear()
-        hook.faults.clear()
-        hook.fail(500, times=3)  # still flaky for a moment after the restart
         runs.append(Run(path, port, log))
         await runs[1].ready()
+        # the sinks come back only once the restarted process is retrying: a request the killed process had
+        # in flight is answered while they are still down (an accepted one would count as a repeat)
+        seen = (len(pd.requests), len(hook.requests))
+        await until(lambda: len(pd.requests) > seen[0] and len(hook.requests) > seen[1], 10, "retries after restart")
+        pd.faults.clear()
+        hook.faults.clear()
+        hook.fail(500, times=3)  # still flaky for a moment
         await until(
             lambda: len(pd.accepted) >= 2 * len(HOSTS) and len(hook.accepted) >= 2 * len(HOSTS),
             30,

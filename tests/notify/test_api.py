@@ -85,10 +85,13 @@ class Api:
 
 
 @asynccontextmanager
-async def serve(store: Store, token: str | None, config_silences: Sequence[Silence]) -> AsyncIterator[Api]:
+async def serve(
+    store: Store, token: str | None, config_silences: Sequence[Silence], behind_ms: int = 0
+) -> AsyncIterator[Api]:
     """The real aiohttp app (operational endpoints plus the API) on a free loopback port."""
     clock = ManualClock(T0)
-    app = build_app(Metrics(), _ready, api=notify_api.routes(store, clock, token, list(config_silences)))
+    routes = notify_api.routes(store, clock, token, list(config_silences), behind_ms)
+    app = build_app(Metrics(), _ready, api=routes)
     port = free_port()
     runner = await start_server(app, "127.0.0.1", port)
     try:
@@ -312,6 +315,22 @@ async def test_a_silence_is_refused_once_its_end_has_passed_by_the_clock(api: Ap
     status, answer = await api.call("POST", "/api/silences", body=SILENCE)  # ends at T0 + 1h
     assert status == 400
     assert "endsAt" in answer["error"]
+
+
+async def test_silences_cover_the_alerts_being_evaluated_behind_the_wall_clock(store: Store) -> None:
+    """Notifications are decided in event time, `lateness + max_delay` behind the wall clock: a silence
+    created now starts that far back by default (so the page about to go out is muted), and it is kept
+    until its end has passed in that time too."""
+    behind = 40_000
+    async with serve(store, TOKEN, [], behind_ms=behind) as api:
+        created = await api.create(matchers=['team="a"'], endsAt=format_ms(T0 + 60_000))
+        assert [(s["id"], s["startsAt"]) for s in await api.silences()] == [(created, format_ms(T0 - behind))]
+        given = await api.create(matchers=['team="b"'], startsAt=format_ms(T0 + 5_000), endsAt=format_ms(T0 + HOUR))
+        api.clock.set(T0 + 60_000 + behind - 1)  # the first ended at the wall clock, not yet in event time
+        listed = {s["id"]: s["startsAt"] for s in await api.silences()}
+        assert listed == {created: format_ms(T0 - behind), given: format_ms(T0 + 5_000)}
+        api.clock.set(T0 + 60_000 + behind)
+        assert [s["id"] for s in await api.silences()] == [given]
 
 
 # ---- history --------------------------------------------------------------------------------------------

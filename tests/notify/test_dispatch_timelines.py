@@ -62,7 +62,7 @@ def summary(notes: list[Notification]) -> list[tuple[str, str, str, list[str]]]:
     ]
 
 
-ROUTE = {"receiver": "team", "group_by": ["alertname"], "group_wait": "30s", "group_interval": "5m"}
+ROUTE: dict[str, Any] = {"receiver": "team", "group_by": ["alertname"], "group_wait": "30s", "group_interval": "5m"}
 
 
 def test_group_wait_collects_alerts_into_one_first_notification() -> None:
@@ -248,3 +248,87 @@ def test_delivery_ids_are_stable_and_distinct_per_sink(sink_count: int) -> None:
         ids.append([n.id for n in tl.step(T0 + 1, fire(T0, host="a"))])
     assert ids[0] == ids[1]
     assert len(set(ids[0])) == sink_count
+
+
+# ---- found in review: each of these failed before its fix ----------------------------------------------------
+
+
+def test_send_resolved_false_sink_gets_no_repeat_when_one_alert_of_a_group_resolves() -> None:
+    receivers = [{"name": "team", "stdout_configs": [{"send_resolved": False}, {}]}]
+    tl = Timeline(config(ROUTE, receivers))
+    tl.step(T0 + 31 * S, fire(T0, host="a"), fire(T0, host="b"))
+    out = tl.step(T0 + 6 * M, resolve(T0 + M, host="b"))
+    # the resolve is news only to the sink that is told about resolves; the other already knows "a fires"
+    assert [(n.sink, n.status, len(n.alerts)) for n in out] == [("stdout/1", "firing", 2)]
+
+
+def test_an_alert_paged_before_a_silence_is_not_paged_again_when_it_ends() -> None:
+    silence = {"matchers": ['host="a"'], "starts_at": at(T0 + M), "ends_at": at(T0 + 7 * M)}
+    tl = Timeline(config({**ROUTE, "repeat_interval": "4h"}, silences=[silence]))
+    assert len(tl.step(T0 + 31 * S, fire(T0, host="a"))) == 1  # paged at T0+30s, before the silence
+    # silenced at the flush of T0+5m30s (everything muted: the notification log is left alone), not after
+    assert tl.step(T0 + 60 * M) == []
+
+
+def test_a_silenced_alert_that_resolves_is_not_announced() -> None:
+    silence = {"matchers": ['host="b"'], "ends_at": at(T0 + 60 * M)}
+    tl = Timeline(config(ROUTE, silences=[silence]))
+    tl.step(T0 + 31 * S, fire(T0, host="a"), fire(T0, host="b"))
+    assert summary(tl.sent) == [(at(T0 + 30 * S), "team", "firing", ["db_errors:a:firing"])]
+    assert tl.step(T0 + 6 * M, resolve(T0 + M, host="b")) == []
+
+
+def test_two_sided_inhibition_does_not_mute_both_alerts() -> None:
+    source, target = 'severity=~"critical|warning"', 'severity="warning"'
+    rules = [{"source_matchers": [source], "target_matchers": [target], "equal": ["cluster"]}]
+    route = {**ROUTE, "group_by": ["alertname", "host"], "group_wait": "0s"}
+    tl = Timeline(config(route, inhibit_rules=rules))
+    out = tl.step(T0 + 1, fire(T0, host="a", cluster="c1"), fire(T0, host="b", cluster="c1"))
+    assert sorted(n.alerts[0].labels["host"] for n in out) == ["a", "b"]
+    out = tl.step(T0 + 2 * M, fire(T0 + M, rule="db_down", host="c", cluster="c1", severity="critical"))
+    assert [n.alerts[0].name for n in out] == ["db_down"]  # the critical does inhibit the warnings' updates
+
+
+def test_replay_end_sends_pending_resolves() -> None:
+    tl = Timeline(config(ROUTE))
+    tl.step(T0 + 20 * M + 10 * S, fire(T0, host="a"), resolve(T0 + 20 * M, host="a"))  # input ends at 20m10s
+    assert [n.status for n in tl.sent] == ["firing"]  # the resolve waits for the flush at T0+20m30s
+    out = tl.notifier.finish().outbox
+    assert summary(out) == [(at(T0 + 20 * M + 30 * S), "team", "resolved", ["db_errors:a:resolved"])]
+
+
+def test_group_keys_of_different_label_sets_never_collide() -> None:
+    route = {**ROUTE, "group_by": ["a", "b"], "group_wait": "0s"}
+    tl = Timeline(config(route))
+    out = tl.step(T0 + 1, fire(T0, a='x",b="y'), fire(T0, a="x", b="y"))
+    assert len(out) == 2
+    assert len({n.group_key for n in out}) == 2
+
+
+HOST_A: dict[str, Any] = {"matchers": ['host="a"'], "receiver": "team"}
+OTHER: dict[str, Any] = {"matchers": ['host="zz"'], "receiver": "team"}
+
+
+RENAMED: list[dict[str, Any]] = [{"name": "renamed", "stdout_configs": [{}]}]
+CHANGES: list[dict[str, Any]] = [
+    {"receivers": RENAMED, "route": {**ROUTE, "receiver": "renamed"}},
+    {"route": {**ROUTE, "group_by": ["alertname", "host"]}},
+    {"before": {**ROUTE, "routes": [HOST_A]}, "route": {**ROUTE, "routes": [OTHER, HOST_A]}},
+]
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=["receiver-renamed", "group-by-changed", "route-inserted-before"])
+def test_a_changed_route_tree_keeps_stored_alerts_without_paging_twice(change: dict[str, Any]) -> None:
+    """Restart with a changed tree: the stored groups are re-routed, the firing alert is not paged again,
+    and its resolve is still delivered (before the fix: a crash, a group repeating FIRING for ever, or a
+    lost resolve)."""
+    first = Timeline(config(change.get("before", ROUTE)))
+    stored = first.notifier.step([fire(T0, host="a")], T0 + 31 * S).groups
+    assert len(first.sent) == 0  # step() on the notifier directly: the one notification is in that outbox
+    receivers = change.get("receivers", [{"name": "team", "stdout_configs": [{}]}])
+    second = Timeline(config(change["route"], receivers))
+    second.notifier.restore(stored)
+    assert second.step(T0 + 10 * M) == []
+    out = second.step(T0 + 16 * M, resolve(T0 + 12 * M, host="a"))
+    assert [(n.status, [a.status for a in n.alerts]) for n in out] == [("resolved", ["resolved"])]
+    assert second.step(T0 + 6 * 60 * M) == []  # and nothing repeats afterwards

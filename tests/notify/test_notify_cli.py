@@ -663,3 +663,31 @@ receivers:
     assert all(r.headers["authorization"] == f"Bearer {HOOK_SECRET}" for r in vendor.requests)
     by_id = {r.headers["x-streamalert-delivery"]: r.body for r in vendor.requests}
     assert by_id == {line["id"]: {k: v for k, v in line.items() if k in PAYLOAD_KEYS} for line in printed}
+
+
+async def _deliver_later(state: str, note: Notification) -> None:
+    """A later notification of the same group and sink delivered (it is in the history)."""
+    store = RedisStore.from_url(state)
+    try:
+        record = {"id": note.id, "receiver": note.receiver, "sink": note.sink, "group_key": note.group_key}
+        await store.outbox_done("0-1", orjson.dumps({**record, "at": format_ms(T0 + 60_000), "status": "sent"}), 100)
+    finally:
+        await store.close()
+
+
+def test_outbox_requeue_leaves_a_superseded_dead_letter_unless_forced(
+    tmp_path: Path, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dead trigger whose group has since had its resolve delivered is not re-sent by default: it would
+    reopen a closed incident (PagerDuty) or show a stale page."""
+    config, state = _redis_config(tmp_path, redis_url)
+    ids = asyncio.run(_seed_outbox(state))
+    asyncio.run(_deliver_later(state, _notification(0, "Alpha")))
+    assert main(["outbox", "--config", str(config), "--requeue"]) == 0
+    out = capsys.readouterr().out
+    assert f"{ids['Alpha']}  left dead" in out
+    assert out.endswith("re-queued 2 notification(s)\n")
+    assert asyncio.run(_outbox_names(state)) == (["Delta", "Bravo", "raw"], ["Alpha"])
+    assert main(["outbox", "--config", str(config), "--requeue", ids["Alpha"], "--force"]) == 0
+    assert capsys.readouterr().out == "re-queued 1 notification(s)\n"
+    assert asyncio.run(_outbox_names(state))[1] == []

@@ -35,6 +35,16 @@ class Case:
 
 
 TREES: dict[str, dict[str, Any]] = {
+    # escapes in matcher values: \d stays for the regex, \" and \\ are unescaped, quoted and bare
+    "escapes": {
+        "receiver": "default",
+        "routes": [
+            {"matchers": [r'team=~"pay\d+"'], "receiver": "digits"},
+            {"matchers": [r'quote="a\"b"'], "receiver": "quoted"},
+            {"matchers": [r"path=c:\\tmp"], "receiver": "backslash"},
+            {"matchers": [r'host=~"db\.prod"'], "receiver": "dot"},
+        ],
+    },
     # three levels; a child without receiver inherits its parent's; anchored regex
     "nesting": {
         "receiver": "default",
@@ -157,6 +167,14 @@ TREES: dict[str, dict[str, Any]] = {
 }
 
 CASES: dict[str, list[Case]] = {
+    "escapes": [
+        Case({"team": "pay12"}, ["digits"]),
+        Case({"team": "payd"}, ["default"]),
+        Case({"quote": 'a"b'}, ["quoted"]),
+        Case({"path": "c:\\tmp"}, ["backslash"]),
+        Case({"host": "db.prod"}, ["dot"]),
+        Case({"host": "dbxprod"}, ["default"]),
+    ],
     "nesting": [
         Case({}, ["default"]),
         Case({"team": "payments"}, ["pay"]),
@@ -255,7 +273,11 @@ def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[pathlib
 
 
 def label_args(labels: dict[str, str]) -> list[str]:
-    return [f"{name}={value}" for name, value in labels.items()]
+    """Labels as both commands read them: matchers `name="value"`, with `\\` and `"` escaped."""
+    return [
+        f'{name}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for name, value in labels.items()
+    ]
 
 
 def amtool_routes(config: pathlib.Path, labels: dict[str, str]) -> list[str]:

@@ -198,3 +198,29 @@ def test_a_missing_secret_file_names_receiver_and_key(tmp_path: Path, monkeypatc
     config = load_config(Path(__file__).resolve().parents[2] / "config" / "streamalert.yaml")
     with pytest.raises(ValueError, match=r"default-email: email_configs.0: auth_password_file: cannot read"):
         build_sinks(config)
+
+
+@pytest.mark.parametrize(
+    ("notify", "message"),
+    [
+        (
+            "silences: [{matchers: ['a=\"b\"'], starts_at: '2026-01-02T00:00:00Z', ends_at: '2026-01-01T00:00:00Z'}]",
+            r"silences.0: ends_at: must be after starts_at",
+        ),
+        ("notify: {tick: 0s}", r"notify.tick: must be more than 0"),
+        ("notify: {retry_initial: 0s}", r"notify.retry_initial: must be more than 0"),
+        ("notify: {retry_initial: 10m, retry_max: 1m}", r"notify: retry_initial: must not exceed retry_max"),
+        ("route: {receiver: r, group_interval: 0s}\nreceivers: [{name: r}]", r"route.group_interval: must be more"),
+        ("route: {receiver: r}\nreceivers: [{name: r, stdout_configs: [{timeout: 0s}]}]", r"timeout: must be more"),
+        ("route: {receiver: r, routes: [{match: {bad-name: x}}]}\nreceivers: [{name: r}]", r"not a label name"),
+        (
+            "route: {receiver: r}\nreceivers: [{name: r}]\n"
+            "inhibit_rules: [{source_matchers: ['a=\"b\"'], target_matchers: ['c=\"d\"'], equal: [bad-name]}]",
+            r"inhibit_rules.0.equal.0: 'bad-name' is not a label name",
+        ),
+    ],
+)
+def test_bad_notification_settings_name_their_key(tmp_path: Path, notify: str, message: str) -> None:
+    text = f"rules: rules\nsources:\n  vector: {{auth: none}}\n{notify}\n"
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, text))

@@ -45,7 +45,8 @@ class SinkConfig(BaseModel):
     @field_validator("timeout")
     @classmethod
     def _duration(cls, value: str) -> str:
-        parse_duration(value)
+        if parse_duration(value) <= 0:
+            raise ValueError("must be more than 0")
         return value
 
     def timeout_s(self) -> float:
