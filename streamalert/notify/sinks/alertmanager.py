@@ -44,6 +44,7 @@ from streamalert.clock import Clock, WallClock
 from streamalert.durations import parse_duration
 from streamalert.notify.model import ZERO_TIME, Alert, Notification
 from streamalert.notify.sinks.base import SinkConfig, SinkKind, post_json, secret
+from streamalert.notify.sinks.text import DELIVERY_HEADER
 
 ALERTS_PATH = "/api/v2/alerts"
 
@@ -126,7 +127,7 @@ class AlertmanagerSink:
         payload = self.payload(notification)
         if not payload:
             return
-        headers = {"X-Streamalert-Delivery": notification.id}
+        headers = {DELIVERY_HEADER: notification.id}
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token}"
         await post_json(http, self._url, payload, what="alertmanager", headers=headers)

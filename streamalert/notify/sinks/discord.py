@@ -27,7 +27,8 @@ import aiohttp
 from pydantic import SecretStr, model_validator
 
 from streamalert.notify.model import SEVERITIES, Alert, Notification, severity_rank
-from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json, secret
+from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json
+from streamalert.notify.sinks.text import DELIVERY_HEADER, is_http_url, labels_line, ordered_alerts, webhook_url
 
 CONTENT_MAX = 2000
 MAX_EMBEDS = 10
@@ -87,17 +88,9 @@ def _text(raw: str, limit: int) -> str:
 
 def _http_url(url: str) -> str | None:
     url = url.strip()
-    if url.lower().startswith(("https://", "http://")) and not any(c.isspace() for c in url) and len(url) <= 512:
+    if is_http_url(url) and len(url) <= 512:
         return url
     return None
-
-
-def ordered_alerts(notification: Notification) -> list[Alert]:
-    """Firing alerts first, the most severe first; then resolved ones; otherwise in notification order."""
-    return sorted(
-        notification.alerts,
-        key=lambda a: (a.status != "firing", -severity_rank(a.labels) if a.status == "firing" else 0),
-    )
 
 
 def color(alert: Alert) -> int:
@@ -113,16 +106,6 @@ def embed_chars(embed: dict[str, Any]) -> int:
     total += sum(len(f["name"]) + len(f["value"]) for f in embed.get("fields", []))
     total += len(embed.get("footer", {}).get("text", "")) + len(embed.get("author", {}).get("name", ""))
     return total
-
-
-def labels_line(alert: Alert, common: dict[str, str]) -> str:
-    """`k=v, ...` without alertname and severity; the labels that set the alert apart from the others in the
-    notification come first (they survive truncation), then the common ones, each group sorted by name."""
-    items = sorted(
-        ((k, v) for k, v in alert.labels.items() if k not in {"alertname", "severity"}),
-        key=lambda kv: (common.get(kv[0]) == kv[1], kv[0]),
-    )
-    return ", ".join(f"{k}={v}" for k, v in items)
 
 
 def alert_embed(alert: Alert, budget: int, common: dict[str, str]) -> dict[str, Any]:
@@ -180,9 +163,7 @@ def render(notification: Notification, config: DiscordConfig) -> dict[str, Any]:
 class DiscordSink:
     def __init__(self, config: DiscordConfig) -> None:
         self.config = config
-        self._url = secret(config.webhook_url, config.webhook_url_file, "webhook_url")
-        if not self._url.lower().startswith(("https://", "http://")):
-            raise ValueError("webhook_url: not an http(s) URL")
+        self._url = webhook_url(config.webhook_url, config.webhook_url_file)
 
     async def send(self, notification: Notification, http: aiohttp.ClientSession) -> None:
         await post_json(
@@ -190,7 +171,7 @@ class DiscordSink:
             self._url,
             render(notification, self.config),
             what="discord",
-            headers={"X-Streamalert-Delivery": notification.id},
+            headers={DELIVERY_HEADER: notification.id},
         )
 
 

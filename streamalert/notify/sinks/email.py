@@ -36,6 +36,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 
 from streamalert.notify.model import Alert, Notification
 from streamalert.notify.sinks.base import DeliveryError, SinkConfig, SinkKind, secret
+from streamalert.notify.sinks.text import DELIVERY_HEADER
 
 _REMEMBERED = 256  # notifications whose accepting recipients a retry skips
 _DOT_ATOM = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*")
@@ -243,7 +244,7 @@ def build_message(notification: Notification, config: EmailConfig) -> EmailMessa
     with contextlib.suppress(ValueError):  # without a Date header, the relay adds one
         message["Date"] = format_datetime(datetime.fromisoformat(notification.at))
     message["Message-ID"] = message_id(notification, envelope_address(config.from_))
-    message["X-Streamalert-Delivery"] = _one_line(notification.id)
+    message[DELIVERY_HEADER] = _one_line(notification.id)
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(render_text(notification))
     message.add_alternative(render_html(notification), subtype="html")

@@ -19,6 +19,7 @@ from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from streamalert.notify.model import Alert, Notification
 from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json, secret
+from streamalert.notify.sinks.text import DELIVERY_HEADER
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 SEVERITIES = frozenset({"critical", "error", "warning", "info"})  # the values PD-CEF allows
@@ -137,7 +138,7 @@ class PagerdutySink:
         self._accepted.move_to_end(notification.id)
         while len(self._accepted) > _REMEMBERED:
             self._accepted.popitem(last=False)
-        headers = {"X-Streamalert-Delivery": notification.id}
+        headers = {DELIVERY_HEADER: notification.id}
         for index, event in enumerate(events):
             if index in accepted:
                 continue

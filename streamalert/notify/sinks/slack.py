@@ -26,7 +26,8 @@ import aiohttp
 from pydantic import SecretStr, model_validator
 
 from streamalert.notify.model import SEVERITIES, Alert, Notification, severity_rank
-from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json, secret
+from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json
+from streamalert.notify.sinks.text import DELIVERY_HEADER, is_http_url, labels_line, ordered_alerts, webhook_url
 
 MAX_BLOCKS = 50
 SECTION_TEXT_MAX = 3000
@@ -92,7 +93,7 @@ def _text(raw: str, limit: int) -> str:
 def _link(url: str, label: str) -> str | None:
     """`<url|label>` for an http(s) URL short enough to show; None otherwise."""
     url = url.strip()
-    if not url.lower().startswith(("https://", "http://")) or any(c.isspace() for c in url):
+    if not is_http_url(url):
         return None
     target = escape(url).replace("|", "%7C")
     if len(target) > _URL_MAX:
@@ -100,26 +101,8 @@ def _link(url: str, label: str) -> str | None:
     return f"<{target}|{label}>"
 
 
-def ordered_alerts(notification: Notification) -> list[Alert]:
-    """Firing alerts first, the most severe first; then resolved ones; otherwise in notification order."""
-    return sorted(
-        notification.alerts,
-        key=lambda a: (a.status != "firing", -severity_rank(a.labels) if a.status == "firing" else 0),
-    )
-
-
 def _format_value(value: float | int) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def labels_line(alert: Alert, common: dict[str, str]) -> str:
-    """`k=v, ...` without alertname and severity; the labels that set the alert apart from the others in the
-    notification come first (they survive truncation), then the common ones, each group sorted by name."""
-    items = sorted(
-        ((k, v) for k, v in alert.labels.items() if k not in {"alertname", "severity"}),
-        key=lambda kv: (common.get(kv[0]) == kv[1], kv[0]),
-    )
-    return ", ".join(f"{k}={v}" for k, v in items)
 
 
 def alert_section(alert: Alert, common: dict[str, str], room: int = SECTION_TEXT_MAX) -> dict[str, Any]:
@@ -188,9 +171,7 @@ def render(notification: Notification, config: SlackConfig) -> dict[str, Any]:
 class SlackSink:
     def __init__(self, config: SlackConfig) -> None:
         self.config = config
-        self._url = secret(config.webhook_url, config.webhook_url_file, "webhook_url")
-        if not self._url.lower().startswith(("https://", "http://")):
-            raise ValueError("webhook_url: not an http(s) URL")
+        self._url = webhook_url(config.webhook_url, config.webhook_url_file)
 
     async def send(self, notification: Notification, http: aiohttp.ClientSession) -> None:
         await post_json(
@@ -198,7 +179,7 @@ class SlackSink:
             self._url,
             render(notification, self.config),
             what="slack",
-            headers={"X-Streamalert-Delivery": notification.id},
+            headers={DELIVERY_HEADER: notification.id},
         )
 
 

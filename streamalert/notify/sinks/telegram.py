@@ -36,6 +36,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from streamalert.notify.model import SEVERITIES, Alert, Notification, severity_rank
 from streamalert.notify.sinks.base import DeliveryError, SinkConfig, SinkKind, one_secret, post_json, secret
+from streamalert.notify.sinks.text import DELIVERY_HEADER, is_http_url, labels_line, ordered_alerts
 
 TEXT_MAX = 4096
 SEVERITY_EMOJI = {"critical": "🔴", "error": "🟠", "warning": "🟡", "info": "🔵"}
@@ -114,30 +115,12 @@ def _text(raw: str, limit: int) -> str:
 
 def _link(url: str, label: str) -> str | None:
     url = url.strip()
-    if not url.lower().startswith(("https://", "http://")) or any(c.isspace() for c in url):
+    if not is_http_url(url):
         return None
     href = escape(url).replace('"', "&quot;")
     if len(href) > _URL_MAX:
         return None
     return f'<a href="{href}">{label}</a>'
-
-
-def ordered_alerts(notification: Notification) -> list[Alert]:
-    """Firing alerts first, the most severe first; then resolved ones; otherwise in notification order."""
-    return sorted(
-        notification.alerts,
-        key=lambda a: (a.status != "firing", -severity_rank(a.labels) if a.status == "firing" else 0),
-    )
-
-
-def labels_line(alert: Alert, common: dict[str, str]) -> str:
-    """`k=v, ...` without alertname and severity; the labels that set the alert apart from the others in the
-    notification come first (they survive truncation), then the common ones, each group sorted by name."""
-    items = sorted(
-        ((k, v) for k, v in alert.labels.items() if k not in {"alertname", "severity"}),
-        key=lambda kv: (common.get(kv[0]) == kv[1], kv[0]),
-    )
-    return ", ".join(f"{k}={v}" for k, v in items)
 
 
 def alert_paragraph(alert: Alert, common: dict[str, str], room: int = TEXT_MAX) -> str:
@@ -232,7 +215,7 @@ class TelegramSink:
                 self._url,
                 self._payload(chat_id, text),
                 what="telegram",
-                headers={"X-Streamalert-Delivery": delivery_id},
+                headers={DELIVERY_HEADER: delivery_id},
             )
             _check_answer(answer)
         except DeliveryError as exc:

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from streamalert.notify.model import Notification
 from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json, secret
+from streamalert.notify.sinks.text import DELIVERY_HEADER
 
 
 class WebhookConfig(SinkConfig):
@@ -77,7 +78,7 @@ class WebhookSink:
         message = self.message(notification)
         if message is None:
             return
-        headers = {"X-Streamalert-Delivery": notification.id}
+        headers = {DELIVERY_HEADER: notification.id}
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token}"
         await post_json(http, self._url, message.webhook_payload(), what="webhook", headers=headers)
