@@ -174,6 +174,17 @@ async def test_sink_outage_and_kill_9_lose_nothing_and_send_nothing_twice(
             "every notification to be delivered after the restart",
         )
         await until(lambda: client.xlen(outbox_key) == 0, 10, "the outbox to drain")
+        exposition = ""
+
+        async def scrape() -> bool:  # the outbox gauge is refreshed at every sender tick (100 ms here)
+            nonlocal exposition
+            async with aiohttp.ClientSession() as session, session.get(f"{runs[1].url}/metrics") as response:
+                exposition = await response.text()
+            return "streamalert_outbox_depth 0.0" in exposition
+
+        async with asyncio.timeout(10):
+            while not await scrape():  # noqa: ASYNC110 (another process's state: nothing to wait on)
+                await asyncio.sleep(0.1)  # polling interval, bounded by the deadline
 
     # PagerDuty: per alert one trigger then one resolve with the same dedup_key, nothing twice
     events = [(r.body["dedup_key"], r.body["event_action"]) for r in pd.accepted]
@@ -189,6 +200,11 @@ async def test_sink_outage_and_kill_9_lose_nothing_and_send_nothing_twice(
     assert statuses == {h: ["firing", "resolved"] for h in HOSTS}
     assert client.xlen(keys.notifications(namespace)) == 4 * len(HOSTS)
     assert client.xlen(keys.dead_letters(namespace)) == 0
+    # the restarted process's metrics: its deliveries, the failed attempts before them, an empty outbox
+    assert f'streamalert_notifications_total{{sink="pagerduty",status="sent"}} {2 * len(HOSTS)}.0' in exposition
+    assert f'streamalert_notifications_total{{sink="webhook",status="sent"}} {2 * len(HOSTS)}.0' in exposition
+    assert 'streamalert_notifications_total{sink="webhook",status="failed"}' in exposition
+    assert 'streamalert_notification_send_seconds_count{sink="pagerduty"}' in exposition
     logs = log.read_text()
     assert ROUTING_KEY not in logs
     assert "T0KEN-in-the-url" not in logs
