@@ -245,7 +245,9 @@ class Sender:
                     self._failed(kind, str(exc), exc.status)
                     raise
                 except Exception as exc:  # a bug in the sink: dead-letter this entry, keep the lane going
-                    _log.exception("sink_error", sink=kind, id=notification.id)
+                    _log.error(
+                        "sink_error", sink=kind, id=notification.id, error=type(exc).__name__
+                    )  # no text: it may hold a URL
                     self._failed(kind, type(exc).__name__)
                     raise DeliveryError(f"{kind}: sink error ({type(exc).__name__})", retryable=False) from None
                 finally:
