@@ -150,9 +150,15 @@ class ReceiverSpec(BaseModel):
         return self
 
     @property
-    def sinks(self) -> list[tuple[str, SinkConfig]]:
-        """(kind, validated config) in the order written."""
-        return list(self._sinks)
+    def sinks(self) -> list[tuple[str, str, SinkConfig]]:
+        """(name, kind, validated config) in the order written; the name, `<kind>/<index among that kind>`
+        (`slack/0`), identifies the sink in notifications, delivery ids and metrics."""
+        seen: dict[str, int] = {}
+        named = []
+        for kind, config in self._sinks:
+            index = seen[kind] = seen.get(kind, -1) + 1
+            named.append((f"{kind}/{index}", kind, config))
+        return named
 
 
 class InhibitRuleSpec(BaseModel):

@@ -43,14 +43,9 @@ class Notifier:
         self.external_url = config.notify.external_url
         self.receivers: dict[str, ReceiverSinks] = {}
         for spec in config.receivers:
-            counters: dict[str, int] = {}
-            sinks = []
-            for kind, sink_config in spec.sinks:
-                index = counters.get(kind, 0)
-                counters[kind] = index + 1
-                sinks.append((f"{kind}/{index}", sink_config))
+            sinks = tuple((name, sink_config) for name, _, sink_config in spec.sinks)
             rank = SEVERITIES.index(spec.min_severity) if spec.min_severity else 0
-            self.receivers[spec.name] = ReceiverSinks(spec.name, rank, tuple(sinks))
+            self.receivers[spec.name] = ReceiverSinks(spec.name, rank, sinks)
         self.inhibit_rules = [
             InhibitRule(
                 tuple(m for text in r.source_matchers for m in parse_matchers(text)),

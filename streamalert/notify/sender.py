@@ -42,13 +42,11 @@ def build_sinks(config: NotifyConfig) -> dict[tuple[str, str], Sink]:
     kinds = registry()
     sinks: dict[tuple[str, str], Sink] = {}
     for receiver in config.receivers:
-        counters: dict[str, int] = {}
-        for kind, sink_config in receiver.sinks:
-            index = counters.get(kind, 0)
-            counters[kind] = index + 1
+        for name, kind, sink_config in receiver.sinks:
             try:
-                sinks[(receiver.name, f"{kind}/{index}")] = kinds[kind].build(sink_config)
+                sinks[(receiver.name, name)] = kinds[kind].build(sink_config)
             except ValueError as exc:
+                index = name.partition("/")[2]
                 raise ValueError(f"receivers: {receiver.name}: {kind}_configs.{index}: {exc}") from None
     return sinks
 
