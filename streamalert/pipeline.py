@@ -177,12 +177,7 @@ def _checkpoint(engine: Engine, notifier: Notifier | None, *, final: bool = Fals
     changes = engine.checkpoint()
     changes.transitions = [transition_json(t) for t in transitions]
     if notifier is not None:
-        step = notifier.step(transitions, engine.horizon_ms)
-        if final:  # replay's end: first notifications still waiting are sent at their due time
-            last = notifier.finish()
-            step.groups.update(last.groups)
-            step.groups_deleted = [g for g in step.groups_deleted + last.groups_deleted if g not in last.groups]
-            step.outbox += last.outbox
+        step = notifier.step(transitions, engine.horizon_ms, final=final)  # final: replay's end
         changes.groups, changes.groups_deleted = step.groups, step.groups_deleted
         changes.outbox = [n.to_json() for n in step.outbox]
     return transitions, changes
@@ -205,7 +200,13 @@ class Notify:
             return
         self._next_refresh = wall + self.refresh_ms
         raw = await retry_store(functools.partial(store.silences, horizon), metrics, health)
-        self.notifier.set_silences(Silence.from_json(r) for r in raw)
+        silences = []
+        for record in raw:
+            try:
+                silences.append(Silence.from_json(record))
+            except (ValueError, KeyError, TypeError):  # written by hand into Redis: skipped, not fatal
+                _log.warning("silence_unreadable")
+        self.notifier.set_silences(silences)
 
     def committed(self, changes: Changes, metrics: Metrics) -> None:
         counts = self.notifier.counts

@@ -74,8 +74,13 @@ class Notifier:
         by_id.update((s.id, s) for s in stored)
         self.silences = list(by_id.values())
 
-    def step(self, transitions: list[Transition], horizon_ms: int) -> NotifyChanges:
-        return self._changes(self.dispatch.step(transitions, horizon_ms))
+    def step(self, transitions: list[Transition], horizon_ms: int, *, final: bool = False) -> NotifyChanges:
+        """Take the transitions, flush what is due before the horizon; with `final` (replay's end), also what
+        is still waiting (Dispatch.finish)."""
+        flushes = self.dispatch.step(transitions, horizon_ms)
+        if final:
+            flushes += self.dispatch.finish()
+        return self._changes(flushes)
 
     def finish(self) -> NotifyChanges:
         return self._changes(self.dispatch.finish())
