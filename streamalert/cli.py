@@ -275,11 +275,12 @@ def _replay_notifying(args: argparse.Namespace) -> tuple[Notifier, NotifyConfig,
             return False
     else:
         config = NotifyConfig.model_validate(_DEFAULT_NOTIFY)
-    try:
-        build_sinks(config)
-    except ValueError as exc:
-        print(f"receivers: {exc}", file=sys.stderr)
-        return False
+    if args.send:  # a dry run needs no secrets: it only prints
+        try:
+            build_sinks(config)
+        except ValueError as exc:
+            print(f"{args.config}: {exc}", file=sys.stderr)
+            return False
     return Notifier(config), config, args.send
 
 

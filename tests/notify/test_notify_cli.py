@@ -691,3 +691,36 @@ def test_outbox_requeue_leaves_a_superseded_dead_letter_unless_forced(
     assert main(["outbox", "--config", str(config), "--requeue", ids["Alpha"], "--force"]) == 0
     assert capsys.readouterr().out == "re-queued 1 notification(s)\n"
     assert asyncio.run(_outbox_names(state))[1] == []
+
+
+def test_replay_notify_with_the_shipped_policy_needs_no_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The dry run of the shipped config reads no secret file (none exist here), and routes the incident as
+    the policy says: critical pages PagerDuty and the on-call Slack, payments go to #payments only."""
+    monkeypatch.setenv("STREAMALERT_SECRETS", str(tmp_path))  # empty: any secret read would fail
+    monkeypatch.setenv("STREAMALERT_TOKEN", "x")
+    notes = _replay(capsys, "--notify", "--config", str(ROOT / "config" / "streamalert.yaml"))
+    sent = {(n["groupLabels"]["alertname"], n["receiver"], n["sink"], n["status"]) for n in notes}
+    assert ("mailer_rate_limiter_redis_error", "pagerduty-oncall", "pagerduty/0", "firing") in sent
+    assert ("mailer_rate_limiter_redis_error", "pagerduty-oncall", "slack/0", "resolved") in sent
+    stripe = {(r, s) for name, r, s, _ in sent if name == "StripePaymentFailures"}
+    assert stripe == {("slack-payments-channel", "slack/0")}
+    first = next(n for n in notes if n["groupLabels"]["alertname"] == "mailer_rate_limiter_redis_error")
+    assert first["at"] == "2026-01-26T09:15:42.000Z"  # its transition at 09:15:12 plus group_wait 30s
+    assert (
+        main(
+            [
+                "replay",
+                INCIDENT,
+                "--rules",
+                str(RULES),
+                "--notify",
+                "--send",
+                "--config",
+                str(ROOT / "config" / "streamalert.yaml"),
+            ]
+        )
+        == 2
+    )  # really sending needs the secrets
+    assert "smtp-password" in capsys.readouterr().err
