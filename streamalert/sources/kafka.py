@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -339,7 +339,7 @@ class KafkaSource:
                 try:
                     await consumer.start()
                 except BaseException:
-                    await consumer.stop()
+                    await _bounded(consumer.stop(), _BROKER_WAIT_S)  # bounded: cancelled here, it may hang
                     raise
         listener = _Listener(self, consumer)
         if config.topic_pattern is not None:
@@ -354,9 +354,8 @@ class KafkaSource:
         self._in_flight = 0  # nothing more will be acknowledged: a revocation waiting for it may proceed
         self._settled.set()
         await self._commit_kafka(set(self._owned))
-        try:  # leaving the group waits for the brokers; with them gone, the session timeout does it for us
-            await asyncio.wait_for(consumer.stop(), _BROKER_WAIT_S)
-        except TimeoutError:
+        # leaving the group waits for the brokers; with them gone, the session timeout does it for us
+        if not await _bounded(consumer.stop(), _BROKER_WAIT_S):
             _log.warning("kafka_stop_timeout", seconds=_BROKER_WAIT_S)
         self._owned.clear()
         _log.info("kafka_stopped")
@@ -368,10 +367,13 @@ class KafkaSource:
         if consumer is None or not offsets:
             return
         try:
-            await asyncio.wait_for(consumer.commit(offsets), _BROKER_WAIT_S)
-        except (KafkaError, TimeoutError) as exc:  # the store holds the truth; Kafka's copy catches up later
-            self.commit_errors += 1
-            _log.warning("kafka_commit_failed", error=type(exc).__name__)
+            if await _bounded(consumer.commit(offsets), _BROKER_WAIT_S):
+                return
+            error = "TimeoutError"
+        except KafkaError as exc:  # the store holds the truth; Kafka's copy catches up later
+            error = type(exc).__name__
+        self.commit_errors += 1
+        _log.warning("kafka_commit_failed", error=error)
 
     async def _learn_positions(self, consumer: AIOKafkaConsumer) -> None:
         """Where reading starts on partitions that have handed out nothing yet (an empty or fully consumed
@@ -436,3 +438,22 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self._source._assigned(self._consumer, set(assigned))
+
+
+async def _bounded(call: Coroutine[Any, Any, Any], seconds: float) -> bool:
+    """Run `call` for at most `seconds`: True if it finished (its exception, if any, is raised). Unlike
+    `asyncio.wait_for`, a call that does not end when cancelled (aiokafka's stop and commit, with the brokers
+    gone, can swallow the cancellation) is abandoned instead of waited for: shutdown stays bounded."""
+    task = asyncio.ensure_future(call)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_forget)
+        return False
+    task.result()
+    return True
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" warning for an abandoned call
