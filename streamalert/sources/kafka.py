@@ -22,7 +22,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import pydantic
 import structlog
@@ -38,6 +38,7 @@ from streamalert.telemetry.metrics import Metrics
 _BROKER_WAIT_S = 5.0  # best-effort calls to the brokers (offset commits, leaving the group) wait no longer
 OFFSET = "offset:"
 _NEVER = -(2**62)  # checkpoint meta key prefix: "offset:topic/partition" -> the next offset to read
+T = TypeVar("T")
 _log = structlog.get_logger("streamalert.kafka")
 
 
@@ -158,6 +159,7 @@ class KafkaSource:
         self._metrics = metrics
         self._consumer: AIOKafkaConsumer | None = None
         self._closed = False
+        self._closing = asyncio.Event()  # set by close(): wakes a fetch stuck on a broker that is gone
         self._stored: dict[str, int] = {}  # lane -> next offset whose effects are committed in the store
         self._fetched: dict[TopicPartition, int] = {}  # next offset after the records handed out
         self._last_data: dict[TopicPartition, int] = {}  # wall time of the last batch handed out, or of assignment
@@ -182,10 +184,15 @@ class KafkaSource:
             while not self._closed:
                 await self._learn_positions(consumer)  # before getmany, which moves the positions on
                 try:
-                    data = await consumer.getmany(timeout_ms=self.config.tick_ms)
+                    # aiokafka's getmany can wait for a reassignment that never comes (broker gone) and was
+                    # seen not to end promptly when cancelled: it runs apart, and close or cancel leave it
+                    fetched = await self._apart(consumer.getmany(timeout_ms=self.config.tick_ms))
                 except KafkaError as exc:  # coordination trouble: aiokafka recovers, we report and go on
                     _log.warning("kafka_fetch_failed", error=type(exc).__name__)
-                    data = {}
+                    fetched = {}
+                if fetched is None:
+                    break  # closed while fetching
+                data = fetched
                 if not data:
                     self._report_lag(consumer)
                     yield Batch([], self._position)
@@ -299,8 +306,10 @@ class KafkaSource:
         return sorted(lane_of(tp) for tp in self._owned)
 
     async def close(self) -> None:
-        """Stop taking input: the current getmany returns within tick_ms, the batch in flight is finished."""
+        """Stop taking input: the current fetch is abandoned (its records were not handed out; they are read
+        again from the stored offsets), the batch in flight is finished."""
         self._closed = True
+        self._closing.set()
 
     # ---- internals -----------------------------------------------------------------------------------------
 
@@ -382,12 +391,33 @@ class KafkaSource:
         for tp in [tp for tp in self._owned if tp not in self._fetched]:
             generation = self._generation
             try:
-                position = await consumer.position(tp)
+                found = await self._apart(consumer.position(tp))
             except KafkaError as exc:  # not known yet (e.g. revoked meanwhile): asked again next time
                 _log.debug("kafka_position_unknown", partition=lane_of(tp), error=type(exc).__name__)
                 continue
+            if found is None:
+                return  # closed
             if generation == self._generation and tp in self._owned and tp not in self._fetched:
-                self._fetched[tp] = position
+                self._fetched[tp] = found
+
+    async def _apart(self, call: Coroutine[Any, Any, T]) -> T | None:
+        """Await an aiokafka call in a task of its own: None (the call abandoned) once the source is closed;
+        if this task is cancelled, the call is abandoned too, so cancellation always takes effect here."""
+        task = asyncio.ensure_future(call)
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait({task, closing}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            task.add_done_callback(_forget)
+            raise
+        finally:
+            closing.cancel()
+        if not task.done():
+            task.cancel()
+            task.add_done_callback(_forget)
+            return None
+        return task.result()
 
     def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         if self._metrics is None:
