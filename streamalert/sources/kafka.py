@@ -36,8 +36,8 @@ from streamalert.sources import Batch
 from streamalert.telemetry.metrics import Metrics
 
 _BROKER_WAIT_S = 5.0  # best-effort calls to the brokers (offset commits, leaving the group) wait no longer
-OFFSET = "offset:"
-_NEVER = -(2**62)  # checkpoint meta key prefix: "offset:topic/partition" -> the next offset to read
+OFFSET = "offset:"  # checkpoint meta key prefix: "offset:topic/partition" -> the next offset to read
+_NEVER = -(2**62)  # "no record yet" for the idle rule
 T = TypeVar("T")
 _log = structlog.get_logger("streamalert.kafka")
 
@@ -408,14 +408,12 @@ class KafkaSource:
         try:
             await asyncio.wait({task, closing}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            task.cancel()
-            task.add_done_callback(_forget)
+            _abandon(task)
             raise
         finally:
             closing.cancel()
         if not task.done():
-            task.cancel()
-            task.add_done_callback(_forget)
+            _abandon(task)
             return None
         return task.result()
 
@@ -477,11 +475,16 @@ async def _bounded(call: Coroutine[Any, Any, Any], seconds: float) -> bool:
     task = asyncio.ensure_future(call)
     done, _ = await asyncio.wait({task}, timeout=seconds)
     if not done:
-        task.cancel()
-        task.add_done_callback(_forget)
+        _abandon(task)
         return False
     task.result()
     return True
+
+
+def _abandon(task: asyncio.Task[Any]) -> None:
+    """Cancel a call and stop caring: it ends when it ends (aiokafka may ignore the cancellation)."""
+    task.cancel()
+    task.add_done_callback(_forget)
 
 
 def _forget(task: asyncio.Task[Any]) -> None:
