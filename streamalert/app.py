@@ -1,4 +1,13 @@
-"""Composition root of `streamalert run`: config -> wired parts; HTTP listener, live pipeline, signals, shutdown."""
+"""Composition root of `streamalert run`: config -> wired parts; HTTP listener, live pipeline, signals, shutdown.
+
+The process serves HTTP (`/healthz`, `/readyz`, `/metrics`, the API, Vector's ingest route) from start to
+exit. Input is taken in terms: a term starts when this process holds its namespace's writer lease (always,
+with memory state) and builds a fresh engine, source and notifier from the stored state; it ends when the
+process is told to stop, or when Redis says another process took the namespace over. Then the term's input
+is given up uncommitted (Vector is answered 503 and retries, Kafka partitions go back to the group) and the
+process waits as a standby for the lease again: losing the lease never ends the process. A store outage,
+however long, only pauses a term (see `pipeline.retry_store`).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +15,12 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Coroutine
-from typing import IO, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import IO
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from redis.exceptions import RedisError
 
 from streamalert.clock import Clock, Stopwatch, WallClock
@@ -22,18 +32,21 @@ from streamalert.model import Transition
 from streamalert.notify import api as notify_api
 from streamalert.notify.notifier import Notifier
 from streamalert.notify.sender import Sender, build_sinks
+from streamalert.notify.sinks.base import Sink
 from streamalert.output import JsonLinesWriter
 from streamalert.pipeline import Health, Notify, run_live
 from streamalert.replicas import IntakeSource, Replica
 from streamalert.sources.kafka import KafkaSource
 from streamalert.sources.vector_http import VectorHttpSource
 from streamalert.state.base import Store
-from streamalert.state.lease import Lease
+from streamalert.state.lease import Lease, LeaseLost
 from streamalert.state.redis import RedisStore
 from streamalert.state.stores import open_store, redact
+from streamalert.telemetry.loop import watch_loop
 from streamalert.telemetry.metrics import Metrics
 
 _log = structlog.get_logger("streamalert.app")
+Source = VectorHttpSource | KafkaSource | IntakeSource
 
 
 class FlushingWriter(JsonLinesWriter):
@@ -44,63 +57,237 @@ class FlushingWriter(JsonLinesWriter):
         self.close()
 
 
+class _Stop(asyncio.Event):
+    """The process is asked to stop (a signal, or intake ended): remembers when, so that every step of the
+    shutdown shares one `shutdown_timeout`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watch: Stopwatch | None = None
+
+    def set(self) -> None:
+        if self.watch is None:
+            self.watch = Stopwatch()
+        super().set()
+
+    def left(self, budget_s: float) -> float:
+        """Seconds of the shutdown budget left (a little at least, so that quick steps still run)."""
+        spent = 0.0 if self.watch is None else self.watch.elapsed()
+        return max(0.05, budget_s - spent)
+
+
+@dataclass(slots=True)
+class _Term:
+    """What the HTTP side sees of the current term (None between terms: standby)."""
+
+    source: Source | None = None
+    health: Health = field(default_factory=Health)
+
+
 async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | None = None) -> int:
-    """Run until SIGTERM/SIGINT: stop taking input, finish and commit the batch in flight, exit 0.
+    """Run until SIGTERM/SIGINT: stop taking input, finish and commit the batch in flight, exit 0 (1 when the
+    shutdown outlives `shutdown_timeout` or the pipeline failed).
 
     With Redis state the process first takes its namespace's writer lease (waiting as a standby while
-    another process holds it); it exits 1 when it loses the lease."""
+    another process holds it); when another process takes it over, it goes back to standby."""
     clock = clock or WallClock()
     rules = load_rules(config.rules)
     store = open_store(config.state)
     metrics = Metrics()
-    health = Health()
+    writer = _Writer(store.lease(config.ms("lease_ttl")) if isinstance(store, RedisStore) else None, metrics)
+    replica = _replica(config, store, clock, metrics, rules)
+    sinks = build_sinks(config) if config.route is not None else None  # a missing secret file fails the start
+    term = _Term()
+    ingest = _Ingest(config.sources.vector.path, term) if config.sources.vector is not None else None
+    api: list[web.RouteDef] = []
+    if config.route is not None:
+        behind = config.ms("lateness") + config.ms("max_delay")  # notification (event) time behind the wall clock
+        silences = Notifier(config).config_silences
+        api = notify_api.routes(store, clock, config.notify.token(), silences, behind)
+
+    host, port = parse_listen(config.http.listen)
+    routes = [ingest.route()] if ingest is not None else []
+    source_name = "vector" if ingest is not None else ("intake" if replica is not None else "kafka")
+    app = build_app(metrics, _readiness(replica, writer, term), routes, source=source_name, api=api)
+    runner = await start_server(app, host, port)
+    watcher = asyncio.create_task(watch_loop(metrics))
+    _log.info("started", listen=config.http.listen, rules=len(rules), state=redact(config.state))
+    stop = _Stop()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if replica is not None:
+        replica.start(stop)
+    sink = FlushingWriter(out if out is not None else sys.stdout.buffer)
+    code = 0
+    try:
+        while not stop.is_set():
+            if not await writer.acquire(store, stop):
+                break
+            outcome = await _run_term(config, rules, store, clock, metrics, writer, replica, sinks, sink, term, stop)
+            if outcome is not None:
+                code = outcome
+                break
+            writer.stand_by(store)  # taken over: wait for the lease again, never exit
+    finally:
+        stop.set()
+        code = await _shut_down(config, code, writer, replica, runner, store, watcher, stop)
+    _log.info("stopped", code=code)
+    return code
+
+
+async def _run_term(
+    config: AppConfig,
+    rules: list[Rule],
+    store: Store,
+    clock: Clock,
+    metrics: Metrics,
+    writer: _Writer,
+    replica: Replica | None,
+    sinks: dict[tuple[str, str], Sink] | None,
+    sink: FlushingWriter,
+    term: _Term,
+    stop: _Stop,
+) -> int | None:
+    """One term as the namespace's writer, from the stored state. Returns the exit code after `stop` (0, or
+    1 when the shutdown timed out or the pipeline failed), or None when the lease was lost."""
     engine = Engine(
         rules,
         lateness_ms=config.ms("lateness"),
         max_delay_ms=config.ms("max_delay"),
         future_skew_ms=config.ms("future_skew"),
     )
-    writer = _Writer(store.lease(config.ms("lease_ttl")) if isinstance(store, RedisStore) else None)
-    source, replica = _source(config, store, clock, metrics, rules)
-    notify, sender, api = _notifications(config, store, clock, metrics)
-
-    readiness = _readiness(replica, writer, health, source)
-
-    host, port = parse_listen(config.http.listen)
-    routes = source.routes() if isinstance(source, VectorHttpSource) else []
-    runner = await start_server(build_app(metrics, readiness, routes, source=source.name, api=api), host, port)
-    _log.info("started", listen=config.http.listen, rules=len(rules), state=redact(config.state))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    code = 0
-    if replica is not None:
-        replica.start(stop)
+    source = _source(config, clock, metrics, replica)
+    health = Health()
+    term.source, term.health = source, health
+    notify: Notify | None = None
     sending: asyncio.Task[None] | None = None
+    term_over = asyncio.Event()  # ends this term's sender
+    if config.route is not None and sinks is not None:
+        sender = Sender(store, sinks, config.notify, metrics)
+        notify = Notify(Notifier(config), wake=sender.wake.set, refresh_ms=config.notify.ms("tick"))
+        sending = asyncio.create_task(sender.run(term_over))  # only the writer sends: one process drains the outbox
+    pipeline = asyncio.create_task(run_live(engine, source, store, sink, clock, metrics, health, notify))
+    waits = {pipeline, asyncio.ensure_future(stop.wait()), asyncio.ensure_future(writer.lost.wait())}
     try:
-        if await writer.acquire(store, stop):
-            if sender is not None:  # only the writer sends: the outbox is drained by one process
-                sending = asyncio.create_task(sender.run(stop))
-            sink = FlushingWriter(out if out is not None else sys.stdout.buffer)
-            live = run_live(engine, source, store, sink, clock, metrics, health, notify)
-            code = await _run(config, live, source, stop)
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if writer.lost.is_set() or _raised(pipeline, LeaseLost):
+            await _give_up(source, pipeline)
+            return None
+        if pipeline.done():
+            return _failed(pipeline)
+        try:
+            await source.close()  # no new input; the batch in flight is finished, committed and acknowledged
+            await asyncio.wait_for(asyncio.shield(pipeline), timeout=stop.left(config.ms("shutdown_timeout") / 1000))
+        except TimeoutError:
+            _log.error("shutdown_timeout", seconds=config.ms("shutdown_timeout") / 1000)
+            await _give_up(source, pipeline)
+            return 1
+        except LeaseLost:
+            return 0  # taken over while finishing: the successor goes on from the stored state
+        except Exception:
+            return _failed(pipeline)
+        return 0
     finally:
+        for waiter in waits:
+            if waiter is not pipeline:
+                waiter.cancel()
+        term.source, term.health = None, Health()
+        term_over.set()
         if sending is not None:
-            stop.set()
-            await sending  # deliveries in flight are cancelled; they stay in the outbox for the next start
-        if replica is not None and not await replica.close(config.ms("shutdown_timeout") / 1000):
+            await sending  # deliveries in flight are cancelled; they stay in the outbox for the next holder
+
+
+def _raised(task: asyncio.Task[None], kind: type[BaseException]) -> bool:
+    return task.done() and not task.cancelled() and isinstance(task.exception(), kind)
+
+
+def _failed(pipeline: asyncio.Task[None]) -> int:
+    """The pipeline ended on its own: a bug or a source that failed. Reported, exit non-zero."""
+    error = pipeline.exception() if pipeline.done() and not pipeline.cancelled() else None
+    _log.error("pipeline_failed", error=f"{type(error).__name__}: {error}" if error else "ended")
+    return 1
+
+
+async def _give_up(source: Source, pipeline: asyncio.Task[None]) -> None:
+    """End a term without committing what is in flight: the input is taken again from the stored state by
+    whoever holds the lease next (Vector retries what was answered 503; Kafka redelivers from the stored
+    offsets)."""
+    pipeline.cancel()
+    with contextlib.suppress(BaseException):
+        await pipeline
+    if isinstance(source, VectorHttpSource):
+        await source.abort()
+    else:
+        await source.close()
+
+
+async def _shut_down(
+    config: AppConfig,
+    code: int,
+    writer: _Writer,
+    replica: Replica | None,
+    runner: web.AppRunner,
+    store: Store,
+    watcher: asyncio.Task[None],
+    stop: _Stop,
+) -> int:
+    """Stop intake, give the lease up, close the listener and the store: all within `shutdown_timeout`
+    (a store that does not answer cannot hold the exit up). Returns the exit code."""
+    budget = config.ms("shutdown_timeout") / 1000
+
+    def left() -> float:
+        return stop.left(budget)
+
+    steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+    if replica is not None:
+        steps.append(("intake", lambda: replica.close(left())))
+    steps += [
+        ("lease", writer.release),
+        ("listener", runner.cleanup),
+        ("store", store.close),
+    ]
+    for name, step in steps:
+        try:
+            result = await asyncio.wait_for(step(), left())
+        except TimeoutError:
+            _log.error("shutdown_timeout", step=name, seconds=budget)
             code = 1
-        code = await writer.release(code)
-        await runner.cleanup()
-        await store.close()
-    _log.info("stopped", code=code)
+            continue
+        except (RedisError, OSError) as exc:
+            _log.warning("shutdown_step_failed", step=name, error=type(exc).__name__)
+            continue
+        if result is False:
+            code = 1
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
     return code
 
 
-def _readiness(
-    replica: Replica | None, writer: _Writer, health: Health, source: VectorHttpSource | KafkaSource | IntakeSource
-) -> Readiness:
+class _Ingest:
+    """Vector's ingest route, mounted once: it hands each request to the current term's source, and answers
+    503 (Vector retries) while this process is a standby or between terms."""
+
+    def __init__(self, path: str, term: _Term) -> None:
+        self.path, self.term = path, term
+
+    def route(self) -> web.RouteDef:
+        return web.post(self.path, self._receive)
+
+    async def _receive(self, request: web.Request) -> web.StreamResponse:
+        source = self.term.source
+        if not isinstance(source, VectorHttpSource):
+            return web.Response(
+                status=503,
+                text="standby: another process writes this namespace; retry later\n",
+                headers={hdrs.RETRY_AFTER: "1"},
+            )
+        handler = source.routes()[0].handler
+        return await handler(request)
+
+
+def _readiness(replica: Replica | None, writer: _Writer, term: _Term) -> Readiness:
     """What `/readyz` checks: the store, the lease (or evaluation role), the source."""
 
     async def readiness() -> tuple[bool, dict[str, str]]:
@@ -113,8 +300,9 @@ def _readiness(
                 "evaluation": "running here" if writer.holding else "standby (another replica evaluates)",
             }
             return intake_health.ready and bool(lanes) and fetching, checks
+        health, source = term.health, term.source
         checks = {"store": health.store_error or ("ok" if health.ready else "starting")}
-        if not writer.holding:
+        if not writer.holding or source is None:
             checks["lease"] = "standby: another process writes this namespace"
             return False, checks
         if isinstance(source, KafkaSource):
@@ -127,71 +315,40 @@ def _readiness(
     return readiness
 
 
-def _notifications(
-    config: AppConfig, store: Store, clock: Clock, metrics: Metrics
-) -> tuple[Notify | None, Sender | None, list[web.RouteDef]]:
-    """The notification stage, its sender and its HTTP API, when a route is configured (sinks are built
-    here: a missing secret file fails the start)."""
-    if config.route is None:
-        return None, None, []
-    sender = Sender(store, build_sinks(config), config.notify, metrics)
-    notify = Notify(Notifier(config), wake=sender.wake.set, refresh_ms=config.notify.ms("tick"))
-    behind = config.ms("lateness") + config.ms("max_delay")  # notification (event) time behind the wall clock
-    api = notify_api.routes(store, clock, config.notify.token(), notify.notifier.config_silences, behind)
-    return notify, sender, api
-
-
 def _kafka_check(lanes: list[str], fetching: bool) -> str:
     return f"{len(lanes)} partitions assigned" + ("" if fetching or not lanes else ", brokers not answering")
 
 
-def _source(
-    config: AppConfig, store: Store, clock: Clock, metrics: Metrics, rules: list[Rule]
-) -> tuple[VectorHttpSource | KafkaSource | IntakeSource, Replica | None]:
-    """The source the evaluation reads, and in replicas mode this process's intake."""
+def _replica(config: AppConfig, store: Store, clock: Clock, metrics: Metrics, rules: list[Rule]) -> Replica | None:
+    """In replicas mode, this process's intake (it runs whether or not the process holds the lease)."""
     kafka = config.sources.kafka
-    if kafka is not None and kafka.replicas:
-        assert isinstance(store, RedisStore)  # validated by AppConfig
-        intake = Engine(rules, lateness_ms=config.ms("lateness"), future_skew_ms=config.ms("future_skew"))
-        replica = Replica(intake, kafka, store.client, store.namespace, clock, metrics)
-        return replica.intake, replica
+    if kafka is None or not kafka.replicas:
+        return None
+    assert isinstance(store, RedisStore)  # validated by AppConfig
+    intake = Engine(rules, lateness_ms=config.ms("lateness"), future_skew_ms=config.ms("future_skew"))
+    return Replica(intake, kafka, store.client, store.namespace, clock, metrics)
+
+
+def _source(config: AppConfig, clock: Clock, metrics: Metrics, replica: Replica | None) -> Source:
+    """A fresh source for one term: the one the evaluation reads."""
+    if replica is not None:
+        return replica.evaluation()
+    kafka = config.sources.kafka
     if kafka is not None:
-        return KafkaSource(kafka, metrics, clock=clock), None
+        return KafkaSource(kafka, metrics, clock=clock)
     assert config.sources.vector is not None  # exactly one source: validated by AppConfig
-    return VectorHttpSource(config.sources.vector), None
-
-
-async def _run(
-    config: AppConfig,
-    live: Coroutine[Any, Any, None],
-    source: VectorHttpSource | KafkaSource | IntakeSource,
-    stop: asyncio.Event,
-) -> int:
-    """The live pipeline until it fails or `stop` is set; then a bounded shutdown."""
-    pipeline = asyncio.create_task(live)
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({pipeline, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    try:
-        await source.close()  # no new input; the batch in flight is finished, committed and acknowledged
-        await asyncio.wait_for(pipeline, timeout=config.ms("shutdown_timeout") / 1000)
-    except TimeoutError:
-        _log.error("shutdown_timeout", seconds=config.ms("shutdown_timeout") / 1000)
-        pipeline.cancel()
-        return 1
-    except Exception as exc:  # the pipeline failed on its own (a lost lease, a bug): report it, exit non-zero
-        _log.error("pipeline_failed", error=f"{type(exc).__name__}: {exc}")
-        return 1
-    finally:
-        stopping.cancel()
-    return 0
+    return VectorHttpSource(config.sources.vector)
 
 
 class _Writer:
-    """This process's right to write the namespace: a lease taken before any input, renewed until the end."""
+    """This process's right to write the namespace: a lease taken before any input and renewed until the
+    end. It is lost only when Redis says another process holds it (`lost` is set then)."""
 
-    def __init__(self, lease: Lease | None) -> None:
+    def __init__(self, lease: Lease | None, metrics: Metrics) -> None:
         self.lease = lease
+        self.metrics = metrics
         self.holding = lease is None  # memory state: nobody else can write it
+        self.lost = asyncio.Event()
         self._keeper: asyncio.Task[None] | None = None
 
     async def acquire(self, store: Store, stop: asyncio.Event) -> bool:
@@ -205,9 +362,11 @@ class _Writer:
                 if await lease.acquire():
                     _log.info("lease_acquired", epoch=lease.epoch)
                     assert isinstance(store, RedisStore)
-                    store.fence = lease.epoch
+                    store.hold(lease)
                     self.holding = True
-                    self._keeper = asyncio.create_task(self._keep(lease, stop))
+                    self.lost.clear()
+                    self.metrics.lease_held.set(1)
+                    self._keeper = asyncio.create_task(self._keep(lease))
                     return True
                 if not logged:
                     _log.info("standby", holder=await lease.holder())
@@ -218,33 +377,43 @@ class _Writer:
                 await asyncio.wait_for(stop.wait(), lease.ttl_ms / 3000)
         return False
 
-    @staticmethod
-    async def _keep(lease: Lease, stop: asyncio.Event) -> None:
-        """Renew at a third of the TTL; when the lease is gone, or cannot be renewed before it would expire,
-        stop (a standby takes over; our commits are fenced from its state anyway)."""
-        since = Stopwatch()  # since the last successful renewal
+    async def _keep(self, lease: Lease) -> None:
+        """Renew at a third of the TTL. Redis being unreachable loses nothing: the renewal that gets through
+        takes the lease back if nobody took it over meanwhile (our commits are fenced on the epoch anyway).
+        Only Redis saying that another process has it ends the lease."""
         while True:
-            await asyncio.sleep(lease.ttl_ms / 3000)  # a period, not a wait for a state
+            await asyncio.sleep(self.lease_period(lease))  # a period, not a wait for a state
             try:
                 if not await lease.renew():
                     break
-                since = Stopwatch()
             except RedisError as exc:
                 _log.warning("lease_renewal_failed", error=type(exc).__name__)
-                if since.elapsed() * 1000 >= lease.ttl_ms:
-                    break
-        _log.error("lease_lost", epoch=lease.epoch)
-        stop.set()
+        _log.error("lease_lost", epoch=lease.epoch, holder="another process")
+        self.metrics.lease_lost.inc()
+        self.lost.set()
 
-    async def release(self, code: int) -> int:
-        """Stop renewing; give the lease up after a clean run. Exit code 1 when the lease was lost."""
+    @staticmethod
+    def lease_period(lease: Lease) -> float:
+        return lease.ttl_ms / 3000
+
+    def stand_by(self, store: Store) -> None:
+        """After a take-over: stop renewing and fencing; the next `acquire` waits for the lease again."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+            self._keeper = None
+        self.holding = self.lease is None
+        self.metrics.lease_held.set(0)
+        if isinstance(store, RedisStore):
+            store.hold(None)
+        _log.info("standby_after_take_over")
+
+    async def release(self) -> None:
+        """Stop renewing; give the lease up so a standby takes over at once (unless it was lost)."""
         keeper, lease = self._keeper, self.lease
         if keeper is None or lease is None:
-            return code
-        lost = keeper.done()  # the keeper ends on its own only when the lease is gone
+            return
         keeper.cancel()
-        if lost:
-            return 1
-        with contextlib.suppress(RedisError):
-            await lease.release()  # a standby takes over at once instead of after the TTL
-        return code
+        self._keeper = None
+        self.metrics.lease_held.set(0)
+        if not self.lost.is_set():
+            await lease.release()

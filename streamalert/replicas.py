@@ -275,17 +275,18 @@ class Replica:
         # A partition whose owner has not reported for this long holds the evaluation's clock (its replica is
         # gone, or it is between owners). Reports come after every batch and tick; hosts' clocks must agree
         # (NTP) to well within this.
-        self.intake = IntakeSource(
-            client,
-            namespace,
-            clock,
-            config.tick_ms,
-            config.owner_silence_ms(),
-            config.idle_ms,
-            metrics,
-            self.forwarder.health,
-        )
+        self._intake_args = (client, namespace, clock, config.tick_ms, config.owner_silence_ms(), config.idle_ms)
+        self._metrics = metrics
+        self.intake = self.evaluation()
         self._task: asyncio.Task[None] | None = None
+
+    def evaluation(self) -> IntakeSource:
+        """A fresh evaluation source, for a term as the namespace's writer (it resumes from the checkpoint)."""
+        client, namespace, clock, tick_ms, stale_ms, idle_ms = self._intake_args
+        self.intake = IntakeSource(
+            client, namespace, clock, tick_ms, stale_ms, idle_ms, self._metrics, self.forwarder.health
+        )
+        return self.intake
 
     def start(self, stop: asyncio.Event) -> None:
         """Start intake; it ends only when closed or failed, and then the process stops."""

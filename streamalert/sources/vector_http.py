@@ -98,6 +98,7 @@ class VectorHttpSource:
         self._outstanding = 0  # requests holding a slot: being read, queued, or in a batch not yet acked
         self._position = 0
         self._closed = False
+        self._handed: set[_Request] = set()  # in a batch handed out, not yet acknowledged
 
     def routes(self) -> list[web.RouteDef]:
         """The one route to mount on the composition root's aiohttp application."""
@@ -125,12 +126,14 @@ class VectorHttpSource:
                 count += len(request.lines)
             lines = taken[0].lines if len(taken) == 1 else [line for r in taken for line in r.lines]
             self._position += count
+            self._handed.update(taken)
             yield Batch(lines, self._position, _Carried(tuple(taken)))
 
     async def ack(self, batch: Batch) -> None:
         """The batch is committed: answer every request it carried with 200."""
         if isinstance(batch.token, _Carried):
             for request in batch.token.requests:
+                self._handed.discard(request)
                 self._settle(request, 200)
 
     def lagging(self) -> Collection[str]:
@@ -145,6 +148,14 @@ class VectorHttpSource:
         while self._queue:
             self._settle(self._queue.popleft(), 503)
         self._arrived.set()
+
+    async def abort(self) -> None:
+        """Give up everything not acknowledged (the writer lease was lost, or shutdown ran out of time): queued
+        requests and those in batches handed out are answered 503, so Vector sends them again."""
+        await self.close()
+        for request in list(self._handed):
+            self._settle(request, 503)
+        self._handed.clear()
 
     def _settle(self, request: _Request, status: int) -> None:
         """Give a queued request its answer and free its slot (once, even if its handler is gone)."""

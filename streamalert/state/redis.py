@@ -40,6 +40,7 @@ class RedisStore:
         self._redis = client
         self.namespace = namespace
         self.fence: int | None = None  # the lease epoch this store writes under (None: no lease in use)
+        self.holding: Lease | None = None  # the lease behind `fence`: every fenced commit extends it
         self._commits = 0  # fenced checkpoints committed under the current fence
 
     @classmethod
@@ -72,6 +73,12 @@ class RedisStore:
         """The writer lease of this store's namespace, on the same connection pool."""
         return Lease(self._redis, self.namespace, ttl_ms)
 
+    def hold(self, lease: Lease | None) -> None:
+        """Write under this lease's epoch from now on (None: stop fencing, e.g. back to standby)."""
+        self.holding = lease
+        self.fence = None if lease is None else lease.epoch
+        self._commits = 0
+
     async def commit(self, changes: Changes, ttl_ms: dict[str, int]) -> None:
         if self.fence is None:
             await self._fill(self._redis.pipeline(transaction=True), changes, ttl_ms).execute()
@@ -93,6 +100,11 @@ class RedisStore:
                 return
             pipe.multi()  # type: ignore[no-untyped-call]
             self._fill(pipe, changes, ttl_ms)
+            lease = self.holding
+            if lease is not None and lease.epoch == fence:
+                # The epoch is still ours (watched), so nobody took the lease over: a commit is proof of life
+                # and extends it, so a holder that is busy committing never loses its lease to a late renewal.
+                pipe.set(lease.key, lease.owner, px=lease.ttl_ms)
             try:
                 await pipe.execute()
             except WatchError:

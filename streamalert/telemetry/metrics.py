@@ -55,6 +55,8 @@ STORE_BUCKETS: tuple[float, ...] = (
 )
 
 SEND_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# How late the event loop ran a periodic tick: a healthy loop is within milliseconds; 1 s is a stall.
+LOOP_BUCKETS: tuple[float, ...] = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Metrics:
@@ -151,6 +153,30 @@ class Metrics:
             "Time of one delivery attempt, per sink kind.",
             ["sink"],
             buckets=SEND_BUCKETS,
+            registry=r,
+        )
+
+        self.loop_lag = Histogram(
+            PREFIX + "event_loop_lag_seconds",
+            "How much later than asked the event loop ran a periodic tick (time the loop was kept busy).",
+            buckets=LOOP_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag_max = Gauge(
+            PREFIX + "event_loop_lag_max_seconds", "The longest event loop lag seen since start.", registry=r
+        )
+        self.series_dropped = Counter(
+            PREFIX + "series_dropped_total",
+            "Matched events that would have created a series beyond the series caps, per rule.",
+            ["rule"],
+            registry=r,
+        )
+        self.lease_held = Gauge(
+            PREFIX + "lease_held", "1 while this process holds its namespace's writer lease, else 0.", registry=r
+        )
+        self.lease_lost = Counter(
+            PREFIX + "lease_lost_total",
+            "Times another process took this process's namespace over (it went back to standby).",
             registry=r,
         )
 

@@ -76,3 +76,27 @@ async def test_a_commit_whose_reply_was_lost_is_not_applied_twice(pair: tuple[Re
     assert await first.transitions(10) == [b'{"n":1}', b'{"n":2}']
     assert lease.epoch is not None
     assert (await first.load([])).meta["commit"] == (lease.epoch << 32) + 2
+
+
+async def test_a_lease_that_expired_while_nobody_took_it_is_taken_back(pair: tuple[RedisStore, RedisStore]) -> None:
+    """Redis was unreachable past the TTL but no other process took over (the epoch is unchanged): the next
+    renewal takes the key back, so an outage alone never costs the writer its lease."""
+    first, second = pair
+    a, b = first.lease(10_000), second.lease(10_000)
+    assert await a.acquire()
+    await a._redis.delete(a.key)  # the TTL ran out while Redis did not answer
+    assert await a.renew()
+    assert await a.holder() == a.owner
+    assert not await b.acquire()
+
+
+async def test_a_fenced_commit_extends_the_lease(pair: tuple[RedisStore, RedisStore]) -> None:
+    """Committing under the lease's epoch is proof of life: the lease's TTL is reset (a busy writer whose
+    renewals run late keeps it), and a commit never takes back a lease someone else holds."""
+    first, _ = pair
+    lease = first.lease(60_000)
+    assert await lease.acquire()
+    first.hold(lease)
+    await first._redis.pexpire(lease.key, 50)
+    await first.commit(Changes(meta={"seq": 1}), {})
+    assert int(await first._redis.pttl(lease.key)) > 50_000

@@ -36,7 +36,7 @@ rules:
 class Service:
     """A `streamalert run` subprocess with its stdout read line by line."""
 
-    def __init__(self, tmp: Path, state: str) -> None:
+    def __init__(self, tmp: Path, state: str, extra: str = "") -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         (tmp / "rules.yaml").write_text(RULES)
@@ -49,6 +49,7 @@ max_delay: 0s
 http: {{listen: "127.0.0.1:{self.port}"}}
 sources:
   vector: {{token: "${{TEST_TOKEN}}"}}
+{extra}
 """
         )
         env = {**os.environ, "TEST_TOKEN": "s3cret-token"}

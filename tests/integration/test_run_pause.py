@@ -1,0 +1,157 @@
+"""Live mode pauses, never exits, when its store stalls or another process takes its namespace over."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from streamalert.clock import Stopwatch, WallClock
+from streamalert.decode import format_ms
+
+from .test_run import Service
+from .test_run_store_outage import RedisProcess
+
+pytestmark = pytest.mark.redis
+RULES_3 = "condition: count >= 3"
+
+
+@pytest.fixture
+def redis_proc(tmp_path: Path) -> Iterator[RedisProcess]:
+    server = RedisProcess(tmp_path)
+    server.start()
+    yield server
+    if server.proc is not None and server.proc.poll() is None:
+        os.kill(server.proc.pid, signal.SIGCONT)
+        server.stop()
+
+
+def _service(tmp: Path, port: int, *, rules_threshold: int = 2, shutdown_s: int = 10) -> Service:
+    state = f"redis://127.0.0.1:{port}/0?namespace=pause&socket_timeout=1&socket_connect_timeout=1"
+    service = Service(tmp, state, extra=f"lease_ttl: 1s\nshutdown_timeout: {shutdown_s}s")
+    if rules_threshold != 2:
+        rules = (tmp / "rules.yaml").read_text().replace("count >= 2", f"count >= {rules_threshold}")
+        (tmp / "rules.yaml").write_text(rules)
+    return service
+
+
+async def _status(session: aiohttp.ClientSession, url: str) -> int:
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
+        return response.status
+
+
+async def _until(session: aiohttp.ClientSession, url: str, status: int, deadline_s: float = 20) -> None:
+    watch = Stopwatch()
+    while watch.elapsed() < deadline_s:  # poll with a deadline
+        try:
+            if await _status(session, url) == status:
+                return
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{url} never answered {status}")
+
+
+def _kill(service: Service) -> None:
+    if service.proc.poll() is None:
+        os.kill(service.proc.pid, signal.SIGCONT)
+        service.proc.kill()
+        service.proc.wait()
+
+
+async def test_a_redis_pause_longer_than_the_lease_pauses_input_and_resumes(
+    tmp_path: Path, redis_proc: RedisProcess
+) -> None:
+    """Redis stopped (SIGSTOP) for many lease TTLs: the process stays up, /healthz keeps answering, /readyz
+    turns 503 and a posted batch waits; when Redis answers again the process takes its (still free) lease
+    back, commits the batch, answers 200 and fires exactly as without the pause."""
+    assert redis_proc.proc is not None
+    service = _service(tmp_path / "svc", redis_proc.port)
+    try:
+        await service.wait_ready()
+        now = WallClock().now_ms()
+        assert await service.post([{"timestamp": format_ms(now), "level": "error"}]) == 200
+        os.kill(redis_proc.proc.pid, signal.SIGSTOP)
+        async with aiohttp.ClientSession() as session:
+            pending = asyncio.create_task(service.post([{"timestamp": format_ms(now + 1), "level": "error"}]))
+            await _until(session, f"{service.url}/readyz", 503)
+            watch = Stopwatch()
+            while watch.elapsed() < 5:  # five lease TTLs of outage, probing liveness all along
+                assert await _status(session, f"{service.url}/healthz") == 200
+                assert service.proc.poll() is None, "the process exited during the outage"
+                await asyncio.sleep(0.2)
+            assert not pending.done()
+            os.kill(redis_proc.proc.pid, signal.SIGCONT)
+            assert await asyncio.wait_for(pending, timeout=30) == 200
+            await _until(session, f"{service.url}/readyz", 200)
+        transition = service.read_transition()
+        assert (transition["rule"], transition["state"], transition["value"]) == ("errors", "firing", 2)
+        assert service.stop() == 0
+    finally:
+        _kill(service)
+
+
+async def test_a_writer_taken_over_becomes_a_standby_and_later_continues_from_the_stored_state(
+    tmp_path: Path, redis_proc: RedisProcess
+) -> None:
+    """The writer is paused past its lease; the standby takes over. Woken, the former writer finds the lease
+    gone, stays up as a standby (503) instead of exiting, and when the new writer stops it takes over again
+    with the state the other one committed: three errors across the three terms fire `count >= 3`."""
+    first = _service(tmp_path / "a", redis_proc.port, rules_threshold=3)
+    second: Service | None = None
+    try:
+        await first.wait_ready()
+        second = _service(tmp_path / "b", redis_proc.port, rules_threshold=3)
+        now = WallClock().now_ms()
+        assert await first.post([{"timestamp": format_ms(now), "level": "error"}]) == 200
+        os.kill(first.proc.pid, signal.SIGSTOP)
+        await second.wait_ready(deadline_s=20)  # took the lease over
+        # each line stamped when it is sent: lateness is 2 s behind the wall clock
+        assert await second.post([{"timestamp": format_ms(WallClock().now_ms()), "level": "error"}]) == 200
+        os.kill(first.proc.pid, signal.SIGCONT)
+        async with aiohttp.ClientSession() as session:
+            await _until(session, f"{first.url}/readyz", 503)
+            assert first.proc.poll() is None, "the former writer exited instead of standing by"
+            async with session.post(
+                f"{first.url}/vector", data=b"{}\n", headers={"Authorization": "Bearer s3cret-token"}
+            ) as response:
+                assert response.status == 503  # a standby takes no input: Vector retries elsewhere
+        assert second.stop() == 0
+        await first.wait_ready(deadline_s=20)  # the lease was released: the former writer takes over
+        assert await first.post([{"timestamp": format_ms(WallClock().now_ms()), "level": "error"}]) == 200
+        transition = first.read_transition()
+        assert (transition["rule"], transition["state"], transition["value"]) == ("errors", "firing", 3)
+        assert first.stop() == 0
+    finally:
+        _kill(first)
+        if second is not None:
+            _kill(second)
+
+
+async def test_shutdown_during_a_redis_pause_ends_within_the_shutdown_timeout(
+    tmp_path: Path, redis_proc: RedisProcess
+) -> None:
+    """SIGTERM while Redis does not answer: the waiting request is answered 503 (not 200: nothing was
+    committed) and the process exits within shutdown_timeout (plus start-up slack), exit code 1."""
+    assert redis_proc.proc is not None
+    service = _service(tmp_path / "svc", redis_proc.port, shutdown_s=3)
+    try:
+        await service.wait_ready()
+        now = WallClock().now_ms()
+        os.kill(redis_proc.proc.pid, signal.SIGSTOP)
+        pending = asyncio.create_task(service.post([{"timestamp": format_ms(now), "level": "error"}]))
+        async with aiohttp.ClientSession() as session:
+            await _until(session, f"{service.url}/readyz", 503)
+        watch = Stopwatch()
+        service.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(service.proc.wait, 30)
+        assert watch.elapsed() < 3 + 2, f"shutdown took {watch.elapsed():.1f} s"
+        assert code == 1
+        assert await asyncio.wait_for(pending, timeout=10) == 503
+    finally:
+        _kill(service)
