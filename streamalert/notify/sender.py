@@ -237,8 +237,9 @@ class Sender:
                     async with asyncio.timeout(sink.config.timeout_s()):
                         await sink.send(notification, await self._session())
                 except TimeoutError:
-                    self._failed(kind, "timeout")
-                    raise DeliveryError(f"{kind}: timed out after {sink.config.timeout}", retryable=True) from None
+                    timed_out = DeliveryError(f"{kind}: timed out after {sink.config.timeout}", retryable=True)
+                    self._failed(kind, str(timed_out))
+                    raise timed_out from None
                 except DeliveryError as exc:
                     self._failed(kind, str(exc), exc.status)
                     raise

@@ -69,9 +69,9 @@ class AlertmanagerConfig(SinkConfig):
     @classmethod
     def _url(cls, value: str) -> str:
         try:
-            http_target(value, "url", query=False)
+            http_target(value, "", query=False)
         except ValueError as exc:
-            raise ValueError(f"{str(exc).removeprefix('url: ')} (a base URL, e.g. http://alertmanager:9093)") from None
+            raise ValueError(f"{exc} (a base URL, e.g. http://alertmanager:9093)") from None
         return value
 
     @field_validator("expire_after")

@@ -129,6 +129,7 @@ _IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?![\d.])")
 _IPV6 = re.compile(r"\[[0-9A-Fa-f:.%]+\](?::\d+)?")
 _HOST_PORT = re.compile(r"(?<![\w.-])[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+:\d{1,5}(?!\d)")
 _TAG = re.compile(r"<[^>]{0,200}>")
+_TOKEN_LIKE = re.compile(r"(?=.*[^A-Za-z]).{8,}")  # 8 characters or more, not only letters: not a plain word
 _MAX_DETAIL = 200  # characters of a cause (exception text, answer body) kept in an error message
 
 
@@ -151,37 +152,45 @@ class Target:
 
 def http_target(url: str, key: str, *, query: bool = True) -> Target:
     """Check `url` the way the HTTP client will read it at send time and split off its userinfo. ValueError
-    names `key` and never repeats the URL (it may be a secret). `query=False`: a base URL, no query or
-    fragment."""
+    names `key` (none when "": a field validator, whose field pydantic names) and never repeats the URL (it may
+    be a secret). `query=False`: a base URL, no query or fragment."""
+    where = f"{key}: " if key else ""
     if _CONTROL.search(url):
-        raise ValueError(f"{key}: the URL contains a space or a control character")
+        raise ValueError(f"{where}the URL contains a space or a control character")
     parts = urlsplit(url)
     if parts.scheme.lower() not in {"http", "https"} or not parts.netloc:
-        raise ValueError(f"{key}: must be an absolute http:// or https:// URL")
+        raise ValueError(f"{where}must be an absolute http:// or https:// URL")
     if not query and (parts.query or parts.fragment):
-        raise ValueError(f"{key}: a base URL cannot have a query (?) or fragment (#)")
+        raise ValueError(f"{where}a base URL cannot have a query (?) or fragment (#)")
+    if not parts.hostname:
+        raise ValueError(f"{where}the URL has no host")
     try:
         port = parts.port
         parsed = yarl.URL(url)
     except ValueError:
-        raise ValueError(f"{key}: not a valid URL (its host or port cannot be read)") from None
-    if not parts.hostname or not parsed.host:
-        raise ValueError(f"{key}: the URL has no host")
+        raise ValueError(f"{where}not a valid URL (its host or port cannot be read)") from None
+    if not parsed.host:
+        raise ValueError(f"{where}the URL has no host")
     if port == 0:
-        raise ValueError(f"{key}: the port must be 1 to 65535")
+        raise ValueError(f"{where}the port must be 1 to 65535")
     userinfo, at, hostport = parts.netloc.rpartition("@")
     authorization = None
     hidden = [url, parts.netloc, hostport, parts.hostname, parts.path, parts.query]
+    # a token in the URL is usually one path segment or query value (`/services/T000/B000/XXXX`, `?key=...`)
+    hidden += [t for t in re.split(r"[/?&=;]", f"{parts.path}?{parts.query}") if _TOKEN_LIKE.fullmatch(t)]
     if at:
-        user, _, password = userinfo.partition(":")
-        user, password = unquote(user, errors="strict"), unquote(password, errors="strict")
+        raw_user, _, raw_password = userinfo.partition(":")
+        try:
+            user, password = unquote(raw_user, errors="strict"), unquote(raw_password, errors="strict")
+        except UnicodeDecodeError:
+            raise ValueError(f"{where}the user:password in the URL is not UTF-8 once percent-decoded") from None
         if ":" in user:  # RFC 7617: the user id cannot contain a colon
-            raise ValueError(f"{key}: the user name in the URL cannot contain ':' (%3A)")
+            raise ValueError(f"{where}the user name in the URL cannot contain ':' (%3A)")
         credentials = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         authorization = f"Basic {credentials}"
         start = len(parts.scheme) + 3  # after "scheme://"
         url = url[:start] + url[start + len(userinfo) + 1 :]
-        hidden += [url, userinfo, user, password, credentials]
+        hidden += [url, userinfo, raw_user, raw_password, user, password, credentials]
     return Target(url, authorization, _hidden(hidden))
 
 

@@ -54,7 +54,7 @@ class PagerdutyConfig(SinkConfig):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        http_target(value, "url")  # its `user:password@`, if any, is sent as basic auth
+        http_target(value, "")  # its `user:password@`, if any, is sent as basic auth
         return value
 
     @model_validator(mode="after")

@@ -87,7 +87,7 @@ class TelegramConfig(SinkConfig):
     @field_validator("api_url")
     @classmethod
     def _api_url(cls, value: str) -> str:
-        http_target(value, "api_url", query=False)
+        http_target(value, "", query=False)
         return value.rstrip("/")
 
 
@@ -188,8 +188,10 @@ class TelegramSink:
         if not token or any(c.isspace() or c in "/?#" for c in token):
             raise ValueError("bot_token: not a bot token")
         self._target = http_target(f"{config.api_url}/bot{token}/sendMessage", "api_url")
-        # never in an error: the token, and the chat ids (longer than a few characters: "12" would hide "HTTP 412")
-        self._hidden = (*self._target.hidden, token, *(str(c) for c in config.chat_ids if len(str(c)) > 3))
+        # never in an error: the token and its secret half (`<bot id>:<secret>`), and the chat ids (those longer
+        # than a few characters: hiding "12" would hide it in "HTTP 412")
+        chats = (str(c) for c in config.chat_ids if len(str(c)) > 3)
+        self._hidden = (*self._target.hidden, token, token.partition(":")[2], *chats)
         # notification id -> indexes of chats that got it, for notifications whose last send failed
         self._reached: OrderedDict[str, set[int]] = OrderedDict()
 
