@@ -12,7 +12,7 @@ import asyncio
 import base64
 import contextlib
 import pathlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -62,14 +62,15 @@ OK_BODY: dict[str, Any] = {"telegram": telegram_tests.OK, "pagerduty": pagerduty
 
 def sink_config(kind: str, base: str) -> dict[str, Any]:
     """A config of `kind` sending to `base` (scheme, userinfo, host and port; no path)."""
-    return {
+    configs: dict[str, dict[str, Any]] = {
         "webhook": {"url": base + webhook_tests.PATH},
         "slack": {"webhook_url": base + slack_tests.SECRET_PATH},
         "discord": {"webhook_url": base + discord_tests.SECRET_PATH},
         "telegram": {"bot_token": telegram_tests.TOKEN, "chat_ids": [CHAT_ID], "api_url": base},
         "pagerduty": {"routing_key": pagerduty_tests.ROUTING_KEY, "url": base + "/v2/enqueue"},
         "alertmanager": {"url": base},
-    }[kind]
+    }
+    return configs[kind]
 
 
 def build(kind: str, base: str, **settings: Any) -> Sink:
@@ -91,7 +92,7 @@ def assert_clean(kind: str, text: str) -> None:
     assert "127.0.0.1" not in text, text
 
 
-async def deliver(store: Store, kind: str, sink: Sink, max_attempts: int = 2) -> list[dict[str, Any]]:
+async def deliver(store: Store, kind: str, sink: Sink, max_attempts: int = 2) -> list[MutableMapping[str, Any]]:
     """One notification through a fresh Sender until it is sent or dead; the log events of the run."""
     notification = make_notification(kind)
     await store.commit(Changes(meta={}, outbox=[notification.to_json()]), {})
@@ -106,7 +107,7 @@ async def deliver(store: Store, kind: str, sink: Sink, max_attempts: int = 2) ->
     return logs
 
 
-async def dead_letter(kind: str, sink: Sink) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+async def dead_letter(kind: str, sink: Sink) -> tuple[dict[str, Any], list[MutableMapping[str, Any]]]:
     """Deliver until dead: (the dead-letter record, the log events), each error in them checked clean."""
     store = MemoryStore()
     logs = await deliver(store, kind, sink)
