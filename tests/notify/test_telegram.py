@@ -316,6 +316,11 @@ async def test_ok_false_in_a_200_answer_raises(vendor: Vendor, http: aiohttp.Cli
         await send(sink_for(vendor), firing(), http)
     assert caught.value.retryable is False
     assert caught.value.status == 400
+    assert str(caught.value) == "telegram: API error 400: Bad Request: chat not found"  # Telegram's description
+    vendor.fail(200, body={"ok": False, "error_code": 400, "description": f"chat -1001234567890 bot{TOKEN} gone"})
+    with pytest.raises(DeliveryError) as caught:
+        await send(sink_for(vendor), firing(), http)
+    assert str(caught.value) == "telegram: API error 400: chat *** *** gone"  # chat id and token taken out
     vendor.fail(200, body={"ok": False, "error_code": 429, "parameters": {"retry_after": 9}})
     with pytest.raises(DeliveryError) as caught:
         await send(sink_for(vendor), firing(), http)
