@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import pathlib
-from collections.abc import AsyncIterator, MutableMapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, MutableMapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import orjson
 import pytest
-from structlog.testing import capture_logs
+import structlog
+from structlog.testing import LogCapture
 
 from streamalert.cli import main
 from streamalert.config.app import load_config
@@ -92,13 +94,26 @@ def assert_clean(kind: str, text: str) -> None:
     assert "127.0.0.1" not in text, text
 
 
+@contextmanager
+def captured_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Every log event from debug up, whatever level an earlier test configured (structlog's `capture_logs`
+    keeps the configured level filter)."""
+    saved = structlog.get_config()
+    capture = LogCapture()
+    structlog.configure(processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        yield capture.entries
+    finally:
+        structlog.configure(**saved)
+
+
 async def deliver(store: Store, kind: str, sink: Sink, max_attempts: int = 2) -> list[MutableMapping[str, Any]]:
     """One notification through a fresh Sender until it is sent or dead; the log events of the run."""
     notification = make_notification(kind)
     await store.commit(Changes(meta={}, outbox=[notification.to_json()]), {})
     settings = NotifySettings(max_attempts=max_attempts, retry_initial="10ms", retry_max="20ms")
     sender = Sender(store, {(notification.receiver, notification.sink): sink}, settings, Metrics(), RecordingSleep())
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         try:
             await sender.drain()
         finally:
