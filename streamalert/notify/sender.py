@@ -27,7 +27,8 @@ from streamalert.clock import Stopwatch
 from streamalert.config.notify import NotifyConfig, NotifySettings
 from streamalert.notify.model import Notification
 from streamalert.notify.sinks import registry
-from streamalert.notify.sinks.base import DeliveryError, Redacting, Sink, scrub
+from streamalert.notify.sinks.base import DeliveryError, Redacting, Sink
+from streamalert.notify.sinks.endpoint import scrub
 from streamalert.state.base import Store
 from streamalert.telemetry.metrics import Metrics
 

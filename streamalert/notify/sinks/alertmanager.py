@@ -43,17 +43,8 @@ from pydantic import SecretStr, field_validator, model_validator
 from streamalert.clock import Clock, WallClock
 from streamalert.durations import parse_duration
 from streamalert.notify.model import ZERO_TIME, Alert, Notification
-from streamalert.notify.sinks.base import (
-    SinkConfig,
-    SinkKind,
-    Target,
-    bearer_token,
-    check_token,
-    http_target,
-    post_json,
-    refuse_two_auths,
-    scrub,
-)
+from streamalert.notify.sinks.base import SinkConfig, SinkKind, bearer_token, post_json
+from streamalert.notify.sinks.endpoint import Target, check_token, http_target, refuse_two_auths, scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER
 
 ALERTS_PATH = "/api/v2/alerts"

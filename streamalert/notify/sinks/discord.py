@@ -27,7 +27,8 @@ import aiohttp
 from pydantic import SecretStr, model_validator
 
 from streamalert.notify.model import SEVERITIES, Alert, Notification, severity_rank
-from streamalert.notify.sinks.base import SinkConfig, SinkKind, post_json, scrub
+from streamalert.notify.sinks.base import SinkConfig, SinkKind, post_json
+from streamalert.notify.sinks.endpoint import scrub
 from streamalert.notify.sinks.text import (
     DELIVERY_HEADER,
     check_webhook_url,

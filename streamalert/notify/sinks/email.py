@@ -37,7 +37,8 @@ import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from streamalert.notify.model import Alert, Notification
-from streamalert.notify.sinks.base import DeliveryError, SinkConfig, SinkKind, scrub, secret
+from streamalert.notify.sinks.base import DeliveryError, SinkConfig, SinkKind, secret
+from streamalert.notify.sinks.endpoint import scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER
 
 _REMEMBERED = 256  # notifications whose accepting recipients a retry skips

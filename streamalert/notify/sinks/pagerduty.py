@@ -18,16 +18,8 @@ import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from streamalert.notify.model import Alert, Notification
-from streamalert.notify.sinks.base import (
-    SinkConfig,
-    SinkKind,
-    check_token,
-    http_target,
-    one_secret,
-    post_json,
-    scrub,
-    secret,
-)
+from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json, secret
+from streamalert.notify.sinks.endpoint import check_token, http_target, scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"

@@ -37,16 +37,8 @@ import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from streamalert.notify.model import SEVERITIES, Alert, Notification, severity_rank
-from streamalert.notify.sinks.base import (
-    DeliveryError,
-    SinkConfig,
-    SinkKind,
-    http_target,
-    one_secret,
-    post_json,
-    scrub,
-    secret,
-)
+from streamalert.notify.sinks.base import DeliveryError, SinkConfig, SinkKind, one_secret, post_json, secret
+from streamalert.notify.sinks.endpoint import http_target, scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER, is_http_url, labels_line, ordered_alerts
 
 TEXT_MAX = 4096

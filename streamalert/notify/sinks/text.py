@@ -9,7 +9,8 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from streamalert.notify.model import Alert, Notification, severity_rank
-from streamalert.notify.sinks.base import Target, http_target, one_secret, secret
+from streamalert.notify.sinks.base import one_secret, secret
+from streamalert.notify.sinks.endpoint import Target, http_target
 
 DELIVERY_HEADER = "X-Streamalert-Delivery"  # the notification's delivery id: receivers may deduplicate by it
 

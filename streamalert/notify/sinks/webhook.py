@@ -17,19 +17,8 @@ import aiohttp
 from pydantic import Field, SecretStr, model_validator
 
 from streamalert.notify.model import Notification
-from streamalert.notify.sinks.base import (
-    SinkConfig,
-    SinkKind,
-    Target,
-    bearer_token,
-    check_token,
-    http_target,
-    one_secret,
-    post_json,
-    refuse_two_auths,
-    scrub,
-    secret,
-)
+from streamalert.notify.sinks.base import SinkConfig, SinkKind, bearer_token, one_secret, post_json, secret
+from streamalert.notify.sinks.endpoint import Target, check_token, http_target, refuse_two_auths, scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER
 
 
