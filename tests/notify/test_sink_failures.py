@@ -16,6 +16,7 @@ import pathlib
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -28,6 +29,7 @@ from streamalert.config.notify import NotifySettings
 from streamalert.notify.sender import Sender, build_sinks
 from streamalert.notify.sinks import registry
 from streamalert.notify.sinks.base import Sink, SinkConfig
+from streamalert.notify.sinks.endpoint import http_target, scrub
 from streamalert.state.base import Changes, Store
 from streamalert.state.memory import MemoryStore
 from streamalert.state.redis import RedisStore
@@ -445,3 +447,14 @@ async def test_outbox_lists_the_cause(
     listing = capsys.readouterr().out
     assert "attempts=2  webhook: cannot connect (Connection refused)" in listing, listing
     assert_clean("webhook", listing)
+
+
+def test_scrub_hides_short_names_only_as_words() -> None:
+    """A short host or user name is hidden where it stands alone, not inside other words (an Alertmanager at
+    `http://am:9093` must not turn `name` into `n***e`); long secrets, their percent-encoded form, URLs and
+    addresses are hidden wherever they appear."""
+    target = http_target(f"http://am:{quote(PASSWORD, safe='')}@am:9093/x/T0KEN-in-the-url", "url")
+    said = f'invalid name "bad-name" from am at am:9093, 10.0.0.7 and [::1]:80; {quote(PASSWORD)} {PASSWORD}'
+    assert scrub(said + " T0KEN-in-the-url-2 https://x.example/y", target.hidden) == (
+        'invalid name "bad-name" from *** at ***, <address> and <address>; *** *** ***-2 <url>'
+    )

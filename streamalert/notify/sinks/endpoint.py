@@ -23,6 +23,7 @@ _IPV6 = re.compile(r"\[[0-9A-Fa-f:.%]+\](?::\d+)?")
 _HOST_PORT = re.compile(r"(?<![\w.-])[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+:\d{1,5}(?!\d)")
 _TOKEN_LIKE = re.compile(r"(?=.*[^A-Za-z]).{8,}")  # 8 characters or more, not only letters: not a plain word
 _MAX_DETAIL = 200  # characters of a cause (exception text, answer body) kept in an error message
+_SHORT = 6  # hidden strings shorter than this are hidden only where they stand as a word of their own
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,10 @@ def scrub(text: str, hidden: Iterable[str] = ()) -> str:
     percent-encoded forms), URLs, IP addresses or host:port: safe to log and to keep in a dead letter."""
     text = " ".join(text.split())
     for value in hidden_strings(h for v in hidden for h in (v, quote(v, safe="/"))):
-        text = text.replace(value, "***")
+        if len(value) >= _SHORT:
+            text = text.replace(value, "***")
+        else:  # a short host or user name ("am") only as a word of its own: "name" stays readable
+            text = re.sub(rf"(?<![\w.-]){re.escape(value)}(?![\w-])", "***", text)
     for pattern, mark in ((_URL_TEXT, "<url>"), (_IPV6, "<address>"), (_IPV4, "<address>"), (_HOST_PORT, "<host>")):
         text = pattern.sub(mark, text)
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
