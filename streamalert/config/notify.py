@@ -145,8 +145,8 @@ class ReceiverSpec(BaseModel):
                     for err in exc.errors(include_input=False):
                         where = ".".join(str(p) for p in (key, index, *err["loc"]))
                         problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
-        if problems:
-            raise ValueError("; ".join(problems))
+        if problems:  # each named by the receiver too: `receivers.2: team: slack_configs.0.webhook_url: ...`
+            raise ValueError("; ".join(f"{self.name}: {problem}" for problem in problems))
         return self
 
     @property

@@ -27,7 +27,8 @@ from streamalert.clock import Stopwatch
 from streamalert.config.notify import NotifyConfig, NotifySettings
 from streamalert.notify.model import Notification
 from streamalert.notify.sinks import registry
-from streamalert.notify.sinks.base import DeliveryError, Sink
+from streamalert.notify.sinks.base import DeliveryError, Redacting, Sink
+from streamalert.notify.sinks.endpoint import scrub
 from streamalert.state.base import Store
 from streamalert.telemetry.metrics import Metrics
 
@@ -237,17 +238,17 @@ class Sender:
                     async with asyncio.timeout(sink.config.timeout_s()):
                         await sink.send(notification, await self._session())
                 except TimeoutError:
-                    self._failed(kind, "timeout")
-                    raise DeliveryError(f"{kind}: timed out after {sink.config.timeout}", retryable=True) from None
+                    timed_out = DeliveryError(f"{kind}: timed out after {sink.config.timeout}", retryable=True)
+                    self._failed(kind, str(timed_out))
+                    raise timed_out from None
                 except DeliveryError as exc:
                     self._failed(kind, str(exc), exc.status)
                     raise
                 except Exception as exc:  # a bug in the sink: dead-letter this entry, keep the lane going
-                    _log.error(
-                        "sink_error", sink=kind, id=notification.id, error=type(exc).__name__
-                    )  # no text: it may hold a URL
-                    self._failed(kind, type(exc).__name__)
-                    raise DeliveryError(f"{kind}: sink error ({type(exc).__name__})", retryable=False) from None
+                    cause = unexpected(sink, exc)
+                    _log.error("sink_error", sink=kind, id=notification.id, error=cause)
+                    self._failed(kind, cause)
+                    raise DeliveryError(f"{kind}: sink error ({cause})", retryable=False) from None
                 finally:
                     self.metrics.send_latency.labels(kind).observe(watch.elapsed())
             self.metrics.notifications.labels(kind, "sent").inc()
@@ -291,6 +292,19 @@ class Sender:
         if self._http is None:
             self._http = aiohttp.ClientSession(headers={"User-Agent": "streamalert"})
         return self._http
+
+
+def unexpected(sink: Sink, exc: Exception) -> str:
+    """An exception a sink did not turn into a DeliveryError, as `Type: message` an operator can act on: the
+    text goes through the sink's own `redact` (its URL and tokens), then `scrub` (any URL or address left)."""
+    text = str(exc)
+    if isinstance(sink, Redacting):
+        try:
+            text = sink.redact(text)
+        except Exception:  # a broken redact must not leak what it was given
+            text = ""
+    text = scrub(text)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _dead_record(notification: Notification | None, raw: bytes, error: str | None, attempts: int) -> bytes:

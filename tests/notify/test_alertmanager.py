@@ -271,7 +271,7 @@ async def test_invalid_label_name_is_a_permanent_error(alertmanager: str, http: 
         await sink.send(make_notification([bad]), http)
     assert caught.value.status == 400
     assert not caught.value.retryable
-    assert str(caught.value) == "alertmanager: HTTP 400"
+    assert str(caught.value) == 'alertmanager: HTTP 400: invalid label set: invalid name "bad-name"'
 
 
 def _fields(alert: Alert) -> dict[str, Any]:

@@ -354,7 +354,7 @@ def test_config_needs_exactly_one_url(tmp_path: pathlib.Path) -> None:
         DiscordConfig(webhook_url=SecretStr("https://discord.example/x"), webhook_url_file=tmp_path / "f")
     with pytest.raises(ValueError, match="cannot read"):
         DiscordSink(DiscordConfig(webhook_url_file=tmp_path / "missing"))
-    with pytest.raises(ValueError, match="not an http") as caught:
+    with pytest.raises(ValueError, match="webhook_url: must be an absolute http") as caught:
         DiscordSink(DiscordConfig(webhook_url=SecretStr("discord.example/api/webhooks/1/secret-x")))
     assert "secret-x" not in str(caught.value)
 

@@ -572,7 +572,36 @@ async def test_connection_refused_is_retryable(http: aiohttp.ClientSession, free
     with pytest.raises(DeliveryError) as caught:
         await make_sink(f"127.0.0.1:{free_port}").send(make_notification(), http)
     assert caught.value.retryable
-    assert str(caught.value) == "email: connection failed (ConnectionRefusedError)"
+    assert str(caught.value) == "email: cannot connect (Connection refused)"
+
+
+async def test_dns_failure_is_named_without_the_host(http: aiohttp.ClientSession) -> None:
+    """A smarthost whose name does not resolve: "DNS lookup failed", retryable, the name not repeated."""
+    with pytest.raises(DeliveryError) as caught:
+        await make_sink("streamalert-test.invalid:25").send(make_notification(), http)
+    assert caught.value.retryable
+    assert str(caught.value).startswith("email: DNS lookup failed (")
+    assert "streamalert-test" not in str(caught.value)
+
+
+async def test_implicit_tls_to_a_plain_server_names_the_handshake(http: aiohttp.ClientSession) -> None:
+    """`tls: tls` against a server speaking plain SMTP: "TLS handshake failed" with the TLS library's reason."""
+    async with smtp_server(Collector()) as address:
+        with pytest.raises(DeliveryError) as caught:
+            await make_sink(address, tls="tls").send(make_notification(), http)
+    assert str(caught.value).startswith("email: TLS handshake failed (")
+    assert address.rpartition(":")[0] not in str(caught.value)
+
+
+def test_non_ascii_credentials_are_refused_when_built(tmp_path: pathlib.Path) -> None:
+    """smtplib sends credentials as ASCII only, so a password file with anything else fails the build (and so
+    `check` and the start) rather than every send."""
+    password_file = tmp_path / "smtp_password"
+    password_file.write_text("pässwort\n", encoding="utf-8")
+    config = {"tls": "starttls", "auth_username": USER, "auth_password_file": password_file}
+    with pytest.raises(ValueError, match="auth_password_file: only ASCII") as caught:
+        make_sink("smtp.example.com:587", **config)
+    assert "pässwort" not in str(caught.value)
 
 
 async def test_silent_server_times_out_retryably(http: aiohttp.ClientSession) -> None:
@@ -680,6 +709,9 @@ def test_config_checks(tmp_path: pathlib.Path) -> None:
         ({"smarthost": "smtp.example.com:99999"}, "host:port"),
         ({"tls": "ssl"}, "starttls"),
         ({"hello": "two words"}, "one non-empty word"),
+        ({"hello": "hôte.example"}, "one non-empty word of ASCII"),
+        ({"auth_username": "bötchen", "auth_password": PASSWORD}, "auth_username\n.*only ASCII"),
+        ({"auth_username": USER, "auth_password": PASSWORD + "ö"}, "auth_password: only ASCII"),
         ({"auth_username": USER}, "go together"),
         ({"auth_password": PASSWORD}, "go together"),
         ({"auth_username": USER, "auth_password": PASSWORD, "tls": "none"}, "password would cross"),

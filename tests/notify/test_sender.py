@@ -252,7 +252,7 @@ async def test_dead_letters_after_max_attempts_then_requeued(store: Store) -> No
         assert vendor.accepted == []
         assert await store.outbox_depth() == 0
         [letter] = await dead(store)
-        assert letter["error"] == "webhook: HTTP 500"
+        assert letter["error"] == "webhook: HTTP 500: ok"  # the status and what the answer said
         assert letter["attempts"] == 3
         assert Notification.from_json(orjson.dumps(letter["notification"])) == note
         assert sample(metrics, "notifications_total", sink="webhook", status="dead") == 1
@@ -281,7 +281,7 @@ async def test_attempts_counted_before_a_restart_are_not_made_again(store: Store
     assert len(vendor.requests) == 1  # the one attempt left
     [letter] = await dead(store)
     assert letter["attempts"] == 3
-    assert letter["error"] == "webhook: HTTP 500"
+    assert letter["error"] == "webhook: HTTP 500: ok"
 
 
 async def test_a_sender_closed_mid_retry_leaves_its_attempts_counted(store: Store) -> None:

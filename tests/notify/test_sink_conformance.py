@@ -293,7 +293,24 @@ async def test_connection_refused_error_names_no_secret(case: SinkCase, tmp_path
     outcome = await h.deliver()
     assert outcome.status == "dead"
     assert outcome.attempts == MAX_ATTEMPTS  # a connection failure is retryable
+    assert outcome.error == f"{case.kind}: cannot connect (Connection refused)"
     assert_no_secret(case, outcome.error, base_url)
+
+
+@pytest.mark.parametrize("status", [400, 500])
+async def test_an_answer_repeating_the_secrets_is_quoted_without_them(
+    case: SinkCase, tmp_path: pathlib.Path, status: int
+) -> None:
+    """The error quotes what the vendor's error answer says (the cause an operator acts on), with the secrets
+    and the address the answer repeats taken out."""
+    async with harness(case, tmp_path) as h:
+        said = f"rejected {' '.join(case.secrets)} at {h.vendor.url}/x and 127.0.0.1:443"
+        h.vendor.fail(status, body={"message": said}, times=MAX_ATTEMPTS)
+        outcome = await h.deliver()
+    assert outcome.status == "dead"
+    assert outcome.error is not None
+    assert f"{case.kind}: HTTP {status}: rejected " in outcome.error, outcome.error
+    assert_no_secret(case, outcome.error, h.vendor.url)
 
 
 # ---- email: the same cases over SMTP ----------------------------------------------------------------------------

@@ -372,7 +372,7 @@ def test_config_needs_exactly_one_url(tmp_path: pathlib.Path) -> None:
         SlackConfig(webhook_url=SecretStr("https://hooks.slack.example/x"), colour="red")  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="cannot read"):
         SlackSink(SlackConfig(webhook_url_file=tmp_path / "missing"))
-    with pytest.raises(ValueError, match="not an http") as caught:
+    with pytest.raises(ValueError, match="webhook_url: must be an absolute http") as caught:
         SlackSink(SlackConfig(webhook_url=SecretStr("hooks.slack.example/services/secret-x")))
     assert "secret-x" not in str(caught.value)
 

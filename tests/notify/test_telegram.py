@@ -287,7 +287,7 @@ async def test_a_retry_skips_chats_already_reached(vendor: Vendor, http: aiohttp
     with pytest.raises(DeliveryError) as caught:
         await send(sink, notification, http)
     assert caught.value.retryable is True
-    assert str(caught.value) == "telegram: HTTP 502 (chat 2 of 3)"
+    assert str(caught.value) == "telegram: HTTP 502: ok (chat 2 of 3)"  # the stand-in answers "ok"
     assert [(r.body["chat_id"], r.answered) for r in vendor.requests] == [(1, 200), (2, 502)]
     # the retry of the same notification sends to chats 2 and 3 only
     await send(sink, notification, http)
@@ -316,6 +316,11 @@ async def test_ok_false_in_a_200_answer_raises(vendor: Vendor, http: aiohttp.Cli
         await send(sink_for(vendor), firing(), http)
     assert caught.value.retryable is False
     assert caught.value.status == 400
+    assert str(caught.value) == "telegram: API error 400: Bad Request: chat not found"  # Telegram's description
+    vendor.fail(200, body={"ok": False, "error_code": 400, "description": f"chat -1001234567890 bot{TOKEN} gone"})
+    with pytest.raises(DeliveryError) as caught:
+        await send(sink_for(vendor), firing(), http)
+    assert str(caught.value) == "telegram: API error 400: chat *** *** gone"  # chat id and token taken out
     vendor.fail(200, body={"ok": False, "error_code": 429, "parameters": {"retry_after": 9}})
     with pytest.raises(DeliveryError) as caught:
         await send(sink_for(vendor), firing(), http)

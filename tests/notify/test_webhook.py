@@ -211,14 +211,17 @@ async def test_send_resolved_false_drops_resolved_alerts() -> None:
     ("status", "retryable"), [(429, True), (500, True), (503, True), (400, False), (404, False), (410, False)]
 )
 async def test_errors_are_classified_and_name_no_secret(status: int, retryable: bool) -> None:
+    """Each status is classified for the sender; the error names it and what the answer says, with the
+    secrets the answer repeats (the URL's path, the bearer token, the server's address) taken out."""
     async with serve(Vendor(conformance_validator)) as vendor, aiohttp.ClientSession() as http:
-        vendor.fail(status, retry_after=3 if status == 429 else None)
+        said = f"hook {PATH} refused: token {TOKEN} unknown at {vendor.url}"
+        vendor.fail(status, retry_after=3 if status == 429 else None, body={"message": said})
         with pytest.raises(DeliveryError) as caught:
             await make_sink(vendor, bearer_token=TOKEN).send(make_notification(make_alert()), http)
     error = caught.value
     assert (error.retryable, error.status) == (retryable, status)
     assert error.retry_after == (3.0 if status == 429 else None)
-    assert str(error) == f"webhook: HTTP {status}"
+    assert str(error) == f"webhook: HTTP {status}: hook *** refused: token *** unknown at <url>"
     for secret in (PATH, "T0KEN", TOKEN, vendor.url):
         assert secret not in str(error)
 
@@ -257,9 +260,14 @@ def test_config_checks(tmp_path: pathlib.Path) -> None:
 
 def test_url_file_is_checked_when_built(tmp_path: pathlib.Path) -> None:
     url_file = tmp_path / "url"
-    url_file.write_text("not a url with T0KEN", encoding="utf-8")
-    with pytest.raises(ValueError, match="http") as caught:
-        WebhookSink(WebhookConfig.model_validate({"url_file": url_file}))
-    assert "T0KEN" not in str(caught.value)
+    for content, problem in (
+        ("not a url with T0KEN", "url_file: the URL contains a space"),
+        ("ftp://hooks.example/T0KEN", "url_file: must be an absolute http"),
+        ("https://hooks.example:99999/T0KEN", "url_file: not a valid URL"),
+    ):
+        url_file.write_text(content, encoding="utf-8")
+        with pytest.raises(ValueError, match=problem) as caught:
+            WebhookSink(WebhookConfig.model_validate({"url_file": url_file}))
+        assert "T0KEN" not in str(caught.value)
     with pytest.raises(ValueError, match="url_file: cannot read"):
         WebhookSink(WebhookConfig.model_validate({"url_file": tmp_path / "missing"}))

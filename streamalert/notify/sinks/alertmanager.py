@@ -24,10 +24,11 @@ its labels, so it merges our repeats of one alert, and our resolve into the firi
 `url` is Alertmanager's base URL (e.g. http://alertmanager:9093, with its route prefix if it has one); one
 Alertmanager per sink config: for an Alertmanager cluster, list one config per member (each member must
 receive every alert, as Prometheus does it). `bearer_token`/`bearer_token_file` (optional) adds
-`Authorization: Bearer`. Every request carries `X-Streamalert-Delivery: <notification id>`. Alertmanager
-answers 400 when any alert is invalid (a label name outside `[a-zA-Z_][a-zA-Z0-9_]*`, an end before the start):
-not retryable; it has stored the valid ones of the list all the same. With `send_resolved: false` resolved
-alerts are not sent, and Alertmanager ends them only by `resolve_timeout` or `expire_after`.
+`Authorization: Bearer`; a `url` with `user:password@` is sent with basic auth instead (not both: refused).
+Every request carries `X-Streamalert-Delivery: <notification id>`. Alertmanager answers 400 when any alert is
+invalid (a label name outside `[a-zA-Z_][a-zA-Z0-9_]*`, an end before the start): not retryable; it has stored
+the valid ones of the list all the same. With `send_resolved: false` resolved alerts are not sent, and
+Alertmanager ends them only by `resolve_timeout` or `expire_after`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import SecretStr, field_validator, model_validator
@@ -43,7 +43,8 @@ from pydantic import SecretStr, field_validator, model_validator
 from streamalert.clock import Clock, WallClock
 from streamalert.durations import parse_duration
 from streamalert.notify.model import ZERO_TIME, Alert, Notification
-from streamalert.notify.sinks.base import SinkConfig, SinkKind, post_json, secret
+from streamalert.notify.sinks.base import SinkConfig, SinkKind, bearer_token, post_json
+from streamalert.notify.sinks.endpoint import Target, check_token, http_target, refuse_two_auths, scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER
 
 ALERTS_PATH = "/api/v2/alerts"
@@ -58,9 +59,10 @@ class AlertmanagerConfig(SinkConfig):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query or parts.fragment:
-            raise ValueError("must be an absolute http:// or https:// base URL, e.g. http://alertmanager:9093")
+        try:
+            http_target(value, "", query=False)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (a base URL, e.g. http://alertmanager:9093)") from None
         return value
 
     @field_validator("expire_after")
@@ -74,11 +76,22 @@ class AlertmanagerConfig(SinkConfig):
     def _one_token(self) -> Self:
         if self.bearer_token is not None and self.bearer_token_file is not None:
             raise ValueError("set at most one of bearer_token and bearer_token_file")
+        if self.bearer_token is not None or self.bearer_token_file is not None:
+            which = "bearer_token" if self.bearer_token is not None else "bearer_token_file"
+            refuse_two_auths(self.url, "url", which)
+        if self.bearer_token is not None:
+            check_token(self.bearer_token.get_secret_value(), "bearer_token")
         return self
 
 
 def alerts_url(base: str) -> str:
     return base.rstrip("/") + ALERTS_PATH
+
+
+def alerts_target(base: str) -> Target:
+    """The alerts endpoint under Alertmanager's base URL, its userinfo as basic auth."""
+    found = http_target(base, "url", query=False)
+    return Target(alerts_url(found.url), found.authorization, found.hidden)
 
 
 def rfc3339_ms(moment: datetime) -> str:
@@ -107,12 +120,10 @@ def postable_alert(alert: Alert, notification: Notification, firing_ends_at: str
 class AlertmanagerSink:
     def __init__(self, config: AlertmanagerConfig, clock: Clock | None = None) -> None:
         self.config = config
-        self._url = alerts_url(config.url)
+        self._target = alerts_target(config.url)
         self._clock: Clock = clock if clock is not None else WallClock()
         self._expire_ms = parse_duration(config.expire_after) if config.expire_after is not None else None
-        self._token: str | None = None
-        if config.bearer_token is not None or config.bearer_token_file is not None:
-            self._token = secret(config.bearer_token, config.bearer_token_file, "bearer_token")
+        self._token = bearer_token(config.bearer_token, config.bearer_token_file)
 
     def payload(self, notification: Notification) -> list[dict[str, Any]]:
         """The postable alerts sent for this notification (empty: nothing to send)."""
@@ -130,7 +141,10 @@ class AlertmanagerSink:
         headers = {DELIVERY_HEADER: notification.id}
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token}"
-        await post_json(http, self._url, payload, what="alertmanager", headers=headers)
+        await post_json(http, self._target, payload, what="alertmanager", headers=headers)
+
+    def redact(self, text: str) -> str:
+        return scrub(text, (*self._target.hidden, self._token or ""))
 
 
 KIND = SinkKind("alertmanager", AlertmanagerConfig, AlertmanagerSink)

@@ -3,16 +3,24 @@
 A sink turns one `Notification` into one or more requests to its destination. It does not retry: it raises
 `DeliveryError` saying whether a retry can help (`retryable`) and how long the destination asked us to wait
 (`retry_after`). The sender (streamalert.notify.sender) is the one place that retries, times out and
-dead-letters. Error messages name the sink and the HTTP status, never a URL, token or key.
+dead-letters. Error messages name the sink and the cause (the HTTP status and what the answer says, "DNS
+lookup failed", "TLS certificate not trusted", ...), never a URL, host, token or key (`endpoint.scrub`).
+
+Sink URLs may carry `user:password@`: `endpoint.http_target` takes it out of the URL and `post_json` sends it
+as HTTP basic auth. A sink with another way to authenticate (a bearer token) refuses both at once, as
+Alertmanager's http_config refuses more than one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import os
+import re
+import ssl
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar, overload
+from typing import Any, Generic, Protocol, TypeVar, overload, runtime_checkable
 
 import aiohttp
 import orjson
@@ -20,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from streamalert.durations import parse_duration
 from streamalert.notify.model import Notification
+from streamalert.notify.sinks.endpoint import Target, check_token, describe, http_target, scrub
 
 
 class DeliveryError(Exception):
@@ -66,6 +75,14 @@ class Sink(Protocol):
     async def send(self, notification: Notification, http: aiohttp.ClientSession) -> None: ...
 
 
+@runtime_checkable
+class Redacting(Protocol):
+    """A sink that knows its secrets: the sender passes the text of an unexpected exception through
+    `redact` before it reports it (built-in sinks and any package's sink may implement it)."""
+
+    def redact(self, text: str) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SinkKind(Generic[C]):
     """A sink type as the registry knows it: its name (receivers say `<name>_configs`), its config class
@@ -102,6 +119,69 @@ def one_secret(value: SecretStr | None, file: Path | None, what: str) -> None:
         raise ValueError(f"set exactly one of {what} and {what}_file")
 
 
+# ---- what errors say -----------------------------------------------------------------------------------------
+
+_TAG = re.compile(r"<[^>]{0,200}>")
+
+
+def bearer_token(value: SecretStr | None, file: Path | None) -> str | None:
+    """The optional `bearer_token` / `bearer_token_file`, checked as an HTTP header value (the file is read now)."""
+    token = secret(value, file, "bearer_token", optional=True)
+    if token is not None:
+        check_token(token, "bearer_token" if value is not None else "bearer_token_file")
+    return token
+
+
+def answer_detail(answer: Any, raw: bytes, hidden: Iterable[str] = ()) -> str:
+    """What an error answer says, scrubbed: the message field of a JSON answer (Telegram's `description`,
+    Discord's and PagerDuty's `message` and `errors`, Slack's `error`), else its text (HTML tags dropped)."""
+    if isinstance(answer, dict):
+        said = [answer[k] for k in ("description", "message", "error", "errors") if answer.get(k)]
+        text = "; ".join(s if isinstance(s, str) else orjson.dumps(s).decode() for s in said)
+        if not text:
+            text = orjson.dumps(answer).decode()
+    elif isinstance(answer, str):
+        text = answer
+    elif answer is not None:
+        text = orjson.dumps(answer).decode()
+    else:
+        text = raw[:4096].decode("utf-8", "replace")
+        if text.lstrip().startswith("<"):
+            text = _TAG.sub(" ", text)
+    return scrub(text, hidden)
+
+
+def transport_error(what: str, exc: BaseException, hidden: Iterable[str] = ()) -> DeliveryError:
+    """The DeliveryError for a request that got no HTTP answer, naming the cause (DNS, connection refused,
+    TLS, the server hanging up, ...) and never the URL or host."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return DeliveryError(f"{what}: DNS lookup failed ({_os_reason(exc.os_error, hidden)})", retryable=True)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert = exc.certificate_error
+        reason = cert.verify_message if isinstance(cert, ssl.SSLCertVerificationError) else str(cert)
+        return DeliveryError(f"{what}: TLS certificate not trusted ({scrub(reason or '', hidden)})", retryable=False)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        reason = scrub(str(exc.os_error), hidden) or type(exc.os_error).__name__  # [SSL: WRONG_VERSION_NUMBER] ...
+        return DeliveryError(f"{what}: TLS handshake failed ({reason})", retryable=True)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return DeliveryError(f"{what}: cannot connect ({_os_reason(exc.os_error, hidden)})", retryable=True)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return DeliveryError(f"{what}: the server closed the connection without answering", retryable=True)
+    if isinstance(exc, aiohttp.InvalidURL):  # `check` refuses such URLs: a URL read from a file since?
+        return DeliveryError(f"{what}: invalid URL (InvalidURL)", retryable=False)
+    if isinstance(exc, aiohttp.ClientError):
+        return DeliveryError(f"{what}: request failed ({describe(exc, hidden)})", retryable=True)
+    # the client refused to build the request (a header it will not send): no retry changes that
+    return DeliveryError(f"{what}: request refused by the HTTP client ({describe(exc, hidden)})", retryable=False)
+
+
+def _os_reason(error: OSError, hidden: Iterable[str]) -> str:
+    """The OS's words for an error, without the address it names (`Connect call failed ('10.0.0.1', 443)`)."""
+    if isinstance(error.errno, int) and error.errno > 0:
+        return os.strerror(error.errno)
+    return scrub(error.strerror or str(error) or type(error).__name__, hidden)
+
+
 def retry_after_header(value: str | None) -> float | None:
     """Retry-After in seconds. The HTTP-date form is ignored (reading it needs the wall clock): the sender's
     own backoff applies instead. Unreadable values are ignored too."""
@@ -126,25 +206,32 @@ def _retry_after_body(body: Any) -> float | None:
 
 async def post_json(
     http: aiohttp.ClientSession,
-    url: str,
+    url: str | Target,
     payload: Any,
     *,
     what: str,
     headers: Mapping[str, str] | None = None,
+    hidden: Iterable[str] = (),
 ) -> Any:
     """POST `payload` as JSON; return the decoded JSON answer (None if not JSON). Raises DeliveryError on any
-    non-2xx answer or transport failure, classified for the sender, with `what` (the sink) and the status
-    in the message and never the URL (webhook URLs and bot tokens are secrets)."""
-    body = orjson.dumps(payload)
-    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    non-2xx answer or transport failure, classified for the sender, naming `what` (the sink) and the cause:
+    the status and what the answer says, or why no answer came. Never the URL (webhook URLs and bot tokens
+    are secrets), header values or `hidden` (say, a routing key in the body)."""
     try:
-        async with http.post(url, data=body, headers=all_headers) as response:
+        target = url if isinstance(url, Target) else http_target(url, "url")
+    except ValueError as exc:  # a sink that checks its URL only now: no retry makes it valid
+        raise DeliveryError(f"{what}: {exc}", retryable=False) from None
+    body = orjson.dumps(payload)
+    all_headers = {"Content-Type": "application/json", **target.headers(headers)}
+    credentials = [v for k, v in all_headers.items() if k.lower() == "authorization"]
+    secrets = (*target.hidden, *hidden, *credentials, *(v.partition(" ")[2] for v in credentials))
+    try:
+        async with http.post(target.url, data=body, headers=all_headers) as response:
             raw = await response.read()
             status = response.status
             retry_header = response.headers.get("Retry-After")
-    except aiohttp.ClientError as exc:
-        # aiohttp's messages can contain the URL: keep only the exception type
-        raise DeliveryError(f"{what}: connection failed ({type(exc).__name__})", retryable=True) from None
+    except (aiohttp.ClientError, ValueError, TypeError) as exc:
+        raise transport_error(what, exc, secrets) from None
     try:
         answer: Any = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError:
@@ -155,4 +242,6 @@ async def post_json(
     if retry_after is None:
         retry_after = _retry_after_body(answer)
     retryable = status == 429 or status >= 500 or status == 408
-    raise DeliveryError(f"{what}: HTTP {status}", retryable=retryable, retry_after=retry_after, status=status)
+    detail = answer_detail(answer, raw, secrets)
+    message = f"{what}: HTTP {status}" + (f": {detail}" if detail else "")
+    raise DeliveryError(message, retryable=retryable, retry_after=retry_after, status=status)

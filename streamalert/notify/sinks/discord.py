@@ -27,8 +27,16 @@ import aiohttp
 from pydantic import SecretStr, model_validator
 
 from streamalert.notify.model import SEVERITIES, Alert, Notification, severity_rank
-from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json
-from streamalert.notify.sinks.text import DELIVERY_HEADER, is_http_url, labels_line, ordered_alerts, webhook_url
+from streamalert.notify.sinks.base import SinkConfig, SinkKind, post_json
+from streamalert.notify.sinks.endpoint import scrub
+from streamalert.notify.sinks.text import (
+    DELIVERY_HEADER,
+    check_webhook_url,
+    is_http_url,
+    labels_line,
+    ordered_alerts,
+    webhook_url,
+)
 
 CONTENT_MAX = 2000
 MAX_EMBEDS = 10
@@ -60,7 +68,7 @@ class DiscordConfig(SinkConfig):
 
     @model_validator(mode="after")
     def _one_url(self) -> Self:
-        one_secret(self.webhook_url, self.webhook_url_file, "webhook_url")
+        check_webhook_url(self.webhook_url, self.webhook_url_file)
         return self
 
 
@@ -163,16 +171,19 @@ def render(notification: Notification, config: DiscordConfig) -> dict[str, Any]:
 class DiscordSink:
     def __init__(self, config: DiscordConfig) -> None:
         self.config = config
-        self._url = webhook_url(config.webhook_url, config.webhook_url_file)
+        self._target = webhook_url(config.webhook_url, config.webhook_url_file)
 
     async def send(self, notification: Notification, http: aiohttp.ClientSession) -> None:
         await post_json(
             http,
-            self._url,
+            self._target,
             render(notification, self.config),
             what="discord",
             headers={DELIVERY_HEADER: notification.id},
         )
+
+    def redact(self, text: str) -> str:
+        return scrub(text, self._target.hidden)
 
 
 KIND = SinkKind("discord", DiscordConfig, DiscordSink)

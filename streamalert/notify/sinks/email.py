@@ -21,8 +21,10 @@ import dataclasses
 import hashlib
 import html
 import ipaddress
+import os
 import re
 import smtplib
+import socket
 import ssl
 from collections import OrderedDict
 from datetime import datetime
@@ -36,6 +38,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator, model_valida
 
 from streamalert.notify.model import Alert, Notification
 from streamalert.notify.sinks.base import DeliveryError, SinkConfig, SinkKind, secret
+from streamalert.notify.sinks.endpoint import scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER
 
 _REMEMBERED = 256  # notifications whose accepting recipients a retry skips
@@ -81,8 +84,15 @@ class EmailConfig(SinkConfig):
     @field_validator("hello")
     @classmethod
     def _hello(cls, value: str) -> str:
-        if not value or any(c.isspace() for c in value):
-            raise ValueError("must be one non-empty word (a host name)")
+        if not value or any(c.isspace() for c in value) or not value.isascii():
+            raise ValueError("must be one non-empty word of ASCII (a host name)")
+        return value
+
+    @field_validator("auth_username")
+    @classmethod
+    def _username(cls, value: str | None) -> str | None:
+        if value is not None:
+            ascii_credential(value, "")
         return value
 
     @model_validator(mode="after")
@@ -94,7 +104,16 @@ class EmailConfig(SinkConfig):
             raise ValueError("auth_username and auth_password (or auth_password_file) go together")
         if has_password and self.tls == "none" and not _loopback(split_smarthost(self.smarthost)[0]):
             raise ValueError("auth needs tls: starttls or tls (the password would cross the network in clear)")
+        if self.auth_password is not None:
+            ascii_credential(self.auth_password.get_secret_value(), "auth_password")
         return self
+
+
+def ascii_credential(value: str, key: str) -> None:
+    """smtplib sends the user name and password as ASCII (AUTH PLAIN, LOGIN, CRAM-MD5): anything else would
+    fail every send, so it is refused now (the error does not repeat the value)."""
+    if not value.isascii():
+        raise ValueError(f"{key + ': ' if key else ''}only ASCII characters can be sent (smtplib's AUTH)")
 
 
 def envelope_address(value: str) -> str:
@@ -261,6 +280,7 @@ class EmailSink:
         self._password: str | None = None
         if config.auth_username is not None:
             self._password = secret(config.auth_password, config.auth_password_file, "auth_password")
+            ascii_credential(self._password, "auth_password" if config.auth_password else "auth_password_file")
         self._context: ssl.SSLContext | None = None
         if config.tls != "none":
             self._context = _tls_context(config)
@@ -354,7 +374,19 @@ class EmailSink:
             return DeliveryError("email: timed out", retryable=True)
         if isinstance(exc, smtplib.SMTPException):  # e.g. no AUTH mechanism in common
             return DeliveryError(f"email: {self._reply(str(exc))}", retryable=False)
+        if isinstance(exc, socket.gaierror):
+            return DeliveryError(f"email: DNS lookup failed ({self._os_reason(exc)})", retryable=True)
+        if isinstance(exc, ssl.SSLError):  # e.g. implicit TLS to a server that speaks plain SMTP
+            return DeliveryError(f"email: TLS handshake failed ({self._scrub(str(exc))})", retryable=True)
+        if isinstance(exc, OSError):
+            return DeliveryError(f"email: cannot connect ({self._os_reason(exc)})", retryable=True)
         return DeliveryError(f"email: connection failed ({type(exc).__name__})", retryable=True)
+
+    def _os_reason(self, exc: OSError) -> str:
+        """The OS's words for a socket error (`Connection refused`), never the address it may name."""
+        if isinstance(exc.errno, int) and exc.errno > 0:
+            return os.strerror(exc.errno)
+        return scrub(self._scrub(exc.strerror or type(exc).__name__))
 
     def _reply(self, raw: bytes | str) -> str:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)

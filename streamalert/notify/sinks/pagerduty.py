@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, Self
 
 import aiohttp
-from pydantic import ConfigDict, Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from streamalert.notify.model import Alert, Notification
 from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json, secret
+from streamalert.notify.sinks.endpoint import check_token, http_target, scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -42,9 +43,17 @@ class PagerdutyConfig(SinkConfig):
     client: str = "streamalert"
     client_url: str | None = None  # default: the notification's external URL, when it has one
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        http_target(value, "")  # its `user:password@`, if any, is sent as basic auth
+        return value
+
     @model_validator(mode="after")
     def _one_routing_key(self) -> Self:
         one_secret(self.routing_key, self.routing_key_file, "routing_key")
+        if self.routing_key is not None:
+            check_token(self.routing_key.get_secret_value(), "routing_key")
         return self
 
 
@@ -77,6 +86,8 @@ class PagerdutySink:
     def __init__(self, config: PagerdutyConfig) -> None:
         self.config = config
         self._routing_key = secret(config.routing_key, config.routing_key_file, "routing_key")
+        check_token(self._routing_key, "routing_key" if config.routing_key is not None else "routing_key_file")
+        self._target = http_target(config.url, "url")
         # notification id -> indexes of its events PagerDuty accepted (a retry does not send them again)
         self._accepted: OrderedDict[str, set[int]] = OrderedDict()
 
@@ -142,9 +153,12 @@ class PagerdutySink:
         for index, event in enumerate(events):
             if index in accepted:
                 continue
-            # raises DeliveryError naming "pagerduty" and the status; never the URL or the routing key
-            await post_json(http, self.config.url, event, what="pagerduty", headers=headers)
+            # raises DeliveryError naming "pagerduty" and the cause; never the URL or the routing key
+            await post_json(http, self._target, event, what="pagerduty", headers=headers, hidden=(self._routing_key,))
             accepted.add(index)
+
+    def redact(self, text: str) -> str:
+        return scrub(text, (*self._target.hidden, self._routing_key))
 
 
 KIND = SinkKind("pagerduty", PagerdutyConfig, PagerdutySink)

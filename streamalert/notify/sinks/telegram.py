@@ -21,8 +21,10 @@ that fully succeeds is not remembered, so sending it again sends it again. The p
 the chats of one attempt; with many chats, retries make progress because reached chats are skipped.
 
 Errors: HTTP errors come from `post_json` (429 with `parameters.retry_after`, 5xx: retryable; other 4xx: not);
-an HTTP 200 answer with `"ok": false` raises too, classified by its `error_code` the same way. The bot token
-is part of the URL and never appears in an error or log message.
+an HTTP 200 answer with `"ok": false` raises too, classified by its `error_code` the same way, naming
+Telegram's `description`. The bot token is part of the URL and never appears in an error or log message, nor do
+the chat ids (a chat is named by its place in `chat_ids`). An `api_url` with `user:password@` (a Bot API
+server behind a proxy) is sent with basic auth.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from streamalert.notify.model import SEVERITIES, Alert, Notification, severity_rank
 from streamalert.notify.sinks.base import DeliveryError, SinkConfig, SinkKind, one_secret, post_json, secret
+from streamalert.notify.sinks.endpoint import http_target, scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER, is_http_url, labels_line, ordered_alerts
 
 TEXT_MAX = 4096
@@ -76,8 +79,7 @@ class TelegramConfig(SinkConfig):
     @field_validator("api_url")
     @classmethod
     def _api_url(cls, value: str) -> str:
-        if not value.lower().startswith(("https://", "http://")):
-            raise ValueError("api_url: not an http(s) URL")
+        http_target(value, "", query=False)
         return value.rstrip("/")
 
 
@@ -177,7 +179,11 @@ class TelegramSink:
         token = secret(config.bot_token, config.bot_token_file, "bot_token")
         if not token or any(c.isspace() or c in "/?#" for c in token):
             raise ValueError("bot_token: not a bot token")
-        self._url = f"{config.api_url}/bot{token}/sendMessage"
+        self._target = http_target(f"{config.api_url}/bot{token}/sendMessage", "api_url")
+        # never in an error: the token and its secret half (`<bot id>:<secret>`), and the chat ids (those longer
+        # than a few characters: hiding "12" would hide it in "HTTP 412")
+        chats = (str(c) for c in config.chat_ids if len(str(c)) > 3)
+        self._hidden = (*self._target.hidden, token, token.partition(":")[2], *chats)
         # notification id -> indexes of chats that got it, for notifications whose last send failed
         self._reached: OrderedDict[str, set[int]] = OrderedDict()
 
@@ -212,17 +218,21 @@ class TelegramSink:
         try:
             answer = await post_json(
                 http,
-                self._url,
+                self._target,
                 self._payload(chat_id, text),
                 what="telegram",
                 headers={DELIVERY_HEADER: delivery_id},
+                hidden=self._hidden,
             )
-            _check_answer(answer)
+            _check_answer(answer, self._hidden)
         except DeliveryError as exc:
             where = where if len(self.config.chat_ids) > 1 else ""
             raise DeliveryError(
                 f"{exc}{where}", retryable=exc.retryable, retry_after=exc.retry_after, status=exc.status
             ) from exc
+
+    def redact(self, text: str) -> str:
+        return scrub(text, self._hidden)
 
     def _remember(self, notification_id: str, reached: set[int]) -> None:
         if not reached:
@@ -232,7 +242,7 @@ class TelegramSink:
             self._reached.popitem(last=False)
 
 
-def _check_answer(answer: Any) -> None:
+def _check_answer(answer: Any, hidden: tuple[str, ...]) -> None:
     """Raise for a 2xx answer saying `"ok": false` (anything else in a 2xx answer counts as delivered)."""
     if not isinstance(answer, dict) or answer.get("ok") is not False:
         return
@@ -243,8 +253,10 @@ def _check_answer(answer: Any) -> None:
     if not isinstance(retry_after, int | float) or isinstance(retry_after, bool) or retry_after < 0:
         retry_after = None
     retryable = code is None or code == 429 or code >= 500
+    description = answer.get("description")
+    said = f": {scrub(description, hidden)}" if isinstance(description, str) and description else ""
     raise DeliveryError(
-        f"telegram: API error {code if code is not None else '(no code)'}",
+        f"telegram: API error {code if code is not None else '(no code)'}{said}",
         retryable=retryable,
         retry_after=float(retry_after) if retry_after is not None else None,
         status=code,

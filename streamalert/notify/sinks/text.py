@@ -9,7 +9,8 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from streamalert.notify.model import Alert, Notification, severity_rank
-from streamalert.notify.sinks.base import secret
+from streamalert.notify.sinks.base import one_secret, secret
+from streamalert.notify.sinks.endpoint import Target, http_target
 
 DELIVERY_HEADER = "X-Streamalert-Delivery"  # the notification's delivery id: receivers may deduplicate by it
 
@@ -37,9 +38,15 @@ def is_http_url(url: str) -> bool:
     return url.lower().startswith(("https://", "http://")) and not any(c.isspace() for c in url)
 
 
-def webhook_url(value: SecretStr | None, file: Path | None) -> str:
-    """The `webhook_url` / `webhook_url_file` secret, which must be an http(s) URL (never echoed)."""
-    url = secret(value, file, "webhook_url")
-    if not url.lower().startswith(("https://", "http://")):
-        raise ValueError("webhook_url: not an http(s) URL")
-    return url
+def check_webhook_url(value: SecretStr | None, file: Path | None) -> None:
+    """Config check of a chat sink: exactly one of `webhook_url` and `webhook_url_file`, and an inline URL that
+    the HTTP client will take (a file is checked when the sink is built)."""
+    one_secret(value, file, "webhook_url")
+    if value is not None:
+        http_target(value.get_secret_value(), "webhook_url")
+
+
+def webhook_url(value: SecretStr | None, file: Path | None) -> Target:
+    """The `webhook_url` / `webhook_url_file` secret, which must be an http(s) URL (never echoed); its
+    `user:password@`, if any, becomes basic auth."""
+    return http_target(secret(value, file, "webhook_url"), "webhook_url" if value is not None else "webhook_url_file")

@@ -1,9 +1,10 @@
 """webhook: POST Alertmanager's webhook payload (version 4) as is, so receivers written for Alertmanager work.
 
 `url`/`url_file` is a secret (webhook URLs often carry a token). `bearer_token`/`bearer_token_file` adds
-`Authorization: Bearer`. `max_alerts` caps the alerts of one message the way Alertmanager does: the rest are
-dropped and counted in `truncatedAlerts`; firing alerts are kept before resolved ones, so a truncated
-message keeps the group's status.
+`Authorization: Bearer`; a URL with `user:password@` is sent with basic auth instead (the two together are
+refused: one request has one `Authorization`). `max_alerts` caps the alerts of one message the way
+Alertmanager does: the rest are dropped and counted in `truncatedAlerts`; firing alerts are kept before
+resolved ones, so a truncated message keeps the group's status.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 from typing import Self
-from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import Field, SecretStr, model_validator
 
 from streamalert.notify.model import Notification
-from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json, secret
+from streamalert.notify.sinks.base import SinkConfig, SinkKind, bearer_token, one_secret, post_json, secret
+from streamalert.notify.sinks.endpoint import Target, check_token, http_target, refuse_two_auths, scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER
 
 
@@ -31,19 +32,26 @@ class WebhookConfig(SinkConfig):
     @model_validator(mode="after")
     def _secrets(self) -> Self:
         one_secret(self.url, self.url_file, "url")
-        if self.url is not None:
-            check_url(self.url.get_secret_value())
         if self.bearer_token is not None and self.bearer_token_file is not None:
             raise ValueError("set at most one of bearer_token and bearer_token_file")
+        if self.url is not None:
+            http_target(self.url.get_secret_value(), "url")
+            if self.bearer_token is not None or self.bearer_token_file is not None:
+                which = "bearer_token" if self.bearer_token is not None else "bearer_token_file"
+                refuse_two_auths(self.url.get_secret_value(), "url", which)
+        if self.bearer_token is not None:
+            check_token(self.bearer_token.get_secret_value(), "bearer_token")
         return self
 
 
-def check_url(url: str) -> str:
-    """An absolute http(s) URL; the error does not repeat it (it is a secret)."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ValueError("url: must be an absolute http:// or https:// URL")
-    return url
+def target(url: SecretStr | None, url_file: Path | None, token: str | None) -> Target:
+    """The webhook's endpoint from `url` or `url_file` (read now), refusing basic auth beside a bearer token."""
+    key = "url" if url is not None else "url_file"
+    raw = secret(url, url_file, "url")
+    found = http_target(raw, key)
+    if token is not None:
+        refuse_two_auths(raw, key, "a bearer token")
+    return found
 
 
 def truncate(notification: Notification, max_alerts: int) -> Notification:
@@ -60,10 +68,8 @@ def truncate(notification: Notification, max_alerts: int) -> Notification:
 class WebhookSink:
     def __init__(self, config: WebhookConfig) -> None:
         self.config = config
-        self._url = check_url(secret(config.url, config.url_file, "url"))
-        self._token: str | None = None
-        if config.bearer_token is not None or config.bearer_token_file is not None:
-            self._token = secret(config.bearer_token, config.bearer_token_file, "bearer_token")
+        self._token = bearer_token(config.bearer_token, config.bearer_token_file)
+        self._target = target(config.url, config.url_file, self._token)
 
     def message(self, notification: Notification) -> Notification | None:
         """What is sent: resolved alerts dropped unless send_resolved, then truncated; None: nothing to send."""
@@ -81,7 +87,10 @@ class WebhookSink:
         headers = {DELIVERY_HEADER: notification.id}
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token}"
-        await post_json(http, self._url, message.webhook_payload(), what="webhook", headers=headers)
+        await post_json(http, self._target, message.webhook_payload(), what="webhook", headers=headers)
+
+    def redact(self, text: str) -> str:
+        return scrub(text, (*self._target.hidden, self._token or ""))
 
 
 KIND = SinkKind("webhook", WebhookConfig, WebhookSink)
