@@ -132,6 +132,11 @@ class VectorHttpSource:
         return self._reading
 
     @property
+    def reading_bytes(self) -> int:
+        """Bytes held by the bodies being read (at most max_reading_bytes)."""
+        return self._budget.held
+
+    @property
     def queued(self) -> int:
         """Requests whose body has arrived and that wait for their answer (queued or in a batch)."""
         return self._outstanding

@@ -257,6 +257,7 @@ async def test_saturation_answers_429_then_503_after_close() -> None:
         assert carried.lines == [b'{"n":1}']
         second = asyncio.create_task(h.post(b'{"n":2}'))
         await eventually(lambda: h.source.queued == 2)  # queued behind the held batch
+        assert "max_queued_requests" in (h.source.saturated() or "")  # for /readyz
         third = await h.post(b'{"n":3}')
         assert third.status == 429
         assert third.headers["Retry-After"] == "7"
@@ -308,6 +309,55 @@ async def test_queued_requests_merge_up_to_max_batch_lines() -> None:
         assert last.position == 6
         await h.ack(last)
         assert [(await asyncio.wait_for(p, 5)).status for p in posts] == [200, 200, 200, 200]
+
+
+async def not_done(task: asyncio.Task[Reply]) -> bool:
+    done, _ = await asyncio.wait({task}, timeout=0.2)  # asserting an absence needs a bounded wait
+    return not done
+
+
+async def test_large_request_is_spread_over_batches_and_answered_after_its_last() -> None:
+    """A request over max_batch_lines goes out in consecutive batches of at most that many lines and is answered
+    only when the batch with its last line is acked; a small request fitting the room joins that batch."""
+    async with serve(auto_ack=False, max_batch_lines=4, tick_ms=60_000) as h:
+        lines = [b'{"n":%d}' % i for i in range(10)]
+        big = asyncio.create_task(h.post(b"\n".join(lines)))
+        first = await h.next_batch()
+        small = asyncio.create_task(h.post(b'{"s":1}'))
+        await eventually(lambda: h.source.queued == 2)
+        await h.ack(first)
+        second = await h.next_batch()
+        assert await not_done(big)
+        await h.ack(second)
+        third = await h.next_batch()
+        assert [first.lines, second.lines, third.lines] == [lines[:4], lines[4:8], [*lines[8:], b'{"s":1}']]
+        assert [first.position, second.position, third.position] == [4, 8, 11]
+        assert await not_done(big)
+        await h.ack(third)
+        assert (await asyncio.wait_for(big, 5)).status == 200
+        assert (await asyncio.wait_for(small, 5)).status == 200
+        assert h.source.queued == 0
+
+
+async def test_close_finishes_a_request_already_partly_handed_out() -> None:
+    """After close() a request partly in batches is still handed out to its last line and answered 200 (its
+    first lines may be committed: a 503 would have them sent twice); one not yet started gets 503."""
+    async with serve(auto_ack=False, max_batch_lines=4, tick_ms=60_000) as h:
+        lines = [b'{"n":%d}' % i for i in range(10)]
+        big = asyncio.create_task(h.post(b"\n".join(lines)))
+        first = await h.next_batch()
+        waiting = asyncio.create_task(h.post(b'{"w":1}'))
+        await eventually(lambda: h.source.queued == 2)
+        await h.source.close()
+        assert (await asyncio.wait_for(waiting, 5)).status == 503
+        await h.ack(first)
+        await h.ack(await h.next_batch())
+        last = await h.next_batch()
+        assert last.lines == lines[8:]
+        await h.ack(last)
+        assert (await asyncio.wait_for(big, 5)).status == 200
+        assert h.lines == lines
+        assert h.source.requests == {503: 1, 200: 1}
 
 
 # The bodies Vector's http sink sends with `encoding.codec = "json"`, built as its code documents them:
