@@ -286,11 +286,13 @@ class VectorHttpSource:
             async with asyncio.timeout(config.body_timeout_s):
                 data = await read_capped(request.content, config.max_body_bytes, self._budget)
         except TimeoutError:
-            return web.Response(
-                status=408,
-                text=f"body not received within {config.body_timeout_s:g} s\n",
-                headers={hdrs.CONNECTION: "close"},
-            )
+            late = web.Response(status=408, text=f"body not received within {config.body_timeout_s:g} s\n")
+            late.force_close()
+            await late.prepare(request)
+            await late.write_eof()
+            if request.transport is not None:  # closed once the answer is flushed: aiohttp would otherwise
+                request.transport.close()  # linger up to 10 s reading the rest of a body that is not coming
+            return late
         except OverBudget:
             return self._busy(429, "too many request bytes being read")
         finally:

@@ -207,6 +207,8 @@ async def test_body_not_received_in_time_is_408_and_frees_its_slot() -> None:
         assert await h.post(b'{"a":1}') == 429
         for reader, writer in slow:
             assert await status_of(reader) == 408
+            await asyncio.wait_for(reader.read(), 5)  # and the server closes the connection
+            assert reader.at_eof()
             writer.close()
         assert h.source.reading == 0
         assert h.source.reading_bytes == 0
