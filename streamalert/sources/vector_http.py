@@ -86,6 +86,8 @@ class VectorHttpConfig(pydantic.BaseModel):
     def _token_for_bearer(self) -> Self:
         if self.auth == "bearer" and (self.token is None or not self.token.get_secret_value()):
             raise ValueError("token: required when auth is 'bearer' (set auth: none to accept anyone)")
+        if self.max_reading_bytes < self.max_body_bytes:  # else a body of the allowed size is never read
+            raise ValueError("max_reading_bytes: must be at least max_body_bytes")
         return self
 
 

@@ -197,13 +197,18 @@ async def test_bearer_token_is_required_unless_auth_none() -> None:
 
 
 async def test_config_requires_token_for_bearer_and_hides_it() -> None:
-    """auth bearer without a token is refused naming `token`; unknown keys are refused; reprs hide the token."""
+    """auth bearer without a token is refused naming `token`; unknown keys and limits that cannot work are
+    refused; reprs hide the token."""
     with pytest.raises(pydantic.ValidationError, match="token"):
         VectorHttpConfig()
     with pytest.raises(pydantic.ValidationError, match="token"):
         VectorHttpConfig.model_validate({"token": ""})
     with pytest.raises(pydantic.ValidationError, match="extra"):
         VectorHttpConfig.model_validate({"token": TOKEN, "max_body": 1})
+    with pytest.raises(pydantic.ValidationError, match="max_reading_bytes: must be at least max_body_bytes"):
+        VectorHttpConfig.model_validate({"token": TOKEN, "max_body_bytes": 2048, "max_reading_bytes": 1024})
+    with pytest.raises(pydantic.ValidationError, match="body_timeout_s"):
+        VectorHttpConfig.model_validate({"token": TOKEN, "body_timeout_s": 0})
     config = VectorHttpConfig.model_validate({"token": TOKEN})
     source = VectorHttpSource(config)
     shown = repr(config) + str(config) + repr(source) + repr(vars(source)) + config.model_dump_json()
