@@ -15,7 +15,8 @@ stalled that ticker 24-73 ms inflated on the loop, 6-30 ms in a thread.
 - JSON array: one line per element, its raw bytes (not re-encoded). The array is decoded a piece at a time,
   cut after a `}` followed by `,{` (how Vector joins the events of a body). A cut inside a string or a nested
   value makes the piece invalid JSON (an open string or bracket), so only true element boundaries decode;
-  an invalid piece is retried twice as large, up to the rest of the body.
+  an invalid piece is retried twice as large, up to the rest of the body. An array written with spaces
+  between elements (not by Vector) has no such cut and is decoded in one call: ~0.35 s for 10 MB of `{}`.
 - A body that starts with `[` but is not a valid JSON array is salvaged, not refused: from the first piece
   that cannot be decoded even when extended to the end, the rest is cut at every `},{`; a part that is not
   valid JSON is joined with the following parts (up to `_REJOIN` of them) until the whole is, so an element

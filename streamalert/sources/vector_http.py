@@ -22,7 +22,9 @@ larger request is spread over consecutive batches; it is answered when the batch
 acknowledged (the pipeline acknowledges batches in order). After `close()`: new requests, and queued ones
 not started, get 503 with Retry-After; a request already partly handed out keeps being handed out until its
 last line (its first lines may already be committed: answering 503 would have Vector send them again and
-count them twice), and `batches()` ends after it. Batches already yielded still wait for `ack`.
+count them twice), and `batches()` ends after it. Batches already yielded still wait for `ack`. (A crash
+after some of a request's batches were committed makes Vector send the whole request again, so those lines
+count twice: the same window as a crash between a commit and its answer, now as long as the request takes.)
 
 The server must not inflate bodies itself: run the aiohttp server this source is mounted on with
 `auto_decompress=False` (`SERVER_OPTIONS`, e.g. `web.AppRunner(app, **SERVER_OPTIONS)`), so the gzip limits
