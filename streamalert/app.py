@@ -309,8 +309,10 @@ def _readiness(replica: Replica | None, writer: _Writer, term: _Term) -> Readine
             lanes, fetching = source.assigned(), source.fetching()
             checks["sources"] = _kafka_check(lanes, fetching)
             return health.ready and bool(lanes) and fetching, checks
-        checks["sources"] = "listening"
-        return health.ready, checks
+        assert isinstance(source, VectorHttpSource | IntakeSource)
+        busy = source.saturated() if isinstance(source, VectorHttpSource) else None
+        checks["sources"] = busy or "listening"
+        return health.ready and busy is None, checks
 
     return readiness
 
@@ -337,7 +339,7 @@ def _source(config: AppConfig, clock: Clock, metrics: Metrics, replica: Replica 
     if kafka is not None:
         return KafkaSource(kafka, metrics, clock=clock)
     assert config.sources.vector is not None  # exactly one source: validated by AppConfig
-    return VectorHttpSource(config.sources.vector)
+    return VectorHttpSource(config.sources.vector, metrics)
 
 
 class _Writer:

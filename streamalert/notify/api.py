@@ -37,7 +37,9 @@ def routes(
         if token is None:
             raise _error(web.HTTPForbidden, "the API is disabled: set notify.api_token")
         given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        # aiohttp gives header bytes that are not UTF-8 as lone surrogates: compare the bytes as sent (a
+        # plain encode() would raise, and the client would get a 500 instead of a 401).
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), f"Bearer {token}".encode()):
             error = _error(web.HTTPUnauthorized, "missing or wrong bearer token")
             error.headers["WWW-Authenticate"] = 'Bearer realm="streamalert"'
             raise error

@@ -1,18 +1,39 @@
 """Vector http source: the log lines Vector's `http` sink POSTs (`encoding.codec = "json"`), answered after commit.
 
-A request is answered 200 only once `ack` confirms the batch that carried it (its effects are committed), so
-Vector's retries and end-to-end acknowledgements mean something. Everything that could make the process hold
-memory without bound is refused up front: a missing or wrong bearer token (401), a body past
-`max_body_bytes` as received or after gunzip (413, the inflater stops at the limit), and more unanswered
-requests than `max_queued_requests` (429 with Retry-After). After `close()`, 503 with Retry-After.
+A request is answered 200 only once `ack` confirms the batch that carried its last line (its effects are
+committed), so Vector's retries and end-to-end acknowledgements mean something. Everything that could make
+the process hold memory or a slot without bound is refused up front or timed out:
+
+- a missing or wrong bearer token, or an Authorization header that is not even UTF-8: 401;
+- a body past `max_body_bytes` as received or after gunzip: 413 (the inflater stops at the limit);
+- a body that has not fully arrived within `body_timeout_s` of the start of reading: 408, connection closed;
+- more than `max_reading_requests` bodies being read at once, or more than `max_reading_bytes` held by them:
+  429 with Retry-After. A body being read holds no queue slot, so clients that send slowly (or send one
+  byte and go silent) cannot take the slots of those that have sent everything;
+- more requests whose body has arrived and that wait for their answer than `max_queued_requests`: 429.
+
+Memory is bounded by `max_reading_bytes` for bodies being read plus `max_queued_requests` x
+`max_body_bytes` for bodies read, as their bytes (they are split into lines lazily: see vector_body.py).
+`saturated()` says when either kind of slot is all taken (for `/readyz`); the gauge
+`streamalert_ingest_requests{state="reading"|"queued"}` shows both.
+
+`batches()` never yields more than `max_batch_lines` lines: whole small requests are merged up to it, and a
+larger request is spread over consecutive batches; it is answered when the batch with its last line is
+acknowledged (the pipeline acknowledges batches in order). After `close()`: new requests, and queued ones
+not started, get 503 with Retry-After; a request already partly handed out keeps being handed out until its
+last line (its first lines may already be committed: answering 503 would have Vector send them again and
+count them twice), and `batches()` ends after it. Batches already yielded still wait for `ack`. (A crash
+after some of a request's batches were committed makes Vector send the whole request again, so those lines
+count twice: the same window as a crash between a commit and its answer, now as long as the request takes.)
 
 The server must not inflate bodies itself: run the aiohttp server this source is mounted on with
 `auto_decompress=False` (`SERVER_OPTIONS`, e.g. `web.AppRunner(app, **SERVER_OPTIONS)`), so the gzip limits
 here hold on every aiohttp version. A gzip request reaching a server that inflates is answered 500 naming
 the fix (Vector retries a 500, so nothing is lost while the deployment is corrected).
 
-Bodies are split, not validated: newline-delimited JSON gives one line per non-empty line, a JSON array one
-line per element (its raw bytes, not re-encoded). The engine counts malformed lines.
+Bodies are split, not validated (vector_body.py): NDJSON gives one line per non-empty line, a JSON array one
+line per element (its raw bytes, not re-encoded), and a body starting with `[` that is not a valid array is
+salvaged element by element, never refused. The engine counts malformed lines.
 """
 
 from __future__ import annotations
@@ -25,19 +46,18 @@ from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Self
 
-import msgspec
 import pydantic
-from aiohttp import StreamReader, hdrs, web
+from aiohttp import hdrs, web
 from pydantic import ConfigDict, Field, SecretStr
 
-from streamalert.decode import DECODE_ERRORS
 from streamalert.sources import Batch
+from streamalert.sources.vector_body import Body, OverBudget, ReadBudget, gunzip, read_capped
+from streamalert.telemetry.metrics import Metrics
 
 SERVER_OPTIONS: Final[dict[str, Any]] = {"auto_decompress": False}  # for the aiohttp runner/server
 _GZIP: Final = frozenset({"gzip", "x-gzip"})
 _IDENTITY: Final = frozenset({"", "identity"})
-_ARRAY_DECODER: Final = msgspec.json.Decoder(list[msgspec.Raw])
-_WHITESPACE: Final = b" \t\r\n"
+_SHOWN: Final = 32  # characters of a refused Content-Encoding echoed back
 
 
 class VectorHttpConfig(pydantic.BaseModel):
@@ -49,8 +69,11 @@ class VectorHttpConfig(pydantic.BaseModel):
     token: SecretStr | None = None
     auth: Literal["bearer", "none"] = "bearer"
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)  # as received, and again after gunzip
-    max_queued_requests: int = Field(default=64, gt=0)  # requests read or waiting for their answer
-    max_batch_lines: int = Field(default=4096, gt=0)  # lines one Batch merges from several requests
+    body_timeout_s: float = Field(default=10.0, gt=0)  # the whole body must arrive within this, else 408
+    max_reading_requests: int = Field(default=256, gt=0)  # bodies being read at once
+    max_reading_bytes: int = Field(default=64 * 1024 * 1024, gt=0)  # bytes those bodies hold together
+    max_queued_requests: int = Field(default=64, gt=0)  # bodies read, waiting for their answer
+    max_batch_lines: int = Field(default=4096, gt=0)  # lines of one Batch, from one or several requests
     tick_ms: int = Field(default=1000, gt=0)  # an empty Batch when nothing arrived for this long
     retry_after_s: int = Field(default=1, ge=0)
 
@@ -65,21 +88,24 @@ class VectorHttpConfig(pydantic.BaseModel):
     def _token_for_bearer(self) -> Self:
         if self.auth == "bearer" and (self.token is None or not self.token.get_secret_value()):
             raise ValueError("token: required when auth is 'bearer' (set auth: none to accept anyone)")
+        if self.max_reading_bytes < self.max_body_bytes:  # else a body of the allowed size is never read
+            raise ValueError("max_reading_bytes: must be at least max_body_bytes")
         return self
 
 
 @dataclass(slots=True, eq=False)
 class _Request:
-    """One admitted POST: its lines, and the status its handler will answer."""
+    """One admitted POST: its body's lines, and the status its handler will answer."""
 
-    lines: list[bytes]
+    body: Body
     answer: asyncio.Future[int]
+    started: bool = False  # some of its lines are in a batch already
     settled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class _Carried:
-    """Batch.token of a non-empty batch: the requests whose lines it holds."""
+    """Batch.token of a batch holding the last line of requests: those to answer when it is acknowledged."""
 
     requests: tuple[_Request, ...]
 
@@ -89,26 +115,55 @@ class VectorHttpSource:
 
     name = "vector"
 
-    def __init__(self, config: VectorHttpConfig) -> None:
+    def __init__(self, config: VectorHttpConfig, metrics: Metrics | None = None) -> None:
         self.config = config
         self.requests: collections.Counter[int] = collections.Counter()  # answers by status code
-        self.lines_received = 0  # lines of admitted requests
-        self._queue: collections.deque[_Request] = collections.deque()  # admitted, not yet in a batch
+        self.lines_received = 0  # lines handed out in batches
+        self._queue: collections.deque[_Request] = collections.deque()  # admitted, last line not yet in a batch
         self._arrived = asyncio.Event()
-        self._outstanding = 0  # requests holding a slot: being read, queued, or in a batch not yet acked
+        self._reading = 0  # requests whose body is being read
+        self._budget = ReadBudget(config.max_reading_bytes)
+        self._outstanding = 0  # requests holding a queue slot: body read, not yet answered
         self._position = 0
         self._closed = False
-        self._handed: set[_Request] = set()  # in a batch handed out, not yet acknowledged
+        self._handed: set[_Request] = set()  # whose last line is in a batch handed out, not yet acknowledged
+        if metrics is not None:
+            metrics.ingest_requests.labels("reading").set_function(lambda: self._reading)
+            metrics.ingest_requests.labels("queued").set_function(lambda: self._outstanding)
+
+    @property
+    def reading(self) -> int:
+        """Requests whose body is being read."""
+        return self._reading
+
+    @property
+    def reading_bytes(self) -> int:
+        """Bytes held by the bodies being read (at most max_reading_bytes)."""
+        return self._budget.held
+
+    @property
+    def queued(self) -> int:
+        """Requests whose body has arrived and that wait for their answer (queued or in a batch)."""
+        return self._outstanding
+
+    def saturated(self) -> str | None:
+        """Why the next request would be answered 429 whatever it is, or None (for `/readyz`)."""
+        config = self.config
+        if self._outstanding >= config.max_queued_requests:
+            return f"{self._outstanding} requests waiting for their batch (max_queued_requests)"
+        if self._reading >= config.max_reading_requests:
+            return f"{self._reading} request bodies being read (max_reading_requests)"
+        return None
 
     def routes(self) -> list[web.RouteDef]:
         """The one route to mount on the composition root's aiohttp application."""
         return [web.post(self.config.path, self._receive)]
 
     async def batches(self) -> AsyncIterator[Batch]:
-        """Queued requests merged up to max_batch_lines (whole requests); an empty batch after tick_ms idle."""
+        """Batches of at most max_batch_lines lines (whole small requests merged, large ones spread over several);
+        an empty batch after tick_ms idle. Ends after `close()`, once a request partly handed out is complete."""
         tick_s = self.config.tick_ms / 1000
-        limit = self.config.max_batch_lines
-        while not self._closed:
+        while not self._closed or (self._queue and self._queue[0].started):
             if not self._queue:
                 self._arrived.clear()
                 try:
@@ -116,21 +171,37 @@ class VectorHttpSource:
                 except TimeoutError:
                     yield Batch([], self._position)
                     continue
-                if self._closed or not self._queue:
-                    continue
-            taken = [self._queue.popleft()]
-            count = len(taken[0].lines)
-            while self._queue and count + len(self._queue[0].lines) <= limit:
-                request = self._queue.popleft()
-                taken.append(request)
-                count += len(request.lines)
-            lines = taken[0].lines if len(taken) == 1 else [line for r in taken for line in r.lines]
-            self._position += count
-            self._handed.update(taken)
-            yield Batch(lines, self._position, _Carried(tuple(taken)))
+                continue  # closed meanwhile, or the request arrived: check again
+            lines, done = self._fill(self.config.max_batch_lines)
+            # One turn of the loop between batches: even with a store whose commit never waits, a large
+            # request is processed batch by batch without holding the loop (health checks, the lease).
+            await asyncio.sleep(0)
+            self.lines_received += len(lines)
+            self._position += len(lines)
+            self._handed.update(done)
+            yield Batch(lines, self._position, _Carried(tuple(done)) if done else None)
+
+    def _fill(self, limit: int) -> tuple[list[bytes], list[_Request]]:
+        """The next batch's lines, and the requests whose last line it holds (taken off the queue)."""
+        lines: list[bytes] = []
+        done: list[_Request] = []
+        queue = self._queue
+        while queue and len(lines) < limit:
+            request = queue[0]
+            room = limit - len(lines)
+            if lines and not request.started:
+                count = request.body.known_count()  # a request not yet started joins only if it fits whole
+                if count is None or count > room:
+                    break
+            request.started = True
+            lines += request.body.take(room)
+            if not request.body.exhausted:
+                break
+            done.append(queue.popleft())
+        return lines, done
 
     async def ack(self, batch: Batch) -> None:
-        """The batch is committed: answer every request it carried with 200."""
+        """The batch is committed: answer every request whose last line it carried with 200."""
         if isinstance(batch.token, _Carried):
             for request in batch.token.requests:
                 self._handed.discard(request)
@@ -143,16 +214,24 @@ class VectorHttpSource:
         return None  # Vector resends what was not answered 200: there is no position to restore
 
     async def close(self) -> None:
-        """Stop taking requests: queued and new ones get 503; batches already yielded still wait for `ack`."""
+        """Stop taking requests: new ones and queued ones not started get 503; a request partly handed out is
+        handed out to its end; batches already yielded still wait for `ack`."""
         self._closed = True
+        started = self._queue[0] if self._queue and self._queue[0].started else None
         while self._queue:
-            self._settle(self._queue.popleft(), 503)
+            request = self._queue.popleft()
+            if request is not started:
+                self._settle(request, 503)
+        if started is not None:
+            self._queue.append(started)
         self._arrived.set()
 
     async def abort(self) -> None:
         """Give up everything not acknowledged (the writer lease was lost, or shutdown ran out of time): queued
         requests and those in batches handed out are answered 503, so Vector sends them again."""
         await self.close()
+        while self._queue:  # a request partly handed out, too: what of it was committed may come again
+            self._settle(self._queue.popleft(), 503)
         for request in list(self._handed):
             self._settle(request, 503)
         self._handed.clear()
@@ -174,68 +253,92 @@ class VectorHttpSource:
     async def _answer(self, request: web.Request) -> web.Response:
         config = self.config
         if self._closed:
-            return self._busy(503)
+            return self._busy(503, "closing")
         if config.auth == "bearer" and not self._authorized(request.headers.get(hdrs.AUTHORIZATION, "")):
             return web.Response(
                 status=401, text="missing or wrong bearer token\n", headers={hdrs.WWW_AUTHENTICATE: "Bearer"}
             )
         encoding = request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
         if encoding not in _GZIP and encoding not in _IDENTITY:
-            return web.Response(status=415, text=f"unsupported Content-Encoding {encoding!r}: use gzip or none\n")
+            shown = ascii(encoding[:_SHOWN])  # the header may hold any bytes: echo a short, escaped part
+            return web.Response(status=415, text=f"unsupported Content-Encoding {shown}: use gzip or none\n")
+        gzipped = encoding in _GZIP
+        if gzipped and getattr(request.content, "total_compressed_bytes", None) is not None:
+            return web.Response(status=500, text="the server inflates bodies: run it with auto_decompress=False\n")
         if request.content_length is not None and request.content_length > config.max_body_bytes:
             return _too_large(config.max_body_bytes, "")
         if request.content_length == 0:
             return web.Response(status=200)
+        data = await self._read(request)
+        if isinstance(data, web.Response):
+            return data
+        if self._closed:
+            return self._busy(503, "closing")
         if self._outstanding >= config.max_queued_requests:
-            return self._busy(429)
-        self._outstanding += 1  # taken before the body is read, so bodies in memory stay bounded too
+            return self._busy(429, "too many requests waiting for their batch")
+        self._outstanding += 1  # taken once the body has arrived: slow senders hold no queue slot
         try:
-            lines = await self._read_lines(request, encoding in _GZIP)
+            body = await self._parse(data, gzipped)
         except BaseException:
             self._outstanding -= 1
             raise
-        if isinstance(lines, web.Response) or not lines or self._closed:
+        if isinstance(body, web.Response) or body.exhausted or self._closed:
             self._outstanding -= 1
-            if isinstance(lines, web.Response):
-                return lines
-            return self._busy(503) if lines else web.Response(status=200)
-        pending = _Request(lines, asyncio.get_running_loop().create_future())
+            if isinstance(body, web.Response):
+                return body
+            return self._busy(503, "closing") if self._closed else web.Response(status=200)
+        pending = _Request(body, asyncio.get_running_loop().create_future())
         self._queue.append(pending)  # from here the slot is freed by _settle (ack or close)
-        self.lines_received += len(lines)
         self._arrived.set()
         status = await pending.answer
-        return web.Response(status=200) if status == 200 else self._busy(status)
+        return web.Response(status=200) if status == 200 else self._busy(status, "closing")
 
-    async def _read_lines(self, request: web.Request, gzipped: bool) -> list[bytes] | web.Response:
-        """The body's lines, or the refusal to answer instead."""
+    async def _read(self, request: web.Request) -> bytes | web.Response:
+        """The body as received, or the refusal to answer instead (413, 408, 429)."""
+        config = self.config
+        if self._reading >= config.max_reading_requests:
+            return self._busy(429, "too many request bodies being read")
+        self._reading += 1
+        try:
+            async with asyncio.timeout(config.body_timeout_s):
+                data = await read_capped(request.content, config.max_body_bytes, self._budget)
+        except TimeoutError:
+            late = web.Response(status=408, text=f"body not received within {config.body_timeout_s:g} s\n")
+            late.force_close()
+            await late.prepare(request)
+            await late.write_eof()
+            if request.transport is not None:  # closed once the answer is flushed: aiohttp would otherwise
+                request.transport.close()  # linger up to 10 s reading the rest of a body that is not coming
+            return late
+        except OverBudget:
+            return self._busy(429, "too many request bytes being read")
+        finally:
+            self._reading -= 1
+        return _too_large(config.max_body_bytes, "") if data is None else data
+
+    async def _parse(self, data: bytes, gzipped: bool) -> Body | web.Response:
+        """The body's lines (split lazily), or the refusal to answer instead."""
         limit = self.config.max_body_bytes
-        if gzipped and getattr(request.content, "total_compressed_bytes", None) is not None:
-            return web.Response(status=500, text="the server inflates bodies: run it with auto_decompress=False\n")
-        body = await _read_capped(request.content, limit)
-        if body is None:
-            return _too_large(limit, "")
-        if gzipped and body:
+        if gzipped and data:
             try:
-                body = _gunzip(body, limit)
+                inflated = await asyncio.to_thread(gunzip, data, limit)  # zlib lets the loop run meanwhile
             except zlib.error:
                 return web.Response(status=400, text="corrupt gzip body\n")
-            if body is None:
+            if inflated is None:
                 return _too_large(limit, " after gzip decompression")
-        try:
-            return _split(body)
-        except DECODE_ERRORS:
-            return web.Response(status=400, text="body starts with '[' but is not a JSON array\n")
+            data = inflated
+        return Body(data)
 
     def _authorized(self, header: str) -> bool:
         scheme, _, credentials = header.strip().partition(" ")
         token = self.config.token
         if token is None or scheme.lower() != "bearer":
             return False
+        # aiohttp gives header bytes that are not UTF-8 as lone surrogates: compare the bytes as sent.
         given = credentials.strip().encode("utf-8", "surrogateescape")
         return hmac.compare_digest(given, token.get_secret_value().encode("utf-8"))
 
-    def _busy(self, status: int) -> web.Response:
-        reason = "closing" if status == 503 else "too many requests waiting for their batch"
+    def _busy(self, status: int, reason: str) -> web.Response:
         return web.Response(
             status=status, text=f"{reason}; retry later\n", headers={hdrs.RETRY_AFTER: str(self.config.retry_after_s)}
         )
@@ -243,52 +346,3 @@ class VectorHttpSource:
 
 def _too_large(limit: int, where: str) -> web.Response:
     return web.Response(status=413, text=f"body larger than {limit} bytes{where}\n")
-
-
-async def _read_capped(content: StreamReader, limit: int) -> bytes | None:
-    """The whole body, or None as soon as more than `limit` bytes arrived (Content-Length is not trusted)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await content.read(limit + 1 - size)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-
-
-def _gunzip(data: bytes, limit: int) -> bytes | None:
-    """Inflate gzip members (one or concatenated); None once the output passes `limit`: never inflate a bomb.
-
-    Raises zlib.error for a corrupt or truncated stream.
-    """
-    out: list[bytes] = []
-    size = 0
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    while True:
-        chunk = inflater.decompress(data, limit + 1 - size)  # max_length >= 1: 0 would mean unbounded
-        size += len(chunk)
-        if size > limit:
-            return None
-        out.append(chunk)
-        if inflater.eof:
-            data = inflater.unused_data
-            if not data:
-                return b"".join(out)
-            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # the next member of a concatenated gzip
-        elif inflater.unconsumed_tail:
-            data = inflater.unconsumed_tail
-        elif chunk:
-            data = b""  # all input taken but output may be pending: ask again
-        else:
-            raise zlib.error("gzip stream ends before its end marker")
-
-
-def _split(body: bytes) -> list[bytes]:
-    """Lines of an NDJSON body (empty ones are framing, dropped) or the raw elements of a JSON array body."""
-    if body.lstrip(_WHITESPACE)[:1] == b"[":
-        return [bytes(raw) for raw in _ARRAY_DECODER.decode(body)]
-    lines = body.split(b"\n")
-    return [line for line in (raw[:-1] if raw[-1:] == b"\r" else raw for raw in lines) if line]

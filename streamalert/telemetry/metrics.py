@@ -118,6 +118,12 @@ class Metrics:
             ["source", "code"],
             registry=r,
         )
+        self.ingest_requests = Gauge(
+            PREFIX + "ingest_requests",
+            "Vector ingest requests held: state=reading (body arriving) or queued (body read, waiting for its answer).",
+            ["state"],
+            registry=r,
+        )
         self.ready = Gauge(PREFIX + "ready", "1 when the process is ready to take input, else 0.", registry=r)
         self.series = Gauge(PREFIX + "series", "Live series held by the engine.", registry=r)
         self.store_retries = Counter(
