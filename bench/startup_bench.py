@@ -66,8 +66,10 @@ def main() -> int:
             times[name].append(cpu_of(command))
     floor = statistics.median(times["python -c pass"])
     print(f"{args.runs} runs each, {os.cpu_count()} cores; CPU seconds (user + system)")
-    print(f"{'python -c pass':<58} median {floor:.3f}  range {min(times['python -c pass']):.3f}-"
-          f"{max(times['python -c pass']):.3f}")
+    print(
+        f"{'python -c pass':<58} median {floor:.3f}  range {min(times['python -c pass']):.3f}-"
+        f"{max(times['python -c pass']):.3f}"
+    )
     for name, values in times.items():
         if name == "python -c pass":
             continue
