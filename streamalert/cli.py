@@ -408,6 +408,11 @@ def _run(args: argparse.Namespace) -> int:
     rules = _load(str(config.rules))
     if rules is None:
         return 1
+    unreadable = _unreadable_secrets(args.config, config)
+    for problem in unreadable:
+        print(problem, file=sys.stderr)
+    if unreadable:
+        return 2
     try:
         build_sinks(config)  # secrets in files are read now: a missing one fails the start with its key
         config.notify.token()
@@ -476,10 +481,24 @@ def _config_or_exit(path: str, *, lenient: bool = False) -> AppConfig | None:
     return config
 
 
+def _unreadable_secrets(path: str, config: AppConfig) -> list[str]:
+    """One problem per `*_file` secret that cannot be read, each naming the receiver and key: all of them,
+    not just the first a sink would stumble on."""
+    from streamalert.config.app import secret_files  # noqa: PLC0415
+
+    problems = []
+    for key, file in secret_files(config):
+        try:
+            file.read_bytes()
+        except OSError as exc:
+            problems.append(f"{path}: {key}: cannot read {file}: {exc.strerror}")
+    return problems
+
+
 def _check_config(path: str) -> int:
     """Every problem of a service config in one run: unset variables, the config's keys, its rules, and every
     secret file that cannot be read (each named with its receiver and key), then the sinks themselves."""
-    from streamalert.config.app import ConfigError, load_config, secret_files  # noqa: PLC0415
+    from streamalert.config.app import ConfigError, load_config  # noqa: PLC0415
     from streamalert.config.notify import build_route  # noqa: PLC0415
     from streamalert.notify.sender import build_sinks  # noqa: PLC0415
 
@@ -492,11 +511,7 @@ def _check_config(path: str) -> int:
         print(exc, file=sys.stderr)
         return 1
     problems = [f"{path}: environment variable(s) not set: {', '.join(unset)}"] if unset else []
-    for key, file in secret_files(config):
-        try:
-            file.read_bytes()
-        except OSError as exc:
-            problems.append(f"{path}: {key}: cannot read {file}: {exc.strerror}")
+    problems += _unreadable_secrets(path, config)
     rules = _load(str(config.rules))
     sinks: dict[Any, Any] = {}
     if not problems:  # the files are readable: building the sinks finds what else is wrong with them
