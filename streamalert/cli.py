@@ -1,7 +1,8 @@
 """Command line: argument parsing and wiring only (`check`, `replay`, `run`, `routes`, `outbox`, `alerts`).
 
-Each command imports what it needs when it runs: `--help`, `check` and `routes test` start without loading
-aiohttp, aiokafka, redis or the engine (a second of CPU at every start otherwise).
+Each command imports what it needs when it runs, so `--help` and `check RULES` start without loading aiohttp,
+aiokafka, redis or the engine (1.5 s of CPU at every start otherwise; bench/startup_bench.py). Commands that
+read a service config still load them: its models live in the modules of the sources and sinks.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def _drop_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     except (OSError, ValueError):  # no file descriptor behind stdout (tests capturing it): nothing to flush
         return
 
