@@ -1,20 +1,35 @@
-# streamalert: `make demo` replays the bundled incident; `make test` runs lint, types and the whole test suite.
+# streamalert: `make demo` replays the bundled incident; `make demo-live` runs live mode on 127.0.0.1:8080;
+# `make test` runs lint, types and the whole test suite.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# stamps: DEMO, the package with its runtime dependencies (all the demos need); STAMP, with the dev extras too
+# (tests, linters, the Kafka broker)
+DEMO   := $(VENV)/.installed
+STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo demo-live test lint typecheck pytest bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-demo: $(STAMP)
+$(DEMO): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(DEMO)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP) $(DEMO)
+
+demo: $(DEMO)
 	$(BIN)/streamalert check config/rules
 	$(BIN)/streamalert replay examples/incident.jsonl --rules config/rules --format table
+	@echo "streamalert is installed in $(BIN): '. $(BIN)/activate' puts it on PATH in this shell"
+
+demo-live: $(DEMO)
+	@echo "live mode on http://127.0.0.1:8080/vector (Ctrl-C stops it); post logs as the README's Quickstart shows"
+	$(BIN)/streamalert run --config config/demo-live.yaml
 
 test: $(STAMP)
 	scripts/ensure-packages

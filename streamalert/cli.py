@@ -1,40 +1,40 @@
-"""Command line: argument parsing and wiring only (`check`, `replay`)."""
+"""Command line: argument parsing and wiring only (`check`, `replay`, `run`, `routes`, `outbox`, `alerts`).
+
+Each command imports what it needs when it runs, so `--help` and `check RULES` start without loading aiohttp,
+aiokafka, redis or the engine (1.5 s of CPU at every start otherwise; bench/startup_bench.py). Commands that
+read a service config still load them: its models live in the modules of the sources and sinks.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import orjson
-from redis.exceptions import RedisError
-
-from streamalert.clock import Stopwatch
-from streamalert.config.notify import NotifyConfig, build_route
-from streamalert.config.rules import Rule, RuleLoadError, load_rules
-from streamalert.decode import parse_time
-from streamalert.durations import parse_duration
-from streamalert.engine import Engine
-from streamalert.model import Transition
-from streamalert.notify.history import recent_notifications, recent_transitions
-from streamalert.notify.model import Notification
-from streamalert.notify.notifier import Notifier
-from streamalert.notify.routing import MatcherError, parse_matchers
-from streamalert.notify.sender import Sender, build_sinks
-from streamalert.notify.sinks.stdout import StdoutConfig, StdoutSink
-from streamalert.output import JsonLinesWriter, TableWriter
-from streamalert.pipeline import RunSummary, run
-from streamalert.sources import Batch
-from streamalert.sources.replay import ReplaySource
-from streamalert.state.base import Store
-from streamalert.state.stores import open_store, redact
-from streamalert.telemetry.logging import configure
-from streamalert.telemetry.metrics import Metrics
+from streamalert import __version__
 
 if TYPE_CHECKING:
     from streamalert.config.app import AppConfig
+    from streamalert.config.notify import NotifyConfig
+    from streamalert.config.rules import Rule
+    from streamalert.engine import Engine
+    from streamalert.model import Transition
+    from streamalert.notify.notifier import Notifier
+    from streamalert.output import JsonLinesWriter, TableWriter
+    from streamalert.pipeline import RunSummary
+    from streamalert.sources import Batch
+    from streamalert.sources.replay import ReplaySource
+    from streamalert.state.base import Store
+
+# Exit status when the reader of our standard output went away (`| head`): what a process killed by SIGPIPE
+# reports in a shell (128 + 13), without the traceback
+EXIT_PIPE_CLOSED = 141
+# replay: more than this share of malformed lines is warned about; all of them (a file that is not NDJSON,
+# such as README.md) is an error
+MALFORMED_WARN_SHARE = 0.5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,11 +53,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         "outbox": _outbox,
         "alerts": _alerts,
     }[args.command]
-    return handler(args)
+    try:
+        code = handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `streamalert replay ... | head`: the reader has all it wanted
+        _drop_stdout()
+        return EXIT_PIPE_CLOSED
+    return code
+
+
+def _drop_stdout() -> None:
+    """Point standard output at /dev/null, so the interpreter's final flush of what is still buffered does
+    not raise BrokenPipeError again (Python's documented recipe for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor behind stdout (tests capturing it): nothing to flush
+        return
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamalert", description="Alerts from structured JSON logs.")
+    parser.add_argument("--version", action="version", version=f"streamalert {__version__}")
     sub = parser.add_subparsers(dest="command")
 
     check = sub.add_parser(
@@ -72,7 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="run rules over saved logs in event time; print transitions")
     replay.add_argument("files", nargs="+", help="NDJSON log files, plain or .gz")
     replay.add_argument("--rules", required=True, help="a rule file or a folder of *.yaml")
-    replay.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
+    replay.add_argument(
+        "--format", choices=("jsonl", "table"), help="transitions as JSON lines (default) or a table for people"
+    )
     replay.add_argument("--until", help="stop the clock here (ISO 8601 or epoch seconds); later events are ignored")
     replay.add_argument("--state", default="memory://", help="memory:// (default) or redis://host:port/db?namespace=x")
     replay.add_argument("--reset-state", action="store_true", help="forget stored state before replaying")
@@ -118,6 +138,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(path: str) -> list[Rule] | None:
     """Rules from a file or folder; on problems, print each with file, rule and field, and return None."""
+    from streamalert.config.rules import RuleLoadError, load_rules  # noqa: PLC0415 (imports on use: fast start)
+
     try:
         return load_rules(path)
     except RuleLoadError as exc:
@@ -136,8 +158,11 @@ def _check(args: argparse.Namespace) -> int:
     rules = _load(args.path)
     if rules is None:
         return 1
+    path = Path(args.path)
+    files = len([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else 1
+    if not rules:
+        print(f"warning: no rules in {args.path}: nothing would ever alert", file=sys.stderr)
     windows = sum(1 for r in rules if r.kind == "window")
-    files = len({r.source for r in rules})
     print(f"OK: {len(rules)} rules ({windows} window, {len(rules) - windows} absence) in {files} file(s)")
     return 0
 
@@ -146,21 +171,43 @@ class _StateInUse(Exception):
     """The state store already holds a run's state and the user did not say what to do with it."""
 
 
+def _replay_options(args: argparse.Namespace) -> str | None:
+    """Why these options cannot go together (a flag that would do nothing), or None."""
+    if args.resume and args.reset_state:
+        return "--resume and --reset-state contradict each other: continue the stored state, or forget it"
+    if args.resume and args.state.startswith("memory:"):
+        return (
+            "--resume continues a stored state, and memory:// starts empty in every process: "
+            "give --state redis://host:port/db?namespace=NAME (the store the earlier run used)"
+        )
+    if args.notify and args.format is not None:
+        return f"--format {args.format} is for transitions; --notify prints notifications as JSON lines"
+    return None
+
+
 def _replay(args: argparse.Namespace) -> int:
+    conflict = _replay_options(args)
+    if conflict is not None:
+        print(f"replay: {conflict}", file=sys.stderr)
+        return 2
+    import asyncio  # noqa: PLC0415
+
+    from redis.exceptions import RedisError  # noqa: PLC0415
+
+    from streamalert.clock import Stopwatch  # noqa: PLC0415
+    from streamalert.engine import Engine  # noqa: PLC0415
+    from streamalert.output import JsonLinesWriter, TableWriter  # noqa: PLC0415
+    from streamalert.sources.replay import ReplaySource  # noqa: PLC0415
+    from streamalert.state.stores import open_store, redact  # noqa: PLC0415
+    from streamalert.telemetry.logging import configure  # noqa: PLC0415
+
     rules = _load(args.rules)
     if rules is None:
         return 1
-    try:
-        lateness = parse_duration(args.lateness)
-    except ValueError as exc:
-        print(f"--lateness: {exc}", file=sys.stderr)
+    times = _replay_times(args)
+    if times is None:
         return 2
-    until = None
-    if args.until is not None:
-        until = parse_time(float(args.until) if _is_number(args.until) else args.until)
-        if until is None:
-            print(f"--until: cannot read {args.until!r} as a time (ISO 8601 or epoch seconds)", file=sys.stderr)
-            return 2
+    lateness, until = times
     try:
         source = ReplaySource(args.files)
         store = open_store(args.state)
@@ -178,15 +225,15 @@ def _replay(args: argparse.Namespace) -> int:
     writer: JsonLinesWriter | TableWriter | _Discard
     if notifying is not None:
         writer = _Discard()
-    elif args.format == "jsonl":
-        writer = JsonLinesWriter(sys.stdout.buffer)
-    else:
+    elif args.format == "table":
         writer = TableWriter(sys.stdout.buffer)
+    else:
+        writer = JsonLinesWriter(sys.stdout.buffer)
     engine = Engine(rules, lateness_ms=lateness, until_ms=until)
     progress = _Progress(source.total_bytes) if sys.stderr.isatty() and not args.no_progress else None
     watch = Stopwatch()
     try:
-        summary = asyncio.run(_replay_async(engine, source, store, args, writer, progress, notifying))
+        summary, dead = asyncio.run(_replay_async(engine, source, store, args, writer, progress, notifying))
     except RedisError as exc:
         print(f"state store {redact(args.state)}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -197,9 +244,57 @@ def _replay(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.done()
     _print_summary(summary, watch.elapsed())
-    for problem in source.problems:
+    return _verdict(args, source.problems, summary, dead)
+
+
+def _replay_times(args: argparse.Namespace) -> tuple[int, int | None] | None:
+    """--lateness in ms and --until as epoch ms (None: not given); None after printing what is wrong."""
+    from streamalert.decode import parse_time  # noqa: PLC0415
+    from streamalert.durations import parse_duration  # noqa: PLC0415
+
+    try:
+        lateness = parse_duration(args.lateness)
+    except ValueError as exc:
+        print(f"--lateness: {exc}", file=sys.stderr)
+        return None
+    until = None
+    if args.until is not None:
+        until = parse_time(float(args.until) if _is_number(args.until) else args.until)
+        if until is None:
+            print(f"--until: cannot read {args.until!r} as a time (ISO 8601 or epoch seconds)", file=sys.stderr)
+            return None
+    return lateness, until
+
+
+def _verdict(args: argparse.Namespace, problems: list[str], summary: RunSummary, dead: int) -> int:
+    """replay's exit status, after saying on stderr what went wrong: files cut short, input that is mostly
+    not JSON (all of it: an error), notifications that could not be delivered."""
+    code = 0
+    for problem in problems:
         print(f"input problem: {problem}", file=sys.stderr)
-    return 1 if source.problems else 0
+        code = 1
+    if summary.lines and summary.malformed == summary.lines:
+        print(
+            f"replay: error: none of the {summary.lines} lines is a JSON object: is {' '.join(args.files)} "
+            "a file of NDJSON logs?",
+            file=sys.stderr,
+        )
+        code = 1
+    elif summary.malformed > summary.lines * MALFORMED_WARN_SHARE:
+        print(
+            f"replay: warning: {summary.malformed} of {summary.lines} lines are not JSON objects and were "
+            "skipped: the alerts above are only those of the rest",
+            file=sys.stderr,
+        )
+    if dead:
+        where = (
+            f"`streamalert outbox --config {args.config}` lists them"
+            if not args.state.startswith("memory:")
+            else "they were kept in memory:// state, gone now: their errors are logged above"
+        )
+        print(f"replay: {dead} notification(s) could not be delivered and were dead-lettered; {where}", file=sys.stderr)
+        code = 1
+    return code
 
 
 async def _replay_async(
@@ -210,7 +305,15 @@ async def _replay_async(
     writer: JsonLinesWriter | TableWriter | _Discard,
     progress: _Progress | None,
     notifying: tuple[Notifier, NotifyConfig, bool] | None = None,
-) -> RunSummary:
+) -> tuple[RunSummary, int]:
+    """The run's summary and how many notifications it dead-lettered (with --send)."""
+    from streamalert.notify.model import Notification  # noqa: PLC0415
+    from streamalert.notify.sender import Sender, build_sinks  # noqa: PLC0415
+    from streamalert.notify.sinks.stdout import StdoutConfig, StdoutSink  # noqa: PLC0415
+    from streamalert.pipeline import run  # noqa: PLC0415
+    from streamalert.state.stores import redact  # noqa: PLC0415
+    from streamalert.telemetry.metrics import Metrics  # noqa: PLC0415
+
     try:
         if args.reset_state:
             await store.reset()
@@ -221,20 +324,21 @@ async def _replay_async(
                 "would be counted twice)"
             )
         if notifying is None:
-            return await run(engine, source, store, writer, progress.update if progress else None)
+            return await run(engine, source, store, writer, progress.update if progress else None), 0
         notifier, config, send = notifying
         summary = await run(engine, source, store, writer, progress.update if progress else None, notifier)
         if not send:  # a dry run: every notification printed, in the order the dispatcher decided them
             out = StdoutSink(StdoutConfig())
             for _, raw in await store.outbox(None, 1_000_000):
                 out.write(Notification.from_json(raw))
-            return summary
+            return summary, 0
+        dead_before = len(await store.dead_letters(1_000_000))
         sender = Sender(store, build_sinks(config), config.notify, Metrics())
         try:
             await sender.drain()
         finally:
             await sender.close()
-        return summary
+        return summary, len(await store.dead_letters(1_000_000)) - dead_before
     finally:
         await store.close()
 
@@ -257,6 +361,10 @@ _DEFAULT_NOTIFY = {
 def _replay_notifying(args: argparse.Namespace) -> tuple[Notifier, NotifyConfig, bool] | Literal[False] | None:
     """replay --notify: the notifier, the notification config and whether to really send; None without
     --notify; False (after printing why) when the options or the config are wrong."""
+    from streamalert.config.notify import NotifyConfig  # noqa: PLC0415
+    from streamalert.notify.notifier import Notifier  # noqa: PLC0415
+    from streamalert.notify.sender import build_sinks  # noqa: PLC0415
+
     if not args.notify:
         if args.config or args.send:
             print("--config and --send go with --notify", file=sys.stderr)
@@ -267,7 +375,8 @@ def _replay_notifying(args: argparse.Namespace) -> tuple[Notifier, NotifyConfig,
         return False
     config: NotifyConfig | None
     if args.config:
-        config = _config_or_exit(args.config)
+        # a dry run uses only the routes and receivers: variables of other keys (a source's token) may be unset
+        config = _config_or_exit(args.config, lenient=not args.send)
         if config is None:
             return False
         if config.route is None:
@@ -285,8 +394,12 @@ def _replay_notifying(args: argparse.Namespace) -> tuple[Notifier, NotifyConfig,
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
     from streamalert import app  # noqa: PLC0415 (the HTTP stack loads only for live mode)
     from streamalert.config.app import ConfigError, load_config  # noqa: PLC0415
+    from streamalert.notify.sender import build_sinks  # noqa: PLC0415
+    from streamalert.telemetry.logging import configure  # noqa: PLC0415
 
     try:
         config = load_config(args.config)
@@ -297,6 +410,11 @@ def _run(args: argparse.Namespace) -> int:
     rules = _load(str(config.rules))
     if rules is None:
         return 1
+    unreadable = _unreadable_secrets(args.config, config)
+    for problem in unreadable:
+        print(problem, file=sys.stderr)
+    if unreadable:
+        return 2
     try:
         build_sinks(config)  # secrets in files are read now: a missing one fails the start with its key
         config.notify.token()
@@ -349,28 +467,66 @@ def _print_summary(summary: RunSummary, seconds: float) -> None:
     )
 
 
-def _config_or_exit(path: str) -> AppConfig | None:
+def _config_or_exit(path: str, *, lenient: bool = False) -> AppConfig | None:
+    """The service config, or None after printing why not. `lenient`: for commands that use only the routing
+    tree and receivers, an unset `${VAR}` is left as written, with a note on stderr, instead of an error."""
     from streamalert.config.app import ConfigError, load_config  # noqa: PLC0415
 
+    unset: list[str] | None = [] if lenient else None
     try:
-        return load_config(path)
+        config = load_config(path, unset=unset)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return None
+    if unset:
+        print(f"{path}: note: environment variable(s) not set, left as written: {', '.join(unset)}", file=sys.stderr)
+    return config
+
+
+def _unreadable_secrets(path: str, config: AppConfig) -> list[str]:
+    """One problem per `*_file` secret that cannot be read, each naming the receiver and key: all of them,
+    not just the first a sink would stumble on."""
+    from streamalert.config.app import secret_files  # noqa: PLC0415
+
+    problems = []
+    for key, file in secret_files(config):
+        try:
+            file.read_bytes()
+        except OSError as exc:
+            problems.append(f"{path}: {key}: cannot read {file}: {exc.strerror}")
+    return problems
 
 
 def _check_config(path: str) -> int:
-    config = _config_or_exit(path)
-    if config is None:
-        return 1
-    rules = _load(str(config.rules))
-    if rules is None:
-        return 1
+    """Every problem of a service config in one run: unset variables, the config's keys, its rules, and every
+    secret file that cannot be read (each named with its receiver and key), then the sinks themselves."""
+    from streamalert.config.app import ConfigError, load_config  # noqa: PLC0415
+    from streamalert.config.notify import build_route  # noqa: PLC0415
+    from streamalert.notify.sender import build_sinks  # noqa: PLC0415
+
+    unset: list[str] = []
     try:
-        sinks = build_sinks(config)  # reads *_file secrets: a missing file fails here, not at the first page
-        config.notify.token()
-    except ValueError as exc:
-        print(f"{path}: {exc}", file=sys.stderr)
+        config = load_config(path, unset=unset)
+    except ConfigError as exc:
+        if unset:
+            print(f"{path}: environment variable(s) not set: {', '.join(unset)}", file=sys.stderr)
+        print(exc, file=sys.stderr)
+        return 1
+    problems = [f"{path}: environment variable(s) not set: {', '.join(unset)}"] if unset else []
+    problems += _unreadable_secrets(path, config)
+    rules = _load(str(config.rules))
+    sinks: dict[Any, Any] = {}
+    if not problems:  # the files are readable: building the sinks finds what else is wrong with them
+        try:
+            sinks = build_sinks(config)
+            config.notify.token()
+        except ValueError as exc:
+            problems.append(f"{path}: {exc}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) in {path}", file=sys.stderr)
+    if problems or rules is None:
         return 1
     routes = len(build_route(config.route).walk()) if config.route is not None else 0
     print(
@@ -381,7 +537,10 @@ def _check_config(path: str) -> int:
 
 
 def _routes(args: argparse.Namespace) -> int:
-    config = _config_or_exit(args.config)
+    from streamalert.config.notify import build_route  # noqa: PLC0415
+    from streamalert.notify.routing import MatcherError, parse_matchers  # noqa: PLC0415
+
+    config = _config_or_exit(args.config, lenient=True)  # the routing tree needs no source token
     if config is None:
         return 2
     if config.route is None:
@@ -404,8 +563,12 @@ def _routes(args: argparse.Namespace) -> int:
 
 
 def _outbox(args: argparse.Namespace) -> int:
+    import orjson  # noqa: PLC0415
+
     config = _config_or_exit(args.config)
     if config is None:
+        return 2
+    if _memory_state(args.config, config.state):
         return 2
 
     async def go(store: Store) -> int:
@@ -427,10 +590,26 @@ def _outbox(args: argparse.Namespace) -> int:
     return _with_store(config.state, go)
 
 
+def _memory_state(path: str, url: str) -> bool:
+    """`outbox` and `alerts` read what a running service stored: say so, and True, when that cannot be."""
+    if not url.startswith("memory:"):
+        return False
+    print(
+        f"{path}: state is memory://, and memory state does not outlive the process that held it: there is "
+        "nothing to read from here (configure state: redis://... to keep outbox and alerts)",
+        file=sys.stderr,
+    )
+    return True
+
+
 async def _requeue(store: Store, ids: list[str], force: bool) -> int:
     """Put dead letters back in the outbox. One whose group and sink have since had a notification
     delivered is left dead unless forced: sending it now (a trigger after its resolve) would reopen a
     closed incident."""
+    import orjson  # noqa: PLC0415
+
+    from streamalert.notify.history import recent_notifications  # noqa: PLC0415
+
     latest: dict[tuple[str, str, str], str] = {}
     for record in await recent_notifications(store, 1_000_000):
         key = (record["receiver"], record["sink"], record["group_key"])
@@ -453,8 +632,14 @@ async def _requeue(store: Store, ids: list[str], force: bool) -> int:
 
 
 def _alerts(args: argparse.Namespace) -> int:
+    import orjson  # noqa: PLC0415
+
+    from streamalert.notify.history import recent_notifications, recent_transitions  # noqa: PLC0415
+
     config = _config_or_exit(args.config)
     if config is None:
+        return 2
+    if _memory_state(args.config, config.state):
         return 2
 
     async def go(store: Store) -> int:
@@ -470,6 +655,12 @@ def _alerts(args: argparse.Namespace) -> int:
 
 
 def _with_store(url: str, go: Callable[[Store], Awaitable[int]]) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from redis.exceptions import RedisError  # noqa: PLC0415
+
+    from streamalert.state.stores import open_store, redact  # noqa: PLC0415
+
     async def main() -> int:
         store = open_store(url)
         try:

@@ -10,7 +10,7 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from streamalert.config.notify import NotifyConfig
+from streamalert.config.notify import NotifyConfig, ReceiverSpec
 from streamalert.durations import parse_duration
 from streamalert.sources.kafka import KafkaConfig
 from streamalert.sources.vector_http import VectorHttpConfig
@@ -107,8 +107,11 @@ class AppConfig(NotifyConfig):
         return parse_duration(str(getattr(self, name)))
 
 
-def load_config(path: str | Path) -> AppConfig:
-    """Read, substitute `${VAR}` / `${VAR:-default}` in string values, validate; ConfigError names file and key."""
+def load_config(path: str | Path, *, unset: list[str] | None = None) -> AppConfig:
+    """Read, substitute `${VAR}` / `${VAR:-default}` in string values, validate; ConfigError names file and key.
+    A variable that is not set (and has no default) is an error, unless `unset` is given: then its name is
+    added there and the `${VAR}` is left as written (for checks that want every problem in one run).
+    Relative paths (`rules`, secret and certificate files) are resolved against the file's folder."""
     file = Path(path)
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
@@ -119,8 +122,10 @@ def load_config(path: str | Path) -> AppConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: must be a map of settings")
     missing: list[str] = []
-    data = _substitute(raw, missing)
-    if missing:
+    data = _substitute(raw, missing, keep=unset is not None)
+    if unset is not None:
+        unset.extend(sorted(set(missing)))
+    elif missing:
         raise ConfigError(f"{file}: environment variable(s) not set: {', '.join(sorted(set(missing)))}")
     try:
         config = AppConfig.model_validate(data)
@@ -129,9 +134,42 @@ def load_config(path: str | Path) -> AppConfig:
             _located(err["loc"], err["msg"].removeprefix("Value error, ")) for err in exc.errors(include_input=False)
         )
         raise ConfigError(f"{file}: {problems}") from None
-    if not config.rules.is_absolute():
-        config.rules = file.parent / config.rules  # relative to the config file, not the working directory
+    _resolve_paths(config, file.parent)  # relative to the config file, not the working directory
     return config
+
+
+def _resolve_paths(model: BaseModel, base: Path) -> None:
+    """Every relative Path in the config (rules, `*_file` secrets, certificates), at any depth, made relative
+    to `base`, as the config file's header promises."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, Path) and not value.is_absolute():
+            setattr(model, name, base / value)
+        elif isinstance(value, BaseModel):
+            _resolve_paths(value, base)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, BaseModel):
+                    _resolve_paths(item, base)
+    if isinstance(model, ReceiverSpec):
+        for _, _, sink in model.sinks:  # validated per sink kind, kept beside the receiver's declared fields
+            _resolve_paths(sink, base)
+
+
+def secret_files(config: AppConfig) -> list[tuple[str, Path]]:
+    """Every `*_file` a sink or `notify` reads at start, with its key as errors name it
+    (`receivers: oncall: slack_configs.0: webhook_url_file`)."""
+    found: list[tuple[str, Path]] = []
+    for receiver in config.receivers:
+        for name, kind, sink in receiver.sinks:
+            where = f"receivers: {receiver.name}: {kind}_configs.{name.partition('/')[2]}"
+            for key in type(sink).model_fields:
+                value = getattr(sink, key)
+                if key.endswith("_file") and isinstance(value, Path):
+                    found.append((f"{where}: {key}", value))
+    if config.notify.api_token_file is not None:
+        found.append(("notify.api_token_file", config.notify.api_token_file))
+    return found
 
 
 def _located(loc: tuple[int | str, ...], message: str) -> str:
@@ -147,7 +185,9 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return type(exc).__name__
 
 
-def _substitute(value: Any, missing: list[str]) -> Any:
+def _substitute(value: Any, missing: list[str], *, keep: bool = False) -> Any:
+    """`value` with `${VAR}` substituted in every string; names not set are added to `missing` (and, with
+    `keep`, left as written)."""
     if isinstance(value, str):
 
         def replace(found: re.Match[str]) -> str:
@@ -157,11 +197,11 @@ def _substitute(value: Any, missing: list[str]) -> Any:
             if default is not None:
                 return default
             missing.append(name)
-            return ""
+            return found.group(0) if keep else ""
 
         return _ENV.sub(replace, value)
     if isinstance(value, dict):
-        return {k: _substitute(v, missing) for k, v in value.items()}
+        return {k: _substitute(v, missing, keep=keep) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, missing) for v in value]
+        return [_substitute(v, missing, keep=keep) for v in value]
     return value

@@ -1,0 +1,129 @@
+"""The command line's manners, through the real console script: quiet under `| head`, loud when the input is
+not logs or a notification was not delivered, and flags that would do nothing refused."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import orjson
+import pytest
+
+from streamalert.testing import free_port
+from tests.unit.cli_process import INCIDENT, RULES, clean_env, console_script, streamalert
+
+T0 = 1_769_418_000  # 2026-01-26T09:00:00Z
+
+
+@pytest.fixture(scope="module")
+def flapping(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2,000 rate-limiter errors two minutes apart: each fires and resolves an alert (a few MB of output,
+    far more than a pipe holds, so a writer cannot finish before its reader goes away)."""
+    path = tmp_path_factory.mktemp("flapping") / "flapping.jsonl"
+    line = {
+        "app": "crm",
+        "level": "error",
+        "error_type": "rate_limiter_backend_error",
+        "policy": "fail_open",
+        "message": "Error reserving rate limit token (Redis unavailable), allowing send (fail-open)",
+    }
+    path.write_bytes(b"".join(orjson.dumps({**line, "time": T0 + 120 * i}) + b"\n" for i in range(2000)))
+    return path
+
+
+@pytest.mark.parametrize("options", [[], ["--format", "table"], ["--notify"]], ids=["jsonl", "table", "notify"])
+def test_replay_into_head_exits_quietly(flapping: Path, options: list[str]) -> None:
+    """`streamalert replay ... | head -n 1`: head gets its line; replay stops with 141 (as SIGPIPE would
+    report) and nothing on stderr but its own output, no BrokenPipeError traceback."""
+    replay = subprocess.Popen(
+        [*console_script(), "replay", str(flapping), "--rules", str(RULES), "--no-progress", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+    )
+    assert replay.stdout is not None
+    assert replay.stderr is not None
+    head = subprocess.run(["head", "-n", "1"], stdin=replay.stdout, capture_output=True, timeout=120, check=True)
+    replay.stdout.close()  # head holds the only read end now: when it exits, the pipe has no reader
+    err = replay.stderr.read().decode()
+    assert replay.wait(timeout=120) == 141, err
+    assert head.stdout.count(b"\n") == 1
+    assert "Traceback" not in err
+    assert "BrokenPipeError" not in err
+    assert "Exception ignored" not in err
+
+
+def test_replay_of_a_file_that_is_not_logs_is_an_error() -> None:
+    """Every line malformed (README.md given as logs): an error on stderr naming the file, exit 1."""
+    readme = Path(RULES).parents[1] / "README.md"
+    done = streamalert("replay", readme, "--rules", RULES)
+    assert done.returncode == 1
+    assert "error: none of the" in done.stderr
+    assert f"is {readme} a file of NDJSON logs?" in done.stderr
+    assert done.stdout == ""
+
+
+def test_replay_of_mostly_malformed_input_warns(tmp_path: Path) -> None:
+    """More than half the lines malformed: the alerts of the rest are printed, a warning says how many
+    lines were skipped, exit 0. Fewer: no warning."""
+    good = INCIDENT.read_bytes().splitlines()[:100]
+    mostly_bad = tmp_path / "mixed.jsonl"
+    mostly_bad.write_bytes(b"\n".join([*good, *[b"plain text, not JSON"] * 101]) + b"\n")
+    done = streamalert("replay", mostly_bad, "--rules", RULES)
+    assert done.returncode == 0, done.stderr
+    assert "warning: 101 of 201 lines are not JSON objects" in done.stderr
+    mostly_good = tmp_path / "fine.jsonl"
+    mostly_good.write_bytes(b"\n".join([*good, *[b"plain text, not JSON"] * 99]) + b"\n")
+    done = streamalert("replay", mostly_good, "--rules", RULES)
+    assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--resume"], "--resume continues a stored state, and memory:// starts empty"),
+        (["--resume", "--reset-state", "--state", "redis://127.0.0.1:1/0"], "--resume and --reset-state contradict"),
+        (["--notify", "--format", "table"], "--format table is for transitions; --notify prints notifications"),
+    ],
+    ids=["resume-memory", "resume-reset", "notify-table"],
+)
+def test_replay_refuses_flags_that_would_do_nothing(options: list[str], message: str) -> None:
+    """A flag that would be ignored is refused with exit 2 and a message, before anything is read."""
+    done = streamalert("replay", INCIDENT, "--rules", RULES, *options)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("command", ["alerts", "outbox"])
+def test_alerts_and_outbox_on_memory_state_explain(tmp_path: Path, command: str) -> None:
+    """`alerts`/`outbox` with memory:// state say that memory state does not outlive a process (exit 2)
+    instead of printing an empty list."""
+    config = tmp_path / "service.yaml"
+    config.write_text(f"rules: {RULES}\nstate: memory://\nsources:\n  vector: {{auth: none}}\n", "utf-8")
+    done = streamalert(command, "--config", config)
+    assert done.returncode == 2
+    assert "memory state does not outlive the process" in done.stderr
+
+
+def test_replay_send_exits_1_when_a_notification_is_dead_lettered(tmp_path: Path) -> None:
+    """--notify --send to a webhook nobody answers (one attempt allowed): the notifications are
+    dead-lettered, replay says so and exits 1."""
+    config = tmp_path / "service.yaml"
+    config.write_text(
+        f"""
+rules: {RULES}
+sources:
+  vector: {{auth: none}}
+route: {{receiver: hook, group_by: [alertname], group_wait: 0s}}
+receivers:
+  - name: hook
+    webhook_configs: [{{url: "http://127.0.0.1:{free_port()}/hook", timeout: 2s}}]
+notify: {{max_attempts: 1}}
+""",
+        "utf-8",
+    )
+    done = streamalert("replay", INCIDENT, "--rules", RULES, "--notify", "--send", "--config", config)
+    assert done.returncode == 1
+    assert "notification(s) could not be delivered and were dead-lettered" in done.stderr
