@@ -455,7 +455,7 @@ class KafkaSource:
         for tp, offset in sorted(found.items()):
             if tp not in self._owned:
                 continue
-            verdict = self._guard.judge(consumer, tp, offset, bounds[tp], refused=tp in refused)
+            verdict = self._guard.judge(tp, offset, bounds[tp], consumer.highwater(tp), refused=tp in refused)
             if verdict is None:
                 continue
             if verdict.resume_at is None:

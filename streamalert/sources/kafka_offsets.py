@@ -76,22 +76,17 @@ class OffsetGuard:
         return found
 
     def judge(
-        self,
-        consumer: AIOKafkaConsumer,
-        tp: TopicPartition,
-        offset: int,
-        bounds: tuple[int, int],
-        *,
-        refused: bool,
+        self, tp: TopicPartition, offset: int, bounds: tuple[int, int], highwater: int | None, *, refused: bool
     ) -> OutOfRange | None:
         """`offset` against the log's (start, end) from ListOffsets: None if inside it. `refused`: the broker
-        answered OFFSET_OUT_OF_RANGE, which is taken as it is; otherwise the end is at least the high
-        watermark seen (Tansu's ListOffsets answers the last batch's base offset + 1, short of the end)."""
+        answered OFFSET_OUT_OF_RANGE, which is taken as it is (the high watermark may date from before the
+        topic was re-created); otherwise the end is at least the high watermark of the fetch response that
+        raised the suspicion (Tansu's ListOffsets answers the last batch's base offset + 1, short of the end)."""
         start, end = bounds
         if not refused:
-            end = max(end, consumer.highwater(tp) or 0)
+            end = max(end, highwater or 0)
             if start <= offset <= end:
-                self._checked[tp] = (consumer.highwater(tp) or 0, offset)
+                self._checked[tp] = (highwater or 0, offset)
                 return None
         resume_at = {"earliest": start, "latest": end, "fail": None}[self.policy]
         found = OutOfRange(tp, offset, start, end, resume_at)

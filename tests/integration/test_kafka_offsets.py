@@ -21,6 +21,7 @@ import orjson
 import pytest
 import redis
 import redis.asyncio as aioredis
+from aiokafka import TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from structlog.testing import capture_logs
 
@@ -29,6 +30,7 @@ from streamalert.engine import Engine
 from streamalert.pipeline import Health, run_live
 from streamalert.replicas import Forwarder
 from streamalert.sources.kafka import OFFSET, KafkaConfig, KafkaSource
+from streamalert.sources.kafka_offsets import OffsetGuard
 from streamalert.state import keys
 from streamalert.state.redis import RedisStore
 from streamalert.telemetry.metrics import Metrics
@@ -217,6 +219,27 @@ async def test_replicas_forward_a_recreated_topic_from_its_start(kafka_bootstrap
     assert (entries[0]["start"], entries[0]["end"]) == (500, 0)  # moved to the log start
     assert sum(len(e["records"]) for e in entries) == 30
     assert metrics.kafka_offset_out_of_range.labels(topic, "0")._value.get() == 1
+
+
+def test_a_stopped_partition_is_logged_again_every_minute() -> None:
+    """`fail`: the partition is reported as a problem and logged again every minute (counted once); the
+    broker's refusal is taken as it is, whatever the log's bounds say."""
+    clock, metrics, tp = ManualClock(0), Metrics(), TopicPartition("logs", 3)
+    guard = OffsetGuard("fail", clock, metrics)
+    with capture_logs() as logs:
+        verdict = guard.judge(tp, 5000, (0, 10), None, refused=True)
+        clock.advance(59_999)
+        guard.remind()
+        assert len(reports(logs)) == 1
+        clock.advance(1)
+        guard.remind()
+    assert verdict is not None
+    assert verdict.resume_at is None
+    assert guard.problems() == ["logs/3: offset 5000 is outside the log [0, 10); not read (offset_out_of_range: fail)"]
+    assert [(r["stored_offset"], r["log_start"], r["log_end"]) for r in reports(logs)] == [(5000, 0, 10)] * 2
+    assert metrics.kafka_offset_out_of_range.labels("logs", "3")._value.get() == 1
+    guard.forget([tp])  # revoked: its next owner looks again
+    assert guard.problems() == []
 
 
 # ---- fail: `streamalert run` itself, for readiness and metrics over HTTP ------------------------------------
