@@ -29,7 +29,7 @@ from typing import Any, Literal, Self, TypeVar
 import pydantic
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
+from aiokafka.errors import IllegalStateError, KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from pydantic import ConfigDict, Field, SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
@@ -203,7 +203,8 @@ class KafkaSource:
                 except OffsetOutOfRangeError as exc:  # the broker's word (aiokafka's own reset is off)
                     refused, fetched = _refused(exc), {}
                 except NoOffsetForPartitionError as exc:  # no offset stored here nor committed in Kafka
-                    fresh, fetched = await self._start_fresh(consumer, exc), {}
+                    await self._start_fresh(consumer, exc)
+                    fresh, fetched = True, {}
                 except KafkaError as exc:  # coordination trouble: aiokafka recovers, we report and go on
                     _log.warning("kafka_fetch_failed", error=type(exc).__name__)
                     fetched = {}
@@ -425,19 +426,18 @@ class KafkaSource:
             if tp in self._owned and tp not in self._fetched:
                 self._fetched[tp] = offset
 
-    async def _start_fresh(self, consumer: AIOKafkaConsumer, exc: NoOffsetForPartitionError) -> bool:
+    async def _start_fresh(self, consumer: AIOKafkaConsumer, exc: NoOffsetForPartitionError) -> None:
         """A partition with no offset stored here nor committed in Kafka starts at `auto_offset_reset`."""
         tp = exc.args[0] if exc.args else None
         if not isinstance(tp, TopicPartition) or tp not in self._owned:
-            return True
+            return
         reset = consumer.seek_to_beginning if self.config.auto_offset_reset == "earliest" else consumer.seek_to_end
         try:
             await self._apart(reset(tp))
         except KafkaError as error:  # revoked meanwhile, or the brokers did not answer: getmany says it again
             _log.warning("kafka_reset_failed", partition=lane_of(tp), error=type(error).__name__)
-            return True
+            return
         _log.info("kafka_partition_started", partition=lane_of(tp), at=self.config.auto_offset_reset)
-        return True
 
     async def _settle(self, consumer: AIOKafkaConsumer, refused: Mapping[TopicPartition, int]) -> list[Batch]:
         """Partitions read from outside their log (refused by the broker, or their next offset above their high
@@ -458,10 +458,13 @@ class KafkaSource:
             verdict = self._guard.judge(tp, offset, bounds[tp], consumer.highwater(tp), refused=tp in refused)
             if verdict is None:
                 continue
-            if verdict.resume_at is None:
-                consumer.pause(tp)
-            else:
-                moved.append(self._move(consumer, tp, verdict.resume_at))
+            try:
+                if verdict.resume_at is None:
+                    consumer.pause(tp)
+                else:
+                    moved.append(self._move(consumer, tp, verdict.resume_at))
+            except IllegalStateError:  # revoked meanwhile: its next owner looks again
+                self._guard.forget([tp])
         return moved
 
     async def _log_bounds(
@@ -593,7 +596,11 @@ async def _positions(
 async def _within(call: Coroutine[Any, Any, T], seconds: float) -> T:
     """`call`'s result, or TimeoutError after `seconds` (the call abandoned, as in `_bounded`)."""
     task = asyncio.ensure_future(call)
-    done, _ = await asyncio.wait({task}, timeout=seconds)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        _abandon(task)
+        raise
     if not done:
         _abandon(task)
         raise TimeoutError
