@@ -108,11 +108,13 @@ async def eventually(predicate: Callable[[], bool], within: float, what: str) ->
     raise AssertionError(f"timed out waiting for {what}")
 
 
-async def consumed_then_recreated(bootstrap: str, redis_url: str, namespace: str, group: str) -> str:
-    """A one-partition topic whose 50 records are consumed (offset 50 stored), then deleted and created again."""
+async def consumed_then_recreated(bootstrap: str, redis_url: str, namespace: str) -> str:
+    """A one-partition topic whose 50 records are consumed (offset 50 stored), then deleted and created again.
+    The next consumer is in a group of its own: the offsets stored with the state count, and Tansu makes a
+    returning group wait for its former member's session to expire."""
     topic = create_topic(bootstrap, partitions=1)
     produce(bootstrap, topic, records(50), partition=0)
-    first = Live(bootstrap, topic, redis_url, namespace, group)
+    first = Live(bootstrap, topic, redis_url, namespace, unique("group"))
     try:
         await eventually(lambda: first.consumed() == 50, 20, "the first 50 records")
         await eventually(lambda: first.source._stored.get(f"{topic}/0") == 50, 5, "offset 50 stored")
@@ -130,11 +132,11 @@ async def test_a_recreated_topic_is_read_from_its_start(kafka_bootstrap: str, re
     """Stored offset 50, the topic re-created with 30 records: by default (earliest) all 30 and the 30 after
     them are consumed exactly once, the new offsets stored; logged at error level with the log's bounds and
     counted. (Before: nothing consumed, lag 0, nothing logged.)"""
-    namespace, group = unique("ns"), unique("group")
-    topic = await consumed_then_recreated(kafka_bootstrap, redis_url, namespace, group)
+    namespace = unique("ns")
+    topic = await consumed_then_recreated(kafka_bootstrap, redis_url, namespace)
     produce(kafka_bootstrap, topic, records(30, 600), partition=0)
     with capture_logs() as logs:
-        live = Live(kafka_bootstrap, topic, redis_url, namespace, group)
+        live = Live(kafka_bootstrap, topic, redis_url, namespace, unique("group"))
         try:
             await eventually(lambda: live.consumed() == 30, 20, "the 30 records of the new topic")
             produce(kafka_bootstrap, topic, records(30, 630), partition=0)
@@ -175,10 +177,10 @@ async def test_a_topic_recreated_while_consumed_is_read_from_its_start(kafka_boo
 async def test_latest_continues_at_the_log_end(kafka_bootstrap: str, redis_url: str) -> None:
     """With `latest`, the records written to the new topic before the source saw it are passed over and
     only later ones consumed; the log end becomes the stored offset at once."""
-    namespace, group = unique("ns"), unique("group")
-    topic = await consumed_then_recreated(kafka_bootstrap, redis_url, namespace, group)
+    namespace = unique("ns")
+    topic = await consumed_then_recreated(kafka_bootstrap, redis_url, namespace)
     produce(kafka_bootstrap, topic, records(30, 600), partition=0)
-    live = Live(kafka_bootstrap, topic, redis_url, namespace, group, policy="latest")
+    live = Live(kafka_bootstrap, topic, redis_url, namespace, unique("group"), policy="latest")
     try:
         await eventually(lambda: live.out_of_range(topic) == 1, 20, "the offset found out of range")
         await eventually(lambda: live.source._stored.get(f"{topic}/0") == 30, 5, "offset 30 stored")
