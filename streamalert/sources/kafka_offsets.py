@@ -1,10 +1,12 @@
 """Kafka offsets outside the log: found, said loudly, and settled by `offset_out_of_range`.
 
 A partition's stored offset can point outside its log: above the log end when the topic was re-created or a
-broker lost data, below the log start when retention removed records not read yet. aiokafka would settle it
-alone (its `auto_offset_reset`, at info level), and the source's rule "drop records below the stored offset"
-then swallowed every record of a re-created topic up to the old offset, with lag 0 and readiness green. So
-the consumer runs with aiokafka's reset off (`none`) and the source finds such partitions two ways:
+broker lost data, below the log start when retention removed records not read yet. Left alone, aiokafka
+resets the position by its `auto_offset_reset` (logged at info) and the source's rule "drop records below the
+stored offset" then swallows every record of a re-created topic up to the old offset; a broker that answers
+such a fetch with nothing (Tansu) leaves the partition waiting there. Either way lag shows 0 (the next offset
+is not below the high watermark) and readiness stays green. So the consumer runs with aiokafka's reset off
+(`none`) and the source finds such partitions two ways:
 
 - the broker's word: a fetch answered OFFSET_OUT_OF_RANGE (Kafka does, at either end);
 - the fetch response's high watermark below the next offset to read (brokers that answer an empty fetch
