@@ -296,7 +296,7 @@ def _readiness(replica: Replica | None, writer: _Writer, term: _Term) -> Readine
             intake_health = replica.forwarder.health
             checks = {
                 "store": intake_health.store_error or ("ok" if intake_health.ready else "starting"),
-                "sources": _kafka_check(lanes, fetching),
+                "sources": _kafka_check(lanes, fetching, replica.kafka.problems()),
                 "evaluation": "running here" if writer.holding else "standby (another replica evaluates)",
             }
             return intake_health.ready and bool(lanes) and fetching, checks
@@ -307,7 +307,7 @@ def _readiness(replica: Replica | None, writer: _Writer, term: _Term) -> Readine
             return False, checks
         if isinstance(source, KafkaSource):
             lanes, fetching = source.assigned(), source.fetching()
-            checks["sources"] = _kafka_check(lanes, fetching)
+            checks["sources"] = _kafka_check(lanes, fetching, source.problems())
             return health.ready and bool(lanes) and fetching, checks
         assert isinstance(source, VectorHttpSource | IntakeSource)
         busy = source.saturated() if isinstance(source, VectorHttpSource) else None
@@ -317,7 +317,9 @@ def _readiness(replica: Replica | None, writer: _Writer, term: _Term) -> Readine
     return readiness
 
 
-def _kafka_check(lanes: list[str], fetching: bool) -> str:
+def _kafka_check(lanes: list[str], fetching: bool, problems: list[str]) -> str:
+    if problems:  # partitions stopped by offset_out_of_range: fail
+        return f"{len(lanes)} partitions assigned, not read: " + "; ".join(problems)
     return f"{len(lanes)} partitions assigned" + ("" if fetching or not lanes else ", brokers not answering")
 
 

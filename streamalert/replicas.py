@@ -94,6 +94,9 @@ class Forwarder:
                 await retry_store(
                     functools.partial(self._forward, source, batch, records, earliest), self._metrics, self.health
                 )
+            elif isinstance(batch.token, Chunk):  # no records: the partition moved, its offset was outside its log
+                move = functools.partial(self._forward, source, batch, [], None)
+                await retry_store(move, self._metrics, self.health)
             await retry_store(functools.partial(self._report, source, wall), self._metrics, self.health)
 
     async def _forward(

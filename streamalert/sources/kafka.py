@@ -11,7 +11,9 @@ One batch holds records of one partition (its lane: "topic/partition"), so event
 per partition and a consumer reading one partition's backlog after another's newer records drops nothing.
 Partition revocation waits for the batch in flight to be committed and acknowledged before the partitions
 are given up. Record values that are not JSON objects (including tombstones) are counted as malformed by the
-engine and passed over like any other record: they never stall a partition.
+engine and passed over like any other record: they never stall a partition. A partition whose offset lies
+outside its log (topic re-created, retention) is found, logged and settled by `offset_out_of_range` (see
+kafka_offsets.py), never left to aiokafka's silent reset.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from typing import Any, Literal, Self, TypeVar
 import pydantic
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from pydantic import ConfigDict, Field, SecretStr
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from streamalert.clock import Clock, Stopwatch, WallClock
 from streamalert.sources import Batch
+from streamalert.sources.kafka_offsets import OffsetGuard, OutOfRangePolicy
 from streamalert.telemetry.metrics import Metrics
 
 _BROKER_WAIT_S = 5.0  # best-effort calls to the brokers (offset commits, leaving the group) wait no longer
@@ -56,6 +59,10 @@ class KafkaConfig(pydantic.BaseModel):
     group_id: str = "streamalert"
     client_id: str = "streamalert"
     auto_offset_reset: Literal["earliest", "latest"] = "latest"  # where a partition with no stored offset starts
+    # A partition whose offset lies outside its log (above its end: topic re-created, broker data lost; below
+    # its start: retention) continues at the log start (earliest: an alerting sidecar loses no record written
+    # since), at its end (latest), or stops, keeping readiness failed and logging (fail).
+    offset_out_of_range: OutOfRangePolicy = "earliest"
     max_batch_lines: int = Field(default=10_000, gt=0)  # records per getmany (split into one batch per partition)
     tick_ms: int = Field(default=1000, gt=0)  # an empty Batch when nothing arrived for this long
     # A partition read to its end still holds the clock at its newest time until it has had no record for this
@@ -96,13 +103,14 @@ class KafkaConfig(pydantic.BaseModel):
         return max(5_000, 5 * self.tick_ms)
 
     def consumer_options(self) -> dict[str, Any]:
-        """Keyword arguments for AIOKafkaConsumer (auto-commit off: offsets follow the state store)."""
+        """Keyword arguments for AIOKafkaConsumer (auto-commit off: offsets follow the state store; aiokafka's
+        reset off: the source handles partitions with no offset and offsets outside the log itself)."""
         options: dict[str, Any] = {
             "bootstrap_servers": self.brokers,
             "group_id": self.group_id,
             "client_id": self.client_id,
             "enable_auto_commit": False,
-            "auto_offset_reset": self.auto_offset_reset,
+            "auto_offset_reset": "none",
             "max_poll_records": self.max_batch_lines,
             "fetch_max_wait_ms": self.fetch_max_wait_ms,
             "fetch_min_bytes": self.fetch_min_bytes,
@@ -170,6 +178,7 @@ class KafkaSource:
         self._position = 0
         self._generation = 0  # bumped by every revocation and assignment
         self._since_commit = Stopwatch()  # since offsets were last committed to Kafka
+        self._guard = OffsetGuard(config.offset_out_of_range, self._clock, metrics)
         self.commit_errors = 0
 
     # ---- Source protocol -----------------------------------------------------------------------------------
@@ -180,30 +189,39 @@ class KafkaSource:
 
     async def batches(self) -> AsyncIterator[Batch]:
         consumer = await self._start()
+        fresh = False  # the last getmany named a partition with no offset: others may follow at once
         try:
             while not self._closed:
-                await self._learn_positions(consumer)  # before getmany, which moves the positions on
+                if not fresh:
+                    await self._learn_positions(consumer)  # before getmany, which moves the positions on
+                refused: dict[TopicPartition, int] = {}
+                fresh = False
                 try:
                     # aiokafka's getmany can wait for a reassignment that never comes (broker gone) and was
                     # seen not to end promptly when cancelled: it runs apart, and close or cancel leave it
                     fetched = await self._apart(consumer.getmany(timeout_ms=self.config.tick_ms))
+                except OffsetOutOfRangeError as exc:  # the broker's word (aiokafka's own reset is off)
+                    refused, fetched = _refused(exc), {}
+                except NoOffsetForPartitionError as exc:  # no offset stored here nor committed in Kafka
+                    await self._start_fresh(consumer, exc)
+                    fresh, fetched = True, {}
                 except KafkaError as exc:  # coordination trouble: aiokafka recovers, we report and go on
                     _log.warning("kafka_fetch_failed", error=type(exc).__name__)
                     fetched = {}
                 if fetched is None:
                     break  # closed while fetching
                 data = fetched
-                if not data:
-                    self._report_lag(consumer)
-                    yield Batch([], self._position)
-                    continue
                 for tp in sorted(data):
                     batch = self._batch(tp, data[tp])
                     if batch is not None:
-                        self._in_flight += 1
-                        self._settled.clear()
-                        yield batch
+                        yield self._handed(batch)
+                moved = await self._settle(consumer, refused)
+                for batch in moved:
+                    yield self._handed(batch)
+                self._guard.remind()
                 self._report_lag(consumer)
+                if not data and not moved:
+                    yield Batch([], self._position)
         finally:
             await self._stop(consumer)
 
@@ -233,7 +251,9 @@ class KafkaSource:
         now = self._clock.now_ms()
         for tp in self._owned:
             ends = self._read_to(consumer, tp)
-            if ends is None or ends[1] < ends[0] or not self._answered(consumer, tp):
+            if tp in self._guard.stopped:
+                behind.append(lane_of(tp))  # offset_out_of_range: fail; its records, once read, are not late
+            elif ends is None or ends[1] < ends[0] or not self._answered(consumer, tp):
                 behind.append(lane_of(tp))  # a high watermark from before a broker outage proves nothing
             elif now - self._last_data.get(tp, _NEVER) < self.config.idle_ms:
                 behind.append(lane_of(tp))  # read to its end, but not idle yet
@@ -260,14 +280,14 @@ class KafkaSource:
     def status(self) -> dict[str, tuple[int, int, int]]:
         """Replicas mode: (high watermark, next offset to hand out, wall time of its last batch) of every
         assigned partition whose brokers answered lately (a report from before an outage, or from a replica
-        cut off from them, proves nothing)."""
+        cut off from them, proves nothing) and that is read (not stopped by `offset_out_of_range: fail`)."""
         consumer = self._consumer
         report: dict[str, tuple[int, int, int]] = {}
         if consumer is None:
             return report
         for tp in self._owned:
             ends = self._read_to(consumer, tp)
-            if ends is not None and self._answered(consumer, tp):
+            if ends is not None and self._answered(consumer, tp) and tp not in self._guard.stopped:
                 report[lane_of(tp)] = (*ends, self._last_data.get(tp, 0))
         return report
 
@@ -288,12 +308,17 @@ class KafkaSource:
         )
 
     def fetching(self) -> bool:
-        """Whether the brokers answer: every assigned partition had a fetch response lately (aiokafka polls
-        each one every fetch_max_wait_ms, records or not). False while the brokers are unreachable."""
+        """Whether every assigned partition is read: each had a fetch response lately (aiokafka polls each
+        one every fetch_max_wait_ms, records or not). False while the brokers are unreachable, and while a
+        partition is stopped by `offset_out_of_range: fail` (see `problems()`)."""
         consumer = self._consumer
-        if consumer is None or not self._owned:
+        if consumer is None or not self._owned or self._guard.stopped:
             return False
         return all(self._answered(consumer, tp) for tp in self._owned)
+
+    def problems(self) -> list[str]:
+        """Why assigned partitions are not read, for readiness: those stopped by `offset_out_of_range: fail`."""
+        return self._guard.problems()
 
     def _answered(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
         """A fetch response for the partition came lately. `clock` must be the wall clock: aiokafka stamps
@@ -387,18 +412,89 @@ class KafkaSource:
     async def _learn_positions(self, consumer: AIOKafkaConsumer) -> None:
         """Where reading starts on partitions that have handed out nothing yet (an empty or fully consumed
         partition would otherwise count as lagging for ever). Asked between getmany calls, when the position
-        is the next record getmany returns; an answer that spans a rebalance is dropped."""
-        for tp in [tp for tp in self._owned if tp not in self._fetched]:
-            generation = self._generation
-            try:
-                found = await self._apart(consumer.position(tp))
-            except KafkaError as exc:  # not known yet (e.g. revoked meanwhile): asked again next time
-                _log.debug("kafka_position_unknown", partition=lane_of(tp), error=type(exc).__name__)
+        is the next record getmany returns; an answer that spans a rebalance is dropped. Asked for at most a
+        tick: a partition with no offset anywhere has none until getmany's NoOffsetForPartitionError starts
+        it, and is asked again next time."""
+        missing = [tp for tp in self._owned if tp not in self._fetched]
+        if not missing:
+            return
+        generation = self._generation
+        found = await self._apart(_positions(consumer, missing, self.config.tick_ms / 1000))
+        if found is None or generation != self._generation:
+            return  # closed, or a rebalance since
+        for tp, offset in found.items():
+            if tp in self._owned and tp not in self._fetched:
+                self._fetched[tp] = offset
+
+    async def _start_fresh(self, consumer: AIOKafkaConsumer, exc: NoOffsetForPartitionError) -> None:
+        """A partition with no offset stored here nor committed in Kafka starts at `auto_offset_reset`."""
+        tp = exc.args[0] if exc.args else None
+        if not isinstance(tp, TopicPartition) or tp not in self._owned:
+            return
+        reset = consumer.seek_to_beginning if self.config.auto_offset_reset == "earliest" else consumer.seek_to_end
+        try:
+            await self._apart(reset(tp))
+        except KafkaError as error:  # revoked meanwhile, or the brokers did not answer: getmany says it again
+            _log.warning("kafka_reset_failed", partition=lane_of(tp), error=type(error).__name__)
+            return
+        _log.info("kafka_partition_started", partition=lane_of(tp), at=self.config.auto_offset_reset)
+
+    async def _settle(self, consumer: AIOKafkaConsumer, refused: Mapping[TopicPartition, int]) -> list[Batch]:
+        """Partitions read from outside their log (refused by the broker, or their next offset above their high
+        watermark): judged against the log's bounds, then continued where `offset_out_of_range` says (one
+        empty batch each, which stores the new offset) or stopped (paused)."""
+        found = self._guard.suspects(consumer, self._owned, self._fetched)
+        found.update((tp, offset) for tp, offset in refused.items() if tp in self._owned)
+        if not found:
+            return []
+        generation = self._generation
+        bounds = await self._log_bounds(consumer, sorted(found))
+        if bounds is None or generation != self._generation:
+            return []  # asked again: the broker refuses the offset again, the high watermark stays below it
+        moved: list[Batch] = []
+        for tp, offset in sorted(found.items()):
+            if tp not in self._owned:
                 continue
-            if found is None:
-                return  # closed
-            if generation == self._generation and tp in self._owned and tp not in self._fetched:
-                self._fetched[tp] = found
+            verdict = self._guard.judge(tp, offset, bounds[tp], consumer.highwater(tp), refused=tp in refused)
+            if verdict is None:
+                continue
+            try:
+                if verdict.resume_at is None:
+                    consumer.pause(tp)
+                else:
+                    moved.append(self._move(consumer, tp, verdict.resume_at))
+            except IllegalStateError:  # revoked meanwhile: its next owner looks again
+                self._guard.forget([tp])
+        return moved
+
+    async def _log_bounds(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+    ) -> dict[TopicPartition, tuple[int, int]] | None:
+        """(log start, log end) of each partition (ListOffsets), or None when the brokers do not say (in time)."""
+        try:
+            starts = await self._apart(_within(consumer.beginning_offsets(tps), _BROKER_WAIT_S))
+            ends = await self._apart(_within(consumer.end_offsets(tps), _BROKER_WAIT_S))
+        except (KafkaError, TimeoutError) as exc:
+            _log.warning("kafka_log_bounds_unknown", partitions=[lane_of(tp) for tp in tps], error=type(exc).__name__)
+            return None
+        if starts is None or ends is None or any(tp not in starts or tp not in ends for tp in tps):
+            return None
+        return {tp: (starts[tp], ends[tp]) for tp in tps}
+
+    def _move(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> Batch:
+        """Continue the partition at `offset`: an empty batch whose checkpoint stores it as the partition's
+        offset (the rule that drops records below the stored offset must not drop the log's new records).
+        It spans [the offset stored so far, `offset`): replicas mode forwards it like any other batch."""
+        lane = lane_of(tp)
+        start = self._stored.get(lane, self._fetched.get(tp, offset))
+        consumer.seek(tp, offset)
+        self._fetched[tp] = offset
+        return Batch([], self._position, Chunk(tp, start, offset), lane, {OFFSET + lane: offset})
+
+    def _handed(self, batch: Batch) -> Batch:
+        self._in_flight += 1
+        self._settled.clear()
+        return batch
 
     async def _apart(self, call: Coroutine[Any, Any, T]) -> T | None:
         """Await an aiokafka call in a task of its own: None (the call abandoned) once the source is closed;
@@ -433,6 +529,7 @@ class KafkaSource:
         await self._commit_kafka(revoked & self._owned)
         self._owned -= revoked
         self._generation += 1
+        self._guard.forget(revoked)
         for tp in revoked:
             self._fetched.pop(tp, None)
             if self._metrics is not None:
@@ -466,6 +563,48 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         await self._source._assigned(self._consumer, set(assigned))
+
+
+def _refused(exc: OffsetOutOfRangeError) -> dict[TopicPartition, int]:
+    """The partitions and fetch offsets an OffsetOutOfRangeError names (aiokafka: `{tp: offset}`)."""
+    named = exc.args[0] if exc.args else None
+    if not isinstance(named, dict):
+        return {}
+    return {tp: offset for tp, offset in named.items() if isinstance(tp, TopicPartition) and isinstance(offset, int)}
+
+
+async def _positions(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], seconds: float
+) -> dict[TopicPartition, int]:
+    """The positions of `tps` known within `seconds` (asked together); the others are left out."""
+    asks = {asyncio.ensure_future(consumer.position(tp)): tp for tp in tps}
+    try:
+        done, _ = await asyncio.wait(asks, timeout=seconds)
+    finally:
+        for task in asks:
+            if not task.done():
+                _abandon(task)
+    found: dict[TopicPartition, int] = {}
+    for task in done:
+        try:
+            found[asks[task]] = task.result()
+        except KafkaError as exc:  # not known yet (e.g. revoked meanwhile): asked again next time
+            _log.debug("kafka_position_unknown", partition=lane_of(asks[task]), error=type(exc).__name__)
+    return found
+
+
+async def _within(call: Coroutine[Any, Any, T], seconds: float) -> T:
+    """`call`'s result, or TimeoutError after `seconds` (the call abandoned, as in `_bounded`)."""
+    task = asyncio.ensure_future(call)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        _abandon(task)
+        raise
+    if not done:
+        _abandon(task)
+        raise TimeoutError
+    return task.result()
 
 
 async def _bounded(call: Coroutine[Any, Any, Any], seconds: float) -> bool:

@@ -112,6 +112,13 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.kafka_offset_out_of_range = Counter(
+            PREFIX + "kafka_offset_out_of_range_total",
+            "Kafka partitions found to be read from an offset outside their log (topic re-created, retention), "
+            "per topic and partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.http_requests = Counter(
             PREFIX + "http_requests_total",
             "Ingest HTTP requests answered, per source and status code.",

@@ -57,6 +57,15 @@ async def _until(session: aiohttp.ClientSession, url: str, status: int, deadline
     raise AssertionError(f"{url} never answered {status}")
 
 
+def _errors(service: Service) -> dict[str, object]:
+    """The next transition of the `errors` rule (the heartbeat rule fires in whichever term it falls due)."""
+    for _ in range(3):
+        transition = service.read_transition()
+        if transition["rule"] == "errors":
+            return transition
+    raise AssertionError("no transition of the errors rule")
+
+
 def _kill(service: Service) -> None:
     if service.proc.poll() is None:
         os.kill(service.proc.pid, signal.SIGCONT)
@@ -89,8 +98,8 @@ async def test_a_redis_pause_longer_than_the_lease_pauses_input_and_resumes(
             os.kill(redis_proc.proc.pid, signal.SIGCONT)
             assert await asyncio.wait_for(pending, timeout=30) == 200
             await _until(session, f"{service.url}/readyz", 200)
-        transition = service.read_transition()
-        assert (transition["rule"], transition["state"], transition["value"]) == ("errors", "firing", 2)
+        transition = _errors(service)
+        assert (transition["state"], transition["value"]) == ("firing", 2)
         assert service.stop() == 0
     finally:
         _kill(service)
@@ -124,8 +133,8 @@ async def test_a_writer_taken_over_becomes_a_standby_and_later_continues_from_th
         assert second.stop() == 0
         await first.wait_ready(deadline_s=20)  # the lease was released: the former writer takes over
         assert await first.post([{"timestamp": format_ms(WallClock().now_ms()), "level": "error"}]) == 200
-        transition = first.read_transition()
-        assert (transition["rule"], transition["state"], transition["value"]) == ("errors", "firing", 3)
+        transition = _errors(first)
+        assert (transition["state"], transition["value"]) == ("firing", 3)
         assert first.stop() == 0
     finally:
         _kill(first)
