@@ -1,0 +1,216 @@
+"""Vector http benchmark: POST /vector -> `run_live` -> Redis, lines/s of one process, as a ratio to a bare floor.
+
+Run by hand, never in CI (it starts a private redis-server):
+
+    python bench/vector_bench.py [--lines N] [--body-lines B] [--concurrency C] [--runs R] [--loop asyncio|uvloop]
+
+Input: the first N lines of the replay benchmark's generated file (bench/replay_bench.py; cached in bench/data/),
+cut into NDJSON bodies of B lines (Vector's `http` sink sends one body per batch). A client in a separate
+process (the other core) posts them over C keep-alive connections and times from the first request to the
+last answer. Every answer must be 200, and streamalert answers 200 only after the batch's checkpoint is
+committed to Redis, so the figure is committed lines per second.
+
+Floor: the same client against a bare aiohttp server on the same event loop implementation that reads each
+body, splits it into lines and answers 200: what HTTP and the split cost before streamalert does anything.
+The ratio streamalert / floor is what the machine's speed does not change much.
+
+Time: the input spans hours of event time and is replayed in seconds, so the live engine's wall clock is a
+clock that follows the newest event time taken in (`FollowClock`): as if the logs were written in real time.
+Lateness and max_delay keep their defaults; `config/rules` runs with the shipped pack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import statistics
+import sys
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+for _path in (str(ROOT), str(BENCH)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from replay_bench import input_file  # noqa: E402
+
+from streamalert.clock import Stopwatch, WallClock  # noqa: E402
+from streamalert.config.rules import load_rules  # noqa: E402
+from streamalert.decode import format_ms  # noqa: E402
+from streamalert.engine import Engine  # noqa: E402
+from streamalert.http import build_app, start_server  # noqa: E402
+from streamalert.model import Transition  # noqa: E402
+from streamalert.pipeline import Health, run_live  # noqa: E402
+from streamalert.sources.vector_http import VectorHttpConfig, VectorHttpSource  # noqa: E402
+from streamalert.state.redis import RedisStore  # noqa: E402
+from streamalert.telemetry.metrics import Metrics  # noqa: E402
+from streamalert.testing import free_port, redis_server  # noqa: E402
+
+RULES_DIR = ROOT / "config" / "rules"
+TARGET_LINES_PER_S = 300_000
+
+
+class FollowClock:
+    """A wall clock that follows the newest event time the engine took in (see the module docstring)."""
+
+    def __init__(self, engine: Engine, start_ms: int) -> None:
+        self.engine, self.start_ms = engine, start_ms
+
+    def now_ms(self) -> int:
+        newest = self.engine.newest_ms
+        return self.start_ms if newest is None else newest
+
+
+class NullSink:
+    def __init__(self) -> None:
+        self.transitions = 0
+
+    def write(self, transitions: list[Transition]) -> None:
+        self.transitions += len(transitions)
+
+
+def _first_stamp_ms(line: bytes) -> int:
+    at = line.rfind(b'"timestamp":"') + len(b'"timestamp":"')
+    return int(datetime.fromisoformat(line[at : at + 23].decode() + "+00:00").astimezone(UTC).timestamp() * 1000)
+
+
+def _client(
+    url: str, bodies: list[bytes], concurrency: int, out: multiprocessing.Queue[tuple[float, dict[int, int]]]
+) -> None:
+    """Post every body (C at a time, in order per connection); put (seconds, statuses) on `out`."""
+
+    async def main() -> tuple[float, dict[int, int]]:
+        statuses: Counter[int] = Counter()
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        for body in bodies:
+            queue.put_nowait(body)
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def worker() -> None:
+                while not queue.empty():
+                    body = queue.get_nowait()
+                    async with session.post(url, data=body) as response:
+                        await response.read()
+                        statuses[response.status] += 1
+
+            watch = Stopwatch()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return watch.elapsed(), dict(statuses)
+
+    out.put(asyncio.run(main()))
+
+
+def _post_all(url: str, bodies: list[bytes], concurrency: int) -> tuple[float, dict[int, int]]:
+    context = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue[tuple[float, dict[int, int]]] = context.Queue()
+    process = context.Process(target=_client, args=(url, bodies, concurrency, out))
+    process.start()
+    result = out.get(timeout=600)
+    process.join(timeout=30)
+    return result
+
+
+async def _floor(bodies: list[bytes], concurrency: int) -> tuple[float, dict[int, int]]:
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        body.split(b"\n")
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.add_routes([web.post("/vector", receive)])
+    port = free_port()
+    runner = await start_server(app, "127.0.0.1", port)
+    try:
+        return await asyncio.to_thread(_post_all, f"http://127.0.0.1:{port}/vector", bodies, concurrency)
+    finally:
+        await runner.cleanup()
+
+
+async def _streamalert(
+    bodies: list[bytes], concurrency: int, redis_url: str, start_ms: int, run: int
+) -> tuple[float, dict[int, int], int]:
+    rules = load_rules(RULES_DIR)
+    engine = Engine(rules)
+    store = RedisStore.from_url(f"{redis_url}?namespace=vectorbench{run}")
+    await store.reset()
+    metrics, health = Metrics(), Health()
+    config = VectorHttpConfig(auth="none", max_body_bytes=64 * 1024 * 1024)
+    source = VectorHttpSource(config, metrics)
+    port = free_port()
+    app = build_app(metrics, lambda: _ready(health), source.routes(), source="vector")
+    runner = await start_server(app, "127.0.0.1", port)
+    sink = NullSink()
+    live = asyncio.create_task(run_live(engine, source, store, sink, FollowClock(engine, start_ms), metrics, health))
+    try:
+        seconds, statuses = await asyncio.to_thread(_post_all, f"http://127.0.0.1:{port}/vector", bodies, concurrency)
+    finally:
+        await source.close()
+        await asyncio.wait_for(live, 60)
+        await runner.cleanup()
+        await store.close()
+    return seconds, statuses, engine.stats.matched
+
+
+async def _ready(health: Health) -> tuple[bool, dict[str, str]]:
+    return health.ready, {}
+
+
+def _spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):,.0f} (min {min(values):,.0f}, max {max(values):,.0f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=500_000)
+    parser.add_argument("--body-lines", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    args = parser.parse_args(argv)
+    lines = input_file(1_000_000).read_bytes().splitlines()[: args.lines]
+    bodies = [b"\n".join(lines[i : i + args.body_lines]) + b"\n" for i in range(0, len(lines), args.body_lines)]
+    start_ms = _first_stamp_ms(lines[0])
+    runner = asyncio.run
+    if args.loop == "uvloop":
+        import uvloop  # noqa: PLC0415 (optional)
+
+        runner = uvloop.run
+    print(
+        f"{format_ms(WallClock().now_ms())[:10]}, {os.cpu_count()} cores, loop {args.loop}, {len(lines):,} lines in "
+        f"{len(bodies):,} bodies of {args.body_lines}, {args.concurrency} connections"
+    )
+    floors: list[float] = []
+    ours: list[float] = []
+    ratios: list[float] = []
+    with redis_server() as redis_url:
+        for run in range(args.runs):
+            seconds, statuses = runner(_floor(bodies, args.concurrency))
+            floor = len(lines) / seconds
+            seconds, ours_statuses, matched = runner(_streamalert(bodies, args.concurrency, redis_url, start_ms, run))
+            if set(ours_statuses) != {200} or set(statuses) != {200}:
+                raise RuntimeError(f"answers other than 200: {ours_statuses} / {statuses}")
+            rate = len(lines) / seconds
+            floors.append(floor)
+            ours.append(rate)
+            ratios.append(rate / floor)
+            print(
+                f"run {run + 1}: floor {floor:,.0f} lines/s, streamalert {rate:,.0f} lines/s "
+                f"({rate / floor:.2f}x), matched {matched:,}"
+            )
+    print(f"floor       {_spread(floors)} lines/s")
+    print(f"streamalert {_spread(ours)} lines/s  target >= {TARGET_LINES_PER_S:,}")
+    print(f"ratio       {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
