@@ -32,9 +32,9 @@ from streamalert.model import Transition
 from streamalert.notify import api as notify_api
 from streamalert.notify.notifier import Notifier
 from streamalert.notify.sender import Sender, build_sinks
-from streamalert.notify.sinks.base import Sink
 from streamalert.output import JsonLinesWriter
 from streamalert.pipeline import Health, Notify, run_live
+from streamalert.reload import Loader, Reloader, Setup, retired
 from streamalert.replicas import IntakeSource, Replica
 from streamalert.sources.kafka import KafkaSource
 from streamalert.sources.vector_http import VectorHttpSource
@@ -84,9 +84,12 @@ class _Term:
     health: Health = field(default_factory=Health)
 
 
-async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | None = None) -> int:
+async def serve(
+    config: AppConfig, clock: Clock | None = None, out: IO[bytes] | None = None, loader: Loader | None = None
+) -> int:
     """Run until SIGTERM/SIGINT: stop taking input, finish and commit the batch in flight, exit 0 (1 when the
-    shutdown outlives `shutdown_timeout` or the pipeline failed).
+    shutdown outlives `shutdown_timeout` or the pipeline failed). SIGHUP and `POST /-/reload` reload the
+    configuration through `loader` (see streamalert.reload).
 
     With Redis state the process first takes its namespace's writer lease (waiting as a standby while
     another process holds it); when another process takes it over, it goes back to standby."""
@@ -97,38 +100,41 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
     writer = _Writer(store.lease(config.ms("lease_ttl")) if isinstance(store, RedisStore) else None, metrics)
     replica = _replica(config, store, clock, metrics, rules)
     sinks = build_sinks(config) if config.route is not None else None  # a missing secret file fails the start
+    reloader = Reloader(Setup(config, rules, sinks), loader, metrics, clock)
     term = _Term()
-    ingest = _Ingest(config.sources.vector.path, term) if config.sources.vector is not None else None
-    api: list[web.RouteDef] = []
-    if config.route is not None:
-        behind = config.ms("lateness") + config.ms("max_delay")  # notification (event) time behind the wall clock
-        silences = Notifier(config).config_silences
-        api = notify_api.routes(store, clock, config.notify.token(), silences, behind)
-
-    host, port = parse_listen(config.http.listen)
-    routes = [ingest.route()] if ingest is not None else []
-    source_name = "vector" if ingest is not None else ("intake" if replica is not None else "kafka")
-    app = build_app(metrics, _readiness(replica, writer, term), routes, source=source_name, api=api)
-    runner = await start_server(app, host, port)
+    runner = await _listen(config, store, clock, metrics, reloader, replica, writer, term)
     watcher = asyncio.create_task(watch_loop(metrics))
     _log.info("started", listen=config.http.listen, rules=len(rules), state=redact(config.state))
     stop = _Stop()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reloader.reload)
     if replica is not None:
         replica.start(stop)
     sink = FlushingWriter(out if out is not None else sys.stdout.buffer)
     code = 0
+    retire: list[Transition] = []
     try:
         while not stop.is_set():
             if not await writer.acquire(store, stop):
                 break
-            outcome = await _run_term(config, rules, store, clock, metrics, writer, replica, sinks, sink, term, stop)
-            if outcome is not None:
-                code = outcome
-                break
-            writer.stand_by(store)  # taken over: wait for the lease again, never exit
+            reloader.take()  # a reload accepted while standing by applies to this term
+            setup = reloader.current
+            outcome, engine = await _run_term(
+                setup, store, clock, metrics, writer, replica, sink, term, stop, reloader, retire
+            )
+            retire = []
+            if outcome == _RELOADED:
+                new = reloader.take()
+                if new is not None:  # alerts of rules the new file changes or removes resolve explicitly
+                    retire = retired(engine, new.rules, engine.horizon_ms - 1)
+                continue
+            if outcome is None:
+                writer.stand_by(store)  # taken over: wait for the lease again, never exit
+                continue
+            code = outcome
+            break
     finally:
         stop.set()
         code = await _shut_down(config, code, writer, replica, runner, store, watcher, stop)
@@ -136,21 +142,52 @@ async def serve(config: AppConfig, clock: Clock | None = None, out: IO[bytes] | 
     return code
 
 
-async def _run_term(
+async def _listen(
     config: AppConfig,
-    rules: list[Rule],
+    store: Store,
+    clock: Clock,
+    metrics: Metrics,
+    reloader: Reloader,
+    replica: Replica | None,
+    writer: _Writer,
+    term: _Term,
+) -> web.AppRunner:
+    """The HTTP listener, up for the life of the process: operations, the API, reload and Vector's ingest."""
+    ingest = _Ingest(config.sources.vector.path, term) if config.sources.vector is not None else None
+    api: list[web.RouteDef] = [reloader.route()]
+    if config.route is not None:
+        behind = config.ms("lateness") + config.ms("max_delay")  # notification (event) time behind the wall clock
+        silences = Notifier(config).config_silences
+        api += notify_api.routes(store, clock, config.notify.token(), silences, behind)
+
+    host, port = parse_listen(config.http.listen)
+    routes = [ingest.route()] if ingest is not None else []
+    source_name = "vector" if ingest is not None else ("intake" if replica is not None else "kafka")
+    app = build_app(metrics, _readiness(replica, writer, term), routes, source=source_name, api=api)
+    runner = await start_server(app, host, port)
+    return runner
+
+
+_RELOADED = -1  # a term's outcome: it ended for a reload
+
+
+async def _run_term(
+    setup: Setup,
     store: Store,
     clock: Clock,
     metrics: Metrics,
     writer: _Writer,
     replica: Replica | None,
-    sinks: dict[tuple[str, str], Sink] | None,
     sink: FlushingWriter,
     term: _Term,
     stop: _Stop,
-) -> int | None:
+    reloader: Reloader,
+    retire: list[Transition],
+) -> tuple[int | None, Engine]:
     """One term as the namespace's writer, from the stored state. Returns the exit code after `stop` (0, or
-    1 when the shutdown timed out or the pipeline failed), or None when the lease was lost."""
+    1 when the shutdown timed out or the pipeline failed), _RELOADED after a reload was accepted, or None
+    when the lease was lost; and the term's engine."""
+    config, rules, sinks = setup.config, setup.rules, setup.sinks
     engine = Engine(
         rules,
         lateness_ms=config.ms("lateness"),
@@ -167,27 +204,37 @@ async def _run_term(
         sender = Sender(store, sinks, config.notify, metrics)
         notify = Notify(Notifier(config), wake=sender.wake.set, refresh_ms=config.notify.ms("tick"))
         sending = asyncio.create_task(sender.run(term_over))  # only the writer sends: one process drains the outbox
-    pipeline = asyncio.create_task(run_live(engine, source, store, sink, clock, metrics, health, notify))
-    waits = {pipeline, asyncio.ensure_future(stop.wait()), asyncio.ensure_future(writer.lost.wait())}
+    live = run_live(engine, source, store, sink, clock, metrics, health, notify, initial=retire)
+    pipeline = asyncio.create_task(live)
+    waits = {
+        pipeline,
+        asyncio.ensure_future(stop.wait()),
+        asyncio.ensure_future(writer.lost.wait()),
+        asyncio.ensure_future(reloader.requested.wait()),
+    }
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         if writer.lost.is_set() or _raised(pipeline, LeaseLost):
             await _give_up(source, pipeline)
-            return None
+            return None, engine
         if pipeline.done():
-            return _failed(pipeline)
+            return _failed(pipeline), engine
+        ending = _RELOADED if not stop.is_set() else 0
+        budget = config.ms("shutdown_timeout") / 1000
         try:
             await source.close()  # no new input; the batch in flight is finished, committed and acknowledged
-            await asyncio.wait_for(asyncio.shield(pipeline), timeout=stop.left(config.ms("shutdown_timeout") / 1000))
+            await asyncio.wait_for(asyncio.shield(pipeline), timeout=stop.left(budget) if ending == 0 else budget)
         except TimeoutError:
-            _log.error("shutdown_timeout", seconds=config.ms("shutdown_timeout") / 1000)
+            _log.error("shutdown_timeout", seconds=budget)
             await _give_up(source, pipeline)
-            return 1
+            return (1 if ending == 0 else None), engine
         except LeaseLost:
-            return 0  # taken over while finishing: the successor goes on from the stored state
+            return (0 if ending == 0 else None), engine  # taken over while finishing: the successor goes on
         except Exception:
-            return _failed(pipeline)
-        return 0
+            return _failed(pipeline), engine
+        if ending == _RELOADED:
+            _log.info("config_reloaded", rules=len(reloader.pending.rules) if reloader.pending else 0)
+        return ending, engine
     finally:
         for waiter in waits:
             if waiter is not pipeline:
@@ -358,8 +405,8 @@ class _Writer:
     async def acquire(self, store: Store, stop: asyncio.Event) -> bool:
         """Wait as a standby until the lease is ours (True) or we are told to stop (False)."""
         lease = self.lease
-        if lease is None:
-            return True
+        if lease is None or (self._keeper is not None and not self.lost.is_set()):
+            return True  # memory state, or still holding it (a term ended for a reload)
         logged = False
         while not stop.is_set():
             try:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from streamalert.notify.notifier import Notifier
     from streamalert.output import JsonLinesWriter, TableWriter
     from streamalert.pipeline import RunSummary
+    from streamalert.reload import Setup
     from streamalert.sources import Batch
     from streamalert.sources.replay import ReplaySource
     from streamalert.state.base import Store
@@ -393,8 +394,32 @@ def _replay_notifying(args: argparse.Namespace) -> tuple[Notifier, NotifyConfig,
     return Notifier(config), config, args.send
 
 
+def _reload_setup(path: str) -> Setup:
+    """The config file read and checked again for a reload, as a start checks it; ValueError names every
+    problem (file, rule, field)."""
+    from streamalert.config.app import ConfigError, load_config  # noqa: PLC0415
+    from streamalert.config.rules import RuleLoadError, load_rules  # noqa: PLC0415
+    from streamalert.notify.sender import build_sinks  # noqa: PLC0415
+    from streamalert.reload import Setup  # noqa: PLC0415
+
+    try:
+        config = load_config(path)
+        rules = load_rules(config.rules)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    except RuleLoadError as exc:
+        raise ValueError("; ".join(map(str, exc.problems))) from None
+    unreadable = _unreadable_secrets(path, config)
+    if unreadable:
+        raise ValueError("; ".join(unreadable))
+    sinks = build_sinks(config) if config.route is not None else None  # ValueError names receiver and key
+    config.notify.token()
+    return Setup(config, rules, sinks)
+
+
 def _run(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415
+    import functools  # noqa: PLC0415
 
     from streamalert import app  # noqa: PLC0415 (the HTTP stack loads only for live mode)
     from streamalert.config.app import ConfigError, load_config  # noqa: PLC0415
@@ -422,7 +447,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{args.config}: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(app.serve(config))
+        return asyncio.run(app.serve(config, loader=functools.partial(_reload_setup, args.config)))
     except OSError as exc:
         print(f"cannot listen on {config.http.listen}: {exc}", file=sys.stderr)
         return 2

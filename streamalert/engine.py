@@ -593,6 +593,17 @@ class Engine:
     def series_count(self) -> int:
         return sum(len(table) for table in self._series)
 
+    def firing(self) -> list[tuple[Rule, GroupKey]]:
+        """The series whose alert fires now, as (rule, group key) in rule order (a reload resolves those of
+        rules it changes or removes)."""
+        out: list[tuple[Rule, GroupKey]] = []
+        for rule, table in zip(self.rules, self._series, strict=True):
+            for key in sorted(table):
+                series = table[key]
+                if series.firing if isinstance(series, AbsenceSeries) else series.phase.firing:
+                    out.append((rule, key))
+        return out
+
 
 def _group_value(fields: Fields, path: str) -> Any:
     value = get_path(fields, path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -130,17 +130,26 @@ async def run_live(
     metrics: Metrics,
     health: Health,
     notify: Notify | None = None,
+    initial: Sequence[Transition] = (),
 ) -> None:
     """Live mode until the source ends (it ends after `close()`): every batch is taken in at the wall clock,
     committed, then its transitions are handed on and the batch acknowledged. A failing commit is retried
     with backoff while no new input is taken and readiness fails; the batch is never acknowledged before
-    its state is durable."""
+    its state is durable. `initial` transitions (a reload's resolves) are committed and handed on first."""
     ttl = rule_ttls(engine.rules, engine.lateness_ms)
     snapshot = await retry_store(lambda: store.load(engine.rule_ids), metrics, health)  # ready from here
     engine.restore(snapshot)
     if notify is not None:
         notify.notifier.restore(snapshot.groups)
     source.resume(snapshot.meta)
+    if initial:
+        transitions, changes = _checkpoint(engine, notify.notifier if notify else None, extra=initial)
+        await retry_store(functools.partial(store.commit, changes, ttl), metrics, health)
+        sink.write(transitions)
+        for t in transitions:
+            metrics.transitions.labels(t.rule, t.state.value).inc()
+        if notify is not None:
+            notify.committed(changes, metrics)
     stats = engine.stats
     async for batch in source.batches():
         wall = clock.now_ms()
@@ -177,10 +186,13 @@ async def run_live(
         await source.ack(batch)
 
 
-def _checkpoint(engine: Engine, notifier: Notifier | None, *, final: bool = False) -> tuple[list[Transition], Changes]:
-    """The transitions decided since the last checkpoint, and the checkpoint that records them in the log
-    together with the notification groups they changed and the notifications due (the outbox)."""
-    transitions = engine.drain()
+def _checkpoint(
+    engine: Engine, notifier: Notifier | None, *, final: bool = False, extra: Sequence[Transition] = ()
+) -> tuple[list[Transition], Changes]:
+    """The transitions decided since the last checkpoint (after `extra`, decided outside the engine), and the
+    checkpoint that records them in the log together with the notification groups they changed and the
+    notifications due (the outbox)."""
+    transitions = [*extra, *engine.drain()]
     changes = engine.checkpoint()
     changes.transitions = [transition_json(t) for t in transitions]
     if notifier is not None:

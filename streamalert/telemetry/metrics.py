@@ -193,6 +193,17 @@ class Metrics:
             registry=r,
         )
 
+        self.config_reload_ok = Gauge(
+            PREFIX + "config_last_reload_successful",
+            "1 when the last configuration reload succeeded (or none was asked for), 0 when it was refused.",
+            registry=r,
+        )
+        self.config_reload_time = Gauge(
+            PREFIX + "config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully (start or reload), as a Unix time.",
+            registry=r,
+        )
+
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every metric, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
