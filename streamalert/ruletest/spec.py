@@ -182,8 +182,10 @@ def load_test_file(path: Path) -> TestFile:
         raise MalformedTest([f"{path}: cannot read: {exc}"]) from None
     except yaml.YAMLError as exc:
         raise MalformedTest([f"{path}: invalid YAML: {exc}".replace("\n", " ")]) from None
-    if isinstance(raw, dict):  # `x-...` keys hold YAML anchors for the tests to merge (as in Compose files)
-        raw = {k: v for k, v in raw.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    if not isinstance(raw, dict):
+        raise MalformedTest([f"{path}: must be a map with `rule_files` and `tests` (README.md, Testing rules)"])
+    # `x-...` keys hold YAML anchors for the tests to merge (as in Compose files)
+    raw = {k: v for k, v in raw.items() if not (isinstance(k, str) and k.startswith("x-"))}
     try:
         spec = TestFileSpec.model_validate(raw)
     except ValidationError as exc:

@@ -236,6 +236,7 @@ def test_expectations_after_the_clock_stops_get_a_note(tmp_path: Path, capsys: p
         ("tests: [{name: g, input: [{at: +0s, line: {timestamp: 1}}]}]", "`line` has its own `timestamp`"),
         ("tests: [{name: h, notifications: []}]", "config: `notifications` expectations need `config:`"),
         ("tests: []", "tests: List should have at least 1 item"),
+        ("rules: []\ntests: [{name: i}]", "rules: Extra inputs are not permitted"),
     ],
 )
 def test_malformed_test_files_exit_2_naming_file_test_and_field(
@@ -247,6 +248,14 @@ def test_malformed_test_files_exit_2_naming_file_test_and_field(
     err = capsys.readouterr().err
     assert f"{path}: " in err
     assert problem in err
+
+
+def test_a_file_that_is_not_a_map_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty or non-map test file exits 2 with a sentence saying what a test file holds."""
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert main(["test", str(path)]) == 2
+    assert f"{path}: must be a map with `rule_files` and `tests`" in capsys.readouterr().err
 
 
 def test_rule_files_that_do_not_load_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -271,3 +280,18 @@ def test_test_help_does_not_load_the_engine() -> None:
     done = subprocess.run(command, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"
+
+
+def test_the_readme_example_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The test file shown in README.md's "Testing rules" runs and passes as written."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Testing rules") :]
+    example = section[section.index("```yaml\n") + 8 :]
+    example = example[: example.index("```")]
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "rules").symlink_to(RULES)
+    (tmp_path / "streamalert.yaml").symlink_to(ROOT / "config" / "streamalert.yaml")
+    path = tmp_path / "tests" / "example.yaml"
+    path.write_text(example, encoding="utf-8")
+    assert main(["test", str(path)]) == 0, capsys.readouterr()
+    assert capsys.readouterr().out.splitlines()[-1] == "1 passed, 0 failed"
