@@ -1,4 +1,4 @@
-"""The test file format of `streamalert test`: models, loading, and the log lines a test's `input` stands for.
+"""The test file format of `streamalert test`: models, and loading a file into cases ready to run.
 
 A test file names its rule files and holds tests; each test has a start time, input lines with times, and the
 transitions (and optionally notifications) expected. Every problem is reported as `FILE: tests[i] "name":
@@ -7,27 +7,23 @@ field.path: message`, and a file with problems runs none of its tests (exit 2).
 
 from __future__ import annotations
 
-import gzip
+import glob
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import orjson
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from streamalert.config.rules import RuleLoadError, label_value, load_rules
-from streamalert.decode import decode_line, event_time_ms, format_ms, parse_time
-from streamalert.durations import parse_duration
+from streamalert.ruletest.lines import TIME_FIELD, absolute, input_lines
 
 if TYPE_CHECKING:
     from streamalert.config.rules import Rule
 
 # A test without `start` begins here: a fixed instant, so test output never depends on the day it runs.
 DEFAULT_START = "2026-01-01T00:00:00Z"
-# the field the test writes each line's event time into (the first of decode.TIME_KEYS the engine reads)
-TIME_FIELD = "timestamp"
 # `count` of one generated series at most: a typo (count: 1000000000) is refused instead of filling memory
 MAX_COUNT = 1_000_000
 
@@ -198,6 +194,7 @@ def load_test_file(path: Path) -> TestFile:
     base = path.parent
     problems: list[str] = []
     rules = _rules(path, spec.rule_files, problems)
+    rules_loaded = not problems
     names = {rule.name for rule in rules}
     config_path = base / spec.config if spec.config is not None else None
     if config_path is not None and not config_path.is_file():
@@ -206,7 +203,7 @@ def load_test_file(path: Path) -> TestFile:
     for index, test in enumerate(spec.tests):
         where = f'{path}: tests[{index}] "{test.name}"'
         try:
-            cases.append(_case(path, index, test, names if not problems else None))
+            cases.append(_case(path, index, test, names if rules_loaded else None))
         except ValueError as exc:
             problems.append(f"{where}: {exc}")
     if spec.config is None and any(t.notifications is not None for t in spec.tests):
@@ -221,7 +218,8 @@ def _rules(path: Path, patterns: list[str], problems: list[str]) -> list[Rule]:
     rules: list[Rule] = []
     seen: dict[str, Path] = {}
     for i, pattern in enumerate(patterns):
-        found = sorted(path.parent.glob(pattern)) if any(c in pattern for c in "*?[") else [path.parent / pattern]
+        full = path.parent / pattern  # an absolute pattern stays absolute
+        found = sorted(map(Path, glob.glob(str(full)))) if glob.has_magic(pattern) else [full]
         if not found:
             problems.append(f"{path}: rule_files[{i}]: {pattern!r} matches no file")
         for file in found:
@@ -232,8 +230,8 @@ def _rules(path: Path, patterns: list[str], problems: list[str]) -> list[Rule]:
                 continue
             for rule in loaded:
                 if rule.name in seen and seen[rule.name] != file:
-                    where = f"{path}: rule_files[{i}]"
-                    problems.append(f"{where}: rule {rule.name} is in both {seen[rule.name]} and {file}")
+                    twice = f"rule {rule.name} is in both {seen[rule.name]} and {file}"
+                    problems.append(f"{path}: rule_files[{i}]: {twice}")
                     continue
                 seen[rule.name] = file
                 rules.append(rule)
@@ -243,22 +241,22 @@ def _rules(path: Path, patterns: list[str], problems: list[str]) -> list[Rule]:
 def _case(path: Path, index: int, test: TestSpec, names: set[str] | None) -> Case:
     """The test with times resolved and its lines generated; ValueError naming the field on a problem.
     `names`: the rules loaded (None when the rule files have problems: names are then not checked)."""
-    start = _absolute(test.start, None, "start")
-    until = _absolute(test.until, start, "until") if test.until is not None else None
+    start = absolute(test.start, None, "start")
+    until = absolute(test.until, start, "until") if test.until is not None else None
     timed: list[tuple[int, int, bytes]] = []
     for i, item in enumerate(test.input):
-        _lines(path, item, start, f"input[{i}]", timed)
+        input_lines(path.parent, item, start, f"input[{i}]", timed)
     timed.sort(key=lambda t: (t[0], t[1]))  # event-time order; the written order among lines of one instant
     expected = []
     for i, e in enumerate(test.expect):
         labels = {k: label_value(v) for k, v in e.labels.items()} if e.labels is not None else None
-        at = _absolute(e.at, start, f"expect[{i}].at")
+        at = absolute(e.at, start, f"expect[{i}].at")
         expected.append(Expected(at, e.rule, e.state, labels, e.value, e.annotations))
     notes = None
     if test.notifications is not None:
         notes = [
             ExpectedNote(
-                _absolute(n.at, start, f"notifications[{i}].at"),
+                absolute(n.at, start, f"notifications[{i}].at"),
                 n.receiver,
                 n.status,
                 [{k: label_value(v) for k, v in alert.items()} for alert in n.alerts],
@@ -285,62 +283,6 @@ def _scope(test: TestSpec, expected: list[Expected]) -> frozenset[str] | None:
     if expected:
         return frozenset(e.rule for e in expected)
     return None
-
-
-def _lines(path: Path, item: InputItem, start: int, field: str, out: list[tuple[int, int, bytes]]) -> None:
-    """Append (time, order, line) for every line the item stands for."""
-    if item.file is not None:
-        _file_lines(path.parent / item.file, start, field, out)
-        return
-    assert item.line is not None  # the model's validator saw to it
-    assert item.at is not None
-    first = _absolute(item.at, start, f"{field}.at")
-    step = _duration(item.every, f"{field}.every") if item.every is not None else 0
-    for n in range(item.count):
-        at = first + n * step
-        record = {TIME_FIELD: format_ms(at), **item.line}
-        out.append((at, len(out), orjson.dumps(record, default=str)))
-
-
-def _file_lines(file: Path, start: int, field: str, out: list[tuple[int, int, bytes]]) -> None:
-    """An NDJSON file's lines (plain or gzip) as they are; a line without a usable time keeps its place after
-    the line before it (the engine gives it that line's time, as in replay)."""
-    try:
-        data = file.read_bytes()
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"{field}.file: cannot read {file}: {exc}") from None
-    previous = start
-    for line in data.splitlines():
-        if not line.strip():
-            continue
-        fields = decode_line(line)
-        at = event_time_ms(fields) if fields is not None else None
-        previous = at if at is not None else previous
-        out.append((previous, len(out), line))
-
-
-def _absolute(when: When | None, start: int | None, field: str) -> int:
-    """Epoch ms of `+DURATION` (after `start`), an ISO 8601 string or a YAML timestamp."""
-    if isinstance(when, datetime):
-        moment = when if when.tzinfo is not None else when.replace(tzinfo=UTC)  # YAML without zone: UTC
-        return round(moment.timestamp() * 1000)
-    if isinstance(when, str) and when.startswith(("+", "-")) and start is not None:
-        offset = _duration(when[1:], field)
-        return start + offset if when[0] == "+" else start - offset
-    ms = parse_time(when) if isinstance(when, str) else None
-    if ms is None:
-        relative = " or +DURATION after start (+30s, +2m)" if start is not None else ""
-        raise ValueError(f"{field}: cannot read {when!r} as a time: ISO 8601 (2026-01-26T09:15:00Z){relative}")
-    return ms
-
-
-def _duration(text: str, field: str) -> int:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise ValueError(f"{field}: {exc}") from None
 
 
 def _where(raw: Any, loc: tuple[int | str, ...]) -> str:

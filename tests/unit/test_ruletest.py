@@ -295,3 +295,20 @@ def test_the_readme_example_passes(tmp_path: Path, capsys: pytest.CaptureFixture
     path.write_text(example, encoding="utf-8")
     assert main(["test", str(path)]) == 0, capsys.readouterr()
     assert capsys.readouterr().out.splitlines()[-1] == "1 passed, 0 failed"
+
+
+def test_rule_files_take_globs_and_refuse_a_name_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`rule_files` globs are relative to the test file; one rule name in two files is a problem naming both."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    rule = "rules: [{name: boom, match: {event: boom}, window: 1m, condition: count >= 1}]\n"
+    (rules / "a.yaml").write_text(rule)
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "rule_files: ['rules/*.yaml']\n"
+        "tests: [{name: a, input: [{at: +0s, line: {event: boom}}], expect: [{at: +0s, rule: boom, state: firing}]}]\n"
+    )
+    assert main(["test", str(path)]) == 0
+    (rules / "b.yaml").write_text(rule)
+    assert main(["test", str(path)]) == 2
+    assert f"rule boom is in both {rules / 'a.yaml'} and {rules / 'b.yaml'}" in capsys.readouterr().err
