@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import subprocess
 import sys
 import textwrap
@@ -152,10 +153,12 @@ def test_labels_value_and_annotations_are_subset_matches(tmp_path: Path, capsys:
 
 def test_file_input_keeps_the_times_of_its_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`file:` lines (gzip or plain) run at their own times, merged in time order with generated lines."""
-    logs = tmp_path / "app.jsonl"
-    logs.write_bytes(
-        b'{"timestamp": "2026-01-01T00:00:30Z", "level": "error", "app": "crm", '
-        b'"error_type": "throttle_backend_error"}\nnot json\n'
+    (tmp_path / "app.jsonl").write_bytes(
+        b'{"time": "2026-01-01T00:00:30Z", "level": "error", "app": "crm", "error_type": "throttle_backend_error"}\n'
+        b"not json\n"
+    )
+    (tmp_path / "more.jsonl.gz").write_bytes(
+        gzip.compress(b'{"ts": 1767225720, "level": "ERROR", "app": "crm", "error_type": "throttle_backend_error"}\n')
     )
     path = _write(
         tmp_path,
@@ -163,12 +166,13 @@ def test_file_input_keeps_the_times_of_its_lines(tmp_path: Path, capsys: pytest.
         tests:
           - name: from a file
             input:
-              - {file: app.jsonl}
+              - {file: more.jsonl.gz}                                       # +2m
+              - {file: app.jsonl}                                           # +30s
               - {at: +0s, line: {app: crm, level: info, message: started}}
             until: +10m
             expect:
               - {at: +30s, rule: mailer_throttle_backend_error, state: firing, value: 1}
-              - {at: +5m30s, rule: mailer_throttle_backend_error, state: resolved}
+              - {at: +7m, rule: mailer_throttle_backend_error, state: resolved}
         """,
     )
     assert main(["test", str(path)]) == 0, capsys.readouterr().out
