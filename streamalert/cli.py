@@ -1,4 +1,4 @@
-"""Command line: argument parsing and wiring only (`check`, `replay`, `run`, `routes`, `outbox`, `alerts`).
+"""Command line: argument parsing and wiring only (`check`, `replay`, `test`, `run`, `routes`, `outbox`, `alerts`).
 
 Each command imports what it needs when it runs, so `--help` and `check RULES` start without loading aiohttp,
 aiokafka, redis or the engine (1.5 s of CPU at every start otherwise; bench/startup_bench.py). Commands that
@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {
         "check": _check,
         "replay": _replay,
+        "test": _test,
         "run": _run,
         "routes": _routes,
         "outbox": _outbox,
@@ -111,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--send", action="store_true", help="with --notify --config: deliver through the configured sinks for real"
     )
+
+    test = sub.add_parser(
+        "test", help="rule unit tests: log lines at given times, the transitions expected (like promtool test rules)"
+    )
+    test.add_argument("files", nargs="+", help="test files (YAML); see README.md, 'Testing rules'")
 
     routes = sub.add_parser("routes", help="the routing tree of a service config")
     routes_sub = routes.add_subparsers(dest="routes_command")
@@ -246,6 +252,12 @@ def _replay(args: argparse.Namespace) -> int:
         progress.done()
     _print_summary(summary, watch.elapsed())
     return _verdict(args, source.problems, summary, dead)
+
+
+def _test(args: argparse.Namespace) -> int:
+    from streamalert.ruletest import run_files  # noqa: PLC0415 (loads the engine: only when tests run)
+
+    return run_files(args.files, sys.stdout, sys.stderr)
 
 
 def _replay_times(args: argparse.Namespace) -> tuple[int, int | None] | None:
