@@ -175,10 +175,13 @@ def conjoin(terms: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _accepts_empty(op: str, value: str, line: int, column: int) -> bool:
+    """Whether the matcher holds for the empty string, i.e. for a record without the label."""
     if op in ("=~", "!~"):
         _check_regex(value, line, column)
-        return re2.fullmatch(value, "") is not None
-    return value == ""
+        matches = re2.fullmatch(value, "") is not None
+    else:
+        matches = value == ""
+    return matches if op in ("=", "=~") else not matches
 
 
 def _check_regex(pattern: str, line: int, column: int) -> None:
