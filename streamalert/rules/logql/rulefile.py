@@ -68,12 +68,13 @@ def load_loki_rules(text: str, source_name: str) -> list[LokiRule]:
             continue
         for ri, item in enumerate(rules):
             loaded = _rule(item, f"{where} rule #{ri + 1}", group["name"], problems)
-            if loaded is None:
-                continue
-            if loaded.rule["name"] in seen:
-                problems.append(f"{where} rule {loaded.rule['name']!r}: duplicate alert name")
-            seen.add(loaded.rule["name"])
-            out.append(loaded)
+            name = item.get("alert") if isinstance(item, dict) else None
+            if isinstance(name, str) and name in seen:  # Prometheus allows it; streamalert names one rule
+                problems.append(f"{where} rule {name!r}: duplicate alert name (rule names must be unique)")
+            if isinstance(name, str):
+                seen.add(name)
+            if loaded is not None:
+                out.append(loaded)
     if problems:
         raise LokiRuleFileError(problems)
     return out
