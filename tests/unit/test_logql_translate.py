@@ -74,6 +74,16 @@ TRANSLATIONS: list[tuple[str, dict[str, Any], list[str]]] = [
         [],
     ),
     (
+        f"sum by (h) (rate({SVC} | unwrap bytes_sent [5m])) > 0.5",
+        {"match": {"service": "revel"}, "window": "5m", "condition": "sum(bytes_sent) > 150", "group_by": ["h"]},
+        [],
+    ),
+    (
+        'count_over_time(({app="a"} |= "x" [90s])) >= 2',
+        {"match": {"app": "a", "_line": {"contains": "x"}}, "window": "90s", "condition": "count >= 2"},
+        ["_line"],
+    ),
+    (
         'absent_over_time({container="celery_beat", env=~"prod|stage"}[5m])',
         {
             "match": {"container": "celery_beat", "env": {"regex": "^(?:prod|stage)$"}},
@@ -161,6 +171,20 @@ def test_bare_range_aggregation_groups_by_varying_selector_labels() -> None:
     assert "app, zone" in result.notes[0]
 
 
+def test_absent_labels_follow_loki() -> None:
+    """absent_over_time expects only the `=` labels no other matcher names (Loki's absentLabels)."""
+    rule = translate('absent_over_time({job="beat", env="prod", env!="x"}[1m]) == 1').rule
+    assert rule["group_by"] == ["job"]
+    assert rule["expect"] == [{"job": "beat"}]
+
+
+def test_rate_of_unwrapped_range_scales_exactly() -> None:
+    """rate(... | unwrap F [W]) > N is sum(F) > N*W with decimal arithmetic, no float residue."""
+    result = translate('sum(rate({a="b"} | unwrap v [3m])) > 0.1')
+    assert result.rule["condition"] == "sum(v) > 18"
+    assert "multiplied by 3m" in result.notes[0]
+
+
 def test_bare_count_means_any_sample() -> None:
     """A count or rate without a comparison alerts while any line is in the window (> 0)."""
     assert translate('sum(rate({a="b"}[1m]))').rule["condition"] == "rate > 0"
@@ -215,7 +239,9 @@ SEMANTIC_REFUSALS = [
     (f"sum(sum(count_over_time({SVC}[1m]))) > 1", 1, 5, "a nested aggregation is not supported"),
     (f"sum_over_time({SVC}[1m]) > 1", 1, 1, "`sum_over_time` needs `| unwrap FIELD`"),
     (f"count_over_time({SVC} | unwrap x [1m]) > 1", 1, 35, "does not take `| unwrap`"),
-    (f"rate({SVC} | unwrap x [1m]) > 1", 1, 24, "`rate` does not take `| unwrap`"),
+    (f"bytes_over_time({SVC} | unwrap x [1m]) > 1", 1, 35, "`bytes_over_time` does not take `| unwrap`"),
+    (f"sum_over_time({SVC} | unwrap x [1m]) by (h) > 1", 1, 50, "`sum_over_time` takes no grouping"),
+    ('absent_over_time({ foo !~ "bar" }[5h]) by (foo)', 1, 40, "grouping not allowed for absent_over_time"),
     (f"count_over_time({SVC}[1m]) by (h) > 1", 1, 40, "takes no grouping"),
     (f"count_over_time({SVC} | json [1m]) > 1", 1, 1, "one series per set of extracted labels"),
     (f"{Q} != 3", 1, 30, "the comparison `!=` is not supported"),

@@ -226,9 +226,7 @@ class _Parser:
             if tok.kind == "RANGE":
                 if range_tok is not None:
                     raise self.fail("a second range")
-                if wrapped:
-                    raise self.fail("the range goes after the closing parenthesis")
-                range_tok = self.advance()
+                range_tok = self.advance()  # also inside parentheses: `(selector [5m])` (expr.y logRangeExpr)
             elif tok.is_word("offset"):
                 raise self.fail("`offset` is not supported")
             elif tok.is_op("|") and self.peek().is_word("unwrap"):

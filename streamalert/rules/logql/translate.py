@@ -24,6 +24,7 @@ Semantics (grafana/loki docs/sources/query/metric_queries.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from streamalert.durations import format_duration, parse_duration
@@ -38,6 +39,9 @@ _AGGREGATES = {
     "last_over_time": "last",
 }  # fmt: skip
 _UNWRAPPED = frozenset(op for op in _AGGREGATES if op.endswith("_over_time")) - {"count_over_time", "bytes_over_time"}
+# Loki's RangeAggregationExpr.validate (pkg/logql/syntax/ast.go) and metric_queries.md: "Except for
+# sum_over_time, absent_over_time, rate and rate_counter, unwrapped range aggregations support grouping".
+_GROUPABLE = frozenset(("avg_over_time", "max_over_time", "min_over_time", "first_over_time", "last_over_time"))
 _NEW_AGGREGATES = {"bytes_over_time": "bytes", "first_over_time": "first", "last_over_time": "last"}
 # outer vector op -> the range ops whose per-stream values it combines into the same aggregate of all lines
 _EXACT_OUTER = {
@@ -101,7 +105,7 @@ def _condition(node: Expr) -> _Condition:
     if isinstance(node, Number):
         raise LogQLError("a number alone is not an alert condition", node.line, node.column)
     inner = node.inner if isinstance(node, VectorAggregation) else node
-    if isinstance(inner, RangeAggregation) and inner.op in ("count_over_time", "rate"):
+    if isinstance(inner, RangeAggregation) and inner.op in ("count_over_time", "rate") and not inner.range.unwrap:
         return _metric(node, ">", Number(0.0, "0", node.line, node.column))  # any sample fires: count > 0
     raise LogQLError(
         f"`{getattr(node, 'op', '?')}` without a comparison: add one such as `> 0`", node.line, node.column
@@ -122,9 +126,9 @@ def _metric(node: Expr, op: str, threshold: Number) -> _Condition:
     rng = node.range
     if node.op in _UNWRAPPED and rng.unwrap is None:
         raise LogQLError(f"`{node.op}` needs `| unwrap FIELD` before the range", node.line, node.column)
-    if node.op not in _UNWRAPPED and rng.unwrap is not None:
+    if node.op not in _UNWRAPPED | {"rate"} and rng.unwrap is not None:
         raise LogQLError(f"`{node.op}` does not take `| unwrap`", rng.unwrap.line, rng.unwrap.column)
-    if node.grouping is not None and node.op not in _UNWRAPPED:
+    if node.grouping is not None and node.op not in _GROUPABLE:
         g = node.grouping
         raise LogQLError(f"`{node.op}` takes no grouping (Loki allows it only on unwrapped ranges)", g.line, g.column)
     if outer is not None and node.grouping is not None:
@@ -171,6 +175,10 @@ def _metric(node: Expr, op: str, threshold: Number) -> _Condition:
             u = rng.unwrap
             builder.need(f"unwrap:{u.conversion}", f"`{u.conversion}({u.name})` parses text values", u.line, u.column)
             field = f"{rng.unwrap.conversion}({field})"
+        if node.op == "rate":  # metric_queries.md: "per second rate of the sum of all values"
+            aggregate = "sum"
+            threshold = _times_window(threshold, rng.seconds)
+            notes.append(f"rate of an unwrapped range is its sum per second: threshold multiplied by {rng.range_text}")
         aggregate = f"{aggregate}({field})"
     return _Condition(base, aggregate, op, threshold, tuple(builder.needs), tuple(notes))
 
@@ -189,6 +197,13 @@ def _group(base: dict[str, Any], builder: MatchBuilder, grouping: Grouping | Non
         base["group_without"] = fields
     else:
         base["group_by"] = fields
+
+
+def _times_window(threshold: Number, seconds: float) -> Number:
+    """The threshold of a per-second rate as one for the sum over the window, exactly (decimal arithmetic)."""
+    scaled = Decimal(threshold.text) * Decimal(round(seconds * 1000)) / Decimal(1000)
+    text = format(scaled.normalize(), "f")
+    return Number(float(scaled), text, threshold.line, threshold.column)
 
 
 def _window(text: str, seconds: float) -> str:
@@ -213,14 +228,19 @@ def _absent(tree: Expr) -> Translation | None:
             "absent_over_time is 1 when absent: compare it only with `> 0` or `== 1`", tree.line, tree.column
         )
     rng = node.range
-    if rng.unwrap is not None or node.grouping is not None:
-        raise LogQLError("absent_over_time takes no unwrap or grouping", node.line, node.column)
+    if node.grouping is not None:
+        g = node.grouping
+        raise LogQLError("grouping not allowed for absent_over_time (as in Loki)", g.line, g.column)
+    if rng.unwrap is not None:
+        raise LogQLError("absent_over_time with `| unwrap` is not supported", rng.unwrap.line, rng.unwrap.column)
     builder = MatchBuilder()
     builder.add_selector(rng.selector, rng.line, rng.column)
     for stage in rng.stages:
         builder.add_stage(stage)
     rule: dict[str, Any] = {"match": builder.match(), "absent_for": _window(rng.range_text, rng.seconds)}
-    labels = {m.name: m.value for m in rng.selector if m.op == "=" and m.value}
+    # Loki's absentLabels (pkg/logql/evaluator.go): the `=` labels, minus any name another matcher also uses.
+    names = [m.name for m in rng.selector]
+    labels = {m.name: m.value for m in rng.selector if m.op == "=" and m.value and names.count(m.name) == 1}
     notes: list[str] = []
     if labels:
         rule["group_by"] = list(labels)
