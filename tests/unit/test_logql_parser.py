@@ -115,6 +115,20 @@ def test_label_filters_with_units_and_precedence() -> None:
     assert stage.expr == LabelBinary("or", LabelBinary("and", xy, z, 1, col(", z")), w, 1, col("or"))
 
 
+def test_label_or_binds_looser_than_and_as_in_lokis_parser_test() -> None:
+    """Loki's parser_test.go: `a < 500 or a > 200 and size >= 2.5KiB` is Or(a < 500, And(a > 200, size))."""
+    expr = (
+        'count_over_time({app="foo"} |= "bar" | json |  status_code < 500 or status_code > 200 and size >= 2.5KiB [1m])'
+    )
+    (_, _, stage) = _range(expr).stages
+    assert isinstance(stage, LabelFilter)
+    assert isinstance(stage.expr, LabelBinary)
+    assert stage.expr.op == "or"
+    assert isinstance(stage.expr.right, LabelBinary)
+    assert stage.expr.right.op == "and"
+    assert stage.expr.right.right == LabelCompare("size", ">=", 2560.0, "bytes", "2.5KiB", 1, expr.index("size") + 1)
+
+
 def test_unwrap_conversions_and_range_before_pipeline() -> None:
     """`unwrap duration(F)` keeps its conversion; the range may come right after the selector."""
     rng = _range('max_over_time({a="b"}[5m] | json | unwrap duration(latency))')
@@ -154,17 +168,20 @@ def test_number_on_the_left_and_parentheses() -> None:
 
 def test_lexer_units_strings_and_comments() -> None:
     """Durations, sizes, Go escapes, raw strings and # comments lex as Loki's lexer does."""
-    toks = tokenize('1h30m 2MB 1.5 "a\\tb\\u00e9\\x41" `\\d+` # comment\n[90s]')
+    toks = tokenize('1h30m 2MB 5M 5m 2ki 1.5 "a\\tb\\u00e9\\x41" `\\d+` # comment\n[90s]')
     assert [(t.kind, t.value) for t in toks] == [
         ("DURATION", 5400.0),
         ("BYTES", 2_000_000.0),
+        ("BYTES", 5_000_000.0),
+        ("DURATION", 300.0),
+        ("BYTES", 2048.0),
         ("NUMBER", "1.5"),
         ("STRING", "a\tbéA"),
         ("STRING", "\\d+"),
         ("RANGE", 90.0),
         ("EOF", ""),
     ]
-    assert (toks[5].line, toks[5].column) == (2, 1)
+    assert (toks[8].line, toks[8].column) == (2, 1)
 
 
 REFUSALS = [

@@ -33,8 +33,9 @@ _DURATION_SECONDS = {
     "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
     "d": 86400.0, "w": 604800.0, "y": 31536000.0,
 }  # fmt: skip
-# go-humanize ParseBytes (used by lex.go): units are case-insensitive, "i" units are powers of 1024.
-_BYTES = re.compile(r"(\d+\.?\d*|\.\d+)([kmgtp]i?b|b)", re.IGNORECASE)
+# go-humanize ParseBytes (used by lex.go): units are case-insensitive, the "b" is optional ("5M", "2Ki"),
+# "i" units are powers of 1024. Durations are tried first, so "5m" is five minutes and "5M" five megabytes.
+_BYTES = re.compile(r"(\d+\.?\d*|\.\d+)([kmgtp]i?b?|b)", re.IGNORECASE)
 _BYTE_POWER = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"', "'": "'"}
 _FLAGS = ("--strict", "--keep-empty")

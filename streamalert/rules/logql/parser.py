@@ -7,7 +7,10 @@ dependency. The grammar follows grafana/loki pkg/logql/syntax/expr.y:
 - precedence, lowest first: `or`; `and`, `unless`; comparisons; arithmetic (refused); as `%left` in expr.y;
 - the range `[W]` may follow the selector or the pipeline (the `logRangeExpr` alternatives), with the
   unwrap stage last; `by (...)`/`without (...)` may precede or follow an aggregation's parentheses;
-- a label filter expression joins filters with `and`, `,` or mere juxtaposition, and with `or` (lower);
+- a label filter expression joins filters with `and`, `,` or mere juxtaposition, and with `or`, which
+  binds looser: `a or b and c` is `a or (b and c)`. That is what Loki's parser does (parser_test.go case
+  `status_code < 500 or status_code > 200 and latency >= 250ms` -> Or(a, And(b, c))), although
+  docs/sources/query/log_queries/_index.md describes left-to-right evaluation; the parser decides;
 - function names are keywords only before `(` (or `by`/`without`), as lex.go's isFunction decides.
 Semantic checks (which aggregations can be expressed exactly) are in translate.py, not here.
 """
