@@ -202,6 +202,10 @@ LABEL_SEMANTICS: list[tuple[str, dict[str, Any], bool]] = [
     ('app!=""', {}, False),
     ('app!=""', {"app": "x"}, True),
     ('app!="x"', {}, True),
+    ('status="500"', {"status": 500}, True),  # Loki's json label of the number 500 is "500"
+    ('status="500"', {"status": "500"}, True),
+    ('status!="500"', {"status": 500}, False),
+    ('status="500"', {"status": 501}, False),
 ]
 
 
@@ -258,6 +262,7 @@ SEMANTIC_REFUSALS = [
     ('count_over_time({a="b"} |~ "(" [1m]) > 0', 1, 25, "invalid regular expression"),
     ('count_over_time({a=~"[z-a]"}[1m]) > 0', 1, 18, "invalid regular expression"),
     (f'sum(count_over_time({SVC} | json x="a[0]" | x > 1 [1m])) > 0', 1, 41, "unsupported json path 'a[0]'"),
+    (f'sum(count_over_time({SVC} | _line="x" [1m])) > 0', 1, 41, "`_line` is reserved"),
     (f'sum(count_over_time({SVC} | __error__="JSONParserErr" [1m])) > 0', 1, 41, 'only `__error__=""`'),
 ]
 

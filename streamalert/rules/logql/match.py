@@ -25,6 +25,7 @@ from streamalert.rules.logql.errors import LogQLError
 
 LINE_FIELD = "_line"  # the reserved virtual field: the raw line, as Loki's line filters see it
 _NUMERIC_OPS = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,14})")
 _JSON_PATH_PART = re.compile(r'\.?([A-Za-z_][A-Za-z0-9_]*)|\["((?:[^"\\]|\\.)*)"\]')
 
 
@@ -61,6 +62,7 @@ class MatchBuilder:
                 "a stream selector needs at least one matcher that does not match the empty string", line, column
             )
         for m in selector:
+            _check_label(m.name, m.line, m.column)
             self.terms.append({m.name: string_test(m.op, m.value, m.line, m.column)})
 
     def add_stage(self, stage: StageNode) -> None:
@@ -114,6 +116,7 @@ class MatchBuilder:
             if expr.op == "=" and expr.value == "":
                 return {}  # no parse or unwrap errors exist here: malformed lines never reach the rules
             raise LogQLError('only `__error__=""` is supported on __error__', expr.line, expr.column)
+        _check_label(expr.name, expr.line, expr.column)
         name = self.field_of(expr.name)
         if expr.kind == "string":
             assert isinstance(expr.value, str)  # the parser keeps string values as text
@@ -142,6 +145,10 @@ def string_test(op: str, value: str, line: int, column: int) -> Any:
     if op in ("=~", "!~"):
         _check_regex(value, line, column)
         inner: Any = {"regex": f"^(?:{value})$"}
+    elif _INTEGER.fullmatch(value):
+        # Loki's json parser keeps a number's text as the label ("500"); the engine compares a string only
+        # with strings, so an integer-looking value also accepts the JSON number.
+        inner = {"in": [value, int(value)]}
     else:
         inner = value
     empty = _accepts_empty("=~" if op in ("=~", "!~") else "=", value, line, column)
@@ -172,6 +179,11 @@ def conjoin(terms: list[dict[str, Any]]) -> dict[str, Any]:
         carried = [{"any": result.pop("any")}] if "any" in result else []
         result["any"] = [conjoin(carried + rest)]
     return result
+
+
+def _check_label(name: str, line: int, column: int) -> None:
+    if name == LINE_FIELD:
+        raise LogQLError(f"`{LINE_FIELD}` is reserved for the raw line and cannot name a label", line, column)
 
 
 def _accepts_empty(op: str, value: str, line: int, column: int) -> bool:
