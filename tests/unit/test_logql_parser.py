@@ -199,6 +199,7 @@ REFUSALS = [
     ('count_over_time({a="b"}[1m]) > bool 1', 1, 32, "modifier `bool` is not supported"),
     ('{a="b"} |= "x"', 1, 1, "a log query is not an alert condition"),
     ('count_over_time({a="b"}[5x])', 1, 24, "invalid range duration '5x'"),
+    ('count_over_time({a="b"}[0s])', 1, 24, "invalid range duration '0s'"),
     ('count_over_time({a="b"}\n  |= "x\n")', 2, 6, "unterminated string"),
     ('count_over_time({a="b"} |= "\\q" [1m])', 1, 29, "invalid escape sequence"),
     ('count_over_time({a="b"} | x > "1" [1m])', 1, 31, "compares numbers, durations or sizes, not a string"),

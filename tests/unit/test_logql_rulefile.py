@@ -32,6 +32,7 @@ groups:
     rules:
       - alert: CeleryBeatDown
         expr: absent_over_time({container="celery_beat"}[5m])
+        for: 1m30s
         labels: {severity: critical}
         annotations:
           summary: "{{ $labels.container }} silent for {{ $value }}s"
@@ -60,7 +61,8 @@ def test_groups_become_rule_dicts() -> None:
         "annotations": {"summary": "High error rate detected: {{ $value }} errors/sec"},
     }
     assert "for" not in second
-    assert beat["absent_for"] == "5m"
+    assert beat["absent_for"] == "6m30s"  # absent over 5m, held for 1m30s: 6m30s of silence
+    assert "for" not in beat
     assert beat["expect"] == [{"container": "celery_beat"}]
     assert slow["group_by"] == ["route"]
     assert [r.translation.loadable for r in loaded] == [False, False, True, True]
@@ -92,8 +94,7 @@ groups:
   - name: g2
     rules:
       - alert: Absent
-        expr: absent_over_time({a="b"}[1m])
-        for: 1m
+        expr: absent_over_time({a="b"} [1m] offset 1m)
 """
 
 
@@ -108,7 +109,7 @@ def test_every_problem_is_reported_with_group_and_rule() -> None:
         "loki.yaml: group 'g1' rule #3: recording rules (`record:`) are not alerts and are not supported",
         "loki.yaml: group 'g1' rule 'NoExpr': needs `expr`, a LogQL expression",
         "loki.yaml: group 'g1' rule 'Broken': duplicate alert name (rule names must be unique)",
-        "loki.yaml: group 'g2' rule 'Absent': `for` on an absent_over_time alert is not supported",
+        "loki.yaml: group 'g2' rule 'Absent': expr line 1, column 31: `offset` is not supported",
     ]
 
 

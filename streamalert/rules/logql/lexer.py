@@ -114,7 +114,7 @@ def _one(source: str, pos: int, line: int, column: int) -> tuple[Token, int]:
             raise LogQLError("missing closing ']' in range", line, column)
         inner = source[pos + 1 : end]
         seconds = duration_seconds(inner.strip())
-        if seconds is None or not _PROM_DURATION.fullmatch(inner.strip()):
+        if seconds is None or not _PROM_DURATION.fullmatch(inner.strip()) or seconds <= 0:
             raise LogQLError(f"invalid range duration {inner!r}: use e.g. [30s], [5m], [1h30m]", line, column)
         return Token("RANGE", source[pos : end + 1], line, column, seconds), end + 1
     if ch.isdigit() or (ch == "." and source[pos + 1 : pos + 2].isdigit()):

@@ -3,7 +3,8 @@ annotations`) as streamalert rule dicts, with every problem reported by group an
 
 Format: grafana/loki docs (alerting rules, "Prometheus-compatible" rule groups), the same shape as
 Prometheus' rule files. Alert names become rule names; `for` is kept (`0m`/`0s` drops it, as it means "fire
-on the first evaluation"); labels and annotations are copied as written: the rule templates accept the Go
+on the first evaluation"), except on an absent_over_time alert, where absence over W held for F is
+`absent_for: W+F`; labels and annotations are copied as written: the rule templates accept the Go
 template spellings `{{ $value }}` and `{{ $labels.x }}`. A group's `interval` is the evaluation period of
 Loki's ruler; streamalert evaluates at every event, so it is accepted and not used. Recording rules
 (`record:`) produce series, not alerts, and are refused.
@@ -16,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from streamalert.durations import parse_duration
+from streamalert.durations import format_duration, parse_duration
 from streamalert.rules.logql.errors import LogQLError
 from streamalert.rules.logql.translate import Translation, translate
 
@@ -111,10 +112,10 @@ def _rule(item: Any, where: str, group: str, problems: list[str]) -> LokiRule | 
     if translation is None or len(problems) > before:
         return None
     rule: dict[str, Any] = {"name": item["alert"], **translation.rule}
-    if for_ms:
-        if "absent_for" in rule:
-            problems.append(f"{where}: `for` on an absent_over_time alert is not supported")
-            return None
+    if for_ms and "absent_for" in rule:
+        # absent over W, held for F, is a silence of W + F: no line in (t0 - W, t0 + F].
+        rule["absent_for"] = format_duration(parse_duration(rule["absent_for"]) + for_ms)
+    elif for_ms:
         rule["for"] = str(item["for"])
     for key in ("labels", "annotations"):
         if item.get(key):

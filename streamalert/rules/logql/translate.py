@@ -161,7 +161,7 @@ def _metric(node: Expr, op: str, threshold: Number) -> _Condition:
             )
         varying = list(dict.fromkeys(m.name for m in rng.selector if m.op != "="))
         if varying:
-            base["group_by"] = [builder.field_of(name) for name in varying]
+            base["group_by"] = varying  # stream labels; a json label of the same name is `NAME_extracted` in Loki
         notes.append(
             "no outer aggregation: Loki alerts per stream; grouped by the selector's varying labels "
             f"({', '.join(varying) or 'none, so one series'}), exact only if those are all the stream labels"
