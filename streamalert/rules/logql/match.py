@@ -56,7 +56,8 @@ class MatchBuilder:
         return self.aliases.get(label, label)
 
     def add_selector(self, selector: tuple[Matcher, ...], line: int, column: int) -> None:
-        # Loki refuses a selector whose every matcher also matches the empty string (parser.go validation).
+        # Loki refuses a selector whose every matcher also matches "" (syntax/parser.go validateMatchers, via
+        # util.SplitFiltersAndMatchers): such a query would read every stream.
         if not selector or all(_accepts_empty(m.op, m.value, m.line, m.column) for m in selector):
             raise LogQLError(
                 "a stream selector needs at least one matcher that does not match the empty string", line, column
