@@ -12,8 +12,10 @@ from streamalert.rules.logql.ast import (
     LabelCompare,
     LabelFilter,
     LineFilter,
+    LineOp,
     LogRange,
     Matcher,
+    MatchOp,
     Number,
     Parser,
     RangeAggregation,
@@ -65,21 +67,21 @@ def test_revel_rule_parses_to_full_tree() -> None:
 
 
 @pytest.mark.parametrize("op", ["=", "!=", "=~", "!~"])
-def test_selector_matchers(op: str) -> None:
+def test_selector_matchers(op: MatchOp) -> None:
     """Each stream selector operator is kept with the unquoted value."""
     assert _range(f'count_over_time({{app{op}"a.*", env="prod"}}[5m])').selector == (
-        Matcher("app", op, "a.*", 1, 18),  # type: ignore[arg-type]
+        Matcher("app", op, "a.*", 1, 18),
         Matcher("env", "=", "prod", 1, 28 + len(op)),
     )
 
 
 @pytest.mark.parametrize("op", ["|=", "!=", "|~", "!~"])
-def test_line_filters(op: str) -> None:
+def test_line_filters(op: LineOp) -> None:
     """Each line filter operator becomes a LineFilter stage, in order."""
     expr = f'rate({{a="b"}} {op} "x" |= `raw\\d` [1m])'
     stages = _range(expr).stages
     assert stages == (
-        LineFilter(op, "x", 1, expr.index(op) + 1),  # type: ignore[arg-type]
+        LineFilter(op, "x", 1, expr.index(op) + 1),
         LineFilter("|=", "raw\\d", 1, expr.index("|= `") + 1),
     )
 

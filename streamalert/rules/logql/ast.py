@@ -14,6 +14,8 @@ MatchOp = Literal["=", "!=", "=~", "!~"]
 LineOp = Literal["|=", "!=", "|~", "!~"]
 CompareOp = Literal["==", "!=", ">", ">=", "<", "<="]
 ValueKind = Literal["string", "number", "duration", "bytes"]
+ParserKind = Literal["json", "logfmt", "pattern", "regexp"]
+Conversion = Literal["", "duration", "duration_seconds", "bytes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,7 @@ class Parser:
     `extractions` are (label, path) pairs of json/logfmt; `labels` the names a pattern or regexp extracts.
     """
 
-    kind: Literal["json", "logfmt", "pattern", "regexp"]
+    kind: ParserKind
     extractions: tuple[tuple[str, str], ...]
     expression: str
     labels: tuple[str, ...]
@@ -96,7 +98,7 @@ class Unwrap:
     """`| unwrap name` or `| unwrap duration(name)` / `bytes(name)` / `duration_seconds(name)`."""
 
     name: str
-    conversion: Literal["", "duration", "duration_seconds", "bytes"]
+    conversion: Conversion
     line: int
     column: int
 

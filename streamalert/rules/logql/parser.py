@@ -18,9 +18,11 @@ Semantic checks (which aggregations can be expressed exactly) are in translate.p
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from streamalert.rules.logql.ast import (
     BinaryOp,
+    Conversion,
     Expr,
     Grouping,
     LabelBinary,
@@ -28,10 +30,13 @@ from streamalert.rules.logql.ast import (
     LabelExpr,
     LabelFilter,
     LineFilter,
+    LineOp,
     LogRange,
     Matcher,
+    MatchOp,
     Number,
     Parser,
+    ParserKind,
     RangeAggregation,
     Stage,
     Unwrap,
@@ -272,7 +277,7 @@ class _Parser:
             raise self.fail(f"expected =, !=, =~ or !~ after label {name.text!r}, found {_describe(self.tok)}")
         op = self.advance().text
         value = self.expect_string(f"after {name.text}{op}")
-        return Matcher(name.text, op, str(value.value), name.line, name.column)  # type: ignore[arg-type]
+        return Matcher(name.text, cast(MatchOp, op), str(value.value), name.line, name.column)
 
     def parse_unwrap(self) -> Unwrap:
         pipe = self.advance()
@@ -285,7 +290,7 @@ class _Parser:
             self.advance()
             name = self.expect_ident(f"a label name in {conversion}(...)")
             self.expect_op(")", f"to close {conversion}(")
-            return Unwrap(name.text, conversion, pipe.line, pipe.column)  # type: ignore[arg-type]
+            return Unwrap(name.text, cast(Conversion, conversion), pipe.line, pipe.column)
         return Unwrap(name.text, "", pipe.line, pipe.column)
 
     def parse_stage(self) -> Stage:
@@ -299,7 +304,7 @@ class _Parser:
             value = self.expect_string(f"after `{tok.text}`")
             if self.tok.is_word("or") and self.peek().kind == "STRING":
                 raise self.fail("`or` between line filter strings is not supported")
-            return LineFilter(tok.text, str(value.value), tok.line, tok.column)  # type: ignore[arg-type]
+            return LineFilter(cast(LineOp, tok.text), str(value.value), tok.line, tok.column)
         self.advance()
         word = self.tok
         lowered = word.text.lower() if word.kind == "IDENT" else ""
@@ -312,7 +317,7 @@ class _Parser:
             if self.tok.kind == "FLAG":
                 raise self.fail(f"the parser flag `{self.tok.text}` is not supported")
             extractions = self.parse_extractions() if self.tok.kind == "IDENT" else ()
-            return Parser(lowered, extractions, "", (), word.line, word.column)  # type: ignore[arg-type]
+            return Parser(cast(ParserKind, lowered), extractions, "", (), word.line, word.column)
         if is_keyword and lowered in ("pattern", "regexp"):
             self.advance()
             text = self.expect_string(f"after `{lowered}`")
@@ -320,7 +325,7 @@ class _Parser:
             labels = tuple(name for name in found if name != "_")
             if not labels:
                 raise self.fail(f"`{lowered}` needs at least one named capture", text)
-            return Parser(lowered, (), str(text.value), labels, word.line, word.column)  # type: ignore[arg-type]
+            return Parser(cast(ParserKind, lowered), (), str(text.value), labels, word.line, word.column)
         return LabelFilter(self.parse_label_or(), word.line, word.column)
 
     def parse_extractions(self) -> tuple[tuple[str, str], ...]:
