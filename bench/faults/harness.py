@@ -185,6 +185,7 @@ class Service:
         self.folder, self.config, self.port = folder, config, port
         self.out, self.err = folder / "out.jsonl", folder / "err.log"
         self.env = env
+        self.source = "kafka" if "  kafka:" in config.read_text() else "vector"
         self.proc: subprocess.Popen[bytes] | None = None
         self.exits: list[Exit] = []  # exits not asked for
         self.stop_codes: list[int] = []  # exit codes after SIGTERM

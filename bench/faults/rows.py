@@ -34,6 +34,7 @@ from streamalert.testing import free_port
 
 WINDOW_MS = 2000  # TRACK_RULES' window: every series resolves this long after its line
 LATENESS = "2s"
+CATCH_UP_S = 90  # after the load ends, how long the expected transitions may take to appear
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Env:
     partitions: int = 0
     namespace: str = ""
     memory: bool = False  # memory state: transitions are read from stdout, not from the Redis log
+    after: Callable[[Result], None] | None = None  # more checks once the transitions are tallied
 
 
 Fault = Callable[[Env], str]  # applies the fault while the load runs; returns a note
@@ -90,10 +92,10 @@ def _finish(result: Result, env: Env, tail: LogTail | StdoutTail) -> None:
             tail.read()
         return len(tail.lines) >= len(expected)
 
-    if poll(complete, 180, 0.2):
+    if poll(complete, CATCH_UP_S, 0.2):
         result.catchup_s = caught.elapsed()
     else:
-        result.notes.append(f"only {len(tail.lines):,} of {len(expected):,} transitions after 180 s")
+        result.notes.append(f"only {len(tail.lines):,} of {len(expected):,} transitions after {CATCH_UP_S} s")
     pause(0.5)  # a transition beyond replay's (a double count) may follow the last expected one
     tail.read()
     counted = tally(tail.lines, expected)
@@ -111,7 +113,7 @@ def _finish(result: Result, env: Env, tail: LogTail | StdoutTail) -> None:
     # every line accepted, per second of load; applied: the tracked share of them, scaled to all lines
     result.offered_rate = load.accepted / max(load.seconds, 1e-9)
     share = load.accepted / max(len(load.delivered), 1)
-    result.applied_rate = counted.applied * share / max(load.seconds + (result.catchup_s or 180), 1e-9)
+    result.applied_rate = counted.applied * share / max(load.seconds + (result.catchup_s or CATCH_UP_S), 1e-9)
 
 
 @contextlib.contextmanager
@@ -128,6 +130,11 @@ def _measured(result: Result, env: Env) -> Iterator[None]:
         with Probe(service.port, env.folder) as probe, tail:
             yield
             _finish(result, env, tail)
+            late = service.metric(f'streamalert_events_late_total{{source="{service.source}"}}')
+            if late:
+                result.notes.append(f"{late:.0f} lines late (counted, not applied) in the last process")
+            if env.after is not None:
+                env.after(result)
             watcher.read_lag()
         result.stall_s = probe.longest
         result.lag_gauge_s = watcher.lag_max
@@ -227,6 +234,8 @@ def vector_row(
         service = Service(folder, config, port)
         load = VectorLoad(port, name, rate, page_every=int(rate // 2) if hook else 0)
         env = Env(folder, service, redis_server, load, namespace=namespace, memory=state.startswith("memory"))
+        if hook is not None:
+            env.after = lambda result: _notifications(result, env, hook, config, rules)
         with _measured(result, env):
             load.start()
             pause(before_s)
@@ -235,8 +244,6 @@ def vector_row(
             load.stop()
             if load.refused_lines:
                 result.notes.append(f"{load.refused_lines} lines never answered 200 (not expected)")
-            if hook is not None:
-                _notifications(result, env, hook, config, rules)
     finally:
         redis_server.stop()
     return result
