@@ -11,7 +11,9 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
+import redis
 from confluent_kafka.admin import AdminClient
 
 from bench.faults.big import big_bodies, groupby_1m, rules_10k
@@ -33,9 +35,9 @@ class Row:
 def _stored(env: Env) -> int:
     client = env.redis.client()
     try:
-        meta = client.hgetall(f"streamalert:{{{env.namespace}}}:meta")
-        return sum(int(v) for k, v in meta.items() if k.startswith(b"offset:"))  # type: ignore[union-attr]
-    except Exception:
+        meta = cast(dict[bytes, bytes], client.hgetall(f"streamalert:{{{env.namespace}}}:meta"))
+        return sum(int(v) for k, v in meta.items() if k.startswith(b"offset:"))
+    except redis.RedisError:
         return -1
     finally:
         client.close()

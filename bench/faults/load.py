@@ -14,9 +14,9 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from bench.faults.harness import noise, pause, tracked
+from streamalert.clock import Stopwatch
 
 TRACK_EVERY = 10  # one line in this many is tracked (its own series); the rest is noise matching no rule
-from streamalert.clock import Stopwatch
 
 
 class _Paced(threading.Thread):

@@ -70,4 +70,4 @@ def table(results: list[Result]) -> str:
             f"| {r.exits} | {catchup} | {verdict} |"
         )
     detail = [f"- **{r.row}** ({r.seconds:.0f} s): " + "; ".join(r.notes) for r in results if r.notes]
-    return "\n".join(lines + ["", *detail])
+    return "\n".join([*lines, "", *detail])

@@ -146,9 +146,10 @@ def _measured(result: Result, env: Env) -> Iterator[None]:
     result.peak_rss_mb = service.peak_rss_kb / 1024
     for code in service.exits:
         result.notes.append(f"exit {code.code}: …{code.stderr_tail[-300:]!r}")
-    late = [line for line in service.err.read_text(errors="replace").splitlines() if '"level": "error"' in line][:1]
-    if late:
-        result.notes.append(f"first error log: {late[0][:300]}")
+    logged = service.err.read_text(errors="replace").splitlines()
+    errors = [line for line in logged if '"level": "error"' in line]
+    if errors:
+        result.notes.append(f"{len(errors)} error logs, the first: {errors[0][:300]}")
     result.seconds = watch.elapsed()
 
 
