@@ -132,11 +132,26 @@ def sink(mode: str, seconds: float, hook: FaultyHook) -> Callable[[Env], str]:
     return fault
 
 
+def sinks_in_turn(seconds: float, hook: FaultyHook) -> Callable[[Env], str]:
+    def fault(env: Env) -> str:
+        for mode in ("5xx", "429", "hang"):
+            hook.set(mode)
+            pause(seconds)
+        hook.set("ok")
+        return f"webhook answers 5xx, then 429 (Retry-After: 1), then hangs, {seconds:.0f} s each"
+
+    return fault
+
+
 def _sink_row(name: str, mode: str, seconds: float) -> Callable[[Path], Result]:
     def run(folder: Path) -> Result:
         hook = FaultyHook()
+        if mode == "all":
+            fault, label = sinks_in_turn(seconds, hook), f"sink 5xx, 429, hang, {seconds:.0f} s each"
+        else:
+            fault, label = sink(mode, seconds, hook), f"sink {mode} {seconds:.0f} s"
         try:
-            return vector_row(folder, name, f"sink {mode} {seconds:.0f} s", sink(mode, seconds, hook), hook=hook)
+            return vector_row(folder, name, label, fault, hook=hook)
         finally:
             hook.close()
 
@@ -176,9 +191,7 @@ ROWS = [
     ),
     Row("kafka-restart", False, lambda f: kafka_row(f, "kafka-restart", "broker restart (log lost)", broker_restart)),
     Row("topic-recreate", False, lambda f: kafka_row(f, "topic-recreate", "topic deleted + created", topic_recreate)),
-    Row("sink-5xx-quick", True, _sink_row("sink-5xx-quick", "5xx", 8)),
-    Row("sink-429-quick", True, _sink_row("sink-429-quick", "429", 8)),
-    Row("sink-hang-quick", True, _sink_row("sink-hang-quick", "hang", 8)),
+    Row("sinks-quick", True, _sink_row("sinks-quick", "all", 5)),
     Row("sink-5xx", False, _sink_row("sink-5xx", "5xx", 180)),
     Row("sink-429", False, _sink_row("sink-429", "429", 180)),
     Row("sink-hang", False, _sink_row("sink-hang", "hang", 180)),
