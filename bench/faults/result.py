@@ -17,6 +17,7 @@ class Result:
     lost: int | None = None
     double: int | None = None
     differ: int | None = None  # transitions differing from replay's, lost and doubled fids included
+    late: int | None = None  # lines the last process counted late (accepted, not applied): part of `lost`
     notes_lost: int | None = None
     notes_double: int | None = None
     peak_rss_mb: float = 0.0
@@ -54,10 +55,10 @@ def _n(value: int | None) -> str:
 
 def table(results: list[Result]) -> str:
     head = (
-        "| row | fault | offered/s | applied/s | tracked | lost | double | differ | notif. lost/dup | peak RSS MB "
-        "| longest /healthz s | lag gauge s | exits | catch-up s | verdict |"
+        "| row | fault | offered/s | applied/s | tracked | lost | late | double | differ | notif. lost/dup "
+        "| peak RSS MB | longest /healthz s | lag gauge s | exits | catch-up s | verdict |"
     )
-    lines = [head, "|" + "---|" * 15]
+    lines = [head, "|" + "---|" * 16]
     for r in results:
         notes = "n/a" if r.notes_lost is None else f"{r.notes_lost}/{r.notes_double}"
         lag = "n/a" if r.lag_gauge_s is None else f"{r.lag_gauge_s:.3f}"
@@ -66,8 +67,8 @@ def table(results: list[Result]) -> str:
         verdict = "ok" if not failures else "FAIL: " + "; ".join(failures)
         lines.append(
             f"| {r.row} | {r.fault} | {r.offered_rate:,.0f} | {r.applied_rate:,.0f} | {_n(r.tracked)} | {_n(r.lost)} "
-            f"| {_n(r.double)} | {_n(r.differ)} | {notes} | {r.peak_rss_mb:,.0f} | {r.stall_s:.3f} | {lag} "
-            f"| {r.exits} | {catchup} | {verdict} |"
+            f"| {_n(r.late)} | {_n(r.double)} | {_n(r.differ)} | {notes} | {r.peak_rss_mb:,.0f} | {r.stall_s:.3f} "
+            f"| {lag} | {r.exits} | {catchup} | {verdict} |"
         )
     detail = [f"- **{r.row}** ({r.seconds:.0f} s): " + "; ".join(r.notes) for r in results if r.notes]
     return "\n".join([*lines, "", *detail])

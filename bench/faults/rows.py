@@ -131,8 +131,7 @@ def _measured(result: Result, env: Env) -> Iterator[None]:
             yield
             _finish(result, env, tail)
             late = service.metric(f'streamalert_events_late_total{{source="{service.source}"}}')
-            if late:
-                result.notes.append(f"{late:.0f} lines late (counted, not applied) in the last process")
+            result.late = None if late is None else int(late)
             if env.after is not None:
                 env.after(result)
             watcher.read_lag()

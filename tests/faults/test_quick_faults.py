@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.faults.catalogue import ROWS
+from bench.faults.catalogue import ROWS, Row
 from bench.faults.harness import tally
 from bench.faults.result import Result
 
@@ -19,10 +19,10 @@ QUICK = [row for row in ROWS if row.quick]
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("row", QUICK, ids=[row.name for row in QUICK])
-def test_quick_fault_row(row: object, tmp_path: Path) -> None:
+def test_quick_fault_row(row: Row, tmp_path: Path) -> None:
     """The row's fault loses no tracked line, doubles none, loses or repeats no notification, causes no exit,
     and no /healthz answer takes more than 1 s."""
-    result: Result = row.run(tmp_path)  # type: ignore[attr-defined]
+    result = row.run(tmp_path)
     summary = "; ".join(result.notes)
     assert result.tracked > 0, f"nothing was tracked: {summary}"
     assert result.failures() == [], summary
