@@ -14,19 +14,16 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from bench.faults.harness import (
     VECTOR_SOURCE,
     Broker,
-    LogTail,
-    Probe,
     RedisServer,
-    Service,
     kafka_source,
     pause,
     poll,
     replay,
-    running,
     tally,
     write_config,
 )
 from bench.faults.load import KafkaLoad, VectorLoad, write_lines
+from bench.faults.observe import LogTail, Probe, Service, running
 from bench.faults.result import Result
 from bench.faults.sinks import PAGE_RULES, FaultyHook, expected_notifications, notification_tally, notify_config
 from streamalert.clock import Stopwatch, WallClock
