@@ -73,8 +73,7 @@ for _path in (str(ROOT), str(BENCH)):  # run as a plain script from a checkout; 
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from replay_bench import _Timestamps, generate, input_file  # noqa: E402
-
+from bench.replay_bench import _Timestamps, generate, input_file  # noqa: E402
 from streamalert.clock import Stopwatch, WallClock  # noqa: E402
 from streamalert.config.rules import Rule, load_rules  # noqa: E402
 from streamalert.engine import Engine  # noqa: E402

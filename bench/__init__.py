@@ -1,0 +1,1 @@
+"""Benchmarks and the fault suite, run by hand (bench/README.md)."""

@@ -1,0 +1,1 @@
+"""Fault suite: `streamalert run` as a process, one fault per row, measured from outside (bench/README.md)."""
