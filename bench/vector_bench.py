@@ -40,8 +40,7 @@ for _path in (str(ROOT), str(BENCH)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from replay_bench import input_file  # noqa: E402
-
+from bench.replay_bench import input_file  # noqa: E402
 from streamalert.clock import Stopwatch, WallClock  # noqa: E402
 from streamalert.config.rules import load_rules  # noqa: E402
 from streamalert.decode import format_ms  # noqa: E402
