@@ -1,0 +1,244 @@
+"""Matching cost against the number of rules: decode + match per line, against a parse-only floor.
+
+Run by hand, never in CI (pin it to one core for steady figures):
+
+    taskset -c 1 python bench/rules_bench.py [--rules 20 200 2000 10000] [--lines N] [--runs R] [--no-check]
+
+For each rule count, a rule set is generated in the shapes real rules use (equality on level, logger,
+error_type and structlog event names; `contains`/`regex` on the message and on other fields; `in` lists;
+numeric comparisons; some `any:` and `not:`), and two inputs of N lines: one whose messages come from a
+fixed set of texts, one whose messages carry per-line ids ("payment 81723 failed for order 4411"). Each
+cell times `compiled.match(compiled.decode(line))` over the lines in memory (what the engine's intake does
+per line); the floor is msgspec decoding the same lines into dicts, timed in the same run. Both are taken
+R times; the table gives the best lines/s with the min-max spread, and the ratio of best to best floor.
+Then `load_rules` (what `streamalert check` runs) is timed on the largest rule set, written as one YAML
+file with windows, conditions, labels and annotation templates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import os
+import random
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as a plain script from a checkout, installed or not
+
+from streamalert.clock import Stopwatch, WallClock  # noqa: E402
+from streamalert.config.rules import load_rules  # noqa: E402
+from streamalert.decode import format_ms  # noqa: E402
+from streamalert.rules.codegen import CompiledRules, compile_rules  # noqa: E402
+
+SEED = 20261202
+LEVELS = ("debug", "info", "info", "info", "warning", "error", "ERROR", "critical")
+
+
+def pools(rules: int) -> tuple[list[str], list[str]]:
+    """(services, loggers) of the fleet a rule set of this size watches: more rules, more components.
+
+    A set of 10,000 rules over 40 services would be 250 rules per service told apart only by thresholds;
+    real sets grow because more services and modules are watched.
+    """
+    services = [f"svc{i}" for i in range(max(40, rules // 10))]
+    loggers = [f"app.module{i}" for i in range(max(60, rules // 5))]
+    return services, loggers
+
+
+def make_rules(count: int, seed: int = SEED) -> list[dict[str, Any]]:
+    """`count` rules (name, match, window, condition, labels, annotations) in a fixed mix of real shapes."""
+    rnd = random.Random(f"{seed}-{count}")
+    services, loggers = pools(count)
+    rules: list[dict[str, Any]] = []
+    for i in range(count):
+        shape = i % 10
+        match: dict[str, Any]
+        if shape == 0:  # a structlog event name
+            match = {"message": f"task_{i}_failed"}
+        elif shape == 1:
+            match = {
+                "level": "error",
+                "logger": rnd.choice(loggers),
+                "message": {"contains": f"timeout calling svc{i}"},
+            }
+        elif shape == 2:
+            match = {"error_type": {"in": [f"err_{i}", f"err_{i + 1}"]}, "level": {"in": ["error", "critical"]}}
+        elif shape == 3:
+            match = {"level": "warning", "message": {"regex": f"payment [0-9]+ failed for order {i}[0-9]*$"}}
+        elif shape == 4:
+            match = {"service": rnd.choice(services), "latency_ms": {"gt": 1000 + i}}
+        elif shape == 5:
+            match = {"any": [{"error_type": f"fatal_{i}"}, {"message": {"contains": f"fatal error {i}:"}}]}
+        elif shape == 6:
+            match = {"error_type": f"err_{i}", "env": {"not": "dev"}}
+        elif shape == 7:
+            match = {"message": {"regex": f"(?i)queue q{i} (is )?(full|stuck)"}}
+        elif shape == 8:
+            match = {"logger": rnd.choice(loggers), "status": {"gte": 500}, "path": {"contains": f"/api/v{i}/"}}
+        else:
+            match = {"http.status": 500 + i % 10, "service": {"in": rnd.sample(services, 3)}}
+        rules.append(
+            {
+                "name": f"rule_{i}",
+                "match": match,
+                "window": "5m",
+                "condition": "count >= 3",
+                "group_by": ["service"],
+                "labels": {"severity": "warning", "team": f"team{i % 7}"},
+                "annotations": {"summary": "{{ value }} events in 5m on {{ labels.service }}: {{ message }}"},
+            }
+        )
+    return rules
+
+
+def make_lines(count: int, rules: int, varied: bool, seed: int = SEED) -> list[bytes]:
+    """Log lines: mostly noise, a few percent aimed at some rule; messages fixed texts or with per-line ids."""
+    rnd = random.Random(f"{seed}-{rules}-{varied}")
+    services, loggers = pools(rules)
+    fixed = [f"request handled {k}" for k in range(150)] + [f"task_{i}_failed" for i in range(0, rules, 10)][:50]
+    lines = []
+    for n in range(count):
+        aim = rnd.randrange(max(rules, 1))
+        level = rnd.choice(LEVELS)
+        if varied:
+            message = rnd.choice(
+                [
+                    f"payment {rnd.randrange(100_000)} failed for order {aim}{rnd.randrange(100)}",
+                    f"timeout calling svc{aim} after {rnd.randrange(9000)} ms",
+                    f"user {rnd.randrange(10**6)} logged in from 10.0.{rnd.randrange(256)}.{rnd.randrange(256)}",
+                    f"Queue q{aim} is FULL ({rnd.randrange(10_000)} pending)",
+                    f"fatal error {aim}: job {rnd.randrange(10**6)} crashed",
+                    f"GET /api/v{aim}/items/{rnd.randrange(10**6)} 200",
+                ]
+            )
+        else:
+            message = rnd.choice(fixed)
+        record: dict[str, Any] = {
+            "timestamp": f"2026-12-02T10:{n // 60000 % 60:02d}:{n // 1000 % 60:02d}.{n % 1000:03d}Z",
+            "level": level,
+            "logger": rnd.choice(loggers),
+            "service": rnd.choice(services),
+            "event" if n % 3 else "message": message,
+            "env": rnd.choice(("prod", "prod", "dev")),
+        }
+        if n % 4 == 0:
+            record["error_type"] = f"err_{aim}" if n % 8 == 0 else "none"
+        if n % 5 == 0:
+            record["latency_ms"] = rnd.randrange(3000 + rules)
+            record["status"] = rnd.choice((200, 200, 404, 500, 503))
+            record["path"] = f"/api/v{aim}/items"
+            record["http"] = {"status": 500 + aim % 10}
+        lines.append(orjson.dumps(record))
+    return lines
+
+
+def best_of(runs: int, loop: Callable[[], None], lines: int) -> tuple[float, float, float]:
+    """(best, min, max) lines/s over `runs` timed runs of `loop` (GC off while timing)."""
+    speeds = []
+    for _ in range(runs):
+        gc.collect()
+        gc.disable()
+        try:
+            watch = Stopwatch()
+            loop()
+            speeds.append(lines / watch.elapsed())
+        finally:
+            gc.enable()
+    return max(speeds), min(speeds), max(speeds)
+
+
+def match_all(compiled: CompiledRules, lines: list[bytes]) -> None:
+    """What the engine's intake does per line: decode into the rules' record, list the rules it matches."""
+    decode, match = compiled.decode, compiled.match
+    for line in lines:
+        match(decode(line))
+
+
+def time_cell(
+    specs: Sequence[dict[str, Any]], lines: list[bytes], warm: list[bytes], runs: int
+) -> tuple[float, float, float, float]:
+    """(best, min, max lines/s of decode + match, best floor lines/s), interleaved so both see the same machine.
+
+    Each run compiles the rules afresh and warms them on `warm` (other lines from the same generator), so
+    no run finds the lines of an earlier run in the matcher's caches: a real stream does not repeat itself.
+    """
+    floor_decode = msgspec.json.Decoder(dict[str, Any]).decode
+
+    def parsing() -> None:
+        for line in lines:
+            floor_decode(line)
+
+    floors: list[float] = []
+    speeds: list[float] = []
+    for _ in range(runs):
+        compiled = compile_rules(specs)
+        match_all(compiled, warm)
+        floors.append(best_of(1, parsing, len(lines))[0])
+        speeds.append(best_of(1, functools.partial(match_all, compiled, lines), len(lines))[0])
+    return max(speeds), min(speeds), max(speeds), max(floors)
+
+
+def time_check(rules: list[dict[str, Any]], runs: int) -> tuple[float, float]:
+    """(best, worst) seconds of load_rules on one YAML file holding `rules`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rules.yaml"
+        path.write_text(yaml.safe_dump({"rules": rules}, sort_keys=False), encoding="utf-8")
+        times = []
+        for _ in range(runs):
+            watch = Stopwatch()
+            loaded = load_rules(path)
+            times.append(watch.elapsed())
+            assert len(loaded) == len(rules)
+    return min(times), max(times)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rules", type=int, nargs="+", default=[20, 200, 2000, 10000])
+    parser.add_argument("--lines", type=int, default=50_000, help="lines per input (default 50,000)")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per cell (default 3, at least 3)")
+    parser.add_argument("--no-check", action="store_true", help="skip timing load_rules")
+    args = parser.parse_args(argv)
+    runs = max(args.runs, 3)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"rules_bench: {os.uname().nodename}, {os.cpu_count()} cores, {cores} usable by this process")
+    print(
+        f"date: {format_ms(WallClock().now_ms())[:10]}  python {sys.version.split()[0]}  lines per input {args.lines:,}  runs {runs}"
+    )
+    print()
+    print(f"{'rules':>6} {'input':<7} {'lines/s':>10} {'spread':>19} {'floor/s':>10} {'ratio':>6} {'vs first':>8}")
+    first: dict[str, float] = {}
+    for count in args.rules:
+        specs = [rule["match"] for rule in make_rules(count)]
+        for varied in (False, True):
+            label = "varied" if varied else "fixed"
+            lines = make_lines(args.lines, count, varied)
+            warm = make_lines(2000, count, varied, seed=SEED + 1)
+            best, low, high, floor = time_cell(specs, lines, warm, runs)
+            ratio = best / floor
+            first.setdefault(label, ratio)
+            print(
+                f"{count:>6} {label:<7} {best:>10,.0f} {low:>9,.0f}-{high:<9,.0f} {floor:>10,.0f} {ratio:>6.2f}"
+                f" {ratio / first[label]:>7.2f}x"
+            )
+    if not args.no_check:
+        count = max(args.rules)
+        fastest, slowest = time_check(make_rules(count), runs)
+        print()
+        print(f"load_rules ({count} rules, one file): {fastest:.2f} s best, {slowest:.2f} s worst of {runs}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
