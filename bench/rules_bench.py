@@ -213,9 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = max(args.runs, 3)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"rules_bench: {os.uname().nodename}, {os.cpu_count()} cores, {cores} usable by this process")
-    print(
-        f"date: {format_ms(WallClock().now_ms())[:10]}  python {sys.version.split()[0]}  lines per input {args.lines:,}  runs {runs}"
-    )
+    day = format_ms(WallClock().now_ms())[:10]
+    print(f"date: {day}  python {sys.version.split()[0]}  lines per input {args.lines:,}  runs {runs}")
     print()
     print(f"{'rules':>6} {'input':<7} {'lines/s':>10} {'spread':>19} {'floor/s':>10} {'ratio':>6} {'vs first':>8}")
     first: dict[str, float] = {}
