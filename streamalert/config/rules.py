@@ -12,6 +12,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from streamalert.config.yaml_load import safe_load
 from streamalert.durations import parse_duration
 from streamalert.rules.condition import Condition, parse_condition
 from streamalert.rules.matchers import MatchError, compile_match
@@ -122,7 +123,7 @@ def _load_file(file: Path, problems: list[Problem]) -> list[tuple[str, Rule | No
     """(name, rule) for every named rule of the file, rule None when it has problems (all in `problems`)."""
     name = str(file)
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        raw = safe_load(file.read_text(encoding="utf-8"))  # yaml.safe_load's result, faster
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(name, None, None, f"cannot read: {exc}"))
         return []
