@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -17,6 +18,10 @@ from streamalert.durations import parse_duration
 from streamalert.rules.condition import Condition, parse_condition
 from streamalert.rules.matchers import MatchError, compile_match
 from streamalert.rules.template import Template, parse_template
+
+
+# Rule files repeat their annotation texts; a Template is immutable, and a bad one raises every time.
+_parse_template = functools.lru_cache(maxsize=4096)(parse_template)
 
 
 class RuleSpec(BaseModel):
@@ -235,7 +240,7 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
             if not isinstance(key, str) or not isinstance(value, str):
                 continue
             try:
-                template = parse_template(value)
+                template = _parse_template(value)
             except ValueError as exc:
                 problem(f"annotations.{key}", str(exc))
                 continue
