@@ -19,7 +19,6 @@ from streamalert.rules.condition import Condition, parse_condition
 from streamalert.rules.matchers import MatchError, compile_match
 from streamalert.rules.template import Template, parse_template
 
-
 # Rule files repeat their annotation texts; a Template is immutable, and a bad one raises every time.
 _parse_template = functools.lru_cache(maxsize=4096)(parse_template)
 
