@@ -195,10 +195,10 @@ def compile_rules(specs: Sequence[Mapping[str, Any]]) -> CompiledRules:
         "_U": msgspec.UNSET,
         "_M": MISSING,
         **builder.consts,
-        **index.consts,
     }
     # Safe to exec: built from fixed fragments; every value from a rule file is a bound name.
     exec(compile(source, "<streamalert rules>", "exec"), namespace)
+    index.bind(namespace)
     decoder = msgspec.json.Decoder(record_type)
     return CompiledRules(record_type, decoder.decode, namespace["_match"], time_attrs)
 

@@ -125,80 +125,96 @@ def _equality_key(name: str, value: Any, lowered: bool) -> Key | None:
     return None  # other YAML scalars (dates) compare as their str(): left to the rule's own test
 
 
+Bucket = Callable[[Any, list[int]], None]  # appends the rules of one key that hold for the record
+
+
 @dataclass(slots=True)
 class _Field:
-    """The lookups of one field: rules by string, number, boolean, null, and by pattern."""
+    """The keys of one field: rules by string, number, boolean, null, and by pattern."""
 
     strings: dict[str, list[int]] = field(default_factory=dict)
     numbers: dict[float, list[int]] = field(default_factory=dict)
     booleans: dict[bool, list[int]] = field(default_factory=dict)
-    nulls: list[int] = field(default_factory=list)
+    nulls: dict[None, list[int]] = field(default_factory=dict)
     patterns: dict[str, list[int]] = field(default_factory=dict)
     tests: dict[str, ValueTest] = field(default_factory=dict)
 
     def add(self, kind: str, value: Any, rule: int) -> None:
-        if kind == "s":
-            self.strings.setdefault(value, []).append(rule)
-        elif kind == "n":
-            self.numbers.setdefault(value, []).append(rule)
-        elif kind == "b":
-            self.booleans.setdefault(value, []).append(rule)
-        elif kind == "z":
-            self.nulls.append(rule)
-        else:
-            self.patterns.setdefault(value, []).append(rule)
+        maps: dict[str, dict[Any, list[int]]] = {
+            "s": self.strings,
+            "n": self.numbers,
+            "b": self.booleans,
+            "z": self.nulls,
+            "p": self.patterns,
+        }
+        maps[kind].setdefault(value, []).append(rule)
 
-    def string_lookup(self, lowered: bool) -> Callable[[str], list[int]]:
-        """Rules reached by a string value: as a string, as a numeric string, through patterns. Cached."""
-        strings, numbers = self.strings, self.numbers
-        by_pattern = list(self.patterns.values())
-        scan = PatternSet(list(self.patterns), [self.tests[p] for p in self.patterns]).matches if by_pattern else None
-        cache: dict[str, list[int]] = {}
-        empty: list[int] = []
+    def maps(self) -> tuple[dict[Any, list[int]], ...]:
+        return (self.strings, self.numbers, self.booleans, self.nulls, self.patterns)
 
-        def lookup(value: str) -> list[int]:
-            hits = cache.get(value)
-            if hits is not None:
-                return hits
-            hits = list(strings.get(value.lower() if lowered else value, empty))
-            if numbers and (number := as_number(value)) is not None:
-                hits += numbers.get(number, empty)
-            if scan is not None:
-                for k in scan(value):
-                    hits += by_pattern[k]
-            if len(value) <= CACHE_MAX_CHARS:
-                if len(cache) >= CACHE_SIZE:
-                    cache.clear()
-                cache[value] = hits
+
+def string_lookup(
+    strings: dict[str, Bucket],
+    numbers: dict[float, Bucket],
+    patterns: list[Bucket],
+    scan: PatternSet | None,
+    lowered: bool,
+) -> Callable[[str], list[Bucket]]:
+    """The buckets a string value reaches: as a string, as a numeric string, through patterns. Cached."""
+    cache: dict[str, list[Bucket]] = {}
+    matches = scan.matches if scan is not None else None
+
+    def lookup(value: str) -> list[Bucket]:
+        hits = cache.get(value)
+        if hits is not None:
             return hits
+        hits = []
+        bucket = strings.get(value.lower() if lowered else value)
+        if bucket is not None:
+            hits.append(bucket)
+        if numbers and (number := as_number(value)) is not None and (bucket := numbers.get(number)) is not None:
+            hits.append(bucket)
+        if matches is not None:
+            hits += [patterns[k] for k in matches(value)]
+        if len(value) <= CACHE_MAX_CHARS:
+            if len(cache) >= CACHE_SIZE:
+                cache.clear()
+            cache[value] = hits
+        return hits
 
-        return lookup
+    return lookup
 
-    def other_lookup(self) -> Callable[[Any], list[int] | None]:
-        """Rules reached by a present value that is not a string."""
-        numbers, booleans, nulls = self.numbers, self.booleans, self.nulls
 
-        def lookup(value: Any) -> list[int] | None:
-            if value is None:
-                return nulls
-            kind = type(value)
-            if kind is bool:
-                return booleans.get(value)
-            if kind is int or kind is float:
-                number = as_number(value)
-                return None if number is None else numbers.get(number)
-            return None
+def other_lookup(
+    numbers: dict[float, Bucket], booleans: dict[bool, Bucket], null: Bucket | None
+) -> Callable[[Any], Bucket | None]:
+    """The bucket a present value that is not a string reaches."""
 
-        return lookup
+    def lookup(value: Any) -> Bucket | None:
+        if value is None:
+            return null
+        kind = type(value)
+        if kind is bool:
+            return booleans.get(value)
+        if kind is int or kind is float:
+            number = as_number(value)
+            return None if number is None else numbers.get(number)
+        return None
+
+    return lookup
 
 
 class RuleIndex:
-    """The anchors of a rule set, and the source of the `_match` function that uses them."""
+    """The anchors of a rule set, and the source of the `_match` function that uses them.
+
+    Every key gets a bucket: one generated function testing, inline, the remaining tests of each rule
+    anchored on that key. A record's lookups give buckets, so it costs one call per key it reaches.
+    """
 
     def __init__(self) -> None:
         self.fields: dict[str, _Field] = {}
-        self.consts: dict[str, Any] = {}
-        self.overlap = False  # a rule can be reached twice by one record: candidates need deduplicating
+        self.overlap = False  # a rule can be reached twice by one record: the result needs deduplicating
+        self.names: dict[int, str] = {}  # id() of a rule list -> its bucket function's name
 
     def add(self, rule: int, anchor: Anchor) -> None:
         self.overlap = self.overlap or len(anchor.keys) > 1
@@ -209,26 +225,37 @@ class RuleIndex:
                 index.tests[value] = anchor.tests[value]
 
     def source(self, builder: _Builder, tests: list[str | None], residual: list[int]) -> str:
-        """Python source defining `_match(r) -> list[int]` (and the rules' test functions it calls)."""
+        """Python source defining the buckets and `_match(r) -> list[int]`; then bind() the lookups."""
         lines = []
-        table = []
-        unindexed = set(residual)
-        for i, test in enumerate(tests):
-            if test is None or i in unindexed:
-                table.append("None")
-                continue
-            lines += [f"def _t{i}(r):", f"    return {test}"]
-            table.append(f"_t{i}")
-        lines.append(f"_T = ({', '.join(table)}{',' if len(table) == 1 else ''})")
-        lines += ["def _match(r):", "    c = []"]
+        for index in self.fields.values():
+            for mapping in index.maps():
+                for rules in mapping.values():
+                    name = self.names[id(rules)] = f"_b{len(self.names)}"
+                    lines.append(f"def {name}(r, out):")
+                    for i in rules:
+                        test = tests[i]
+                        lines.append(f"    out.append({i})" if test is None else f"    if {test}: out.append({i})")
+        lines += ["def _match(r):", "    out = []"]
         for j, (name, index) in enumerate(self.fields.items()):
             lines += self._field_source(builder, j, name, index)
-        lines += ["    out = [i for i in c if (t := _T[i]) is None or t(r)]"]
         lines += [f"    if {tests[i]}: out.append({i})" for i in residual]
         lines.append("    return sorted(set(out)) if len(out) > 1 else out" if self.overlap else "    out.sort()")
         if not self.overlap:
             lines.append("    return out")
         return "\n".join(lines) + "\n"
+
+    def bind(self, namespace: dict[str, Any]) -> None:
+        """Put the lookups `_match` calls into its namespace, once the buckets are defined there."""
+        for j, (name, index) in enumerate(self.fields.items()):
+            strings, numbers, booleans, nulls, patterns = (
+                {key: namespace[self.names[id(rules)]] for key, rules in mapping.items()} for mapping in index.maps()
+            )
+            if index.numbers or index.patterns:
+                scan = PatternSet(list(index.patterns), [index.tests[p] for p in index.patterns]) if patterns else None
+                namespace[f"_S{j}"] = string_lookup(strings, numbers, list(patterns.values()), scan, name == "level")
+            else:
+                namespace[f"_S{j}"] = strings.get
+            namespace[f"_O{j}"] = other_lookup(numbers, booleans, nulls.get(None))
 
     def _field_source(self, builder: _Builder, j: int, name: str, index: _Field) -> list[str]:
         lowered = name == "level"
@@ -243,13 +270,10 @@ class RuleIndex:
             lines = [f"    v = r.{builder.attr(name)}"]
             absent = "_U"
         if index.numbers or index.patterns:
-            self.consts[f"_S{j}"] = index.string_lookup(lowered)
-            lines += ["    if type(v) is str:", f"        c += _S{j}(v)"]
+            lines += ["    if type(v) is str:", f"        for b in _S{j}(v): b(r, out)"]
         else:
-            self.consts[f"_S{j}"] = index.strings.get
             key = "v.lower()" if lowered else "v"
-            lines += ["    if type(v) is str:", f"        h = _S{j}({key})", "        if h: c += h"]
+            lines += ["    if type(v) is str:", f"        b = _S{j}({key})", "        if b is not None: b(r, out)"]
         if index.numbers or index.booleans or index.nulls:
-            self.consts[f"_O{j}"] = index.other_lookup()
-            lines += [f"    elif v is not {absent}:", f"        h = _O{j}(v)", "        if h: c += h"]
+            lines += [f"    elif v is not {absent}:", f"        b = _O{j}(v)", "        if b is not None: b(r, out)"]
         return lines
