@@ -42,6 +42,7 @@ from streamalert.clock import Stopwatch, WallClock  # noqa: E402
 from streamalert.config.rules import load_rules  # noqa: E402
 from streamalert.decode import format_ms  # noqa: E402
 from streamalert.rules.codegen import CompiledRules, compile_rules  # noqa: E402
+from streamalert.rules.patterns import literal_pattern  # noqa: E402
 
 SEED = 20261202
 LEVELS = ("debug", "info", "info", "info", "warning", "error", "ERROR", "critical")
@@ -224,12 +225,71 @@ def time_check(rules: list[dict[str, Any]], runs: int) -> list[tuple[float, floa
     return out
 
 
+def compare_pattern_engines(count: int, runs: int) -> None:
+    """re2.Set against hyperscan (if importable) on the message patterns of `count` rules and varied messages."""
+    import re2  # noqa: PLC0415 (only for this comparison)
+
+    try:
+        import hyperscan  # type: ignore[import-not-found]  # noqa: PLC0415 (optional, not a dependency)
+    except ImportError:
+        print("hyperscan is not installed (pip install hyperscan): no comparison")
+        return
+    patterns = []
+    for rule in make_rules(count):
+        for alternative in [rule["match"], *rule["match"].get("any", [])]:
+            message = alternative.get("message")
+            if isinstance(message, dict):
+                patterns.append(message["regex"] if "regex" in message else literal_pattern(message["contains"]))
+    texts = []
+    for line in make_lines(5000, count, varied=True):
+        record = orjson.loads(line)
+        texts.append(str(record.get("message", record.get("event"))).encode())
+    watch = Stopwatch()
+    database = hyperscan.Database()
+    flags = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_ALLOWEMPTY
+    database.compile(
+        expressions=[p.encode() for p in patterns], ids=list(range(len(patterns))), flags=[flags] * len(patterns)
+    )
+    hs_build = watch.elapsed()
+    scratch = hyperscan.Scratch(database)
+    found: list[int] = []
+
+    def on_match(ident: int, start: int, end: int, flags: int, context: object) -> None:
+        found.append(ident)
+
+    def scan_hyperscan() -> None:
+        for text in texts:
+            found.clear()
+            database.scan(text, match_event_handler=on_match, scratch=scratch)
+
+    options = re2.Options()
+    options.log_errors = False
+    watch = Stopwatch()
+    pattern_set = re2.Set.SearchSet(options)
+    for pattern in patterns:
+        pattern_set.Add(pattern)
+    pattern_set.Compile()
+    re2_build = watch.elapsed()
+
+    def scan_re2() -> None:
+        for text in texts:
+            pattern_set.Match(text)
+
+    hs = best_of(runs, scan_hyperscan, len(texts))
+    r2 = best_of(runs, scan_re2, len(texts))
+    print(
+        f"{count:>6} rules, {len(patterns)} patterns: re2.Set {r2[0]:,.0f}/s ({r2[1]:,.0f}-{r2[2]:,.0f}),"
+        f" built in {re2_build:.3f} s; hyperscan {hs[0]:,.0f}/s ({hs[1]:,.0f}-{hs[2]:,.0f}), built in {hs_build:.2f} s"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rules", type=int, nargs="+", default=[20, 200, 2000, 10000])
     parser.add_argument("--lines", type=int, default=50_000, help="lines per input (default 50,000)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per cell (default 3, at least 3)")
     parser.add_argument("--no-check", action="store_true", help="skip timing load_rules")
+    parser.add_argument("--hyperscan", action="store_true", help="only compare re2.Set with hyperscan (if installed)")
     args = parser.parse_args(argv)
     runs = max(args.runs, 3)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -237,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     day = format_ms(WallClock().now_ms())[:10]
     print(f"date: {day}  python {sys.version.split()[0]}  lines per input {args.lines:,}  runs {runs}")
     print()
+    if args.hyperscan:
+        for count in args.rules:
+            compare_pattern_engines(count, runs)
+        return 0
     print("lines/s: best of the runs (min-max); ratio: decode + match over the parse-only floor of the same run,")
     print("best (min-max); vs 20: the best ratio over the first rule count's best ratio, same input")
     print()

@@ -1,17 +1,18 @@
 """Many `contains` and `regex` tests on one string in one pass, with RE2's semantics and linear time.
 
-The engine is google-re2's `re2.Set` (RE2::Set): every pattern of a field goes into a few sets, and one
-DFA pass over the value's UTF-8 bytes says which of them occur. Measured against hyperscan (PyPI wheel
-`hyperscan` 0.9.1, installs here) by bench/rules_bench.py's patterns, see bench/README.md: hyperscan scans
-faster once the sets are large, but it speaks PCRE, not RE2 (a `(?i)`, `\\pL` or `$` can mean something
-else, `\\C` and `(?U)` differ), so a rule would not mean what the README's Matchers table says; and the
-RE2 sets already keep matching flat in the number of rules. So: RE2 sets, no new dependency.
+The engine is google-re2's `re2.Set` (RE2::Set, already a dependency): every pattern of a field goes into
+one set (or a few, see CHUNK), and one DFA pass over the value's UTF-8 bytes says which of them occur.
+Measured against hyperscan (PyPI wheel `hyperscan` 0.9.1, which installs here) on bench/rules_bench.py's
+message patterns (bench/README.md has the table): hyperscan scans 1.2-2x faster, but takes 12-25 s to
+build 4,000 patterns (RE2: 0.15-0.2 s) at every start, and it speaks PCRE, not RE2: `$` also matches
+before a final newline, `\\pL` needs a flag, and so on, so a rule would not mean what the README's Matchers
+table says. The RE2 sets already keep matching flat in the number of rules. So: RE2 sets, no new dependency.
 
 What RE2::Set does not give is kept by running patterns alone, with their reference closures:
 - a pattern a set refuses to add is tested alone on every value (none known; the fallback is cheap insurance);
 - a set whose DFA runs out of memory reports no match at all rather than failing: every set holds the
   empty pattern as a canary at index 0, which matches every string, so an answer without it means "the
-  DFA gave up" and that set's patterns are then tested alone on this value;
+  DFA gave up": that set's patterns are tested alone on this value, and the set is split in two;
 - a string that is not valid UTF-8 (lone surrogates: msgspec never produces them) is tested alone too.
 """
 
