@@ -3,8 +3,8 @@
 The engine is google-re2's `re2.Set` (RE2::Set, already a dependency): every pattern of a field goes into
 one set (or a few, see CHUNK), and one DFA pass over the value's UTF-8 bytes says which of them occur.
 Measured against hyperscan (PyPI wheel `hyperscan` 0.9.1, which installs here) on bench/rules_bench.py's
-message patterns (bench/README.md has the table): hyperscan scans 1.2-2x faster, but takes 12-25 s to
-build 4,000 patterns (RE2: 0.15-0.2 s) at every start, and it speaks PCRE, not RE2: `$` also matches
+message patterns (bench/README.md has the table): hyperscan scans between as fast and 2x faster, but takes
+12-31 s to build 4,000 patterns (RE2: 0.15-0.4 s) at every start, and it speaks PCRE, not RE2: `$` also matches
 before a final newline, `\\pL` needs a flag, and so on, so a rule would not mean what the README's Matchers
 table says. The RE2 sets already keep matching flat in the number of rules. So: RE2 sets, no new dependency.
 
