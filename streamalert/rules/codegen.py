@@ -7,10 +7,11 @@ hot path:
 - a record only runs the tests of the rules its field values reach through the index of rules/index.py
   (equality and `in` by dict lookup, `contains` and `regex` by one RE2-set scan per distinct value, cached
   for values that repeat, such as structlog event names), plus the few rules nothing can index; so the cost
-  per record follows the rules that can match it, not the number of rules. Each rule's remaining tests are
-  one generated function, inlined, cheapest first.
+  per record follows the rules that can match it, not the number of rules. The remaining tests of the rules
+  anchored on one key are inlined, cheapest first, in one generated function per key (a "bucket").
 Constants reach generated code as bound names, never as source text, so no rule file can inject code.
-`tests/unit/test_codegen.py` checks that both compilations agree on random records.
+`tests/unit/test_codegen.py` and `test_rule_index.py` check that both compilations agree on random records
+and random rule sets.
 """
 
 from __future__ import annotations
