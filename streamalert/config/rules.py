@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -12,10 +13,14 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from streamalert.config.yaml_load import safe_load
 from streamalert.durations import parse_duration
 from streamalert.rules.condition import Condition, parse_condition
 from streamalert.rules.matchers import MatchError, compile_match
 from streamalert.rules.template import Template, parse_template
+
+# Rule files repeat their annotation texts; a Template is immutable, and a bad one raises every time.
+_parse_template = functools.lru_cache(maxsize=4096)(parse_template)
 
 
 class RuleSpec(BaseModel):
@@ -122,7 +127,7 @@ def _load_file(file: Path, problems: list[Problem]) -> list[tuple[str, Rule | No
     """(name, rule) for every named rule of the file, rule None when it has problems (all in `problems`)."""
     name = str(file)
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        raw = safe_load(file.read_text(encoding="utf-8"))  # yaml.safe_load's result, faster
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(name, None, None, f"cannot read: {exc}"))
         return []
@@ -234,7 +239,7 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
             if not isinstance(key, str) or not isinstance(value, str):
                 continue
             try:
-                template = parse_template(value)
+                template = _parse_template(value)
             except ValueError as exc:
                 problem(f"annotations.{key}", str(exc))
                 continue

@@ -4,15 +4,19 @@ The closures of `matchers.py` define the semantics; this module builds code with
 hot path:
 - lines are decoded by msgspec into a Struct holding only the fields some rule reads (plus event time and
   message), which is faster than building a full dict (measured in bench/); unknown fields are skipped;
-- log messages repeat (structlog event names, fixed texts), so the tests rules put on the virtual `message`
-  field run once per distinct message; the message then maps to a function generated for exactly the rules
-  still in the running, with their remaining tests inlined, cheapest first.
+- a record only runs the tests of the rules its field values reach through the index of rules/index.py
+  (equality and `in` by dict lookup, `contains` and `regex` by one RE2-set scan per distinct value, cached
+  for values that repeat, such as structlog event names), plus the few rules nothing can index; so the cost
+  per record follows the rules that can match it, not the number of rules. The remaining tests of the rules
+  anchored on one key are inlined, cheapest first, in one generated function per key (a "bucket").
 Constants reach generated code as bound names, never as source text, so no rule file can inject code.
-`tests/unit/test_codegen.py` checks that both compilations agree on random records.
+`tests/unit/test_codegen.py` and `test_rule_index.py` check that both compilations agree on random records
+and random rule sets.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +24,11 @@ from typing import Any
 import msgspec
 
 from streamalert.decode import MESSAGE_KEYS, MISSING, TIME_KEYS
-from streamalert.rules.matchers import ValueTest, compile_value_test
+from streamalert.rules.index import RuleIndex, anchor_options, pick_anchor
+from streamalert.rules.matchers import ValueTest, as_number, compile_match, compile_value_test
 
 Record = Any  # an instance of the generated msgspec Struct; absent fields hold msgspec.UNSET
 Check = Callable[[Record], list[int]]
-# Distinct messages remembered before the cache starts over (bounded memory whatever the input).
-MESSAGE_CACHE_SIZE = 50_000
 
 _META = set(".^$*+?()[]{}|\\")
 _QUANTIFIERS = set("*?{")
@@ -79,12 +82,32 @@ class _Builder:
             return (1, f"(type(_v := {value}) is str and _v.lower() == {self.const(spec.lower())})")
         if key != "level" and isinstance(spec, str):
             return (0, f"{value} == {self.const(spec)}")  # str == str only: UNSET and other types never equal
-        if key != "level" and isinstance(spec, Mapping) and len(spec) == 1:
-            op, arg = next(iter(spec.items()))
-            if op == "contains" and isinstance(arg, str):
-                return (2, f"(type(_v := {value}) is str and {self.const(arg)} in _v)")
-        test = compile_value_test(spec, "match", case_insensitive=(key == "level"))
+        if type(spec) in (int, float) and (number := as_number(spec)) is not None:
+            return (2, f"_num({value}) == {self.const(number)}")  # as_number is None for bools and absent
+        if isinstance(spec, Mapping) and spec:
+            parts = [self.inline(key == "level", op, arg, value) for op, arg in spec.items()]
+            if all(parts):
+                return (2, "(" + " and ".join(str(p) for p in parts) + ")")
+        if key == "message":
+            test = message_test(spec)
+        else:
+            test = compile_value_test(spec, "match", case_insensitive=(key == "level"))
         return (3, f"{self.const(test)}({self.value(key)})")
+
+    def inline(self, lowered: bool, op: str, arg: Any, value: str) -> str | None:
+        """An expression for one operator with the reference's meaning, or None to call its closure."""
+        if op == "contains" and isinstance(arg, str) and arg and not lowered:
+            return f"(type(_v := {value}) is str and {self.const(arg)} in _v)"
+        if op == "in" and isinstance(arg, list) and arg and all(type(item) is str for item in arg):
+            if lowered:
+                return f"(type(_v := {value}) is str and _v.lower() in {self.const(frozenset(a.lower() for a in arg))})"
+            return f"(type(_v := {value}) is str and _v in {self.const(frozenset(arg))})"
+        if op in _COMPARISONS and not isinstance(arg, bool) and (bound := as_number(arg)) is not None:
+            return f"((_n := _num({value})) is not None and _n {_COMPARISONS[op]} {self.const(bound)})"
+        return None
+
+
+_COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
 def literal_guard(pattern: str) -> list[str] | None:
@@ -133,17 +156,33 @@ class CompiledRules:
 
 
 def compile_rules(specs: Sequence[Mapping[str, Any]]) -> CompiledRules:
-    """Compile every rule's `match`; rule i is reported as index i, ascending."""
+    """Compile every rule's `match`; rule i is reported as index i, ascending.
+
+    A spec that compile_match refuses raises the same MatchError here.
+    """
+    for spec in specs:
+        compile_match(spec)  # the reference's checks and errors, before anything below relies on the spec
     builder = _Builder()
     time_attrs = tuple(builder.attr(k) for k in TIME_KEYS)
     message_attrs = tuple(builder.attr(k) for k in MESSAGE_KEYS)
-    msg_tests: dict[int, ValueTest] = {}
-    rest: list[str] = []
+    assert time_attrs == ("a0", "a1", "a2", "a3"), "the engine reads `timestamp` as a0"
+    assert message_attrs == ("a4", "a5", "a6"), "the virtual `message` field reads a4..a6"
+    index = RuleIndex()
+    tests: list[str | None] = []  # per rule: what is left to test once its anchor held (None: nothing)
+    residual: list[int] = []
+    options = [anchor_options(spec) for spec in specs]
+    crowd = Counter(key for rule in options for _, anchor in rule for key in anchor.keys)
     for i, spec in enumerate(specs):
-        if "message" in spec:
-            msg_tests[i] = message_test(spec["message"])
-        rest.append(builder.conjunction({k: v for k, v in spec.items() if k != "message"}))
-    record_type = msgspec.defstruct(
+        anchor = pick_anchor(options[i], crowd)
+        if anchor is None:
+            residual.append(i)
+            tests.append(builder.conjunction(spec))
+            continue
+        index.add(i, anchor)
+        rest = {k: v for k, v in spec.items() if k != anchor.entry} if anchor.exact else dict(spec)
+        tests.append(builder.conjunction(rest) if rest else None)
+    source = index.source(builder, tests, residual)
+    record_type = msgspec.defstruct(  # after the source: it names every attribute the code reads
         "Record",
         [(name, Any, msgspec.UNSET) for name in builder.attrs.values()],
         rename={name: key for key, name in builder.attrs.items()},
@@ -153,55 +192,16 @@ def compile_rules(specs: Sequence[Mapping[str, Any]]) -> CompiledRules:
         "_m": _missing_if_unset,
         "_first": _first_present,
         "_dotted": _dotted,
+        "_num": as_number,
         "_U": msgspec.UNSET,
         "_M": MISSING,
         **builder.consts,
     }
-    specialized: dict[tuple[int, ...], Check] = {}
-
-    def specialize(alive: tuple[int, ...]) -> Check:
-        function = specialized.get(alive)
-        if function is None:
-            lines = ["def _check(r):", "    out = []"]
-            lines += [f"    if {rest[i]}: out.append({i})" for i in alive]
-            lines.append("    return out")
-            scope = dict(namespace)
-            # Safe to exec: built from fixed fragments; every value from a rule file is a bound name.
-            exec(compile("\n".join(lines), f"<streamalert rules {alive}>", "exec"), scope)
-            function = specialized[alive] = scope["_check"]
-        return function
-
-    count = len(specs)
-
-    def candidates(message: Any) -> Check:
-        return specialize(tuple(i for i in range(count) if i not in msg_tests or msg_tests[i](message)))
-
-    cache: dict[str, Check] = {}
-    when_missing = candidates(MISSING)
-    unset = msgspec.UNSET
-    assert time_attrs == ("a0", "a1", "a2", "a3"), "the engine reads `timestamp` as a0"
-    assert message_attrs == ("a4", "a5", "a6"), "match() below reads the message keys as a4..a6"
-
-    def match(record: Record) -> list[int]:
-        message = record.a4  # message, event, msg: the first present
-        if message is unset:
-            message = record.a5
-            if message is unset:
-                message = record.a6
-        if type(message) is str:
-            check = cache.get(message)
-            if check is None:
-                if len(cache) >= MESSAGE_CACHE_SIZE:
-                    cache.clear()
-                check = cache[message] = candidates(message)
-        elif message is unset:
-            check = when_missing
-        else:
-            check = candidates(message)  # numbers, null, objects: rare, not cached
-        return check(record)
-
+    # Safe to exec: built from fixed fragments; every value from a rule file is a bound name.
+    exec(compile(source, "<streamalert rules>", "exec"), namespace)
+    index.bind(namespace)
     decoder = msgspec.json.Decoder(record_type)
-    return CompiledRules(record_type, decoder.decode, match, time_attrs)
+    return CompiledRules(record_type, decoder.decode, namespace["_match"], time_attrs)
 
 
 def _missing_if_unset(value: Any) -> Any:

@@ -125,3 +125,16 @@ def test_rule_values_cannot_inject_code() -> None:
     compiled = compile_rules([spec])
     assert generated({"a') or __import__('os') #": "x'); raise SystemExit('\n", "message": "'\"\\"}, compiled) == [0]
     assert generated({}, compiled) == []
+
+
+MANY = SPECS * 5  # every indexed value is now the anchor of several rules, in several positions
+MANY_REFERENCE = REFERENCE * 5
+MANY_COMPILED = compile_rules(MANY)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_records)
+def test_repeated_rules_are_each_reported(record: dict[str, Any]) -> None:
+    """The pack and the table five times over: each copy is reported, in ascending order, like the closures."""
+    expected = [i for i, predicate in enumerate(MANY_REFERENCE) if predicate(record)]
+    assert generated(record, MANY_COMPILED) == expected
