@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.unit.cli_process import clean_env, console_script
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -27,7 +30,8 @@ Doc = dict[str, Any]
 def load_docs(path: Path) -> list[Doc]:
     """Every document of a YAML file (empty ones dropped)."""
     with path.open(encoding="utf-8") as stream:
-        return [doc for doc in yaml.safe_load_all(stream) if doc is not None]
+        docs: list[Doc] = [doc for doc in yaml.safe_load_all(stream) if doc is not None]
+    return docs
 
 
 def manifest_files() -> list[Path]:
@@ -105,8 +109,9 @@ def env_of(container: Doc) -> dict[str, Doc]:
 
 
 def volume(spec: Doc, name: str) -> Doc:
-    (found,) = [v for v in spec.get("volumes", []) if v["name"] == name]
-    return found
+    found: list[Doc] = [v for v in spec.get("volumes", []) if v["name"] == name]
+    assert len(found) == 1, (name, found)
+    return found[0]
 
 
 def secret_values(kust: Kustomization) -> dict[tuple[str, str], str]:
@@ -127,7 +132,10 @@ def container_view(tmp: Path, kust: Kustomization, spec: Doc, container: Doc) ->
         vol = volume(spec, mount["name"])
         target = tmp / mount["mountPath"].lstrip("/")
         if "configMap" in vol or "secret" in vol:
-            kind, name = ("ConfigMap", vol["configMap"]["name"]) if "configMap" in vol else ("Secret", vol["secret"]["secretName"])
+            if "configMap" in vol:
+                kind, name = "ConfigMap", vol["configMap"]["name"]
+            else:
+                kind, name = "Secret", vol["secret"]["secretName"]
             gen = kust.generated[(kind, name)]
             keys = [mount["subPath"]] if "subPath" in mount else list(gen.files)
             for key in keys:
@@ -152,6 +160,19 @@ def container_view(tmp: Path, kust: Kustomization, spec: Doc, container: Doc) ->
 def compose() -> Doc:
     (doc,) = load_docs(DEPLOY / "docker-compose.yml")
     return doc
+
+
+def run_cli(*args: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`streamalert ARGS...` as a process with this checkout's code and only `env` of the config's variables."""
+    return subprocess.run(
+        [*console_script(), *map(str, args)],
+        cwd=ROOT,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def vector_configs() -> dict[str, Doc]:

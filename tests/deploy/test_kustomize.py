@@ -37,7 +37,8 @@ def test_manifests_are_kubernetes_objects(path: Path) -> None:
     """Each manifest document is a named Kubernetes object of a kind the deployment uses."""
     for doc in load_docs(path):
         assert doc["kind"] in K8S_KINDS, (path, doc["kind"])
-        assert doc["apiVersion"] and doc["metadata"]["name"]
+        assert doc["apiVersion"]
+        assert doc["metadata"]["name"]
 
 
 def test_kustomizations_list_every_manifest() -> None:
@@ -98,7 +99,8 @@ def test_generated_files_exist() -> None:
                 if gen.kind == "ConfigMap":
                     assert path.is_file(), path
                 else:
-                    assert path.parent == DEPLOY / "secrets" and f"`{path.name}`" in readme, key
+                    assert path.parent == DEPLOY / "secrets", key
+                    assert f"`{path.name}`" in readme, key
 
 
 def _kubectl() -> str:

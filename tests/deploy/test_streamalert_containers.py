@@ -25,10 +25,10 @@ from tests.deploy.deploy_files import (
     load_kustomization,
     pod_specs,
     project_version,
+    run_cli,
     seconds,
     volume,
 )
-from tests.unit.cli_process import streamalert
 
 Case = tuple[Kustomization, str, Doc, Doc]
 
@@ -76,13 +76,8 @@ def test_config_checks_in_the_container_view(tmp_path: Path, case: Case) -> None
     root, env = container_view(tmp_path, kust, spec, container)
     secrets = [m for m in container["volumeMounts"] if "secret" in volume(spec, m["name"])]
     (mount,) = secrets
-    result = streamalert(
-        "check",
-        "--config",
-        root / _config_path(container).lstrip("/"),
-        **env,
-        STREAMALERT_SECRETS=str(root / mount["mountPath"].lstrip("/")),
-    )
+    env["STREAMALERT_SECRETS"] = str(root / mount["mountPath"].lstrip("/"))
+    result = run_cli("check", "--config", root / _config_path(container).lstrip("/"), env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("OK: ")
 
@@ -150,9 +145,7 @@ def test_every_container_has_requests_and_a_memory_limit() -> None:
                 assert "memory" in resources["limits"], (workload, container["name"])
 
 
-def test_kafka_consumer_runs_replicas_with_a_disruption_budget(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_kafka_consumer_runs_replicas_with_a_disruption_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Kafka Deployment's config has replicas: true on Redis state, and a PDB covering its pods lets one go
     at a time."""
     (case,) = [c for c in CASES if c[1] == "streamalert-crm"]
@@ -221,7 +214,7 @@ def test_compose_streamalert_config_checks(tmp_path: Path, monkeypatch: pytest.M
     command = service["command"]
     config_file = root / command[command.index("--config") + 1].lstrip("/")
     env = {k: str(v) for k, v in service["environment"].items()}
-    result = streamalert("check", "--config", config_file, **env)
+    result = run_cli("check", "--config", config_file, env=env)
     assert result.returncode == 0, result.stderr
     for name, value in env.items():
         monkeypatch.setenv(name, value)
