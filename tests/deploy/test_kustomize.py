@@ -41,6 +41,29 @@ def test_manifests_are_kubernetes_objects(path: Path) -> None:
         assert doc["metadata"]["name"]
 
 
+# The oldest Kubernetes the manifests are for (native sidecars: restartPolicy on init containers) and a newer one
+KUBERNETES_VERSIONS = ["1.29.0", "1.32.0"]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("path", manifest_files(), ids=lambda p: p.name)
+def test_manifests_validate_against_kubernetes_schemas(path: Path, version: str) -> None:
+    """Every manifest document is valid against Kubernetes' OpenAPI schema, strictly (no unknown field)."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    for doc in load_docs(path):
+        kubernetes_validate.validate(doc, version, strict=True)  # raises naming the field
+
+
+def test_schema_validation_refuses_an_unknown_field() -> None:
+    """The check above would catch a misspelt field (terminationGracePeriod for ...Seconds)."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    (deployment, _) = load_docs(DEPLOY / "streamalert-run.yaml")
+    spec = deployment["spec"]["template"]["spec"]
+    spec["terminationGracePeriod"] = spec.pop("terminationGracePeriodSeconds")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
+
+
 def test_kustomizations_list_every_manifest() -> None:
     """No manifest under deploy/ is left out of both kustomizations."""
     listed = set()
