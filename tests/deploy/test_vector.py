@@ -86,16 +86,33 @@ def test_sidecar_sink_points_at_the_streamalert_container(tmp_path: Path, monkey
     assert vector["args"] == ["--config", "/etc/vector/sidecar.toml"]
 
 
-def test_host_config_points_at_the_streamalert_service() -> None:
-    """vector.toml posts to the `streamalert` Service's port and the Vector Deployment's sources.vector.path."""
+def test_host_config_points_at_the_streamalert_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vector.toml posts to the `streamalert` Service, whose port leads to the Vector Deployment's listen port,
+    at that Deployment's config's sources.vector.path, with its bearer token."""
     kust = load_kustomization(DEPLOY)
     (service,) = [d for d in kust.resources if d["kind"] == "Service" and d["metadata"]["name"] == "streamalert"]
+    (spec,) = [spec for name, spec in pod_specs(kust.resources) if name == "streamalert"]
+    (container,) = containers(spec)
+    assert service["spec"]["selector"].items() <= _labels(kust.resources, "streamalert").items()
+    config_file = next(m for m in container["volumeMounts"] if m.get("subPath"))
+    monkeypatch.setenv("STREAMALERT_TOKEN", "t")
+    config = load_config(ROOT / "config" / config_file["subPath"])
+    assert config.sources.vector is not None
+    (port,) = service["spec"]["ports"]
+    (target,) = [p for p in container["ports"] if p["name"] == port["targetPort"]]
+    assert target["containerPort"] == int(config.http.listen.rpartition(":")[2])
     sink = CONFIGS["vector.toml"]["sinks"]["streamalert"]
     uri = urlsplit(sink["uri"])
-    (port,) = service["spec"]["ports"]
-    assert (uri.hostname, uri.port, uri.path) == ("streamalert", port["port"], "/vector")
-    assert urlsplit(sink["healthcheck"]["uri"]).port == port["port"]
-    assert sink["auth"]["token"] == "${STREAMALERT_TOKEN}"
+    assert (uri.hostname, uri.port, uri.path) == ("streamalert", port["port"], config.sources.vector.path)
+    assert urlsplit(sink["healthcheck"]["uri"])[1:3] == (f"streamalert:{port['port']}", "/healthz")
+    assert sink["auth"] == {"strategy": "bearer", "token": "${STREAMALERT_TOKEN}"}
+    assert config.sources.vector.auth == "bearer"
+
+
+def _labels(docs: list[Doc], deployment: str) -> dict[str, str]:
+    (found,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == deployment]
+    labels: dict[str, str] = found["spec"]["template"]["metadata"]["labels"]
+    return labels
 
 
 def test_compose_vector_produces_to_the_consumed_topic() -> None:
