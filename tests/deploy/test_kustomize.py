@@ -64,6 +64,22 @@ def test_schema_validation_refuses_an_unknown_field() -> None:
         kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
 
 
+def test_every_image_is_pinned() -> None:
+    """Every image of the manifests and of compose names a version (no bare name, no :latest)."""
+    images = [
+        container["image"]
+        for root in KUSTOMIZATIONS
+        for _, spec in pod_specs(load_kustomization(root).resources)
+        for container in containers(spec)
+    ]
+    (compose_file,) = load_docs(DEPLOY / "docker-compose.yml")
+    images += [service["image"] for service in compose_file["services"].values()]
+    for image in images:
+        name, _, tag = image.rpartition(":")
+        assert name, f"{image}: no tag"
+        assert tag != "latest", image
+
+
 def test_kustomizations_list_every_manifest() -> None:
     """No manifest under deploy/ is left out of both kustomizations."""
     listed = set()
