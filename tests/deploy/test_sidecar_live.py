@@ -102,7 +102,8 @@ async def test_sidecar_streamalert_takes_vectors_batch_and_alerts(tmp_path: Path
         body = gzip.compress(orjson.dumps(event) + b"\n")
         headers = {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
         async with aiohttp.ClientSession() as session:
-            await _wait_ready(session, f"http://127.0.0.1:{port}/healthz", proc)
+            # before /readyz, posts get 503 with Retry-After (state loading, lease): Vector retries those
+            await _wait_ready(session, f"http://127.0.0.1:{port}/readyz", proc)
             async with session.post(f"http://127.0.0.1:{port}{path}", data=body, headers=headers) as response:
                 assert response.status == 401
             headers["Authorization"] = f"Bearer {token}"
