@@ -11,5 +11,7 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 COPY config /etc/streamalert
 USER streamalert
+# http.listen of the shipped configs: /healthz, /readyz, /metrics and the Vector ingest path
+EXPOSE 8080
 ENTRYPOINT ["streamalert"]
 CMD ["check", "/etc/streamalert/rules"]
