@@ -363,7 +363,7 @@ def _replay_notifying(args: argparse.Namespace) -> tuple[Notifier, NotifyConfig,
     --notify; False (after printing why) when the options or the config are wrong."""
     from streamalert.config.notify import NotifyConfig  # noqa: PLC0415
     from streamalert.notify.notifier import Notifier  # noqa: PLC0415
-    from streamalert.notify.sender import build_sinks  # noqa: PLC0415
+    from streamalert.notify.sinks import build_sinks  # noqa: PLC0415
 
     if not args.notify:
         if args.config or args.send:
@@ -502,7 +502,7 @@ def _check_config(path: str) -> int:
     secret file that cannot be read (each named with its receiver and key), then the sinks themselves."""
     from streamalert.config.app import ConfigError, load_config  # noqa: PLC0415
     from streamalert.config.notify import build_route  # noqa: PLC0415
-    from streamalert.notify.sender import build_sinks  # noqa: PLC0415
+    from streamalert.notify.sinks import build_sinks  # noqa: PLC0415 (not sender's copy: no aiohttp, redis)
 
     unset: list[str] = []
     try:

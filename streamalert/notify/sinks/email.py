@@ -31,15 +31,17 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
-import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from streamalert.notify.model import Alert, Notification
 from streamalert.notify.sinks.base import DeliveryError, SinkConfig, SinkKind, secret
 from streamalert.notify.sinks.endpoint import scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _REMEMBERED = 256  # notifications whose accepting recipients a retry skips
 _DOT_ATOM = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*")
