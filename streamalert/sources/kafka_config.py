@@ -3,7 +3,6 @@ loading a config (`check --config`, `routes test`) does not import aiokafka: the
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -93,6 +92,8 @@ class KafkaConfig(pydantic.BaseModel):
             options["sasl_plain_username"] = self.sasl_username
             options["sasl_plain_password"] = self.sasl_password.get_secret_value()
         if self.security_protocol.endswith("SSL"):
+            import ssl  # noqa: PLC0415 (on use: loading a config does not need it)
+
             context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
             if self.ssl_certfile is not None:
                 context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None)
