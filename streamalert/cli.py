@@ -1,8 +1,9 @@
 """Command line: argument parsing and wiring only (`check`, `replay`, `run`, `routes`, `outbox`, `alerts`).
 
-Each command imports what it needs when it runs, so `--help` and `check RULES` start without loading aiohttp,
-aiokafka, redis or the engine (1.5 s of CPU at every start otherwise; bench/startup_bench.py). Commands that
-read a service config still load them: its models live in the modules of the sources and sinks.
+Each command imports what it needs when it runs, so `--help`, `check` and `routes test` start without loading
+aiohttp, aiokafka, redis, prometheus_client or the engine (1.5 s of CPU at every start otherwise;
+bench/startup_bench.py): the config models live apart from the code that sends and consumes, which imports
+those on use.
 """
 
 from __future__ import annotations
