@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from streamalert.config.notify import NotifyConfig, ReceiverSpec
 from streamalert.durations import parse_duration
-from streamalert.sources.kafka import KafkaConfig
-from streamalert.sources.vector_http import VectorHttpConfig
+from streamalert.sources.kafka_config import KafkaConfig
+from streamalert.sources.vector_config import VectorHttpConfig
 from streamalert.state.stores import check_url
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

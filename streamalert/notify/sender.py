@@ -24,9 +24,9 @@ from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, retry_if_exception_type, wait_exponential_jitter
 
 from streamalert.clock import Stopwatch
-from streamalert.config.notify import NotifyConfig, NotifySettings
+from streamalert.config.notify import NotifySettings
 from streamalert.notify.model import Notification
-from streamalert.notify.sinks import registry
+from streamalert.notify.sinks import build_sinks as build_sinks  # noqa: PLC0414 (re-exported)
 from streamalert.notify.sinks.base import DeliveryError, Redacting, Sink
 from streamalert.notify.sinks.endpoint import scrub
 from streamalert.state.base import Store
@@ -35,21 +35,6 @@ from streamalert.telemetry.metrics import Metrics
 _log = structlog.get_logger("streamalert.notify")
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
-
-
-def build_sinks(config: NotifyConfig) -> dict[tuple[str, str], Sink]:
-    """Every configured sink, keyed by (receiver, "<kind>/<index>"): built once, so a bad secret file
-    fails the start."""
-    kinds = registry()
-    sinks: dict[tuple[str, str], Sink] = {}
-    for receiver in config.receivers:
-        for name, kind, sink_config in receiver.sinks:
-            try:
-                sinks[(receiver.name, name)] = kinds[kind].build(sink_config)
-            except ValueError as exc:
-                index = name.partition("/")[2]
-                raise ValueError(f"receivers: {receiver.name}: {kind}_configs.{index}: {exc}") from None
-    return sinks
 
 
 @dataclass(slots=True)

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamalert.clock import Clock
+from streamalert.sources.kafka_config import OutOfRangePolicy
 from streamalert.telemetry.metrics import Metrics
 
-OutOfRangePolicy = Literal["earliest", "latest", "fail"]
 REMIND_MS = 60_000  # a stopped partition is logged again this often
 _log = structlog.get_logger("streamalert.kafka")
 

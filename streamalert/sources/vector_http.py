@@ -44,53 +44,19 @@ import hmac
 import zlib
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Self
+from typing import Any, Final
 
-import pydantic
 from aiohttp import hdrs, web
-from pydantic import ConfigDict, Field, SecretStr
 
 from streamalert.sources import Batch
 from streamalert.sources.vector_body import Body, OverBudget, ReadBudget, gunzip, read_capped
+from streamalert.sources.vector_config import VectorHttpConfig as VectorHttpConfig  # noqa: PLC0414 (re-exported)
 from streamalert.telemetry.metrics import Metrics
 
 SERVER_OPTIONS: Final[dict[str, Any]] = {"auto_decompress": False}  # for the aiohttp runner/server
 _GZIP: Final = frozenset({"gzip", "x-gzip"})
 _IDENTITY: Final = frozenset({"", "identity"})
 _SHOWN: Final = 32  # characters of a refused Content-Encoding echoed back
-
-
-class VectorHttpConfig(pydantic.BaseModel):
-    """Where the source listens on the shared HTTP app, how it authenticates, and its limits."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str = "/vector"
-    token: SecretStr | None = None
-    auth: Literal["bearer", "none"] = "bearer"
-    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)  # as received, and again after gunzip
-    body_timeout_s: float = Field(default=10.0, gt=0)  # the whole body must arrive within this, else 408
-    max_reading_requests: int = Field(default=256, gt=0)  # bodies being read at once
-    max_reading_bytes: int = Field(default=64 * 1024 * 1024, gt=0)  # bytes those bodies hold together
-    max_queued_requests: int = Field(default=64, gt=0)  # bodies read, waiting for their answer
-    max_batch_lines: int = Field(default=4096, gt=0)  # lines of one Batch, from one or several requests
-    tick_ms: int = Field(default=1000, gt=0)  # an empty Batch when nothing arrived for this long
-    retry_after_s: int = Field(default=1, ge=0)
-
-    @pydantic.field_validator("path")
-    @classmethod
-    def _absolute_path(cls, path: str) -> str:
-        if not path.startswith("/"):
-            raise ValueError("must start with '/'")
-        return path
-
-    @pydantic.model_validator(mode="after")
-    def _token_for_bearer(self) -> Self:
-        if self.auth == "bearer" and (self.token is None or not self.token.get_secret_value()):
-            raise ValueError("token: required when auth is 'bearer' (set auth: none to accept anyone)")
-        if self.max_reading_bytes < self.max_body_bytes:  # else a body of the allowed size is never read
-            raise ValueError("max_reading_bytes: must be at least max_body_bytes")
-        return self
 
 
 @dataclass(slots=True, eq=False)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from streamalert.state import keys
-from streamalert.state.base import Store
 from streamalert.state.memory import MemoryStore
-from streamalert.state.redis import RedisStore, split_url
+
+if TYPE_CHECKING:
+    from streamalert.state.base import Store
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -18,7 +20,11 @@ def check_url(url: str) -> None:
         return
     if not url.startswith(_REDIS_SCHEMES):
         raise ValueError("unsupported URL (use memory:// or redis://host:port/db?namespace=NAME)")
-    keys.meta(split_url(url)[1])
+    # the namespace as RedisStore.from_url reads it (split_url), without importing redis: loading a config
+    # (`check --config`, `routes test`) checks this URL and connects nowhere
+    namespace = parse_qs(urlsplit(url).query).get("namespace")
+    if namespace:  # without one, RedisStore uses its default, a valid name
+        keys.meta(namespace[0])
 
 
 def open_store(url: str) -> Store:
@@ -26,6 +32,8 @@ def open_store(url: str) -> Store:
     check_url(url)
     if url.startswith("memory:"):
         return MemoryStore()
+    from streamalert.state.redis import RedisStore  # noqa: PLC0415 (on use: redis costs 0.2 s of CPU to import)
+
     return RedisStore.from_url(url)
 
 

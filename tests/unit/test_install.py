@@ -53,11 +53,20 @@ def test_make_demo_installs_without_dev_extras_and_make_test_with(tmp_path: Path
 
 @pytest.mark.parametrize(
     "argv",
-    [["--help"], ["replay", "--help"], ["check", str(ROOT / "config" / "rules")]],
-    ids=["help", "replay-help", "check-rules"],
+    [
+        ["--help"],
+        ["replay", "--help"],
+        ["check", str(ROOT / "config" / "rules")],
+        ["check", "--config", str(ROOT / "config" / "streamalert.yaml")],
+        ["check", "--config", str(ROOT / "config" / "streamalert-kafka.yaml")],
+        ["routes", "test", "--config", str(ROOT / "config" / "streamalert.yaml"), "severity=critical"],
+        ["routes", "test", "--config", str(ROOT / "config" / "streamalert-kafka.yaml"), "severity=critical"],
+    ],
+    ids=["help", "replay-help", "check-rules", "check-config", "check-kafka-config", "routes-test", "routes-kafka"],
 )
 def test_quick_commands_do_not_load_the_live_stack(argv: list[str]) -> None:
-    """--help and `check RULES` never import aiohttp, aiokafka, redis, prometheus_client or the engine."""
+    """--help, `check RULES`, `check --config` and `routes test` (Vector and Kafka configs) never import aiohttp,
+    aiokafka, redis, prometheus_client or the engine."""
     script = (
         "import sys\n"
         "from streamalert.cli import main\n"

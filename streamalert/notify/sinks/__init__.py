@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamalert.notify.sinks import (
     alertmanager,
@@ -25,6 +25,10 @@ from streamalert.notify.sinks import (
     webhook,
 )
 from streamalert.notify.sinks.base import SinkKind
+
+if TYPE_CHECKING:
+    from streamalert.config.notify import NotifyConfig
+    from streamalert.notify.sinks.base import Sink
 
 BUILTIN: dict[str, SinkKind[Any]] = {
     kind.name: kind
@@ -53,3 +57,18 @@ def registry() -> dict[str, SinkKind[Any]]:
             raise TypeError(f"entry point streamalert.sinks:{point.name} is not a SinkKind")
         kinds[kind.name] = kind
     return kinds
+
+
+def build_sinks(config: NotifyConfig) -> dict[tuple[str, str], Sink]:
+    """Every configured sink, keyed by (receiver, "<kind>/<index>"): built once, so a bad secret file
+    fails the start."""
+    kinds = registry()
+    sinks: dict[tuple[str, str], Sink] = {}
+    for receiver in config.receivers:
+        for name, kind, sink_config in receiver.sinks:
+            try:
+                sinks[(receiver.name, name)] = kinds[kind].build(sink_config)
+            except ValueError as exc:
+                index = name.partition("/")[2]
+                raise ValueError(f"receivers: {receiver.name}: {kind}_configs.{index}: {exc}") from None
+    return sinks

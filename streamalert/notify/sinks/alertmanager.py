@@ -35,9 +35,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import aiohttp
 from pydantic import SecretStr, field_validator, model_validator
 
 from streamalert.clock import Clock, WallClock
@@ -46,6 +45,9 @@ from streamalert.notify.model import ZERO_TIME, Alert, Notification
 from streamalert.notify.sinks.base import SinkConfig, SinkKind, bearer_token, post_json
 from streamalert.notify.sinks.endpoint import Target, check_token, http_target, refuse_two_auths, scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER
+
+if TYPE_CHECKING:
+    import aiohttp
 
 ALERTS_PATH = "/api/v2/alerts"
 

@@ -16,19 +16,20 @@ from __future__ import annotations
 import math
 import os
 import re
-import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload, runtime_checkable
 
-import aiohttp
 import orjson
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 from streamalert.durations import parse_duration
 from streamalert.notify.model import Notification
 from streamalert.notify.sinks.endpoint import Target, check_token, describe, http_target, scrub
+
+if TYPE_CHECKING:  # aiohttp is imported where a request is made: `check` and `routes test` start without it
+    import aiohttp
 
 
 class DeliveryError(Exception):
@@ -154,6 +155,10 @@ def answer_detail(answer: Any, raw: bytes, hidden: Iterable[str] = ()) -> str:
 def transport_error(what: str, exc: BaseException, hidden: Iterable[str] = ()) -> DeliveryError:
     """The DeliveryError for a request that got no HTTP answer, naming the cause (DNS, connection refused,
     TLS, the server hanging up, ...) and never the URL or host."""
+    import ssl  # noqa: PLC0415 (on use: loading a config does not need the HTTP client)
+
+    import aiohttp  # noqa: PLC0415
+
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return DeliveryError(f"{what}: DNS lookup failed ({_os_reason(exc.os_error, hidden)})", retryable=True)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -217,6 +222,8 @@ async def post_json(
     non-2xx answer or transport failure, classified for the sender, naming `what` (the sink) and the cause:
     the status and what the answer says, or why no answer came. Never the URL (webhook URLs and bot tokens
     are secrets), header values or `hidden` (say, a routing key in the body)."""
+    import aiohttp  # noqa: PLC0415 (on use: loading a config does not need the HTTP client)
+
     try:
         target = url if isinstance(url, Target) else http_target(url, "url")
     except ValueError as exc:  # a sink that checks its URL only now: no retry makes it valid

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import aiohttp
 from pydantic import SecretStr, model_validator
 
 from streamalert.notify.model import SEVERITIES, Alert, Notification, severity_rank
@@ -37,6 +36,9 @@ from streamalert.notify.sinks.text import (
     ordered_alerts,
     webhook_url,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
 
 CONTENT_MAX = 2000
 MAX_EMBEDS = 10

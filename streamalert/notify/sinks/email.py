@@ -14,26 +14,22 @@ message and a retry sends only to the others.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import html
 import ipaddress
 import os
 import re
-import smtplib
 import socket
-import ssl
 from collections import OrderedDict
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
-import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from streamalert.notify.model import Alert, Notification
@@ -41,10 +37,15 @@ from streamalert.notify.sinks.base import DeliveryError, SinkConfig, SinkKind, s
 from streamalert.notify.sinks.endpoint import scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER
 
+if TYPE_CHECKING:  # the sending side is imported on use: loading a config needs none of it
+    import concurrent.futures
+    import smtplib
+    import ssl
+
+    import aiohttp
+
 _REMEMBERED = 256  # notifications whose accepting recipients a retry skips
 _DOT_ATOM = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*")
-# SMTP sessions run in these threads (smtplib blocks); an abandoned attempt ends by its socket timeout
-_SMTP_THREADS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="streamalert-smtp")
 _MAX_REPLY = 200  # characters of an SMTP reply kept in an error message
 
 
@@ -303,9 +304,12 @@ class EmailSink:
         if not recipients:
             return
         message = build_message(notification, self.config)
+        import asyncio  # noqa: PLC0415 (on use, as smtplib: loading a config needs neither)
+        import smtplib  # noqa: PLC0415
+
         try:
             loop = asyncio.get_running_loop()  # its own threads: a hanging server cannot starve DNS lookups
-            refused = await loop.run_in_executor(_SMTP_THREADS, self._deliver, message, recipients)
+            refused = await loop.run_in_executor(_smtp_threads(), self._deliver, message, recipients)
         except (smtplib.SMTPException, OSError, _StartTLSMissing) as exc:
             raise self._error(exc) from None
         delivered.update(r for r in recipients if r not in refused)
@@ -314,6 +318,8 @@ class EmailSink:
 
     def _deliver(self, message: EmailMessage, recipients: list[str]) -> dict[str, tuple[int, bytes]]:
         """One SMTP session (in a worker thread). Returns the refused recipients when some were accepted."""
+        import smtplib  # noqa: PLC0415 (on use)
+
         timeout = self.config.timeout_s() or 60.0  # a socket timeout also ends the thread of a timed-out send
         client: smtplib.SMTP
         if self.config.tls == "tls":
@@ -340,6 +346,9 @@ class EmailSink:
 
     def _error(self, exc: BaseException) -> DeliveryError:
         """The DeliveryError for a failed session: no password, host or address in the message."""
+        import smtplib  # noqa: PLC0415 (on use)
+        import ssl  # noqa: PLC0415
+
         if isinstance(exc, _StartTLSMissing):
             return DeliveryError(
                 "email: the server does not offer STARTTLS (tls: starttls requires it)", retryable=False
@@ -414,7 +423,18 @@ def _refused(refused: dict[str, tuple[int, bytes]], attempted: int) -> DeliveryE
     )
 
 
+@functools.cache
+def _smtp_threads() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads SMTP sessions run in (smtplib blocks), made on first use; an abandoned attempt ends by its
+    socket timeout."""
+    import concurrent.futures  # noqa: PLC0415 (on use)
+
+    return concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="streamalert-smtp")
+
+
 def _tls_context(config: EmailConfig) -> ssl.SSLContext:
+    import ssl  # noqa: PLC0415 (when a sink is built: loading a config does not need it)
+
     try:
         context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
     except (OSError, ssl.SSLError) as exc:

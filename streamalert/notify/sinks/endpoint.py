@@ -14,8 +14,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
-import yarl
-
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")  # control characters and whitespace: never valid in a URL or a token
 _URL_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
 _IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?![\d.])")
@@ -57,6 +55,8 @@ def http_target(url: str, key: str, *, query: bool = True) -> Target:
         raise ValueError(f"{where}a base URL cannot have a query (?) or fragment (#)")
     if not parts.hostname:
         raise ValueError(f"{where}the URL has no host")
+    import yarl  # noqa: PLC0415 (on use: a config whose URLs are all in files is checked without it)
+
     try:
         port = parts.port
         parsed = yarl.URL(url)

@@ -12,15 +12,17 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import aiohttp
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from streamalert.notify.model import Alert, Notification
 from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json, secret
 from streamalert.notify.sinks.endpoint import check_token, http_target, scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER
+
+if TYPE_CHECKING:
+    import aiohttp
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 SEVERITIES = frozenset({"critical", "error", "warning", "info"})  # the values PD-CEF allows

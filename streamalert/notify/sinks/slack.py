@@ -20,9 +20,8 @@ with an ellipsis, never inside an entity or a link. `channel`, `username` and `i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import aiohttp
 from pydantic import SecretStr, model_validator
 
 from streamalert.notify.model import SEVERITIES, Alert, Notification, severity_rank
@@ -36,6 +35,9 @@ from streamalert.notify.sinks.text import (
     ordered_alerts,
     webhook_url,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
 
 MAX_BLOCKS = 50
 SECTION_TEXT_MAX = 3000

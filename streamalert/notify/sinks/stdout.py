@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import sys
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import aiohttp
 import orjson
 
 from streamalert.notify.model import Notification
 from streamalert.notify.sinks.base import SinkConfig, SinkKind
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class StdoutConfig(SinkConfig):

@@ -31,15 +31,17 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from streamalert.notify.model import SEVERITIES, Alert, Notification, severity_rank
 from streamalert.notify.sinks.base import DeliveryError, SinkConfig, SinkKind, one_secret, post_json, secret
 from streamalert.notify.sinks.endpoint import http_target, scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER, is_http_url, labels_line, ordered_alerts
+
+if TYPE_CHECKING:
+    import aiohttp
 
 TEXT_MAX = 4096
 SEVERITY_EMOJI = {"critical": "🔴", "error": "🟠", "warning": "🟡", "info": "🔵"}

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
-import aiohttp
 from pydantic import Field, SecretStr, model_validator
 
 from streamalert.notify.model import Notification
 from streamalert.notify.sinks.base import SinkConfig, SinkKind, bearer_token, one_secret, post_json, secret
 from streamalert.notify.sinks.endpoint import Target, check_token, http_target, refuse_two_auths, scrub
 from streamalert.notify.sinks.text import DELIVERY_HEADER
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class WebhookConfig(SinkConfig):
