@@ -4,7 +4,7 @@ Every `interval` (wall time: these alerts are about the process, not the logs) t
 process's own metrics, pings the store and asks the current term whether input is expected; `Monitor.step`
 turns those readings into state changes (pure: readings and `now` in, changes out); `route` turns each
 change into one notification per sink of every receiver the route tree picks for its labels; `Outbound`
-delivers them with the Sender's retries.
+delivers them with the Sender's retries (both in streamalert.notify.direct).
 
 The send path never touches the store: a notification that the store is down must get out while it is
 down. So there is no outbox, no group state and no Redis silence here: only state changes are sent (firing
@@ -16,8 +16,6 @@ reports) itself: the `instance` label says which.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -31,15 +29,12 @@ from streamalert.config.app import AppConfig, HeldAlertConfig, SelfAlertConfig, 
 from streamalert.config.notify import build_route
 from streamalert.decode import format_ms
 from streamalert.http import parse_listen
-from streamalert.notify.dispatch import group_key
-from streamalert.notify.model import ZERO_TIME, Alert, Notification, fingerprint, severity_rank
+from streamalert.notify.direct import Outbound, route
+from streamalert.notify.model import ZERO_TIME, Alert, fingerprint
 from streamalert.notify.notifier import Notifier
-from streamalert.notify.routing import Route
-from streamalert.notify.sender import Sender
 from streamalert.notify.sinks.base import Sink
 from streamalert.sources.kafka import KafkaSource
 from streamalert.state.base import Store
-from streamalert.state.memory import MemoryStore
 from streamalert.telemetry.metrics import PREFIX, Metrics
 
 _log = structlog.get_logger("streamalert.selfmon")
@@ -258,91 +253,6 @@ _DESCRIPTION = {
 }
 
 
-# ---- routing and sending -----------------------------------------------------------------------------------
-
-
-def route(change: Change, root: Route, notifier: Notifier, now_ms: int) -> list[tuple[Route, Notification]]:
-    """The notifications for one change: one per sink of each receiver the route tree picks, less receivers
-    whose minimum severity it is below, config silences and (for resolves) sinks without send_resolved.
-    Each is its own group of one alert: no group_wait, nothing batched with other alerts."""
-    out: list[tuple[Route, Notification]] = []
-    labels = change.labels
-    if any(s.mutes(labels, now_ms) for s in notifier.config_silences):
-        return out
-    alert = change.alert()
-    for matched in root.match(labels):
-        receiver = notifier.receivers[matched.receiver]
-        if severity_rank(labels) < receiver.min_rank:
-            continue
-        key = group_key(matched, matched.group_labels(labels))
-        for sink_name, sink_config in receiver.sinks:
-            if change.status == "resolved" and not sink_config.send_resolved:
-                continue
-            stamp = f"{key}\x00{alert.fingerprint}\x00{change.status}\x00{now_ms}\x00{sink_name}"
-            notification = Notification(
-                id=hashlib.sha256(stamp.encode()).hexdigest()[:32],
-                receiver=receiver.name,
-                sink=sink_name,
-                group_key=key,
-                group_labels=matched.group_labels(labels),
-                alerts=(alert,),
-                at=format_ms(now_ms),
-                external_url=notifier.external_url,
-            )
-            out.append((matched, notification))
-    return out
-
-
-class Outbound:
-    """Delivery without the outbox: one queue per (receiver, sink), so a resolve never overtakes its trigger.
-    The Sender's `deliver` retries as for any notification; it counts attempts in a store, here a private
-    MemoryStore (never Redis: this path must work while Redis is down)."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self._lanes: dict[tuple[str, str], tuple[asyncio.Queue[tuple[Notification, Sink]], asyncio.Task[None]]] = {}
-        self._sender: Sender | None = None
-
-    def send(self, notification: Notification, sink: Sink, config: AppConfig) -> None:
-        if self._sender is None or self._sender.settings is not config.notify:
-            self._sender = Sender(MemoryStore(), {}, config.notify, self.metrics)
-        lane = self._lanes.get((notification.receiver, notification.sink))
-        if lane is None:
-            queue: asyncio.Queue[tuple[Notification, Sink]] = asyncio.Queue()
-            lane = self._lanes[(notification.receiver, notification.sink)] = (
-                queue,
-                asyncio.create_task(self._work(queue)),
-            )
-        lane[0].put_nowait((notification, sink))
-
-    async def idle(self) -> None:
-        for queue, _ in list(self._lanes.values()):
-            await queue.join()
-
-    async def _work(self, queue: asyncio.Queue[tuple[Notification, Sink]]) -> None:
-        while True:
-            notification, sink = await queue.get()
-            try:
-                sender = self._sender
-                assert sender is not None
-                outcome = await sender.deliver(notification.id, notification, sink)
-                await sender.store.outbox_done(notification.id, b"", 0)  # forget its attempt count
-                if outcome.status != "sent":
-                    _log.error("self_alert_not_sent", sink=notification.sink, error=outcome.error)
-            finally:
-                queue.task_done()
-
-    async def close(self) -> None:
-        for _, task in self._lanes.values():
-            task.cancel()
-        for _, task in self._lanes.values():
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._lanes.clear()
-        if self._sender is not None:
-            await self._sender.close()
-
-
 # ---- the runner --------------------------------------------------------------------------------------------
 
 Setup = Callable[[], tuple[AppConfig, Mapping[tuple[str, str], Sink] | None]]  # the configuration in force
@@ -368,7 +278,7 @@ async def run(setup: Setup, store: Store, metrics: Metrics, clock: Clock, probe:
             settings = config.self_monitoring
             readings = await sample(config, store, metrics, clock, probe, settings.interval_ms() / 1000)
             for change in monitor.step(settings, readings):
-                _log.warning("self_alert", status=change.status, **change.labels)
+                _log.warning("self_alert", status=change.status, labels=change.labels)
                 _send(change, config, sinks, outbound, sent, readings.now_ms, repeat=False)
             for change in monitor.firing:  # the Watchdog again at its route's repeat_interval
                 if change.labels.get("alertname") == WATCHDOG:
@@ -391,7 +301,7 @@ def _send(
     if config.route is None or sinks is None:
         return  # no routes: the log line is all there is
     watchdog = change.labels.get("alertname") == WATCHDOG
-    for matched, notification in route(change, build_route(config.route), Notifier(config), now_ms):
+    for matched, notification in route(change.alert(), build_route(config.route), Notifier(config), now_ms):
         key = (matched.id, notification.alerts[0].fingerprint)
         if repeat and key in sent and now_ms - sent[key] < matched.repeat_interval_ms:
             continue

@@ -13,6 +13,7 @@ from streamalert import selfmon
 from streamalert.clock import ManualClock
 from streamalert.config.app import AppConfig, SelfMonitoringConfig, load_config
 from streamalert.config.notify import build_route
+from streamalert.notify import direct
 from streamalert.notify.notifier import Notifier
 from streamalert.notify.sender import build_sinks
 from streamalert.selfmon import Change, Monitor, Readings
@@ -199,14 +200,14 @@ def test_route_picks_receivers_with_the_route_tree_and_their_filters(tmp_path: P
     root, notifier = build_route(config.route), Notifier(config)  # type: ignore[arg-type]
     d = Driver(settings(watchdog={"enabled": True}, input_malformed={"threshold": 0, "labels": {"severity": "info"}}))
     d.at(0, reload_ok=False, malformed={"vector": 1.0})
-    picked = {c.labels["alertname"]: selfmon.route(c, root, notifier, 0) for c in d.changes}
+    picked = {c.labels["alertname"]: direct.route(c.alert(), root, notifier, 0) for c in d.changes}
     assert [n.receiver for _, n in picked["Watchdog"]] == ["deadman"]
     assert [n.receiver for _, n in picked["StreamalertReloadFailed"]] == ["main"]
     assert picked["StreamalertInputMalformed"] == []  # info is below main's min_severity
     d.at(S)
     resolved = [c for c in d.changes if c.status == "resolved"]
     assert resolved
-    assert all(selfmon.route(c, root, notifier, S) == [] for c in resolved)
+    assert all(direct.route(c.alert(), root, notifier, S) == [] for c in resolved)
 
 
 async def test_every_self_alert_reaches_a_webhook_without_a_store_and_despite_a_failed_attempt(
@@ -233,10 +234,10 @@ async def test_every_self_alert_reaches_a_webhook_without_a_store_and_despite_a_
         d.at(0, **readings)
         d.at(S, **readings)
         assert len(d.changes) == 9
-        outbound = selfmon.Outbound(Metrics())
+        outbound = direct.Outbound(Metrics())
         sinks = build_sinks(config)
         for change in d.changes:
-            for _, notification in selfmon.route(change, build_route(config.route), Notifier(config), 0):  # type: ignore[arg-type]
+            for _, notification in direct.route(change.alert(), build_route(config.route), Notifier(config), 0):  # type: ignore[arg-type]
                 outbound.send(notification, sinks[(notification.receiver, notification.sink)], config)
         await outbound.idle()
         await outbound.close()
