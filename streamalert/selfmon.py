@@ -303,7 +303,7 @@ def _send(
     watchdog = change.labels.get("alertname") == WATCHDOG
     for matched, notification in route(change.alert(), build_route(config.route), Notifier(config), now_ms):
         key = (matched.id, notification.alerts[0].fingerprint)
-        if repeat and key in sent and now_ms - sent[key] < matched.repeat_interval_ms:
+        if repeat and key in sent and now_ms - sent[key] <= matched.repeat_interval_ms:  # strictly after, as dispatch
             continue
         if watchdog:
             sent[key] = now_ms

@@ -119,3 +119,24 @@ async def test_store_down_reaches_the_webhook_while_redis_is_stopped(tmp_path: P
         finally:
             os.kill(redis_proc.proc.pid, signal.SIGCONT)
             _stop(service)
+
+
+async def test_a_refused_reload_is_reported_and_a_good_one_resolves_it(tmp_path: Path) -> None:
+    """SIGHUP with a broken rule file fires StreamalertReloadFailed at the webhook; SIGHUP after the file is
+    mended resolves it."""
+    async with serve(Vendor(webhook_format)) as hook:
+        service = Service(tmp_path, "memory://", extra=_extra(hook.url, "  reload_failed: {for: 0s}"))
+        try:
+            await service.wait_ready()
+            good = (tmp_path / "rules.yaml").read_text()
+            (tmp_path / "rules.yaml").write_text(good.replace("window: 1m", "window: often", 1))
+            service.proc.send_signal(signal.SIGHUP)
+            failed = await _until(hook, "StreamalertReloadFailed", "firing")
+            assert failed["labels"]["severity"] == "warning"
+            (tmp_path / "rules.yaml").write_text(good)
+            service.proc.send_signal(signal.SIGHUP)
+            resolved = await _until(hook, "StreamalertReloadFailed", "resolved")
+            assert resolved["fingerprint"] == failed["fingerprint"]
+            assert service.stop() == 0
+        finally:
+            _stop(service)

@@ -4,14 +4,16 @@ ManualClock drives the readings), routes through the route tree, and is delivere
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from streamalert import selfmon
-from streamalert.clock import ManualClock
-from streamalert.config.app import AppConfig, SelfMonitoringConfig, load_config
+from streamalert.clock import ManualClock, Stopwatch
+from streamalert.config.app import AppConfig, ConfigError, SelfMonitoringConfig, load_config
 from streamalert.config.notify import build_route
 from streamalert.notify import direct
 from streamalert.notify.notifier import Notifier
@@ -280,3 +282,65 @@ async def test_sample_reads_the_metrics_and_the_store() -> None:
         await store.close()
     assert stuck.store_error == "TimeoutError"
     assert stuck.lanes is None
+
+
+async def _eventually(condition: Callable[[], bool], deadline_s: float = 10) -> None:
+    watch = Stopwatch()
+    while not condition():
+        assert watch.elapsed() < deadline_s, "condition not reached in time"
+        await asyncio.sleep(0.01)  # poll with a deadline
+
+
+async def test_the_runner_sends_the_watchdog_once_then_again_after_its_route_repeat_interval(tmp_path: Path) -> None:
+    """`run` sends the Watchdog at its first sample, not again while the (manual) clock stands still, and
+    again once the clock is past the `deadman` route's repeat_interval (1m)."""
+    async with serve(Vendor(webhook_format)) as hook:
+        config = _config(tmp_path, hook.url)
+        config.self_monitoring = settings(interval="20ms", watchdog={"enabled": True})
+        sinks = build_sinks(config)
+        clock = ManualClock(1_700_000_000_000)
+        samples = [0]
+
+        def probe() -> tuple[object | None, str | None]:
+            samples[0] += 1
+            return None, None
+
+        def watchdogs() -> int:
+            return sum(a["labels"]["alertname"] == "Watchdog" for r in hook.accepted for a in r.body["alerts"])
+
+        metrics = Metrics()
+        metrics.config_reload_ok.set(1)  # as the Reloader does at start
+        task = asyncio.create_task(selfmon.run(lambda: (config, sinks), MemoryStore(), metrics, clock, probe))
+        try:
+            await _eventually(lambda: watchdogs() == 1)
+            seen = samples[0]
+            await _eventually(lambda: samples[0] >= seen + 5)
+            assert watchdogs() == 1
+            clock.advance(60_000)
+            await _eventually(lambda: samples[0] >= seen + 10)
+            assert watchdogs() == 1  # at the interval exactly: not yet
+            clock.advance(1)
+            await _eventually(lambda: watchdogs() == 2)
+            assert [r.body["receiver"] for r in hook.accepted] == ["deadman", "deadman"]
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@pytest.mark.parametrize(
+    ("section", "named"),
+    [
+        ("store_down: {for: soon}", "self_monitoring.store_down.for"),
+        ("store_down: {threshold: 3}", "self_monitoring.store_down.threshold"),
+        ("input_late: {window: 0s}", "self_monitoring.input_late.window"),
+        ("labels: {bad-name: x}", "self_monitoring.labels"),
+    ],
+)
+def test_a_bad_self_monitoring_key_is_refused_naming_it(tmp_path: Path, section: str, named: str) -> None:
+    """A bad bound, a key an alert does not have, a zero window or a bad label name: an error with its path."""
+    (tmp_path / "c.yaml").write_text(
+        f"rules: r.yaml\nsources: {{vector: {{auth: none}}}}\nself_monitoring:\n  {section}\n"
+    )
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_config(tmp_path / "c.yaml")
