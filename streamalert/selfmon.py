@@ -276,13 +276,16 @@ async def run(setup: Setup, store: Store, metrics: Metrics, clock: Clock, probe:
             watch = Stopwatch()
             config, sinks = setup()
             settings = config.self_monitoring
-            readings = await sample(config, store, metrics, clock, probe, settings.interval_ms() / 1000)
-            for change in monitor.step(settings, readings):
-                _log.warning("self_alert", status=change.status, labels=change.labels)
-                _send(change, config, sinks, outbound, sent, readings.now_ms, repeat=False)
-            for change in monitor.firing:  # the Watchdog again at its route's repeat_interval
-                if change.labels.get("alertname") == WATCHDOG:
-                    _send(change, config, sinks, outbound, sent, readings.now_ms, repeat=True)
+            try:
+                readings = await sample(config, store, metrics, clock, probe, settings.interval_ms() / 1000)
+                for change in monitor.step(settings, readings):
+                    _log.warning("self_alert", status=change.status, labels=change.labels)
+                    _send(change, config, sinks, outbound, sent, readings.now_ms, repeat=False)
+                for change in monitor.firing:  # the Watchdog again at its route's repeat_interval
+                    if change.labels.get("alertname") == WATCHDOG:
+                        _send(change, config, sinks, outbound, sent, readings.now_ms, repeat=True)
+            except Exception as exc:  # a bug here must not end self-monitoring (nor the process)
+                _log.error("self_monitoring_failed", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(max(0.0, settings.interval_ms() / 1000 - watch.elapsed()))  # a period
     finally:
         await outbound.close()
