@@ -9,12 +9,16 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import orjson
 import pytest
 
 from streamalert.clock import Stopwatch, WallClock
 from streamalert.decode import format_ms
+from streamalert.testing import free_port
+from tests.integration.kafka_support import Receiver, create_topic, notify_config, produce, start_run, write_config
+from tests.integration.test_kafka import poll, stop
 from tests.notify.test_webhook import PATH
 from tests.notify.test_webhook import conformance_validator as webhook_format
 from tests.notify.vendor import Vendor, serve
@@ -140,3 +144,36 @@ async def test_a_refused_reload_is_reported_and_a_good_one_resolves_it(tmp_path:
             assert service.stop() == 0
         finally:
             _stop(service)
+
+
+def test_a_kafka_consumer_with_partitions_and_no_records_is_reported_silent(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """`streamalert run` on Kafka: with its two partitions assigned and no record for the 1.5 s bound,
+    StreamalertInputSilent (source=kafka, naming the partitions) reaches the webhook; a record resolves it."""
+    topic = create_topic(kafka_bootstrap, partitions=2)
+    receiver = Receiver()
+    self_monitoring = "self_monitoring:\n  interval: 200ms\n  input_silent: {for: 1500ms}\n"
+    routes = notify_config(receiver.url).replace("group_wait: 30s", "group_wait: 0s")
+    config = write_config(tmp_path, kafka_bootstrap, topic, "memory://", free_port(), extra=routes + self_monitoring)
+    proc = start_run(config, tmp_path / "out.jsonl", tmp_path / "err.log")
+
+    def silent(status: str) -> list[dict[str, Any]]:
+        alerts = [a for _, body in receiver.received for a in cast(list[dict[str, Any]], body["alerts"])]
+        return [a for a in alerts if a["labels"]["alertname"] == "StreamalertInputSilent" and a["status"] == status]
+
+    try:
+        poll(lambda: bool(silent("firing")), 30, "StreamalertInputSilent firing", proc)
+        fired = silent("firing")[0]
+        assert fired["labels"]["source"] == "kafka"
+        assert f"{topic}/0, {topic}/1" in fired["annotations"]["summary"]
+        line = orjson.dumps({"timestamp": format_ms(WallClock().now_ms()), "level": "info"})
+        produce(kafka_bootstrap, topic, [line], partition=1)
+        poll(lambda: bool(silent("resolved")), 30, "StreamalertInputSilent resolved", proc)
+        assert len(silent("firing")) == 1
+        assert stop(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        receiver.close()
