@@ -23,6 +23,7 @@ import structlog
 from aiohttp import hdrs, web
 from redis.exceptions import RedisError
 
+from streamalert import selfmon
 from streamalert.clock import Clock, Stopwatch, WallClock
 from streamalert.config.app import AppConfig
 from streamalert.config.rules import Rule, load_rules
@@ -104,6 +105,9 @@ async def serve(
     term = _Term()
     runner = await _listen(config, store, clock, metrics, reloader, replica, writer, term)
     watcher = asyncio.create_task(watch_loop(metrics))
+    current = lambda: (reloader.current.config, reloader.current.sinks)  # noqa: E731
+    probe = lambda: (replica.kafka if replica else term.source, term.health.store_error)  # noqa: E731
+    monitor = asyncio.create_task(selfmon.run(current, store, metrics, WallClock(), probe))
     _log.info("started", listen=config.http.listen, rules=len(rules), state=redact(config.state))
     stop = _Stop()
     loop = asyncio.get_running_loop()
@@ -137,7 +141,7 @@ async def serve(
             break
     finally:
         stop.set()
-        code = await _shut_down(config, code, writer, replica, runner, store, watcher, stop)
+        code = await _shut_down(config, code, writer, replica, runner, store, watcher, stop, monitor)
     _log.info("stopped", code=code)
     return code
 
@@ -278,10 +282,14 @@ async def _shut_down(
     store: Store,
     watcher: asyncio.Task[None],
     stop: _Stop,
+    monitor: asyncio.Task[None],
 ) -> int:
     """Stop intake, give the lease up, close the listener and the store: all within `shutdown_timeout`
     (a store that does not answer cannot hold the exit up). Returns the exit code."""
     budget = config.ms("shutdown_timeout") / 1000
+    monitor.cancel()  # self-monitoring ends first: a closing store is not an outage
+    with contextlib.suppress(asyncio.CancelledError):
+        await monitor
 
     def left() -> float:
         return stop.left(budget)

@@ -10,7 +10,7 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from streamalert.config.notify import NotifyConfig, ReceiverSpec
+from streamalert.config.notify import LabelName, NotifyConfig, ReceiverSpec
 from streamalert.durations import parse_duration
 from streamalert.sources.kafka_config import KafkaConfig
 from streamalert.sources.vector_config import VectorHttpConfig
@@ -46,6 +46,103 @@ class SinksConfig(BaseModel):
     stdout: StdoutSinkConfig | None = Field(default_factory=StdoutSinkConfig)
 
 
+# ---- self-monitoring (streamalert.selfmon): built-in alerts about the process itself -------------------------
+
+
+def _bound(value: str) -> str:
+    parse_duration(value)  # raises ValueError naming the text
+    return value
+
+
+class SelfAlertConfig(BaseModel):
+    """One built-in alert: on or off, and labels added to (or replacing) its defaults."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    enabled: bool = True
+    labels: dict[LabelName, str] = Field(default_factory=dict)
+
+
+class HeldAlertConfig(SelfAlertConfig):
+    """An alert whose condition must hold for `for` before it fires."""
+
+    for_: str = Field(default="0s", alias="for")
+
+    _check = field_validator("for_")(_bound)
+
+    def for_ms(self) -> int:
+        return parse_duration(self.for_)
+
+
+class InputSilentConfig(HeldAlertConfig):
+    for_: str = Field(default="10m", alias="for")  # no line from the source for this long
+
+
+class StoreDownConfig(HeldAlertConfig):
+    for_: str = Field(default="1m", alias="for")
+
+
+class LagAlertConfig(HeldAlertConfig):
+    for_: str = Field(default="5m", alias="for")
+    threshold: int = Field(default=10_000, ge=0)  # records behind, per partition
+
+
+class CountAlertConfig(SelfAlertConfig):
+    """Fires while more than `threshold` were counted in the last `window`."""
+
+    window: str = "15m"
+    threshold: int = Field(default=0, ge=0)
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        if parse_duration(value) <= 0:
+            raise ValueError("must be more than 0")
+        return value
+
+    def window_ms(self) -> int:
+        return parse_duration(self.window)
+
+
+class BadLinesConfig(CountAlertConfig):
+    window: str = "5m"
+    threshold: int = Field(default=100, ge=0)  # a few malformed or late lines are normal
+
+
+class WatchdogConfig(SelfAlertConfig):
+    enabled: bool = False  # on, it pages the root receiver unless a route sends it to a dead man's switch
+
+
+class SelfMonitoringConfig(BaseModel):
+    """`self_monitoring:`, see README "Self-monitoring". Every alert is on by default except the Watchdog."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    interval: str = "15s"  # how often the process samples its metrics and pings its store
+    instance: str = ""  # the `instance` label; empty: <hostname>:<listen port>
+    labels: dict[LabelName, str] = Field(default_factory=dict)  # added to every self-monitoring alert
+    input_silent: InputSilentConfig = Field(default_factory=InputSilentConfig)
+    consumer_lag: LagAlertConfig = Field(default_factory=LagAlertConfig)
+    store_down: StoreDownConfig = Field(default_factory=StoreDownConfig)
+    notifications_dead_lettered: CountAlertConfig = Field(default_factory=CountAlertConfig)
+    series_dropped: CountAlertConfig = Field(default_factory=CountAlertConfig)
+    input_malformed: BadLinesConfig = Field(default_factory=BadLinesConfig)
+    input_late: BadLinesConfig = Field(default_factory=BadLinesConfig)
+    reload_failed: HeldAlertConfig = Field(default_factory=HeldAlertConfig)
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        if parse_duration(value) <= 0:
+            raise ValueError("must be more than 0")
+        return value
+
+    def interval_ms(self) -> int:
+        return parse_duration(self.interval)
+
+
 class AppConfig(NotifyConfig):
     """Everything `streamalert run` needs. Durations are strings such as 30s; *_ms properties give ms.
     The notification keys (route, receivers, inhibit_rules, silences, notify) come from NotifyConfig."""
@@ -63,6 +160,7 @@ class AppConfig(NotifyConfig):
     http: HttpConfig = Field(default_factory=HttpConfig)
     sources: SourcesConfig
     sinks: SinksConfig = Field(default_factory=SinksConfig)
+    self_monitoring: SelfMonitoringConfig = Field(default_factory=SelfMonitoringConfig)
 
     @field_validator("lateness", "max_delay", "future_skew", "shutdown_timeout", "lease_ttl")
     @classmethod
