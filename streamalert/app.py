@@ -107,7 +107,7 @@ async def serve(
     watcher = asyncio.create_task(watch_loop(metrics))
     current = lambda: (reloader.current.config, reloader.current.sinks)  # noqa: E731
     probe = lambda: (replica.kafka if replica else term.source, term.health.store_error)  # noqa: E731
-    monitor = asyncio.create_task(selfmon.run(current, store, metrics, WallClock(), probe))
+    monitor = asyncio.create_task(selfmon.run(current, store, metrics, clock, probe))
     _log.info("started", listen=config.http.listen, rules=len(rules), state=redact(config.state))
     stop = _Stop()
     loop = asyncio.get_running_loop()
