@@ -162,6 +162,9 @@ class VectorHttpSource:
             request.started = True
             lines += request.body.take(room)
             if not request.body.exhausted:
+                # A large request takes turns with those queued behind it: a 10 MB body does not hold the
+                # small requests back until their lines are late (it is answered when its last line is).
+                queue.rotate(-1)
                 break
             done.append(queue.popleft())
         return lines, done
@@ -183,13 +186,11 @@ class VectorHttpSource:
         """Stop taking requests: new ones and queued ones not started get 503; a request partly handed out is
         handed out to its end; batches already yielded still wait for `ack`."""
         self._closed = True
-        started = self._queue[0] if self._queue and self._queue[0].started else None
-        while self._queue:
-            request = self._queue.popleft()
-            if request is not started:
+        started = [request for request in self._queue if request.started]
+        for request in self._queue:
+            if not request.started:
                 self._settle(request, 503)
-        if started is not None:
-            self._queue.append(started)
+        self._queue = collections.deque(started)
         self._arrived.set()
 
     async def abort(self) -> None:

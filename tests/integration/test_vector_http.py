@@ -322,8 +322,9 @@ async def not_done(task: asyncio.Task[Reply]) -> bool:
 
 
 async def test_large_request_is_spread_over_batches_and_answered_after_its_last() -> None:
-    """A request over max_batch_lines goes out in consecutive batches of at most that many lines and is answered
-    only when the batch with its last line is acked; a small request fitting the room joins that batch."""
+    """A request over max_batch_lines goes out in batches of at most that many lines and is answered only when
+    the batch with its last line is acked; a small request queued behind it takes its turn first instead of
+    waiting for the whole large one (which then fills the room left)."""
     async with serve(auto_ack=False, max_batch_lines=4, tick_ms=60_000) as h:
         lines = [b'{"n":%d}' % i for i in range(10)]
         big = asyncio.create_task(h.post(b"\n".join(lines)))
@@ -335,7 +336,7 @@ async def test_large_request_is_spread_over_batches_and_answered_after_its_last(
         assert await not_done(big)
         await h.ack(second)
         third = await h.next_batch()
-        assert [first.lines, second.lines, third.lines] == [lines[:4], lines[4:8], [*lines[8:], b'{"s":1}']]
+        assert [first.lines, second.lines, third.lines] == [lines[:4], lines[4:8], [b'{"s":1}', *lines[8:]]]
         assert [first.position, second.position, third.position] == [4, 8, 11]
         assert await not_done(big)
         await h.ack(third)
