@@ -1,15 +1,18 @@
-"""Test helpers shipped with the package: an in-memory source, a capturing sink, a throwaway redis-server."""
+"""Test helpers shipped with the package: an in-memory source, a capturing sink, a throwaway redis-server
+(or a throwaway three-master Redis Cluster), a throwaway Kafka broker."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import socket
 import subprocess
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 import redis
@@ -133,6 +136,111 @@ def redis_server() -> Iterator[str]:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+class ClusterNode(NamedTuple):
+    """One master of a test cluster: its port and the hash slots it owns (first..last, inclusive)."""
+
+    port: int
+    first_slot: int
+    last_slot: int
+
+
+class LocalCluster(NamedTuple):
+    """A running test cluster: the store URL naming its first node, and its masters in slot order."""
+
+    url: str
+    nodes: list[ClusterNode]
+
+    def owner(self, slot: int) -> int:
+        """The port of the master that owns `slot`."""
+        return next(node.port for node in self.nodes if node.first_slot <= slot <= node.last_slot)
+
+
+@contextlib.contextmanager
+def redis_cluster(masters: int = 3) -> Iterator[LocalCluster]:
+    """Start a private Redis Cluster (`masters` redis-server processes, no replicas) on free loopback ports;
+    yield it once every node reports cluster_state:ok; stop every node afterwards."""
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        raise RuntimeError("redis-server/redis-cli not found: install Debian's redis-server package")
+    with tempfile.TemporaryDirectory() as tmp:
+        ports = [free_port() for _ in range(masters)]
+        # The cluster bus listens on a port of its own (by default port + 10000, which may not exist): ask for one.
+        bus_ports = [free_port() for _ in range(masters)]
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for port, bus_port in zip(ports, bus_ports, strict=True):
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            binary,
+                            "--port",
+                            str(port),
+                            "--bind",
+                            "127.0.0.1",
+                            "--cluster-enabled",
+                            "yes",
+                            "--cluster-port",
+                            str(bus_port),
+                            "--cluster-config-file",
+                            f"nodes-{port}.conf",
+                            "--save",
+                            "",
+                            "--appendonly",
+                            "no",
+                            "--dir",
+                            tmp,
+                            "--daemonize",
+                            "no",
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+            clients = [redis.Redis(port=port) for port in ports]
+            for client, proc in zip(clients, procs, strict=True):
+                _until(client.ping, proc, "redis-server (cluster node)")
+            addresses = [f"127.0.0.1:{port}" for port in ports]
+            subprocess.run(
+                [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=30,
+            )
+            for client, proc in zip(clients, procs, strict=True):
+                _until(functools.partial(_cluster_ok, client), proc, "cluster_state:ok")
+            slots = clients[0].cluster("slots")  # [[first, last, [host, port, id], ...], ...]
+            nodes = sorted(
+                (ClusterNode(int(row[2][1]), int(row[0]), int(row[1])) for row in slots), key=lambda n: n.first_slot
+            )
+            for client in clients:
+                client.close()
+            yield LocalCluster(f"redis+cluster://127.0.0.1:{ports[0]}/0", nodes)
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=10)
+
+
+def _cluster_ok(client: redis.Redis) -> bool:
+    return bool(client.cluster("info")["cluster_state"] == "ok")
+
+
+def _until(ready: Callable[[], object], proc: subprocess.Popen[bytes], what: str) -> None:
+    """Poll `ready` (a false value or a Redis error: not yet) with a deadline of about 10 s."""
+    for _ in range(1000):
+        try:
+            if ready():
+                return
+        except redis.RedisError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what}: the server exited at start")
+        _wait(0.01)
+    raise RuntimeError(f"{what}: not ready within 10 s")
 
 
 def tansu_binary() -> str:

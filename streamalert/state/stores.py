@@ -1,4 +1,5 @@
-"""Choose a store from a URL (memory:// or redis://host:port/db?namespace=NAME), and show URLs safely."""
+"""Choose a store from a URL (memory://, redis://host:port/db?namespace=NAME or, for a Redis Cluster,
+redis+cluster://host:port/?namespace=NAME), and show URLs safely."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from streamalert.state import keys
 from streamalert.state.base import Store
+from streamalert.state.cluster import check_cluster_url
 from streamalert.state.memory import MemoryStore
 from streamalert.state.redis import RedisStore, split_url
 
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 
 
 def check_url(url: str) -> None:
@@ -17,8 +19,14 @@ def check_url(url: str) -> None:
     if url.startswith("memory:"):
         return
     if not url.startswith(_REDIS_SCHEMES):
-        raise ValueError("unsupported URL (use memory:// or redis://host:port/db?namespace=NAME)")
-    keys.meta(split_url(url)[1])
+        raise ValueError(
+            "unsupported URL (use memory://, redis://host:port/db?namespace=NAME"
+            " or redis+cluster://host:port/?namespace=NAME)"
+        )
+    conn_url, namespace = split_url(url)
+    keys.meta(namespace)
+    if url.startswith(("redis+cluster://", "rediss+cluster://")):
+        check_cluster_url(conn_url)
 
 
 def open_store(url: str) -> Store:
