@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import shutil
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from typing import NamedTuple
 
 import orjson
 import redis
+from redis.crc import key_slot
 
 from streamalert.config.rules import Rule, load_rules
 from streamalert.engine import DEFAULT_LATENESS_MS, Engine
@@ -23,6 +25,7 @@ from streamalert.model import Transition
 from streamalert.output import transition_json
 from streamalert.pipeline import RunSummary, run
 from streamalert.sources import Batch
+from streamalert.state import keys
 from streamalert.state.base import Store
 
 
@@ -138,6 +141,9 @@ def redis_server() -> Iterator[str]:
             proc.wait(timeout=10)
 
 
+_cluster_names = itertools.count()
+
+
 class ClusterNode(NamedTuple):
     """One master of a test cluster: its port and the hash slots it owns (first..last, inclusive)."""
 
@@ -155,6 +161,14 @@ class LocalCluster(NamedTuple):
     def owner(self, slot: int) -> int:
         """The port of the master that owns `slot`."""
         return next(node.port for node in self.nodes if node.first_slot <= slot <= node.last_slot)
+
+    def namespace_on(self, node: int, stem: str) -> str:
+        """A fresh namespace `<stem><n>` whose slot the `node`-th master owns (0: the one the URL names)."""
+        port = self.nodes[node % len(self.nodes)].port
+        while True:
+            name = f"{stem}{next(_cluster_names)}"
+            if self.owner(key_slot(keys.meta(name).encode())) == port:
+                return name
 
 
 @contextlib.contextmanager
