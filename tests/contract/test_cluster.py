@@ -3,16 +3,21 @@ node the URL names, and keeps being served when its slot moves to another master
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import pytest
 import redis
 from redis.crc import key_slot
-from redis.exceptions import MovedError
+from redis.exceptions import MovedError, RedisError
 
+from streamalert.clock import Stopwatch
 from streamalert.state import keys
 from streamalert.state.base import Changes, Snapshot
 from streamalert.state.redis import RedisStore
 from streamalert.state.stores import check_url, redact
-from streamalert.testing import LocalCluster
+from streamalert.testing import LocalCluster, redis_cluster
 
 pytestmark = pytest.mark.redis
 R1 = "errors:0123456789ab"
@@ -26,17 +31,36 @@ def _node(port: int) -> redis.Redis:
     return redis.Redis(port=port)
 
 
+def _command(client: redis.Redis, *args: object) -> Any:
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+async def _until_done(call: Callable[[], Awaitable[None]], within: float) -> int:
+    """Call until it succeeds, as the pipeline's store retry does (Redis errors: try again), with a deadline;
+    the number of failed attempts."""
+    watch, failures = Stopwatch(), 0
+    while True:
+        try:
+            await call()
+            return failures
+        except (RedisError, OSError):
+            failures += 1
+            if watch.elapsed() > within:
+                raise
+            await asyncio.sleep(0.05)  # a pause between attempts, not a wait for a state
+
+
 def move_slot(cluster: LocalCluster, slot: int, source: int, target: int) -> None:
     """Reshard one slot from master `source` to master `target` (ports), its keys included, as redis-cli does."""
     src, dst = _node(source), _node(target)
-    src_id, dst_id = src.execute_command("CLUSTER MYID"), dst.execute_command("CLUSTER MYID")
-    dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
-    src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
-    while moving := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
-        src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *moving)
+    src_id, dst_id = _command(src, "CLUSTER MYID"), _command(dst, "CLUSTER MYID")
+    _command(dst, "CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+    _command(src, "CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+    while moving := _command(src, "CLUSTER GETKEYSINSLOT", slot, 100):
+        _command(src, "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *moving)
     for node in cluster.nodes:
         with _node(node.port) as client:
-            client.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+            _command(client, "CLUSTER SETSLOT", slot, "NODE", dst_id)
     src.close()
     dst.close()
 
@@ -112,6 +136,36 @@ async def test_a_store_follows_its_slot_to_another_master(cluster: LocalCluster)
         await store.close()
         await rival.close()
         move_slot(cluster, slot, target, source)  # the session's cluster as the other tests expect it
+
+
+async def test_a_store_follows_its_slot_through_a_failover() -> None:
+    """The master serving the namespace is killed (SIGKILL) and its replica takes over: the writer's commits
+    fail as in a Redis outage until the cluster names the new master, then go there (the slot map is asked
+    again after a failed connection); the lease, the fence and the committed state survive."""
+    with redis_cluster(replicas=1) as local:  # its own cluster: a master dies
+        namespace = local.namespace_on(1, "failover")
+        master, replica = local.nodes[1].port, local.nodes[1].replicas[0]
+        store = RedisStore.from_url(f"{local.url}?namespace={namespace}")
+        try:
+            lease = store.lease(60_000)
+            assert await lease.acquire()
+            store.hold(lease)
+            await store.commit(Changes(meta={"seq": 1}, transitions=[b"t1"]), {})
+            with _node(master) as client:
+                assert client.wait(1, 5000) == 1  # the replica has the checkpoint and the lease
+            local.processes[master].kill()
+            local.processes[master].wait()
+            with _node(replica) as client:
+                _command(client, "CLUSTER FAILOVER", "TAKEOVER")
+            failures = await _until_done(lambda: store.commit(Changes(meta={"seq": 2}, transitions=[b"t2"]), {}), 20)
+            assert failures >= 1  # the dead master was tried first: the store did not know better
+            assert await lease.renew()
+            assert (await store.load([])).meta["seq"] == 2
+            assert await store.transitions(10) == [b"t1", b"t2"]
+            with _node(replica) as client:
+                assert client.exists(keys.meta(namespace), keys.lease(namespace)) == 2
+        finally:
+            await store.close()
 
 
 def test_cluster_urls_are_checked_and_redacted() -> None:
