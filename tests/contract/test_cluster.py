@@ -111,7 +111,8 @@ def test_test_namespaces_span_every_master(cluster: LocalCluster) -> None:
 
 async def test_a_store_follows_its_slot_to_another_master(cluster: LocalCluster) -> None:
     """The namespace's slot is resharded to another master while a writer holds the lease: the writer's next
-    commit, renewal and load go to the new owner (MOVED), with nothing lost and the fence still in force."""
+    commit, renewal and load, and another process's calls, go to the new owner (MOVED), with nothing lost
+    and the lease still held."""
     namespace = cluster.namespace_on(1, "moving")
     slot, source, target = _slot(namespace), cluster.nodes[1].port, cluster.nodes[2].port
     store = RedisStore.from_url(f"{cluster.url}?namespace={namespace}")
@@ -121,7 +122,9 @@ async def test_a_store_follows_its_slot_to_another_master(cluster: LocalCluster)
         assert await lease.acquire()
         store.hold(lease)
         await store.commit(Changes(meta={"seq": 1}, upserts={R1: {b"[]": b"1"}}, transitions=[b"t1"]), {})
+        assert (await rival.load([])).meta["seq"] == 1  # the rival too has a connection to the old owner
         move_slot(cluster, slot, source, target)
+        await rival.outbox_dead("0-1", b"dead")  # a MULTI/EXEC without WATCH follows MOVED
         await store.commit(Changes(meta={"seq": 2}, transitions=[b"t2"]), {})
         assert await lease.renew()
         assert await store.load([R1]) == Snapshot(
@@ -129,6 +132,7 @@ async def test_a_store_follows_its_slot_to_another_master(cluster: LocalCluster)
         )
         assert await store.transitions(10) == [b"t1", b"t2"]
         assert not await rival.lease(10_000).acquire()  # the lease moved with the slot: still held
+        assert [raw for _, raw in await rival.dead_letters(10)] == [b"dead"]
         with _node(target) as client:
             assert client.exists(keys.meta(namespace), keys.lease(namespace), keys.epoch(namespace)) == 3
     finally:
