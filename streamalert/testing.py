@@ -1,18 +1,23 @@
-"""Test helpers shipped with the package: an in-memory source, a capturing sink, a throwaway redis-server."""
+"""Test helpers shipped with the package: an in-memory source, a capturing sink, a throwaway redis-server
+(or a throwaway three-master Redis Cluster), a throwaway Kafka broker."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import shutil
 import socket
 import subprocess
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 import redis
+from redis.crc import key_slot
 
 from streamalert.config.rules import Rule, load_rules
 from streamalert.engine import DEFAULT_LATENESS_MS, Engine
@@ -20,6 +25,7 @@ from streamalert.model import Transition
 from streamalert.output import transition_json
 from streamalert.pipeline import RunSummary, run
 from streamalert.sources import Batch
+from streamalert.state import keys
 from streamalert.state.base import Store
 
 
@@ -133,6 +139,143 @@ def redis_server() -> Iterator[str]:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+_cluster_names = itertools.count()
+
+
+class ClusterNode(NamedTuple):
+    """One master of a test cluster: its port, the hash slots it owns (first..last, inclusive), its replicas."""
+
+    port: int
+    first_slot: int
+    last_slot: int
+    replicas: tuple[int, ...]
+
+
+class LocalCluster(NamedTuple):
+    """A running test cluster: the store URL (naming the master of slot 0), its masters in slot order as at
+    start, and every node's process by port (a test may kill one)."""
+
+    url: str
+    nodes: list[ClusterNode]
+    processes: dict[int, subprocess.Popen[bytes]]
+
+    def owner(self, slot: int) -> int:
+        """The port of the master that owns `slot`."""
+        return next(node.port for node in self.nodes if node.first_slot <= slot <= node.last_slot)
+
+    def namespace_on(self, node: int, stem: str) -> str:
+        """A fresh namespace `<stem><n>` whose slot the `node`-th master owns (0: the one the URL names)."""
+        port = self.nodes[node % len(self.nodes)].port
+        while True:
+            name = f"{stem}{next(_cluster_names)}"
+            if self.owner(key_slot(keys.meta(name).encode())) == port:
+                return name
+
+
+@contextlib.contextmanager
+def redis_cluster(masters: int = 3, replicas: int = 0) -> Iterator[LocalCluster]:
+    """Start a private Redis Cluster (`masters` redis-server processes, each with `replicas` more) on free
+    loopback ports; yield it once every node reports cluster_state:ok and knows every replica; stop every
+    node afterwards."""
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        raise RuntimeError("redis-server/redis-cli not found: install Debian's redis-server package")
+    with tempfile.TemporaryDirectory() as tmp:
+        ports = [free_port() for _ in range(masters * (1 + replicas))]
+        # The cluster bus listens on a port of its own (by default port + 10000, which may not exist): ask for one.
+        bus_ports = [free_port() for _ in ports]
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for port, bus_port in zip(ports, bus_ports, strict=True):
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            binary,
+                            "--port",
+                            str(port),
+                            "--bind",
+                            "127.0.0.1",
+                            "--cluster-enabled",
+                            "yes",
+                            "--cluster-port",
+                            str(bus_port),
+                            "--cluster-config-file",
+                            f"nodes-{port}.conf",
+                            "--save",
+                            "",
+                            "--appendonly",
+                            "no",
+                            "--repl-diskless-sync-delay",  # a replica syncs at once, not after 5 s
+                            "0",
+                            "--dir",
+                            tmp,
+                            "--daemonize",
+                            "no",
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+            clients = [redis.Redis(port=port) for port in ports]
+            for client, proc in zip(clients, procs, strict=True):
+                _until(client.ping, proc, "redis-server (cluster node)")
+            addresses = [f"127.0.0.1:{port}" for port in ports]
+            subprocess.run(
+                [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas), "--cluster-yes"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=30,
+            )
+            for client, proc in zip(clients, procs, strict=True):
+                _until(functools.partial(_cluster_ok, client, masters * (1 + replicas)), proc, "cluster_state:ok")
+            _until(lambda: len(_masters(clients)) == masters, procs[0], "slot map")
+            _until(lambda: all(len(n.replicas) == replicas for n in _masters(clients)), procs[0], "replicas")
+            nodes = _masters(clients)
+            for client in clients:
+                client.close()
+            url = f"redis+cluster://127.0.0.1:{nodes[0].port}/0"
+            yield LocalCluster(url, nodes, dict(zip(ports, procs, strict=True)))
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=10)
+
+
+def _cluster_ok(client: redis.Redis, size: int) -> bool:
+    info = client.cluster("info")
+    return bool(info["cluster_state"] == "ok" and int(info["cluster_known_nodes"]) == size)
+
+
+def _masters(clients: list[redis.Redis]) -> list[ClusterNode]:
+    """The masters in slot order (CLUSTER SLOTS), each with its replicas (asked of each node: ROLE answers at
+    once, where the cluster's own view of who replicates whom waits for gossip)."""
+    replicas: dict[int, list[int]] = {}
+    for client in clients:
+        # ["slave", master host, master port, ...] on a replica
+        role = client.execute_command("ROLE")  # type: ignore[no-untyped-call]
+        if role[0] in (b"slave", "slave"):
+            replicas.setdefault(int(role[2]), []).append(int(client.connection_pool.connection_kwargs["port"]))
+    rows = clients[0].cluster("slots")  # [[first, last, [host, port, id], ...], ...]
+    found = (ClusterNode(int(r[2][1]), int(r[0]), int(r[1]), tuple(replicas.get(int(r[2][1]), ()))) for r in rows)
+    return sorted(found, key=lambda node: node.first_slot)
+
+
+def _until(ready: Callable[[], object], proc: subprocess.Popen[bytes], what: str) -> None:
+    """Poll `ready` (a false value or a Redis error: not yet) with a deadline of about 10 s."""
+    for _ in range(1000):
+        try:
+            if ready():
+                return
+        except redis.RedisError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what}: the server exited at start")
+        _wait(0.01)
+    raise RuntimeError(f"{what}: not ready within 10 s")
 
 
 def tansu_binary() -> str:

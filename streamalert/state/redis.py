@@ -13,6 +13,8 @@ from redis.exceptions import WatchError
 from streamalert.clock import Stopwatch
 from streamalert.state import keys
 from streamalert.state.base import Changes, Snapshot, requeued, silence_end
+from streamalert.state.cluster import SCHEMES as CLUSTER_SCHEMES
+from streamalert.state.cluster import SlotRoute, pinned_client
 from streamalert.state.lease import Lease, LeaseLost
 
 DEFAULT_NAMESPACE = "default"
@@ -35,9 +37,12 @@ def split_url(url: str) -> tuple[str, str]:
 class RedisStore:
     """Engine state in Redis, shared by every process that uses the same namespace."""
 
-    def __init__(self, client: aioredis.Redis, namespace: str = DEFAULT_NAMESPACE) -> None:
+    def __init__(
+        self, client: aioredis.Redis, namespace: str = DEFAULT_NAMESPACE, route: SlotRoute | None = None
+    ) -> None:
         keys.meta(namespace)  # refuses a namespace that cannot be a hash tag, before any connection
         self._redis = client
+        self._route = route  # Redis Cluster: how `client` finds the node owning the namespace's slot
         self.namespace = namespace
         self.fence: int | None = None  # the lease epoch this store writes under (None: no lease in use)
         self.holding: Lease | None = None  # the lease behind `fence`: every fenced commit extends it
@@ -46,6 +51,9 @@ class RedisStore:
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
         conn_url, namespace = split_url(url)
+        if conn_url.split("://", 1)[0] in CLUSTER_SCHEMES:
+            client, route = pinned_client(conn_url, keys.meta(namespace))
+            return cls(client, namespace, route)
         return cls(aioredis.Redis.from_url(conn_url), namespace)
 
     async def load(self, rule_ids: list[str]) -> Snapshot:
@@ -265,3 +273,5 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
+        if self._route is not None:
+            await self._route.aclose()

@@ -1,4 +1,5 @@
-"""Choose a store from a URL (memory:// or redis://host:port/db?namespace=NAME), and show URLs safely."""
+"""Choose a store from a URL (memory://, redis://host:port/db?namespace=NAME or, for a Redis Cluster,
+redis+cluster://host:port/?namespace=NAME), and show URLs safely."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from streamalert.state.memory import MemoryStore
 if TYPE_CHECKING:
     from streamalert.state.base import Store
 
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 
 
 def check_url(url: str) -> None:
@@ -19,12 +20,19 @@ def check_url(url: str) -> None:
     if url.startswith("memory:"):
         return
     if not url.startswith(_REDIS_SCHEMES):
-        raise ValueError("unsupported URL (use memory:// or redis://host:port/db?namespace=NAME)")
+        raise ValueError(
+            "unsupported URL (use memory://, redis://host:port/db?namespace=NAME"
+            " or redis+cluster://host:port/?namespace=NAME)"
+        )
     # the namespace as RedisStore.from_url reads it (split_url), without importing redis: loading a config
     # (`check --config`, `routes test`) checks this URL and connects nowhere
-    namespace = parse_qs(urlsplit(url).query).get("namespace")
+    parts = urlsplit(url)
+    namespace = parse_qs(parts.query).get("namespace")
     if namespace:  # without one, RedisStore uses its default, a valid name
         keys.meta(namespace[0])
+    if url.startswith(("redis+cluster://", "rediss+cluster://")) and parts.path.strip("/") not in ("", "0"):
+        # as state.cluster.check_cluster_url says it, without importing redis
+        raise ValueError("a Redis Cluster has only database 0: use redis+cluster://host:port/?namespace=NAME")
 
 
 def open_store(url: str) -> Store:

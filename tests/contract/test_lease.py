@@ -10,15 +10,21 @@ import pytest
 from streamalert.state.base import Changes
 from streamalert.state.lease import LeaseLost
 from streamalert.state.redis import RedisStore
+from streamalert.testing import LocalCluster
 
 pytestmark = pytest.mark.redis
 _names = itertools.count()
 
 
-@pytest.fixture
-async def pair(redis_url: str) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
-    """Two processes' stores on one namespace."""
-    url = f"{redis_url}?namespace=lease{next(_names)}"
+@pytest.fixture(params=["redis", "cluster"])
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
+    """Two processes' stores on one namespace: on a single Redis, and on a cluster master the URL does not
+    name (the lease and epoch keys share the namespace's slot, so the scripts and the fence stay atomic)."""
+    if request.param == "redis":
+        url = f"{request.getfixturevalue('redis_url')}?namespace=lease{next(_names)}"
+    else:
+        cluster: LocalCluster = request.getfixturevalue("cluster")
+        url = f"{cluster.url}?namespace={cluster.namespace_on(1 + next(_names), 'lease')}"
     first, second = RedisStore.from_url(url), RedisStore.from_url(url)
     await first.reset()
     yield first, second

@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from streamalert.clock import Stopwatch
-from streamalert.testing import free_port
+from streamalert.testing import LocalCluster, free_port
 from tests.integration.kafka_support import (
     INCIDENT,
     RULES,
@@ -45,6 +45,21 @@ pytestmark = pytest.mark.redis
 def plain(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
+    client.close()
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def state(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, redis.Redis]]:
+    """(state URL, namespace, a plain client on the node holding it): on a single Redis, and on a Redis Cluster
+    with the namespace's slot on a master the URL does not name."""
+    if request.param == "redis":
+        url, namespace = request.getfixturevalue("redis_url"), unique("crash")
+        client = redis.Redis.from_url(url)
+    else:
+        cluster: LocalCluster = request.getfixturevalue("cluster")
+        url, namespace = cluster.url, cluster.namespace_on(1, "crash")
+        client = redis.Redis(port=cluster.nodes[1].port)
+    yield f"{url}?namespace={namespace}", namespace, client
     client.close()
 
 
@@ -143,10 +158,12 @@ rules:
 
 
 def test_kill_9_mid_stream_loses_and_doubles_nothing(
-    tmp_path: Path, kafka_bootstrap: str, redis_url: str, plain: redis.Redis
+    tmp_path: Path, kafka_bootstrap: str, state: tuple[str, str, redis.Redis]
 ) -> None:
-    """SIGKILL the consumer three times mid-stream and restart it: the transition log in Redis equals an
-    uninterrupted replay's transitions, including a rule that fires only when every record was counted once."""
+    """SIGKILL the consumer three times mid-stream and restart it: the transition log in Redis (or a Redis
+    Cluster) equals an uninterrupted replay's transitions, including a rule that fires only when every record
+    was counted once."""
+    state_url, namespace, plain = state
     lines = incident_lines()
     timed = sum(1 for line in lines if "timestamp" in _object(line))
     rules = tmp_path / "rules"
@@ -160,12 +177,11 @@ def test_kill_9_mid_stream_loses_and_doubles_nothing(
 
     topic = create_topic(kafka_bootstrap, partitions=3)
     produce(kafka_bootstrap, topic, lines)
-    namespace = unique("crash")
     config = write_config(
         tmp_path,
         kafka_bootstrap,
         topic,
-        f"{redis_url}?namespace={namespace}",
+        state_url,
         free_port(),
         rules=rules,
         group=unique("group"),

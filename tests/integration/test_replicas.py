@@ -1,5 +1,6 @@
-"""Replicas mode's Redis protocol, in-process on a real redis-server: forwarding refuses a second writer of a
-partition, the evaluation applies each forwarded batch once and holds its clock for silent partitions."""
+"""Replicas mode's Redis protocol, in-process on a real redis-server and on a real Redis Cluster (the namespace
+on a master the URL does not name): forwarding refuses a second writer of a partition, the evaluation applies
+each forwarded batch once and holds its clock for silent partitions."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from streamalert.engine import Engine
 from streamalert.replicas import Forwarder, IntakeSource
 from streamalert.sources import Batch
 from streamalert.state import keys
+from streamalert.state.redis import RedisStore
 from streamalert.telemetry.metrics import Metrics
-from streamalert.testing import rules_from_yaml
+from streamalert.testing import LocalCluster, rules_from_yaml
 
 pytestmark = pytest.mark.redis
 _names = itertools.count()
@@ -23,11 +25,18 @@ RULES = "rules:\n  - {name: errors, match: {level: error}, window: 1m, condition
 NOW = 1_769_418_000_000
 
 
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    connection = aioredis.Redis.from_url(redis_url)
-    yield connection
-    await connection.aclose()
+@pytest.fixture(params=["redis", "cluster"])
+async def space(request: pytest.FixtureRequest) -> AsyncIterator[tuple[aioredis.Redis, str]]:
+    """A namespace and the client replicas mode gets for it (the store's, as app.py passes it on)."""
+    if request.param == "redis":
+        namespace = f"rep{next(_names)}"
+        store = RedisStore.from_url(f"{request.getfixturevalue('redis_url')}?namespace={namespace}")
+    else:
+        cluster: LocalCluster = request.getfixturevalue("cluster")
+        namespace = cluster.namespace_on(1 + next(_names), "rep")
+        store = RedisStore.from_url(f"{cluster.url}?namespace={namespace}")
+    yield store.client, namespace
+    await store.close()
 
 
 def forwarder(client: aioredis.Redis, namespace: str) -> Forwarder:
@@ -45,10 +54,10 @@ async def read(source: IntakeSource, count: int) -> list[Batch]:
     return batches
 
 
-async def test_a_partition_is_forwarded_by_one_replica_only(client: aioredis.Redis) -> None:
+async def test_a_partition_is_forwarded_by_one_replica_only(space: tuple[aioredis.Redis, str]) -> None:
     """A second forwarder of the same offsets (the former owner after a rebalance) is refused and told where
     the partition stands; continuing from there is accepted."""
-    namespace = f"rep{next(_names)}"
+    client, namespace = space
     owner, former = forwarder(client, namespace), forwarder(client, namespace)
     assert await owner._append_entry("logs/0", 0, 10, [(NOW, b'{"level":"error"}')], NOW) is None
     assert await former._append_entry("logs/0", 0, 10, [(NOW, b'{"level":"error"}')], NOW) == 10
@@ -57,9 +66,9 @@ async def test_a_partition_is_forwarded_by_one_replica_only(client: aioredis.Red
     assert await client.hget(keys.intake_offsets(namespace), "logs/0") == b"12"
 
 
-async def test_the_evaluation_applies_each_forwarded_batch_once(client: aioredis.Redis) -> None:
+async def test_the_evaluation_applies_each_forwarded_batch_once(space: tuple[aioredis.Redis, str]) -> None:
     """After a restart the evaluation re-reads entries it had applied; those are skipped by offset."""
-    namespace = f"rep{next(_names)}"
+    client, namespace = space
     owner = forwarder(client, namespace)
     for start, end in ((0, 5), (5, 9), (9, 10)):
         assert await owner._append_entry("logs/0", start, end, [], None) is None
@@ -73,8 +82,8 @@ async def test_the_evaluation_applies_each_forwarded_batch_once(client: aioredis
     assert again[2].meta["offset:logs/0"] == 10
 
 
-async def test_silent_or_unapplied_partitions_hold_the_clock(client: aioredis.Redis) -> None:
-    namespace = f"rep{next(_names)}"
+async def test_silent_or_unapplied_partitions_hold_the_clock(space: tuple[aioredis.Redis, str]) -> None:
+    client, namespace = space
     clock = ManualClock(NOW)
     source = IntakeSource(client, namespace, clock, tick_ms=50, stale_ms=5_000)
     assert source.lagging() == ("",)  # nobody reported yet
@@ -90,10 +99,10 @@ async def test_silent_or_unapplied_partitions_hold_the_clock(client: aioredis.Re
     assert sorted(source.lagging()) == ["logs/0", "logs/1"]
 
 
-async def test_a_partition_read_to_its_end_holds_the_clock_until_idle(client: aioredis.Redis) -> None:
+async def test_a_partition_read_to_its_end_holds_the_clock_until_idle(space: tuple[aioredis.Redis, str]) -> None:
     """Records may still be arriving in a partition just read to its end, older than the other partitions'
     backlog: it holds the clock until it has had no record for idle_ms."""
-    namespace = f"rep{next(_names)}"
+    client, namespace = space
     clock = ManualClock(NOW)
     source = IntakeSource(client, namespace, clock, tick_ms=50, stale_ms=5_000, idle_ms=2_000)
     await client.hset(keys.lane_status(namespace), "logs/0", f"10 10 {NOW} {NOW}")
