@@ -163,8 +163,11 @@ class KafkaSource:
             ends = self._read_to(consumer, tp)
             if tp in self._guard.stopped:
                 behind.append(lane_of(tp))  # offset_out_of_range: fail; its records, once read, are not late
-            elif ends is None or ends[1] < ends[0] or not self._answered(consumer, tp):
-                behind.append(lane_of(tp))  # a high watermark from before a broker outage proves nothing
+            elif ends is None or ends[1] < ends[0] or not self._answered(consumer, tp, self._hold_ms()):
+                # a high watermark from before a broker outage proves nothing: the clock may follow the wall
+                # only while fetch responses keep confirming the end (records produced meanwhile, buffered by
+                # their producers, come later with their own times and must not find the clock gone past)
+                behind.append(lane_of(tp))
             elif now - self._last_data.get(tp, _NEVER) < self.config.idle_ms:
                 behind.append(lane_of(tp))  # read to its end, but not idle yet
         owned = {lane_of(tp) for tp in self._owned}
@@ -230,12 +233,19 @@ class KafkaSource:
         """Why assigned partitions are not read, for readiness: those stopped by `offset_out_of_range: fail`."""
         return self._guard.problems()
 
-    def _answered(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
-        """A fetch response for the partition came lately. `clock` must be the wall clock: aiokafka stamps
-        fetch responses with the real time."""
+    def _answered(self, consumer: AIOKafkaConsumer, tp: TopicPartition, within_ms: int | None = None) -> bool:
+        """A fetch response for the partition came within `within_ms` (default: the readiness bound, 10 s or
+        more). `clock` must be the wall clock: aiokafka stamps fetch responses with the real time."""
         last = consumer.last_poll_timestamp(tp)
-        bound = max(10_000, 3 * (self.config.fetch_max_wait_ms + self.config.tick_ms))
+        bound = within_ms
+        if bound is None:
+            bound = max(10_000, 3 * (self.config.fetch_max_wait_ms + self.config.tick_ms))
         return last is not None and self._clock.now_ms() - last <= bound
+
+    def _hold_ms(self) -> int:
+        """How stale the last fetch response of a caught-up partition may be before it holds the clock: a few
+        fetch waits (aiokafka polls every partition every fetch_max_wait_ms, records or not), at least 1 s."""
+        return max(1_000, 3 * self.config.fetch_max_wait_ms)
 
     def assigned(self) -> list[str]:
         return sorted(lane_of(tp) for tp in self._owned)
