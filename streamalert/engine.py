@@ -13,7 +13,7 @@ import heapq
 import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -43,6 +43,13 @@ SeriesRef = tuple[int, GroupKey]
 DEFAULT_LATENESS_MS = 30_000
 DEFAULT_MAX_DELAY_MS = 10_000
 DEFAULT_FUTURE_SKEW_MS = 60_000
+# Caps on live series, sized for a sidecar: about 0.5 KB per idle count series in memory state (README,
+# "State"), so a full engine holds about 0.5 GB; one runaway `group_by` cannot take every other rule's room.
+DEFAULT_MAX_SERIES_PER_RULE = 100_000
+DEFAULT_MAX_SERIES = 1_000_000
+# Python dicts and the timers heap never shrink on delete: once the live series fall below a quarter of
+# their high-water mark (of at least this many), the per-series tables are rebuilt at their current size.
+_COMPACT_FROM = 4096
 _NEVER = -(2**62)
 _STAMP_OF = operator.attrgetter("a0")  # `timestamp` of a record (codegen gives the time keys a0..a3)
 
@@ -61,6 +68,9 @@ class EngineStats:
     beyond_until: int = 0
     clamped: int = 0  # stamped too far ahead of the wall clock (live mode) and placed at the wall clock
     transitions: int = 0
+    # Matched events that would have started a series beyond `max_series_per_rule` or `max_series`, by rule
+    # name: the event is not applied to any series (it is still in `matched`).
+    series_dropped: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -90,12 +100,18 @@ class Engine:
         until_ms: int | None = None,
         max_delay_ms: int = DEFAULT_MAX_DELAY_MS,
         future_skew_ms: int = DEFAULT_FUTURE_SKEW_MS,
+        max_series_per_rule: int = DEFAULT_MAX_SERIES_PER_RULE,
+        max_series: int = DEFAULT_MAX_SERIES,
     ):
         self.rules = rules
         self.lateness_ms = lateness_ms
         self.until_ms = until_ms
         self.max_delay_ms = max_delay_ms  # live mode: how far behind the wall clock a caught-up source may run
         self.future_skew_ms = future_skew_ms  # live mode: how far ahead of the wall clock a stamp may be
+        self.max_series_per_rule = max_series_per_rule  # caps on live series (expected absence groups exempt)
+        self.max_series = max_series
+        self._live = 0  # live series of all rules
+        self._peak = 0  # the most live series since the tables were last rebuilt
         self._wall: int | None = None
         self._ceiling = _FOREVER  # the latest usable stamp of the batch being taken in (wall + skew, live)
         self.stats = EngineStats()
@@ -390,6 +406,18 @@ class Engine:
             self._instant(int(instant))
         end = limit + 1 if inclusive else limit
         self._done_before = max(self._done_before, end)
+        if self._peak >= _COMPACT_FROM and self._live * 4 < self._peak:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Give back the memory of ended series: rebuild the series tables and the timer bookkeeping at their
+        current size, dropping timer entries of series that were rescheduled or ended."""
+        self._series = [dict(table) for table in self._series]
+        self._scheduled = dict(self._scheduled)
+        timers = self._timers
+        timers[:] = [(due, i, key) for (i, key), due in self._scheduled.items()]  # in place: callers hold it
+        heapq.heapify(timers)
+        self._peak = self._live
 
     def _start(self, first_time: int) -> None:
         """The first event time is known: absence rules start expecting their declared groups from it."""
@@ -398,6 +426,7 @@ class Engine:
             for key in rule.expect:
                 if key not in self._series[i]:
                     self._series[i][key] = AbsenceSeries(first_time)
+                    self._grew()
                     self._dirty.add((i, key))
                     self._schedule(i, key)
 
@@ -432,7 +461,13 @@ class Engine:
             self._scheduled.pop(ref, None)
         elif self._scheduled.get(ref) != due:
             self._scheduled[ref] = due
-            heapq.heappush(self._timers, (due, i, key))
+            timers = self._timers
+            heapq.heappush(timers, (due, i, key))
+            if len(timers) > 2 * len(self._scheduled) + _COMPACT_FROM:
+                # Entries of rescheduled or ended series wait in the heap until their time comes: with long
+                # windows that can be long, so drop them once they outnumber the live ones.
+                timers[:] = [(d, j, k) for d, j, k in timers if self._scheduled.get((j, k)) == d]
+                heapq.heapify(timers)
 
     def _next_due(self, i: int, series: Series) -> int | None:
         rule = self.rules[i]
@@ -452,27 +487,33 @@ class Engine:
         key = tuple(label_value(_group_value(fields, f)) for f in rule.group_by) if rule.group_by else ()
         table = self._series[i]
         series = table.get(key)
-        if rule.kind == "absence":
-            if series is None:
-                series = table[key] = AbsenceSeries(now)
-            assert isinstance(series, AbsenceSeries)
-            series.observe(now)
-        elif prep.field is None:
-            if series is None:
-                series = table[key] = CountSeries()
-            assert isinstance(series, CountSeries)
-            series.observe(now, prep.capacity, rule.window_ms)
-        else:
+        sample: float | None = None
+        if prep.field is not None:
             sample = as_number(get_path(fields, prep.field))
             if sample is None:
                 return None  # matched, but carries no number to aggregate
-            if series is None:
-                series = table[key] = AggregateSeries()
+        if series is None:
+            if (len(table) >= self.max_series_per_rule or self._live >= self.max_series) and key not in rule.expect:
+                dropped = self.stats.series_dropped
+                dropped[rule.name] = dropped.get(rule.name, 0) + 1
+                return None
+            series = table[key] = _new_series(rule, prep, now)
+            self._grew()
+        if type(series) is AbsenceSeries:
+            series.observe(now)
+        elif type(series) is CountSeries:
+            series.observe(now, prep.capacity, rule.window_ms)
+        else:
             assert isinstance(series, AggregateSeries)
+            assert sample is not None
             series.observe(now, int(sample) if sample.is_integer() and abs(sample) < 2**53 else sample)
         if rule.keeps_record:
             series.record = line.decode()  # the raw line: stored and checkpointed as is, decoded to render
         return (i, key)
+
+    def _grew(self) -> None:
+        self._live += 1
+        self._peak = max(self._peak, self._live)
 
     def _evaluate(self, i: int, key: GroupKey, now: int) -> None:
         prep = self._prep[i]
@@ -509,6 +550,7 @@ class Engine:
             self._emit(i, key, now, AlertState.RESOLVED, value, series.record)
         if series.empty() and series.phase.active_since is None:
             del self._series[i][key]  # an idle series ends; its state is forgotten
+            self._live -= 1
             self._dirty.discard((i, key))
             self._deleted.add((i, key))
         self._schedule(i, key)
@@ -578,6 +620,8 @@ class Engine:
         for i, prep in enumerate(self._prep):
             for raw_key, raw_state in snapshot.series.get(prep.rule_id, {}).items():
                 key = tuple(orjson.loads(raw_key))
+                if key not in self._series[i]:
+                    self._grew()
                 self._series[i][key] = _load_series(prep, orjson.loads(raw_state))
                 self._schedule(i, key)
         for time_ms, member in snapshot.pending:
@@ -591,7 +635,7 @@ class Engine:
                 heapq.heappush(self._buffer, (time_ms, seq, raw, fields, matched))
 
     def series_count(self) -> int:
-        return sum(len(table) for table in self._series)
+        return self._live
 
 
 def _group_value(fields: Fields, path: str) -> Any:
@@ -601,6 +645,12 @@ def _group_value(fields: Fields, path: str) -> Any:
 
 def _key_bytes(key: GroupKey) -> bytes:
     return orjson.dumps(list(key))
+
+
+def _new_series(rule: Rule, prep: _Prepared, now: int) -> Series:
+    if rule.kind == "absence":
+        return AbsenceSeries(now)
+    return CountSeries() if prep.field is None else AggregateSeries()
 
 
 def _load_series(prep: _Prepared, data: list[Any]) -> Series:
