@@ -44,7 +44,7 @@ async def test_a_rule_at_its_cap_starts_no_series_and_counts_the_event() -> None
     lines = [line(f"{k}ms", level="error", user=f"u{k}", host="h") for k in range(6)]
     lines += [line("20s", level="error", user="late", host="h")]
     sink, summary, engine = await _replay(rules, lines, max_series_per_rule=3)
-    fired = {t["labels"]["user"] for t in sink.as_json() if t["rule"] == "per_user" and t["state"] == "firing"}
+    fired = {dict(t.labels)["user"] for t in sink.transitions if t.rule == "per_user" and t.state == "firing"}
     assert fired == {"u0", "u1", "u2", "late"}
     assert summary.stats.series_dropped == {"per_user": 3}
     assert engine.stats.series_dropped["per_user"] == 3
