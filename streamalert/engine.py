@@ -118,8 +118,8 @@ class Engine:
         self._prep = [_prepare(rule) for rule in rules]
         self._rules = compile_rules([rule.match_spec for rule in rules])
         self._series: list[dict[GroupKey, Series]] = [{} for _ in rules]
+        # (due, rule index, group): a timer is current while its series' `due` equals it; others are skipped.
         self._timers: list[tuple[int, int, GroupKey]] = []
-        self._scheduled: dict[SeriesRef, int] = {}
         self._buffer: list[_Pending] = []
         self._newest: int | None = (
             None  # the newest event time of all lanes (of the lane being taken in, during intake)
@@ -413,11 +413,14 @@ class Engine:
         """Give back the memory of ended series: rebuild the series tables and the timer bookkeeping at their
         current size, dropping timer entries of series that were rescheduled or ended."""
         self._series = [dict(table) for table in self._series]
-        self._scheduled = dict(self._scheduled)
-        timers = self._timers
-        timers[:] = [(due, i, key) for (i, key), due in self._scheduled.items()]  # in place: callers hold it
-        heapq.heapify(timers)
+        self._drop_stale_timers()
         self._peak = self._live
+
+    def _drop_stale_timers(self) -> None:
+        tables, timers = self._series, self._timers
+        # In place: callers hold the list.
+        timers[:] = [(d, i, k) for d, i, k in timers if getattr(tables[i].get(k), "due", None) == d]
+        heapq.heapify(timers)
 
     def _start(self, first_time: int) -> None:
         """The first event time is known: absence rules start expecting their declared groups from it."""
@@ -444,30 +447,30 @@ class Engine:
                     ref = self._observe(i, fields, line, now)
                     if ref is not None:
                         touched[ref] = None
-        timers = self._timers
+        timers, tables = self._timers, self._series
         while timers and timers[0][0] == now:
             _, i, key = heapq.heappop(timers)
-            if self._scheduled.get((i, key)) == now:
-                del self._scheduled[(i, key)]
+            series = tables[i].get(key)
+            if series is not None and series.due == now:
+                series.due = None
                 touched[(i, key)] = None
         for i, key in sorted(touched):
             self._evaluate(i, key, now)
 
     def _schedule(self, i: int, key: GroupKey) -> None:
         series = self._series[i].get(key)
-        due = None if series is None else self._next_due(i, series)
-        ref = (i, key)
-        if due is None:
-            self._scheduled.pop(ref, None)
-        elif self._scheduled.get(ref) != due:
-            self._scheduled[ref] = due
-            timers = self._timers
-            heapq.heappush(timers, (due, i, key))
-            if len(timers) > 2 * len(self._scheduled) + _COMPACT_FROM:
-                # Entries of rescheduled or ended series wait in the heap until their time comes: with long
-                # windows that can be long, so drop them once they outnumber the live ones.
-                timers[:] = [(d, j, k) for d, j, k in timers if self._scheduled.get((j, k)) == d]
-                heapq.heapify(timers)
+        if series is None:
+            return  # an ended series: its timers are stale and skipped when they come due
+        due = self._next_due(i, series)
+        if due != series.due:
+            series.due = due
+            if due is not None:
+                timers = self._timers
+                heapq.heappush(timers, (due, i, key))
+                if len(timers) > 2 * self._live + _COMPACT_FROM:
+                    # Entries of rescheduled or ended series wait in the heap until their time comes: with
+                    # long windows that can be long, so drop them once they outnumber the live ones.
+                    self._drop_stale_timers()
 
     def _next_due(self, i: int, series: Series) -> int | None:
         rule = self.rules[i]
