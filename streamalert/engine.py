@@ -9,6 +9,7 @@ then evaluate every series touched by them or by a timer due at T, in (rule, gro
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import operator
@@ -19,7 +20,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from streamalert.alerts.lifecycle import Change, step
+from streamalert.alerts.lifecycle import INACTIVE, Change, step
 from streamalert.config.rules import Rule, label_value
 from streamalert.decode import (
     DECODE_ERRORS,
@@ -83,10 +84,15 @@ class _Prepared:
     count_test: Callable[[int], bool] | None = None
     window_s: float = 0.0
     field: str | None = None
+    grows_only: bool = False  # a count condition that events leaving the window cannot make true
+    rate: bool = False  # the value is count / window in seconds
+    min_count: int = 0  # grows_only: the fewest events in the window that can make the condition hold
 
 
 # A buffered event: (time, arrival sequence, raw line, fields, matched rule indexes). Tuples compare in C;
-# the sequence is unique, so comparison never reaches the later items.
+# the sequence is unique, so comparison never reaches the later items. The buffer is a list appended to in
+# arrival order and sorted when instants run: arrival is nearly in time order, so that sort is a merge of a
+# few runs, cheaper than a heap push and pop per event.
 _Pending = tuple[int, int, bytes, Fields, list[int]]
 
 
@@ -219,7 +225,7 @@ class Engine:
                 raise AssertionError("stamps were checked with the batch")
             line = lines[k]
             seq += 1
-            heapq.heappush(buffer, (time_ms, seq, line, fields, matched))
+            buffer.append((time_ms, seq, line, fields, matched))
             pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
         self.stats.matched += seq - self._seq
         self._seq = seq
@@ -292,7 +298,7 @@ class Engine:
                 min_accepted = time_ms
             if matched:
                 seq += 1
-                heapq.heappush(buffer, (time_ms, seq, line, fields, matched))
+                buffer.append((time_ms, seq, line, fields, matched))
                 pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
         stats.matched += seq - self._seq
         self._seq, self._min_accepted = seq, min_accepted
@@ -336,7 +342,7 @@ class Engine:
                 continue  # the intake decoded it; a replica with other rules may forward what we cannot use
             if matched:
                 seq += 1
-                heapq.heappush(buffer, (time_ms, seq, line, fields, matched))
+                buffer.append((time_ms, seq, line, fields, matched))
                 pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
         self.stats.matched += seq - self._seq
         self._seq = seq
@@ -347,8 +353,10 @@ class Engine:
         if earliest is not None and self._first_time is None:
             self._min_accepted = earliest if self._min_accepted is None else min(self._min_accepted, earliest)
 
-    def advance(self, wall_ms: int | None = None, lagging: Iterable[str] = ()) -> None:
-        """Process every instant strictly before the horizon: clock - lateness.
+    def advance(self, wall_ms: int | None = None, lagging: Iterable[str] = (), max_instants: int | None = None) -> bool:
+        """Process every instant strictly before the horizon: clock - lateness. True when done; False when
+        it stopped after `max_instants` instants (whole instants: every instant before `horizon_ms` is
+        processed), so a live loop can yield; calling again continues. Unbounded, the result is the same.
 
         The clock is the newest event time. While some lanes still lag (a consumer reading a backlog), it is
         the newest time of the slowest of them, and it does not move while a lagging lane has given no event
@@ -361,23 +369,26 @@ class Engine:
         behind = [self._lanes.get(lane) for lane in lagging]
         if behind:
             if None in behind:
-                return
+                return True
             clock = min(t for t in behind if t is not None)
         elif wall_ms is not None:
             live = wall_ms - self.max_delay_ms
             clock = live if clock is None else max(clock, live)
             if self._min_accepted is None and self._first_time is None:
                 self._min_accepted = live
-        if clock is not None:
-            self._run_until(clock - self.lateness_ms, inclusive=False)
+        if clock is None:
+            return True
+        return self._run_until(clock - self.lateness_ms, inclusive=False, max_instants=max_instants)
 
-    def finish(self) -> None:
-        """End of input: apply everything buffered and run timers up to the last event time (or `until`)."""
+    def finish(self, max_instants: int | None = None) -> bool:
+        """End of input: apply everything buffered and run timers up to the last event time (or `until`).
+        With `max_instants`, like `advance`: False when stopped early; call again to continue."""
         end = self._newest
         if self.until_ms is not None:
             end = self.until_ms if end is None else max(end, self.until_ms)
-        if end is not None:
-            self._run_until(end, inclusive=True)
+        if end is None:
+            return True
+        return self._run_until(end, inclusive=True, max_instants=max_instants)
 
     @property
     def horizon_ms(self) -> int:
@@ -391,21 +402,40 @@ class Engine:
 
     # ---- time ----------------------------------------------------------------------------------------------
 
-    def _run_until(self, limit: int, inclusive: bool) -> None:
+    def _run_until(self, limit: int, inclusive: bool, max_instants: int | None = None) -> bool:
         if (
             self._first_time is None
             and self._min_accepted is not None
             and (self._min_accepted < limit or (inclusive and self._min_accepted <= limit))
         ):
             self._start(self._min_accepted)
+        end = limit + 1 if inclusive else limit  # every instant before `end` is to be processed
         buffer, timers = self._buffer, self._timers
+        buffer.sort()
+        cut = bisect.bisect_left(buffer, (end,))  # (end,) sorts before every event at `end`
+        ready = buffer[:cut]
+        del buffer[:cut]
+        pos, count, budget = 0, len(ready), math.inf if max_instants is None else max_instants
         while True:
-            instant = min(buffer[0][0] if buffer else math.inf, timers[0][0] if timers else math.inf)
-            if instant > limit or (instant == limit and not inclusive):
+            instant = min(ready[pos][0] if pos < count else _FOREVER, timers[0][0] if timers else _FOREVER)
+            if instant >= end:
                 break
-            self._instant(int(instant))
-        end = limit + 1 if inclusive else limit
+            if budget <= 0:
+                buffer[:0] = ready[pos:]  # still sorted: all before the rest of the buffer
+                self._done_before = max(self._done_before, instant)
+                self._after_run()
+                return False
+            budget -= 1
+            stop = pos
+            while stop < count and ready[stop][0] == instant:
+                stop += 1
+            self._instant(instant, ready[pos:stop])
+            pos = stop
         self._done_before = max(self._done_before, end)
+        self._after_run()
+        return True
+
+    def _after_run(self) -> None:
         if self._peak >= _COMPACT_FROM and self._live * 4 < self._peak:
             self._compact()
 
@@ -433,18 +463,15 @@ class Engine:
                     self._dirty.add((i, key))
                     self._schedule(i, key)
 
-    def _instant(self, now: int) -> None:
+    def _instant(self, now: int, batch: list[_Pending]) -> None:
         touched: dict[SeriesRef, None] = {}
-        buffer = self._buffer
-        if buffer and buffer[0][0] == now:
-            batch = [heapq.heappop(buffer)]
-            while buffer and buffer[0][0] == now:
-                batch.append(heapq.heappop(buffer))
+        if batch:
             if len(batch) > 1:
                 batch.sort(key=lambda p: p[2])  # same-ms events in a stable order, whatever their arrival
+            observe = self._observe
             for _, _, line, fields, matched in batch:
                 for i in matched:
-                    ref = self._observe(i, fields, line, now)
+                    ref = observe(i, fields, line, now)
                     if ref is not None:
                         touched[ref] = None
         timers, tables = self._timers, self._series
@@ -454,28 +481,38 @@ class Engine:
             if series is not None and series.due == now:
                 series.due = None
                 touched[(i, key)] = None
-        for i, key in sorted(touched):
-            self._evaluate(i, key, now)
+        evaluate = self._evaluate
+        for i, key in sorted(touched) if len(touched) > 1 else touched:
+            evaluate(i, key, now)
 
     def _schedule(self, i: int, key: GroupKey) -> None:
         series = self._series[i].get(key)
-        if series is None:
-            return  # an ended series: its timers are stale and skipped when they come due
+        if series is not None:
+            self._reschedule(i, key, series)
+
+    def _reschedule(self, i: int, key: GroupKey, series: Series) -> None:
         due = self._next_due(i, series)
-        if due != series.due:
+        # A pending earlier timer is kept: evaluating a series at an instant where nothing changed for it
+        # decides nothing (the condition, value and phase stay as they are), and it reschedules from there.
+        # So an event that only moves the due later costs no timer.
+        current = series.due
+        if due is not None and (current is None or due < current):
             series.due = due
-            if due is not None:
-                timers = self._timers
-                heapq.heappush(timers, (due, i, key))
-                if len(timers) > 2 * self._live + _COMPACT_FROM:
-                    # Entries of rescheduled or ended series wait in the heap until their time comes: with
-                    # long windows that can be long, so drop them once they outnumber the live ones.
-                    self._drop_stale_timers()
+            timers = self._timers
+            heapq.heappush(timers, (due, i, key))
+            if len(timers) > 2 * self._live + _COMPACT_FROM:
+                # Entries of rescheduled or ended series wait in the heap until their time comes: with long
+                # windows that can be long, so drop them once they outnumber the live ones.
+                self._drop_stale_timers()
 
     def _next_due(self, i: int, series: Series) -> int | None:
         rule = self.rules[i]
         if isinstance(series, AbsenceSeries):
             return None if series.firing else series.last_seen + rule.absent_ms
+        if self._prep[i].grows_only and series.phase.active_since is None and type(series) is CountSeries:
+            # `count > n` cannot start to hold when events leave the window: an inactive series needs no
+            # timer until its window empties (when it ends).
+            return series.times[-1] + rule.window_ms if series.times else None
         expiry = series.next_expiry(rule.window_ms)
         pending = series.phase.due(rule.for_ms)
         if expiry is None:
@@ -506,6 +543,16 @@ class Engine:
             series.observe(now)
         elif type(series) is CountSeries:
             series.observe(now, prep.capacity, rule.window_ms)
+            if len(series.times) < prep.min_count and series.phase is INACTIVE and series.older is None:
+                # `count >= n` cannot hold with fewer than n events in the window, whatever leaves it: this
+                # instant decides nothing for the series. It is stored, and needs a timer only to end.
+                ref = (i, key)
+                self._dirty.add(ref)
+                if series.due is None:
+                    self._reschedule(i, key, series)
+                if rule.keeps_record:
+                    series.record = line.decode()
+                return None
         else:
             assert isinstance(series, AggregateSeries)
             assert sample is not None
@@ -519,44 +566,49 @@ class Engine:
         self._peak = max(self._peak, self._live)
 
     def _evaluate(self, i: int, key: GroupKey, now: int) -> None:
-        prep = self._prep[i]
-        rule = prep.rule
-        series = self._series[i].get(key)
+        table = self._series[i]
+        series = table.get(key)
         if series is None:
             return
+        prep = self._prep[i]
+        rule = prep.rule
         self._dirty.add((i, key))
-        if isinstance(series, AbsenceSeries):
+        if type(series) is AbsenceSeries:
             if series.firing and series.last_seen == now:
                 series.firing = False
                 self._emit(i, key, now, AlertState.RESOLVED, series.silence_ms / 1000, series.record)
             elif not series.firing and now >= series.last_seen + rule.absent_ms:
                 series.firing = True
                 self._emit(i, key, now, AlertState.FIRING, (now - series.last_seen) / 1000, series.record)
-            self._schedule(i, key)
+            self._reschedule(i, key, series)
             return
         value: float | int
-        if isinstance(series, CountSeries):
+        if type(series) is CountSeries:
             series.evict(now, prep.capacity, rule.window_ms)
             count = series.count(now, rule.window_ms)
             assert prep.count_test is not None
             holds = bool(count) and prep.count_test(count)
-            value = count / prep.window_s if rule.condition and rule.condition.aggregate == "rate" else count
+            value = count / prep.window_s if prep.rate else count
         else:
+            assert isinstance(series, AggregateSeries)
             assert rule.condition is not None
             series.evict(now, rule.window_ms)
             value = series.value(rule.condition.aggregate)
             holds = not series.empty() and rule.condition.holds(value)
-        series.phase, change = step(series.phase, holds, now, rule.for_ms)
-        if change is Change.FIRING:
-            self._emit(i, key, now, AlertState.FIRING, value, series.record)
-        elif change is Change.RESOLVED:
-            self._emit(i, key, now, AlertState.RESOLVED, value, series.record)
+        phase = series.phase
+        if holds or phase.active_since is not None or phase.firing:  # else: inactive stays inactive
+            series.phase, change = step(phase, holds, now, rule.for_ms)
+            if change is Change.FIRING:
+                self._emit(i, key, now, AlertState.FIRING, value, series.record)
+            elif change is Change.RESOLVED:
+                self._emit(i, key, now, AlertState.RESOLVED, value, series.record)
         if series.empty() and series.phase.active_since is None:
-            del self._series[i][key]  # an idle series ends; its state is forgotten
+            del table[key]  # an idle series ends; its state is forgotten (its timers go stale)
             self._live -= 1
             self._dirty.discard((i, key))
             self._deleted.add((i, key))
-        self._schedule(i, key)
+            return
+        self._reschedule(i, key, series)
 
     def _emit(self, i: int, key: GroupKey, now: int, state: AlertState, value: float | int, record: str | None) -> None:
         rule = self.rules[i]
@@ -635,7 +687,7 @@ class Engine:
             except DECODE_ERRORS:
                 continue  # cannot happen for lines this engine buffered; a foreign entry is skipped
             if matched:
-                heapq.heappush(self._buffer, (time_ms, seq, raw, fields, matched))
+                self._buffer.append((time_ms, seq, raw, fields, matched))
 
     def series_count(self) -> int:
         return self._live
@@ -672,6 +724,9 @@ def _prepare(rule: Rule) -> _Prepared:
         if condition.counts:
             prep.capacity = condition.exact_events(rule.window_ms)
             prep.count_test = _count_test(condition.op, condition.count_threshold(rule.window_ms))
+            prep.grows_only = condition.op in (">", ">=")
+            prep.rate = condition.aggregate == "rate"
+            prep.min_count = next((c for c in range(1, prep.capacity + 1) if prep.count_test(c)), 0)
         else:
             prep.field = condition.field
     return prep

@@ -62,8 +62,14 @@ class MemoryStore:
             elif peaks.get(rule_id, 0) >= _COMPACT_FROM and len(table) * 4 < peaks[rule_id]:
                 self._series[rule_id] = dict(table)
                 peaks[rule_id] = len(table)
-        for item in changes.pending_add:
-            bisect.insort(self._pending, item)
+        if changes.pending_add:
+            # Arrival order is nearly time order: one sort of the additions, then an append, or a sort that
+            # merges two runs; inserting one by one moved the whole list for every event.
+            added, pending = sorted(changes.pending_add), self._pending
+            disordered = bool(pending) and added[0] < pending[-1]
+            pending.extend(added)
+            if disordered:
+                pending.sort()
         if changes.pending_before is not None:
             cut = bisect.bisect_left(self._pending, (changes.pending_before, b""))
             del self._pending[:cut]
