@@ -56,6 +56,7 @@ _STAMP_OF = operator.attrgetter("a0")  # `timestamp` of a record (codegen gives 
 
 _FOREVER = 2**62
 _LANE = "lane:"  # checkpoint meta key prefix of a lane's newest event time
+_HELD = "held:"  # checkpoint meta key prefix of the time of a lane's held line (replay)
 
 
 @dataclass(slots=True)
@@ -67,7 +68,9 @@ class EngineStats:
     untimed: int = 0  # had no usable time and took the newest event time
     untimed_dropped: int = 0  # had no usable time before any event time was known
     beyond_until: int = 0
-    clamped: int = 0  # stamped too far ahead of the wall clock (live mode) and placed at the wall clock
+    # Stamped more than `future_skew` ahead of the wall clock (live mode) and placed at the wall clock, or
+    # (replay) ahead of the newest time with the next line back in the stream, and placed at that newest time.
+    clamped: int = 0
     transitions: int = 0
     # Matched events that would have started a series beyond `max_series_per_rule` or `max_series`, by rule
     # name: the event is not applied to any series (it is still in `matched`).
@@ -88,6 +91,10 @@ class _Prepared:
     rate: bool = False  # the value is count / window in seconds
     min_count: int = 0  # grows_only: the fewest events in the window that can make the condition hold
 
+
+# A replayed line held until the next line of its lane tells whether the stream jumped: (time, raw line,
+# matched rule indexes, fields). Restored from a checkpoint, only its time is known (line b"", no rules).
+_Held = tuple[int, bytes, list[int], Fields]
 
 # A buffered event: (time, arrival sequence, raw line, fields, matched rule indexes). Tuples compare in C;
 # the sequence is unique, so comparison never reaches the later items. The buffer is a list appended to in
@@ -131,6 +138,8 @@ class Engine:
             None  # the newest event time of all lanes (of the lane being taken in, during intake)
         )
         self._lanes: dict[str, int] = {}  # the newest event time per lane (Kafka partition); one lane "" elsewhere
+        self._held: dict[str, _Held] = {}  # replay: a line far ahead of its lane, until the next line decides
+        self._lane = ""  # the lane being taken in
         self._done_before = _NEVER  # every instant before this one has been processed
         self._min_accepted: int | None = None
         self._first_time: int | None = None
@@ -165,6 +174,7 @@ class Engine:
         """
         self._ceiling = _FOREVER if wall_ms is None else wall_ms + self.future_skew_ms
         self._wall = wall_ms
+        self._lane = lane
         overall, self._newest = self._newest, self._lanes.get(lane)
         try:
             malformed = 0 if self._accept_bulk(lines) else self._accept_each(lines)
@@ -198,6 +208,9 @@ class Engine:
         lateness = self.lateness_ms
         if high_ms > (_FOREVER if self.until_ms is None else self.until_ms) or high_ms > self._ceiling:
             return False
+        base = low_ms if self._newest is None else newest  # the first line of the input is never held
+        if self._wall is None and (self._lane in self._held or high_ms > base + self.future_skew_ms):
+            return False  # replay: some line may be far ahead of the stream (held, see _accept_each)
         late = late_lines(stamps, max(self._done_before, newest - lateness), lateness, low_ms)
         # Full records of the matched lines, decoded before anything changes: a line the full decoder refuses
         # sends the batch down the line-by-line path, which counts it as malformed.
@@ -247,6 +260,11 @@ class Engine:
         track_min = self._first_time is None  # the earliest time only matters until the first instant runs
         floor = max(done_before, newest - lateness)
         buffer, pending_new, seq = self._buffer, self._pending_new, self._seq
+        # Replay: a line more than `future_skew` ahead of the newest time is held until the next timed line
+        # of the lane: one near it or beyond confirms a jump of the stream (the held line keeps its time), one
+        # back near the stream shows it stood alone (placed at the newest time, like live mode's clamp).
+        hold, skew = wall is None, self.future_skew_ms
+        held = self._held.pop(self._lane, None)
         malformed = 0
         for line in lines:
             try:
@@ -287,6 +305,23 @@ class Engine:
             elif time_ms > until:
                 stats.beyond_until += 1
                 continue
+            elif hold:
+                if held is not None:  # this line decides whether the held one was a jump of the stream
+                    at, held_line, held_rules, held_fields = held
+                    held = None
+                    if not (time_ms > newest + skew and time_ms >= at - skew):
+                        at = newest  # back near the stream: the held line was alone out there
+                        stats.clamped += 1
+                    if at > newest:
+                        newest = at
+                        floor = max(newest - lateness, done_before)
+                    if held_rules:
+                        seq += 1
+                        buffer.append((at, seq, held_line, held_fields, held_rules))
+                        pending_new.append((at, seq.to_bytes(8, "big") + held_line))
+                if newest != _NEVER and time_ms > newest + skew:
+                    held = (time_ms, line, matched, fields if matched else {})
+                    continue
             if time_ms < floor:
                 stats.late += 1
                 continue
@@ -300,6 +335,8 @@ class Engine:
                 seq += 1
                 buffer.append((time_ms, seq, line, fields, matched))
                 pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
+        if held is not None:
+            self._held[self._lane] = held
         stats.matched += seq - self._seq
         self._seq, self._min_accepted = seq, min_accepted
         self._newest = None if newest == _NEVER else newest
@@ -383,12 +420,24 @@ class Engine:
     def finish(self, max_instants: int | None = None) -> bool:
         """End of input: apply everything buffered and run timers up to the last event time (or `until`).
         With `max_instants`, like `advance`: False when stopped early; call again to continue."""
+        self._release_held()
         end = self._newest
         if self.until_ms is not None:
             end = self.until_ms if end is None else max(end, self.until_ms)
         if end is None:
             return True
         return self._run_until(end, inclusive=True, max_instants=max_instants)
+
+    def _release_held(self) -> None:
+        """End of input: nothing follows a held line to contradict it, so it keeps its own time."""
+        for lane, (at, line, matched, fields) in self._held.items():
+            self._lanes[lane] = max(self._lanes.get(lane, at), at)
+            self._newest = at if self._newest is None else max(self._newest, at)
+            if matched:
+                self._seq += 1
+                self._buffer.append((at, self._seq, line, fields, matched))
+                self._pending_new.append((at, self._seq.to_bytes(8, "big") + line))
+        self._held.clear()
 
     @property
     def horizon_ms(self) -> int:
@@ -648,6 +697,7 @@ class Engine:
     def _meta(self) -> dict[str, int]:
         meta = {"done_before": self._done_before, "seq": self._seq}
         meta.update((_LANE + lane, newest) for lane, newest in self._lanes.items())
+        meta.update((_HELD + lane, held[0]) for lane, held in self._held.items())
         for name, value in (
             ("newest", self._newest),
             ("min_accepted", self._min_accepted),
@@ -670,6 +720,8 @@ class Engine:
         self._lanes = {key[len(_LANE) :]: value for key, value in meta.items() if key.startswith(_LANE)}
         if not self._lanes and self._newest is not None:
             self._lanes[""] = self._newest  # a checkpoint written before lanes existed
+        # A held line's time (its event, if it matched a rule, is not in the checkpoint until placed).
+        self._held = {key[len(_HELD) :]: (value, b"", [], {}) for key, value in meta.items() if key.startswith(_HELD)}
         self._min_accepted = meta.get("min_accepted")
         self._first_time = meta.get("first_time")
         for i, prep in enumerate(self._prep):
