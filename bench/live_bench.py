@@ -250,10 +250,10 @@ class TimedEngine(Engine):
         finally:
             self._add(watch)
 
-    def advance(self, *args: Any, **kwargs: Any) -> None:
+    def advance(self, *args: Any, **kwargs: Any) -> bool:
         watch = Stopwatch()
         try:
-            super().advance(*args, **kwargs)
+            return super().advance(*args, **kwargs)
         finally:
             self._add(watch)
 

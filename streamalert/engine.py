@@ -9,17 +9,18 @@ then evaluate every series touched by them or by a timer due at T, in (rule, gro
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import orjson
 
-from streamalert.alerts.lifecycle import Change, step
+from streamalert.alerts.lifecycle import INACTIVE, Change, step
 from streamalert.config.rules import Rule, label_value
 from streamalert.decode import (
     DECODE_ERRORS,
@@ -43,11 +44,19 @@ SeriesRef = tuple[int, GroupKey]
 DEFAULT_LATENESS_MS = 30_000
 DEFAULT_MAX_DELAY_MS = 10_000
 DEFAULT_FUTURE_SKEW_MS = 60_000
+# Caps on live series, sized for a sidecar: about 0.6 KB per idle count series in memory state (README,
+# "State"), so a full engine holds about 0.6 GB; one runaway `group_by` cannot take every other rule's room.
+DEFAULT_MAX_SERIES_PER_RULE = 100_000
+DEFAULT_MAX_SERIES = 1_000_000
+# Python dicts and the timers heap never shrink on delete: once the live series fall below a quarter of
+# their high-water mark (of at least this many), the per-series tables are rebuilt at their current size.
+_COMPACT_FROM = 4096
 _NEVER = -(2**62)
 _STAMP_OF = operator.attrgetter("a0")  # `timestamp` of a record (codegen gives the time keys a0..a3)
 
 _FOREVER = 2**62
 _LANE = "lane:"  # checkpoint meta key prefix of a lane's newest event time
+_HELD = "held:"  # checkpoint meta key prefix of the time of a lane's held line (replay)
 
 
 @dataclass(slots=True)
@@ -59,8 +68,13 @@ class EngineStats:
     untimed: int = 0  # had no usable time and took the newest event time
     untimed_dropped: int = 0  # had no usable time before any event time was known
     beyond_until: int = 0
-    clamped: int = 0  # stamped too far ahead of the wall clock (live mode) and placed at the wall clock
+    # Stamped more than `future_skew` ahead of the wall clock (live mode) and placed at the wall clock, or
+    # (replay) ahead of the newest time with the next line back in the stream, and placed at that newest time.
+    clamped: int = 0
     transitions: int = 0
+    # Matched events that would have started a series beyond `max_series_per_rule` or `max_series`, by rule
+    # name: the event is not applied to any series (it is still in `matched`).
+    series_dropped: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -73,10 +87,19 @@ class _Prepared:
     count_test: Callable[[int], bool] | None = None
     window_s: float = 0.0
     field: str | None = None
+    grows_only: bool = False  # a count condition that events leaving the window cannot make true
+    rate: bool = False  # the value is count / window in seconds
+    min_count: int = 0  # grows_only: the fewest events in the window that can make the condition hold
 
+
+# A replayed line held until the next line of its lane tells whether the stream jumped: (time, raw line,
+# matched rule indexes, fields). Restored from a checkpoint, only its time is known (line b"", no rules).
+_Held = tuple[int, bytes, list[int], Fields]
 
 # A buffered event: (time, arrival sequence, raw line, fields, matched rule indexes). Tuples compare in C;
-# the sequence is unique, so comparison never reaches the later items.
+# the sequence is unique, so comparison never reaches the later items. The buffer is a list appended to in
+# arrival order and sorted when instants run: arrival is nearly in time order, so that sort is a merge of a
+# few runs, cheaper than a heap push and pop per event.
 _Pending = tuple[int, int, bytes, Fields, list[int]]
 
 
@@ -90,25 +113,33 @@ class Engine:
         until_ms: int | None = None,
         max_delay_ms: int = DEFAULT_MAX_DELAY_MS,
         future_skew_ms: int = DEFAULT_FUTURE_SKEW_MS,
+        max_series_per_rule: int = DEFAULT_MAX_SERIES_PER_RULE,
+        max_series: int = DEFAULT_MAX_SERIES,
     ):
         self.rules = rules
         self.lateness_ms = lateness_ms
         self.until_ms = until_ms
         self.max_delay_ms = max_delay_ms  # live mode: how far behind the wall clock a caught-up source may run
-        self.future_skew_ms = future_skew_ms  # live mode: how far ahead of the wall clock a stamp may be
+        self.future_skew_ms = future_skew_ms  # how far ahead of the wall clock (live) or the stream a stamp may be
+        self.max_series_per_rule = max_series_per_rule  # caps on live series (expected absence groups exempt)
+        self.max_series = max_series
+        self._live = 0  # live series of all rules
+        self._peak = 0  # the most live series since the tables were last rebuilt
         self._wall: int | None = None
         self._ceiling = _FOREVER  # the latest usable stamp of the batch being taken in (wall + skew, live)
         self.stats = EngineStats()
         self._prep = [_prepare(rule) for rule in rules]
         self._rules = compile_rules([rule.match_spec for rule in rules])
         self._series: list[dict[GroupKey, Series]] = [{} for _ in rules]
+        # (due, rule index, group): a timer is current while its series' `due` equals it; others are skipped.
         self._timers: list[tuple[int, int, GroupKey]] = []
-        self._scheduled: dict[SeriesRef, int] = {}
         self._buffer: list[_Pending] = []
         self._newest: int | None = (
             None  # the newest event time of all lanes (of the lane being taken in, during intake)
         )
         self._lanes: dict[str, int] = {}  # the newest event time per lane (Kafka partition); one lane "" elsewhere
+        self._held: dict[str, _Held] = {}  # replay: a line far ahead of its lane, until the next line decides
+        self._lane = ""  # the lane being taken in
         self._done_before = _NEVER  # every instant before this one has been processed
         self._min_accepted: int | None = None
         self._first_time: int | None = None
@@ -135,7 +166,8 @@ class Engine:
 
         In live mode `wall_ms` is the wall clock: a record stamped more than `future_skew` ahead of it (a host
         with a skewed clock) is placed at the wall clock instead and counted as clamped, so it cannot drag
-        every window forward.
+        every window forward. In replay a line that far ahead of the newest time is held until the next line
+        shows whether the stream jumped (see `_accept_each`).
 
         `lane` names an ordered part of the input (a Kafka partition). Lateness is measured against the
         newest time of the record's own lane, so a consumer reading one partition's backlog after another's
@@ -143,6 +175,7 @@ class Engine:
         """
         self._ceiling = _FOREVER if wall_ms is None else wall_ms + self.future_skew_ms
         self._wall = wall_ms
+        self._lane = lane
         overall, self._newest = self._newest, self._lanes.get(lane)
         try:
             malformed = 0 if self._accept_bulk(lines) else self._accept_each(lines)
@@ -176,6 +209,9 @@ class Engine:
         lateness = self.lateness_ms
         if high_ms > (_FOREVER if self.until_ms is None else self.until_ms) or high_ms > self._ceiling:
             return False
+        base = low_ms if self._newest is None else newest  # the first line of the input is never held
+        if self._wall is None and (self._lane in self._held or high_ms > base + self.future_skew_ms):
+            return False  # replay: some line may be far ahead of the stream (held, see _accept_each)
         late = late_lines(stamps, max(self._done_before, newest - lateness), lateness, low_ms)
         # Full records of the matched lines, decoded before anything changes: a line the full decoder refuses
         # sends the batch down the line-by-line path, which counts it as malformed.
@@ -203,7 +239,7 @@ class Engine:
                 raise AssertionError("stamps were checked with the batch")
             line = lines[k]
             seq += 1
-            heapq.heappush(buffer, (time_ms, seq, line, fields, matched))
+            buffer.append((time_ms, seq, line, fields, matched))
             pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
         self.stats.matched += seq - self._seq
         self._seq = seq
@@ -225,6 +261,11 @@ class Engine:
         track_min = self._first_time is None  # the earliest time only matters until the first instant runs
         floor = max(done_before, newest - lateness)
         buffer, pending_new, seq = self._buffer, self._pending_new, self._seq
+        # Replay: a line more than `future_skew` ahead of the newest time is held until the next timed line
+        # of the lane: one near it or beyond confirms a jump of the stream (the held line keeps its time), one
+        # back near the stream shows it stood alone (placed at the newest time, like live mode's clamp).
+        hold, skew = wall is None, self.future_skew_ms
+        held = self._held.pop(self._lane, None)
         malformed = 0
         for line in lines:
             try:
@@ -265,6 +306,23 @@ class Engine:
             elif time_ms > until:
                 stats.beyond_until += 1
                 continue
+            elif hold:
+                if held is not None:  # this line decides whether the held one was a jump of the stream
+                    at, held_line, held_rules, held_fields = held
+                    held = None
+                    if not (time_ms > newest + skew and time_ms >= at - skew):
+                        at = newest  # back near the stream: the held line was alone out there
+                        stats.clamped += 1
+                    if at > newest:
+                        newest = at
+                        floor = max(newest - lateness, done_before)
+                    if held_rules:
+                        seq += 1
+                        buffer.append((at, seq, held_line, held_fields, held_rules))
+                        pending_new.append((at, seq.to_bytes(8, "big") + held_line))
+                if newest != _NEVER and time_ms > newest + skew:
+                    held = (time_ms, line, matched, fields if matched else {})
+                    continue
             if time_ms < floor:
                 stats.late += 1
                 continue
@@ -276,8 +334,10 @@ class Engine:
                 min_accepted = time_ms
             if matched:
                 seq += 1
-                heapq.heappush(buffer, (time_ms, seq, line, fields, matched))
+                buffer.append((time_ms, seq, line, fields, matched))
                 pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
+        if held is not None:
+            self._held[self._lane] = held
         stats.matched += seq - self._seq
         self._seq, self._min_accepted = seq, min_accepted
         self._newest = None if newest == _NEVER else newest
@@ -320,7 +380,7 @@ class Engine:
                 continue  # the intake decoded it; a replica with other rules may forward what we cannot use
             if matched:
                 seq += 1
-                heapq.heappush(buffer, (time_ms, seq, line, fields, matched))
+                buffer.append((time_ms, seq, line, fields, matched))
                 pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
         self.stats.matched += seq - self._seq
         self._seq = seq
@@ -331,8 +391,10 @@ class Engine:
         if earliest is not None and self._first_time is None:
             self._min_accepted = earliest if self._min_accepted is None else min(self._min_accepted, earliest)
 
-    def advance(self, wall_ms: int | None = None, lagging: Iterable[str] = ()) -> None:
-        """Process every instant strictly before the horizon: clock - lateness.
+    def advance(self, wall_ms: int | None = None, lagging: Iterable[str] = (), max_instants: int | None = None) -> bool:
+        """Process every instant strictly before the horizon: clock - lateness. True when done; False when
+        it stopped after `max_instants` instants (whole instants: every instant before `horizon_ms` is
+        processed), so a live loop can yield; calling again continues. Unbounded, the result is the same.
 
         The clock is the newest event time. While some lanes still lag (a consumer reading a backlog), it is
         the newest time of the slowest of them, and it does not move while a lagging lane has given no event
@@ -345,23 +407,38 @@ class Engine:
         behind = [self._lanes.get(lane) for lane in lagging]
         if behind:
             if None in behind:
-                return
+                return True
             clock = min(t for t in behind if t is not None)
         elif wall_ms is not None:
             live = wall_ms - self.max_delay_ms
             clock = live if clock is None else max(clock, live)
             if self._min_accepted is None and self._first_time is None:
                 self._min_accepted = live
-        if clock is not None:
-            self._run_until(clock - self.lateness_ms, inclusive=False)
+        if clock is None:
+            return True
+        return self._run_until(clock - self.lateness_ms, inclusive=False, max_instants=max_instants)
 
-    def finish(self) -> None:
-        """End of input: apply everything buffered and run timers up to the last event time (or `until`)."""
+    def finish(self, max_instants: int | None = None) -> bool:
+        """End of input: apply everything buffered and run timers up to the last event time (or `until`).
+        With `max_instants`, like `advance`: False when stopped early; call again to continue."""
+        self._release_held()
         end = self._newest
         if self.until_ms is not None:
             end = self.until_ms if end is None else max(end, self.until_ms)
-        if end is not None:
-            self._run_until(end, inclusive=True)
+        if end is None:
+            return True
+        return self._run_until(end, inclusive=True, max_instants=max_instants)
+
+    def _release_held(self) -> None:
+        """End of input: nothing follows a held line to contradict it, so it keeps its own time."""
+        for lane, (at, line, matched, fields) in self._held.items():
+            self._lanes[lane] = max(self._lanes.get(lane, at), at)
+            self._newest = at if self._newest is None else max(self._newest, at)
+            if matched:
+                self._seq += 1
+                self._buffer.append((at, self._seq, line, fields, matched))
+                self._pending_new.append((at, self._seq.to_bytes(8, "big") + line))
+        self._held.clear()
 
     @property
     def horizon_ms(self) -> int:
@@ -375,21 +452,55 @@ class Engine:
 
     # ---- time ----------------------------------------------------------------------------------------------
 
-    def _run_until(self, limit: int, inclusive: bool) -> None:
+    def _run_until(self, limit: int, inclusive: bool, max_instants: int | None = None) -> bool:
         if (
             self._first_time is None
             and self._min_accepted is not None
             and (self._min_accepted < limit or (inclusive and self._min_accepted <= limit))
         ):
             self._start(self._min_accepted)
+        end = limit + 1 if inclusive else limit  # every instant before `end` is to be processed
         buffer, timers = self._buffer, self._timers
+        buffer.sort()
+        cut = bisect.bisect_left(buffer, (end,))  # (end,) sorts before every event at `end`
+        ready = buffer[:cut]
+        del buffer[:cut]
+        pos, count, budget = 0, len(ready), math.inf if max_instants is None else max_instants
         while True:
-            instant = min(buffer[0][0] if buffer else math.inf, timers[0][0] if timers else math.inf)
-            if instant > limit or (instant == limit and not inclusive):
+            instant = min(ready[pos][0] if pos < count else _FOREVER, timers[0][0] if timers else _FOREVER)
+            if instant >= end:
                 break
-            self._instant(int(instant))
-        end = limit + 1 if inclusive else limit
+            if budget <= 0:
+                buffer[:0] = ready[pos:]  # still sorted: all before the rest of the buffer
+                self._done_before = max(self._done_before, instant)
+                self._after_run()
+                return False
+            budget -= 1
+            stop = pos
+            while stop < count and ready[stop][0] == instant:
+                stop += 1
+            self._instant(instant, ready[pos:stop])
+            pos = stop
         self._done_before = max(self._done_before, end)
+        self._after_run()
+        return True
+
+    def _after_run(self) -> None:
+        if self._peak >= _COMPACT_FROM and self._live * 4 < self._peak:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Give back the memory of ended series: rebuild the series tables and the timer bookkeeping at their
+        current size, dropping timer entries of series that were rescheduled or ended."""
+        self._series = [dict(table) for table in self._series]
+        self._drop_stale_timers()
+        self._peak = self._live
+
+    def _drop_stale_timers(self) -> None:
+        tables, timers = self._series, self._timers
+        # In place: callers hold the list.
+        timers[:] = [(d, i, k) for d, i, k in timers if getattr(tables[i].get(k), "due", None) == d]
+        heapq.heapify(timers)
 
     def _start(self, first_time: int) -> None:
         """The first event time is known: absence rules start expecting their declared groups from it."""
@@ -398,46 +509,60 @@ class Engine:
             for key in rule.expect:
                 if key not in self._series[i]:
                     self._series[i][key] = AbsenceSeries(first_time)
+                    self._grew()
                     self._dirty.add((i, key))
                     self._schedule(i, key)
 
-    def _instant(self, now: int) -> None:
+    def _instant(self, now: int, batch: list[_Pending]) -> None:
         touched: dict[SeriesRef, None] = {}
-        buffer = self._buffer
-        if buffer and buffer[0][0] == now:
-            batch = [heapq.heappop(buffer)]
-            while buffer and buffer[0][0] == now:
-                batch.append(heapq.heappop(buffer))
+        if batch:
             if len(batch) > 1:
                 batch.sort(key=lambda p: p[2])  # same-ms events in a stable order, whatever their arrival
+            observe = self._observe
             for _, _, line, fields, matched in batch:
                 for i in matched:
-                    ref = self._observe(i, fields, line, now)
+                    ref = observe(i, fields, line, now)
                     if ref is not None:
                         touched[ref] = None
-        timers = self._timers
+        timers, tables = self._timers, self._series
         while timers and timers[0][0] == now:
             _, i, key = heapq.heappop(timers)
-            if self._scheduled.get((i, key)) == now:
-                del self._scheduled[(i, key)]
+            series = tables[i].get(key)
+            if series is not None and series.due == now:
+                series.due = None
                 touched[(i, key)] = None
-        for i, key in sorted(touched):
-            self._evaluate(i, key, now)
+        evaluate = self._evaluate
+        for i, key in sorted(touched) if len(touched) > 1 else touched:
+            evaluate(i, key, now)
 
     def _schedule(self, i: int, key: GroupKey) -> None:
         series = self._series[i].get(key)
-        due = None if series is None else self._next_due(i, series)
-        ref = (i, key)
-        if due is None:
-            self._scheduled.pop(ref, None)
-        elif self._scheduled.get(ref) != due:
-            self._scheduled[ref] = due
-            heapq.heappush(self._timers, (due, i, key))
+        if series is not None:
+            self._reschedule(i, key, series)
+
+    def _reschedule(self, i: int, key: GroupKey, series: Series) -> None:
+        due = self._next_due(i, series)
+        # A pending earlier timer is kept: evaluating a series at an instant where nothing changed for it
+        # decides nothing (the condition, value and phase stay as they are), and it reschedules from there.
+        # So an event that only moves the due later costs no timer.
+        current = series.due
+        if due is not None and (current is None or due < current):
+            series.due = due
+            timers = self._timers
+            heapq.heappush(timers, (due, i, key))
+            if len(timers) > 2 * self._live + _COMPACT_FROM:
+                # Entries of rescheduled or ended series wait in the heap until their time comes: with long
+                # windows that can be long, so drop them once they outnumber the live ones.
+                self._drop_stale_timers()
 
     def _next_due(self, i: int, series: Series) -> int | None:
         rule = self.rules[i]
         if isinstance(series, AbsenceSeries):
             return None if series.firing else series.last_seen + rule.absent_ms
+        if self._prep[i].grows_only and series.phase.active_since is None and type(series) is CountSeries:
+            # `count > n` cannot start to hold when events leave the window: an inactive series needs no
+            # timer until its window empties (when it ends).
+            return series.times[-1] + rule.window_ms if series.times else None
         expiry = series.next_expiry(rule.window_ms)
         pending = series.phase.due(rule.for_ms)
         if expiry is None:
@@ -452,66 +577,88 @@ class Engine:
         key = tuple(label_value(_group_value(fields, f)) for f in rule.group_by) if rule.group_by else ()
         table = self._series[i]
         series = table.get(key)
-        if rule.kind == "absence":
-            if series is None:
-                series = table[key] = AbsenceSeries(now)
-            assert isinstance(series, AbsenceSeries)
-            series.observe(now)
-        elif prep.field is None:
-            if series is None:
-                series = table[key] = CountSeries()
-            assert isinstance(series, CountSeries)
-            series.observe(now, prep.capacity, rule.window_ms)
-        else:
+        sample: float | None = None
+        if prep.field is not None:
             sample = as_number(get_path(fields, prep.field))
             if sample is None:
                 return None  # matched, but carries no number to aggregate
-            if series is None:
-                series = table[key] = AggregateSeries()
+        if series is None:
+            if (len(table) >= self.max_series_per_rule or self._live >= self.max_series) and key not in rule.expect:
+                dropped = self.stats.series_dropped
+                dropped[rule.name] = dropped.get(rule.name, 0) + 1
+                return None
+            series = table[key] = _new_series(rule, prep, now)
+            self._grew()
+        if type(series) is AbsenceSeries:
+            series.observe(now)
+        elif type(series) is CountSeries:
+            series.observe(now, prep.capacity, rule.window_ms)
+            if len(series.times) < prep.min_count and series.phase is INACTIVE and series.older is None:
+                # `count >= n` cannot hold with fewer than n events in the window, whatever leaves it: this
+                # instant decides nothing for the series. It is stored, and needs a timer only to end.
+                ref = (i, key)
+                self._dirty.add(ref)
+                if series.due is None:
+                    self._reschedule(i, key, series)
+                if rule.keeps_record:
+                    series.record = line.decode()
+                return None
+        else:
             assert isinstance(series, AggregateSeries)
+            assert sample is not None
             series.observe(now, int(sample) if sample.is_integer() and abs(sample) < 2**53 else sample)
         if rule.keeps_record:
             series.record = line.decode()  # the raw line: stored and checkpointed as is, decoded to render
         return (i, key)
 
+    def _grew(self) -> None:
+        self._live += 1
+        self._peak = max(self._peak, self._live)
+
     def _evaluate(self, i: int, key: GroupKey, now: int) -> None:
-        prep = self._prep[i]
-        rule = prep.rule
-        series = self._series[i].get(key)
+        table = self._series[i]
+        series = table.get(key)
         if series is None:
             return
+        prep = self._prep[i]
+        rule = prep.rule
         self._dirty.add((i, key))
-        if isinstance(series, AbsenceSeries):
+        if type(series) is AbsenceSeries:
             if series.firing and series.last_seen == now:
                 series.firing = False
                 self._emit(i, key, now, AlertState.RESOLVED, series.silence_ms / 1000, series.record)
             elif not series.firing and now >= series.last_seen + rule.absent_ms:
                 series.firing = True
                 self._emit(i, key, now, AlertState.FIRING, (now - series.last_seen) / 1000, series.record)
-            self._schedule(i, key)
+            self._reschedule(i, key, series)
             return
         value: float | int
-        if isinstance(series, CountSeries):
+        if type(series) is CountSeries:
             series.evict(now, prep.capacity, rule.window_ms)
             count = series.count(now, rule.window_ms)
             assert prep.count_test is not None
             holds = bool(count) and prep.count_test(count)
-            value = count / prep.window_s if rule.condition and rule.condition.aggregate == "rate" else count
+            value = count / prep.window_s if prep.rate else count
         else:
+            assert isinstance(series, AggregateSeries)
             assert rule.condition is not None
             series.evict(now, rule.window_ms)
             value = series.value(rule.condition.aggregate)
             holds = not series.empty() and rule.condition.holds(value)
-        series.phase, change = step(series.phase, holds, now, rule.for_ms)
-        if change is Change.FIRING:
-            self._emit(i, key, now, AlertState.FIRING, value, series.record)
-        elif change is Change.RESOLVED:
-            self._emit(i, key, now, AlertState.RESOLVED, value, series.record)
+        phase = series.phase
+        if holds or phase.active_since is not None or phase.firing:  # else: inactive stays inactive
+            series.phase, change = step(phase, holds, now, rule.for_ms)
+            if change is Change.FIRING:
+                self._emit(i, key, now, AlertState.FIRING, value, series.record)
+            elif change is Change.RESOLVED:
+                self._emit(i, key, now, AlertState.RESOLVED, value, series.record)
         if series.empty() and series.phase.active_since is None:
-            del self._series[i][key]  # an idle series ends; its state is forgotten
+            del table[key]  # an idle series ends; its state is forgotten (its timers go stale)
+            self._live -= 1
             self._dirty.discard((i, key))
             self._deleted.add((i, key))
-        self._schedule(i, key)
+            return
+        self._reschedule(i, key, series)
 
     def _emit(self, i: int, key: GroupKey, now: int, state: AlertState, value: float | int, record: str | None) -> None:
         rule = self.rules[i]
@@ -533,7 +680,7 @@ class Engine:
         for i, key in self._dirty:
             series = self._series[i].get(key)
             if series is not None:
-                upserts.setdefault(self._prep[i].rule_id, {})[_key_bytes(key)] = orjson.dumps(series.dump())
+                upserts.setdefault(self._prep[i].rule_id, {})[_key_bytes(key)] = _json(series.dump())
         deletes: dict[str, list[bytes]] = {}
         for i, key in self._deleted:
             if key not in self._series[i]:
@@ -551,6 +698,7 @@ class Engine:
     def _meta(self) -> dict[str, int]:
         meta = {"done_before": self._done_before, "seq": self._seq}
         meta.update((_LANE + lane, newest) for lane, newest in self._lanes.items())
+        meta.update((_HELD + lane, held[0]) for lane, held in self._held.items())
         for name, value in (
             ("newest", self._newest),
             ("min_accepted", self._min_accepted),
@@ -573,11 +721,15 @@ class Engine:
         self._lanes = {key[len(_LANE) :]: value for key, value in meta.items() if key.startswith(_LANE)}
         if not self._lanes and self._newest is not None:
             self._lanes[""] = self._newest  # a checkpoint written before lanes existed
+        # A held line's time (its event, if it matched a rule, is not in the checkpoint until placed).
+        self._held = {key[len(_HELD) :]: (value, b"", [], {}) for key, value in meta.items() if key.startswith(_HELD)}
         self._min_accepted = meta.get("min_accepted")
         self._first_time = meta.get("first_time")
         for i, prep in enumerate(self._prep):
             for raw_key, raw_state in snapshot.series.get(prep.rule_id, {}).items():
                 key = tuple(orjson.loads(raw_key))
+                if key not in self._series[i]:
+                    self._grew()
                 self._series[i][key] = _load_series(prep, orjson.loads(raw_state))
                 self._schedule(i, key)
         for time_ms, member in snapshot.pending:
@@ -588,10 +740,10 @@ class Engine:
             except DECODE_ERRORS:
                 continue  # cannot happen for lines this engine buffered; a foreign entry is skipped
             if matched:
-                heapq.heappush(self._buffer, (time_ms, seq, raw, fields, matched))
+                self._buffer.append((time_ms, seq, raw, fields, matched))
 
     def series_count(self) -> int:
-        return sum(len(table) for table in self._series)
+        return self._live
 
     def firing(self) -> list[tuple[Rule, GroupKey]]:
         """The series whose alert fires now, as (rule, group key) in rule order (a reload resolves those of
@@ -611,7 +763,19 @@ def _group_value(fields: Fields, path: str) -> Any:
 
 
 def _key_bytes(key: GroupKey) -> bytes:
-    return orjson.dumps(list(key))
+    return _json(list(key))
+
+
+def _json(value: Any) -> bytes:
+    """JSON bytes that hold only their length: orjson (3.13) returns bytes holding about 4 KB each, and a
+    checkpoint can hold one per series (600,000 series ending at once took 2.4 GB for their deleted keys)."""
+    return bytes(memoryview(orjson.dumps(value)))
+
+
+def _new_series(rule: Rule, prep: _Prepared, now: int) -> Series:
+    if rule.kind == "absence":
+        return AbsenceSeries(now)
+    return CountSeries() if prep.field is None else AggregateSeries()
 
 
 def _load_series(prep: _Prepared, data: list[Any]) -> Series:
@@ -630,6 +794,9 @@ def _prepare(rule: Rule) -> _Prepared:
         if condition.counts:
             prep.capacity = condition.exact_events(rule.window_ms)
             prep.count_test = _count_test(condition.op, condition.count_threshold(rule.window_ms))
+            prep.grows_only = condition.op in (">", ">=")
+            prep.rate = condition.aggregate == "rate"
+            prep.min_count = next((c for c in range(1, prep.capacity + 1) if prep.count_test(c)), 0)
         else:
             prep.field = condition.field
     return prep

@@ -6,6 +6,10 @@ at e leaves the window at exactly e + w. Events reach a series in time order (th
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import operator
+from array import array
 from collections import deque
 from fractions import Fraction
 from typing import Any
@@ -21,38 +25,49 @@ class CountSeries:
 
     Deciding `count OP n` needs only the n+1 newest times, so memory is bounded by the threshold, not the
     event rate; `value` is exact while the window holds at most `capacity` events and estimated from buckets
-    (error below one bucket, 1/64 of the window) beyond that.
+    (error below one bucket, 1/64 of the window) beyond that. The times are a packed int64 array (8 bytes a
+    time, 72 bytes for an idle series' one time) and the buckets a dict only while some exist.
     """
 
-    __slots__ = ("older", "phase", "record", "times")
+    __slots__ = ("due", "older", "phase", "record", "times")
 
     def __init__(self) -> None:
-        self.times: deque[int] = deque()
-        self.older: dict[int, int] = {}
+        self.times = array("q")
+        self.older: dict[int, int] | None = None
         self.phase: Phase = INACTIVE
         self.record: str | None = None  # the last matching line, when an annotation reads record fields
+        self.due: int | None = None  # the engine's next timer for this series
 
     def observe(self, now: int, capacity: int, window_ms: int) -> None:
-        self.times.append(now)
-        if len(self.times) > capacity:
-            oldest = self.times.popleft()
+        times = self.times
+        if not times:
+            self.times = array("q", (now,))  # sized exactly: an idle series holds one time (append takes 4)
+            return
+        times.append(now)
+        if len(times) > capacity:
+            oldest = times.pop(0)
             width = max(1, window_ms // BUCKETS_PER_WINDOW)
             start = oldest - oldest % width
+            if self.older is None:
+                self.older = {}
             self.older[start] = self.older.get(start, 0) + 1
 
     def evict(self, now: int, capacity: int, window_ms: int) -> None:
         cutoff = now - window_ms  # events at or before the cutoff are out
         times = self.times
-        while times and times[0] <= cutoff:
-            times.popleft()
-        if not self.older:
+        if times and times[0] <= cutoff:
+            del times[: bisect.bisect_right(times, cutoff)]
+        older = self.older
+        if older is None:
             return
         if len(times) < capacity:
-            self.older.clear()  # every folded event is older than the evicted exact ones
+            self.older = None  # every folded event is older than the evicted exact ones
             return
         width = max(1, window_ms // BUCKETS_PER_WINDOW)
-        for start in [s for s in self.older if s + width - 1 <= cutoff]:
-            del self.older[start]
+        for start in [s for s in older if s + width - 1 <= cutoff]:
+            del older[start]
+        if not older:
+            self.older = None
 
     def count(self, now: int, window_ms: int) -> int:
         """Events in (now - window, now]: exact unless events were folded into buckets; a bucket that
@@ -77,15 +92,30 @@ class CountSeries:
         return self.times[0] + window_ms if self.times else None
 
     def dump(self) -> list[Any]:
-        return [list(self.times), sorted(self.older.items()), _phase_dump(self.phase), self.record]
+        """Compact: the first time, then the gaps between times, then (only when not all default) a map of
+        the rest: "o" folded buckets, "a" active since, "f" firing, "r" the record."""
+        times = self.times
+        out: list[Any] = [times[0], *map(operator.sub, times[1:], times[:-1])] if times else []
+        extra = _phase_extra(self.phase, self.record)
+        if self.older:
+            extra["o"] = sorted(self.older.items())
+        if extra:
+            out.append(extra)
+        return out
 
     @classmethod
     def load(cls, data: list[Any]) -> CountSeries:
         series = cls()
-        series.times = deque(data[0])
-        series.older = {int(k): int(v) for k, v in data[1]}
-        series.phase = _phase_load(data[2])
-        series.record = data[3]
+        if data and type(data[0]) is list:  # the first format: [times, buckets, [since, firing], record]
+            series.times = array("q", data[0])
+            series.older = {int(k): int(v) for k, v in data[1]} or None
+            series.phase = _phase_load(data[2])
+            series.record = data[3]
+            return series
+        extra: dict[str, Any] = data.pop() if data and type(data[-1]) is dict else {}
+        series.times = array("q", itertools.accumulate(data))
+        series.older = {int(k): int(v) for k, v in extra.get("o", ())} or None
+        series.phase, series.record = _phase_from(extra)
         return series
 
 
@@ -98,7 +128,7 @@ class AggregateSeries:
     before, so a series rebuilt from stored entries after a restart gives the same value to the last bit.
     """
 
-    __slots__ = ("entries", "maxq", "minq", "n", "phase", "record", "total")
+    __slots__ = ("due", "entries", "maxq", "minq", "n", "phase", "record", "total")
 
     def __init__(self) -> None:
         self.entries: deque[list[Any]] = deque()  # [time, sum, count, min, max] per distinct ms, ascending
@@ -108,6 +138,7 @@ class AggregateSeries:
         self.maxq: deque[tuple[int, float]] = deque()
         self.phase: Phase = INACTIVE
         self.record: str | None = None  # the last matching line, when an annotation reads record fields
+        self.due: int | None = None  # the engine's next timer for this series
 
     def observe(self, now: int, sample: float) -> None:
         entries = self.entries
@@ -174,12 +205,31 @@ class AggregateSeries:
         return self.entries[0][0] + window_ms if self.entries else None
 
     def dump(self) -> list[Any]:
-        return [list(self.entries), _phase_dump(self.phase), self.record]
+        """Compact: [time, sum, count, min, max] per millisecond flattened, times as gaps after the first,
+        then (only when not all default) a map: "a" active since, "f" firing, "r" the record."""
+        out: list[Any] = []
+        last = 0
+        for time, total, count, low, high in self.entries:
+            out += (time - last, total, count, low, high)
+            last = time
+        extra = _phase_extra(self.phase, self.record)
+        if extra:
+            out.append(extra)
+        return out
 
     @classmethod
     def load(cls, data: list[Any]) -> AggregateSeries:
         series = cls()
-        for entry in data[0]:
+        if data and type(data[0]) is list:  # the first format: [entries, [since, firing], record]
+            entries, phase, record = data[0], _phase_load(data[1]), data[2]
+        else:
+            extra: dict[str, Any] = data.pop() if data and type(data[-1]) is dict else {}
+            entries, last = [], 0
+            for k in range(0, len(data), 5):
+                last += data[k]
+                entries.append([last, *data[k + 1 : k + 5]])
+            phase, record = _phase_from(extra)
+        for entry in entries:
             series.entries.append(list(entry))
             series.total += _exact(entry[1])
             series.n += entry[2]
@@ -187,35 +237,43 @@ class AggregateSeries:
         for entry in series.entries:
             series._push_min(entry[0], entry[3])
             series._push_max(entry[0], entry[4])
-        series.phase = _phase_load(data[1])
-        series.record = data[2]
+        series.phase, series.record = phase, record
         return series
 
 
 class AbsenceSeries:
     """When a group was last seen, whether its absence alert fires, and how long the last silence lasted."""
 
-    __slots__ = ("firing", "last_seen", "record", "silence_ms")
+    __slots__ = ("due", "firing", "last_seen", "record", "silence_ms")
 
     def __init__(self, last_seen: int) -> None:
         self.last_seen = last_seen
         self.firing = False
         self.silence_ms = 0
         self.record: str | None = None  # the last matching line, when an annotation reads record fields
+        self.due: int | None = None  # the engine's next timer for this series
 
     def observe(self, now: int) -> None:
         self.silence_ms = now - self.last_seen
         self.last_seen = now
 
     def dump(self) -> list[Any]:
-        return [self.last_seen, self.firing, self.silence_ms, self.record]
+        """Compact: [last seen, silence], then (only when not all default) a map: "f" firing, "r" record."""
+        out: list[Any] = [self.last_seen, self.silence_ms]
+        extra = _phase_extra(Phase(None, self.firing), self.record)
+        if extra:
+            out.append(extra)
+        return out
 
     @classmethod
     def load(cls, data: list[Any]) -> AbsenceSeries:
         series = cls(int(data[0]))
-        series.firing = bool(data[1])
-        series.silence_ms = int(data[2])
-        series.record = data[3]
+        if len(data) == 4 and type(data[1]) is bool:  # the first format: [last seen, firing, silence, record]
+            series.firing, series.silence_ms, series.record = data[1], int(data[2]), data[3]
+            return series
+        series.silence_ms = int(data[1])
+        extra: dict[str, Any] = data[2] if len(data) > 2 else {}
+        series.firing, series.record = bool(extra.get("f")), extra.get("r")
         return series
 
 
@@ -226,8 +284,20 @@ def _exact(value: float) -> int | Fraction:
     return value if type(value) is int else Fraction(value)
 
 
-def _phase_dump(phase: Phase) -> list[Any]:
-    return [phase.active_since, phase.firing]
+def _phase_extra(phase: Phase, record: str | None) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if phase.active_since is not None:
+        extra["a"] = phase.active_since
+    if phase.firing:
+        extra["f"] = 1
+    if record is not None:
+        extra["r"] = record
+    return extra
+
+
+def _phase_from(extra: dict[str, Any]) -> tuple[Phase, str | None]:
+    since, firing = extra.get("a"), bool(extra.get("f"))
+    return (INACTIVE if since is None and not firing else Phase(since, firing)), extra.get("r")
 
 
 def _phase_load(data: list[Any]) -> Phase:

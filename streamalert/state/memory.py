@@ -9,6 +9,16 @@ import itertools
 from streamalert.state import keys
 from streamalert.state.base import Changes, Snapshot, requeued, silence_end
 
+# Dicts never shrink on delete: a rule's table is rebuilt at its current size once it holds less than a
+# quarter of its high-water mark (of at least this many series), so memory returns after series expire.
+_COMPACT_FROM = 4096
+
+
+def _own(raw: bytes) -> bytes:
+    """A tight copy of bytes this store keeps: orjson (3.13) returns bytes that hold about 4 KB of memory
+    each whatever their length, so keeping its output as is made every stored series cost 4 KB or more."""
+    return bytes(memoryview(raw))
+
 
 class MemoryStore:
     """A store in this process's memory; it dies with the process."""
@@ -16,6 +26,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._meta: dict[str, int] = {}
         self._series: dict[str, dict[bytes, bytes]] = {}
+        self._peaks: dict[str, int] = {}  # per rule id: the most series since its table was last rebuilt
         self._pending: list[tuple[int, bytes]] = []
         self._transitions: collections.deque[bytes] = collections.deque(maxlen=keys.TRANSITIONS_KEPT)
         self._groups: dict[bytes, bytes] = {}
@@ -36,25 +47,38 @@ class MemoryStore:
 
     async def commit(self, changes: Changes, ttl_ms: dict[str, int]) -> None:
         self._meta.update(changes.meta)
+        peaks = self._peaks
         for rule_id, items in changes.upserts.items():
-            self._series.setdefault(rule_id, {}).update(items)
+            table = self._series.setdefault(rule_id, {})
+            table.update((_own(key), _own(value)) for key, value in items.items())
+            peaks[rule_id] = max(peaks.get(rule_id, 0), len(table))
         for rule_id, gone in changes.deletes.items():
             table = self._series.get(rule_id, {})
             for key in gone:
                 table.pop(key, None)
             if not table:
                 self._series.pop(rule_id, None)
-        for item in changes.pending_add:
-            bisect.insort(self._pending, item)
+                peaks.pop(rule_id, None)
+            elif peaks.get(rule_id, 0) >= _COMPACT_FROM and len(table) * 4 < peaks[rule_id]:
+                self._series[rule_id] = dict(table)
+                peaks[rule_id] = len(table)
+        if changes.pending_add:
+            # Arrival order is nearly time order: one sort of the additions, then an append, or a sort that
+            # merges two runs; inserting one by one moved the whole list for every event.
+            added, pending = sorted(changes.pending_add), self._pending
+            disordered = bool(pending) and added[0] < pending[-1]
+            pending.extend(added)
+            if disordered:
+                pending.sort()
         if changes.pending_before is not None:
             cut = bisect.bisect_left(self._pending, (changes.pending_before, b""))
             del self._pending[:cut]
-        self._transitions.extend(changes.transitions)
-        self._groups.update(changes.groups)
+        self._transitions.extend(map(_own, changes.transitions))
+        self._groups.update((_own(key), _own(value)) for key, value in changes.groups.items())
         for key in changes.groups_deleted:
             self._groups.pop(key, None)
         for raw in changes.outbox:
-            self._outbox[self._next_id()] = raw
+            self._outbox[self._next_id()] = _own(raw)
 
     async def transitions(self, limit: int) -> list[bytes]:
         return list(self._transitions)[-limit:] if limit > 0 else []
@@ -62,6 +86,7 @@ class MemoryStore:
     async def reset(self) -> None:
         self._meta.clear()
         self._series.clear()
+        self._peaks.clear()
         self._pending.clear()
         self._transitions.clear()
         for table in (self._groups, self._outbox, self._attempts, self._dead, self._silences):
