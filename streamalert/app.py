@@ -197,6 +197,8 @@ async def _run_term(
         lateness_ms=config.ms("lateness"),
         max_delay_ms=config.ms("max_delay"),
         future_skew_ms=config.ms("future_skew"),
+        max_series_per_rule=config.max_series_per_rule,
+        max_series=config.max_series,
     )
     source = _source(config, clock, metrics, replica)
     health = Health()

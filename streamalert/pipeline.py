@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -28,6 +28,10 @@ T = TypeVar("T")
 # Lines the engine takes in one go in live mode (~10 ms of work); between slices the event loop runs other
 # tasks (HTTP answers, lease renewal), so no batch, however large, stalls the process.
 SLICE_LINES = 4096
+# Instants the engine processes before the loop runs others (a timer wave of many series ends at once).
+ADVANCE_INSTANTS = 256
+# A rule's dropped series are logged at most this often (wall time); the metric counts every one.
+DROPPED_LOG_MS = 60_000
 _log = structlog.get_logger("streamalert.pipeline")
 
 
@@ -142,6 +146,7 @@ async def run_live(
     if notify is not None:
         notify.notifier.restore(snapshot.groups)
     source.resume(snapshot.meta)
+    dropped = _Dropped(metrics)
     if initial:
         transitions, changes = _checkpoint(engine, notify.notifier if notify else None, extra=initial)
         await retry_store(functools.partial(store.commit, changes, ttl), metrics, health)
@@ -163,7 +168,8 @@ async def run_live(
             timed = batch.timed
             engine.accept_timed(timed.records, batch.lane, timed.newest, timed.earliest)
         lagging = source.lagging()
-        engine.advance(wall_ms=None if lagging else wall, lagging=lagging)
+        await _advance(engine, None if lagging else wall, lagging)
+        dropped.count(engine.stats.series_dropped, wall)
         count_intake(metrics, source.name, len(batch.lines), malformed, before, stats)
         taken = len(batch.lines) if batch.timed is None else len(batch.timed.records)
         if (batch.lines or batch.timed is not None) and engine.newest_ms is not None:
@@ -200,6 +206,37 @@ def _checkpoint(
         changes.groups, changes.groups_deleted = step.groups, step.groups_deleted
         changes.outbox = [n.to_json() for n in step.outbox]
     return transitions, changes
+
+
+async def _advance(engine: Engine, wall: int | None, lagging: Collection[str]) -> None:
+    """Advance the engine's clock, ADVANCE_INSTANTS at a time: many instants due at once (the timers of many
+    series) leave the loop free for others in between."""
+    done = engine.advance(wall_ms=wall, lagging=lagging, max_instants=ADVANCE_INSTANTS)
+    while not done:
+        await asyncio.sleep(0)  # a turn of the loop, not a wait for a state
+        done = engine.advance(wall_ms=wall, lagging=lagging, max_instants=ADVANCE_INSTANTS)
+
+
+class _Dropped:
+    """Series the caps refused: every one counted in `streamalert_series_dropped_total{rule}`, and logged at
+    most once a minute per rule (an operator alerts on the metric; the log says which rule and how many)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.counted: dict[str, int] = {}
+        self.logged: dict[str, tuple[int, int]] = {}  # rule -> (wall ms of the last log, count then)
+
+    def count(self, dropped: dict[str, int], wall: int) -> None:
+        for rule, total in dropped.items():
+            before = self.counted.get(rule, 0)
+            if total == before:
+                continue
+            self.metrics.series_dropped.labels(rule).inc(total - before)
+            self.counted[rule] = total
+            last, at_log = self.logged.get(rule, (None, 0))
+            if last is None or wall - last >= DROPPED_LOG_MS:
+                _log.warning("series_dropped", rule=rule, dropped=total - at_log, total=total)
+                self.logged[rule] = (wall, total)
 
 
 @dataclass(slots=True)

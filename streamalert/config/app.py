@@ -156,6 +156,8 @@ class AppConfig(NotifyConfig):
     future_skew: str = "1m"
     shutdown_timeout: str = "20s"
     lease_ttl: str = "10s"  # Redis state: how long a dead writer keeps a standby waiting
+    max_series_per_rule: int = Field(default=100_000, gt=0)  # live series one rule may hold (engine caps)
+    max_series: int = Field(default=1_000_000, gt=0)  # live series all rules together may hold
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     http: HttpConfig = Field(default_factory=HttpConfig)
     sources: SourcesConfig

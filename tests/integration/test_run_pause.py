@@ -164,3 +164,79 @@ async def test_shutdown_during_a_redis_pause_ends_within_the_shutdown_timeout(
         assert await asyncio.wait_for(pending, timeout=10) == 503
     finally:
         _kill(service)
+
+
+async def test_a_batch_of_fifty_thousand_new_series_is_answered_and_the_process_stays_responsive(
+    tmp_path: Path, redis_proc: RedisProcess
+) -> None:
+    """One POST of 50,000 lines, each starting a series of its own (Redis state, 1 s lease): it is answered
+    200, /healthz answers all along (never held for a second), the lease is kept and the process stays up."""
+    service = _service(tmp_path / "svc", redis_proc.port)
+    (tmp_path / "svc" / "rules.yaml").write_text(
+        "rules:\n  - name: per_user\n    match: {event: login}\n    window: 1m\n"
+        "    condition: count >= 2\n    group_by: [user_id]\n"
+    )
+    try:
+        await service.wait_ready()
+        now = WallClock().now_ms()
+        # 50 lines a millisecond over one second of event time, as a busy app would log them
+        lines = [{"timestamp": format_ms(now + i // 50), "event": "login", "user_id": f"u{i}"} for i in range(50_000)]
+        async with aiohttp.ClientSession() as session:
+            posting = asyncio.create_task(service.post(lines))
+            longest = 0.0
+            while not posting.done():
+                watch = Stopwatch()
+                assert await _status(session, f"{service.url}/healthz") == 200
+                longest = max(longest, watch.elapsed())
+                assert service.proc.poll() is None, "the process exited"
+                await asyncio.sleep(0.05)
+            assert await posting == 200
+            assert longest < 1.0, f"/healthz waited {longest:.2f} s"
+            watch = Stopwatch()
+            exposition = ""
+            while watch.elapsed() < 30:  # the series start once their instants are processed (lateness 2 s)
+                async with session.get(f"{service.url}/metrics") as response:
+                    exposition = await response.text()
+                if "streamalert_series 50000.0" in exposition:
+                    break
+                assert await _status(session, f"{service.url}/healthz") == 200
+                await asyncio.sleep(0.1)
+        assert "streamalert_series 50000.0" in exposition
+        assert "streamalert_lease_lost_total 0.0" in exposition
+        assert service.stop() == 0
+    finally:
+        _kill(service)
+
+
+async def test_series_beyond_the_cap_are_dropped_counted_and_logged_once(tmp_path: Path) -> None:
+    """With max_series_per_rule 10, twenty new groups start ten series: the other ten are counted in
+    streamalert_series_dropped_total{rule} and logged once (not once per event); the process stays up."""
+    service = Service(tmp_path / "svc", "memory://", extra="max_series_per_rule: 10")
+    (tmp_path / "svc" / "rules.yaml").write_text(
+        "rules:\n  - name: per_user\n    match: {event: login}\n    window: 1m\n"
+        "    condition: count >= 2\n    group_by: [user_id]\n"
+    )
+    try:
+        await service.wait_ready()
+        now = WallClock().now_ms()
+        lines = [{"timestamp": format_ms(now), "event": "login", "user_id": f"u{i}"} for i in range(20)]
+        assert await service.post(lines[:15]) == 200
+        assert await service.post(lines[15:]) == 200
+        async with aiohttp.ClientSession() as session:
+            await _until(session, f"{service.url}/readyz", 200)
+            watch = Stopwatch()
+            exposition = ""
+            while watch.elapsed() < 20:  # the drop is counted once the instant is processed (lateness 2 s)
+                async with session.get(f"{service.url}/metrics") as response:
+                    exposition = await response.text()
+                if 'streamalert_series_dropped_total{rule="per_user"} 10.0' in exposition:
+                    break
+                await asyncio.sleep(0.1)
+        assert 'streamalert_series_dropped_total{rule="per_user"} 10.0' in exposition
+        assert "streamalert_series 10.0" in exposition
+        assert service.stop() == 0
+        assert service.proc.stderr is not None
+        logs = service.proc.stderr.read().decode()
+        assert logs.count('"series_dropped"') == 1
+    finally:
+        _kill(service)
