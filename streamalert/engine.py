@@ -56,7 +56,6 @@ _STAMP_OF = operator.attrgetter("a0")  # `timestamp` of a record (codegen gives 
 
 _FOREVER = 2**62
 _LANE = "lane:"  # checkpoint meta key prefix of a lane's newest event time
-_HELD = "held:"  # checkpoint meta key prefix of the time of a lane's held line (replay)
 
 
 @dataclass(slots=True)
@@ -93,7 +92,7 @@ class _Prepared:
 
 
 # A replayed line held until the next line of its lane tells whether the stream jumped: (time, raw line,
-# matched rule indexes, fields). Restored from a checkpoint, only its time is known (line b"", no rules).
+# matched rule indexes, fields). Checkpointed whole (Changes.held), so a restart holds it again.
 _Held = tuple[int, bytes, list[int], Fields]
 
 # A buffered event: (time, arrival sequence, raw line, fields, matched rule indexes). Tuples compare in C;
@@ -139,6 +138,7 @@ class Engine:
         )
         self._lanes: dict[str, int] = {}  # the newest event time per lane (Kafka partition); one lane "" elsewhere
         self._held: dict[str, _Held] = {}  # replay: a line far ahead of its lane, until the next line decides
+        self._held_stored: dict[str, bytes] = {}  # the held lines as the last checkpoint stored them
         self._lane = ""  # the lane being taken in
         self._done_before = _NEVER  # every instant before this one has been processed
         self._min_accepted: int | None = None
@@ -680,7 +680,7 @@ class Engine:
         for i, key in self._dirty:
             series = self._series[i].get(key)
             if series is not None:
-                upserts.setdefault(self._prep[i].rule_id, {})[_key_bytes(key)] = _json(series.dump())
+                upserts.setdefault(self._prep[i].rule_id, {})[_key_bytes(key)] = _json(self._dump(i, series))
         deletes: dict[str, list[bytes]] = {}
         for i, key in self._deleted:
             if key not in self._series[i]:
@@ -692,13 +692,32 @@ class Engine:
             pending_add=self._pending_new,
             pending_before=self._done_before,
         )
+        held = self._held_form()
+        if held != self._held_stored:  # replay's held lines are state too: a restart must find them
+            changes.held = self._held_stored = held
         self._dirty, self._deleted, self._pending_new = set(), set(), []
         return changes
+
+    def _dump(self, i: int, series: Series) -> list[Any]:
+        """The stored form of a series. A count series may wait on a timer earlier than the one its times
+        give (an earlier timer is kept when events arrive, see _reschedule); that timer is stored too, so a
+        restart evaluates the series at the same instants as an uninterrupted run and stores the same."""
+        data = series.dump()
+        if type(series) is CountSeries and series.due is not None:
+            computed = self._next_due(i, series)
+            if computed is None or series.due < computed:
+                if data and type(data[-1]) is dict:
+                    data[-1]["d"] = series.due
+                else:
+                    data.append({"d": series.due})
+        return data
+
+    def _held_form(self) -> dict[str, bytes]:
+        return {lane: at.to_bytes(8, "big", signed=True) + line for lane, (at, line, _, _) in self._held.items()}
 
     def _meta(self) -> dict[str, int]:
         meta = {"done_before": self._done_before, "seq": self._seq}
         meta.update((_LANE + lane, newest) for lane, newest in self._lanes.items())
-        meta.update((_HELD + lane, held[0]) for lane, held in self._held.items())
         for name, value in (
             ("newest", self._newest),
             ("min_accepted", self._min_accepted),
@@ -721,8 +740,17 @@ class Engine:
         self._lanes = {key[len(_LANE) :]: value for key, value in meta.items() if key.startswith(_LANE)}
         if not self._lanes and self._newest is not None:
             self._lanes[""] = self._newest  # a checkpoint written before lanes existed
-        # A held line's time (its event, if it matched a rule, is not in the checkpoint until placed).
-        self._held = {key[len(_HELD) :]: (value, b"", [], {}) for key, value in meta.items() if key.startswith(_HELD)}
+        # Lines held until the next line of their lane decides their time: stored whole, re-matched here.
+        self._held = {}
+        for lane, stored in snapshot.held.items():
+            at, raw = int.from_bytes(stored[:8], "big", signed=True), stored[8:]
+            try:
+                matched = self._rules.match(self._rules.decode(raw))
+                fields = decode_record(raw) if matched else {}
+            except DECODE_ERRORS:
+                matched, fields = [], {}
+            self._held[lane] = (at, raw, matched, fields)
+        self._held_stored = self._held_form()
         self._min_accepted = meta.get("min_accepted")
         self._first_time = meta.get("first_time")
         for i, prep in enumerate(self._prep):
@@ -730,7 +758,9 @@ class Engine:
                 key = tuple(orjson.loads(raw_key))
                 if key not in self._series[i]:
                     self._grew()
-                self._series[i][key] = _load_series(prep, orjson.loads(raw_state))
+                series = self._series[i][key] = _load_series(prep, orjson.loads(raw_state))
+                if series.due is not None:  # a stored earlier timer (see _dump): armed as it was
+                    heapq.heappush(self._timers, (series.due, i, key))
                 self._schedule(i, key)
         for time_ms, member in snapshot.pending:
             seq, raw = int.from_bytes(member[:8], "big"), member[8:]

@@ -93,7 +93,9 @@ class CountSeries:
 
     def dump(self) -> list[Any]:
         """Compact: the first time, then the gaps between times, then (only when not all default) a map of
-        the rest: "o" folded buckets, "a" active since, "f" firing, "r" the record."""
+        the rest: "o" folded buckets, "a" active since, "f" firing, "r" the record; the engine adds "d", a
+        pending timer earlier than the one the times give (so a restart evaluates the series when the
+        uninterrupted run would have)."""
         times = self.times
         out: list[Any] = [times[0], *map(operator.sub, times[1:], times[:-1])] if times else []
         extra = _phase_extra(self.phase, self.record)
@@ -116,6 +118,7 @@ class CountSeries:
         series.times = array("q", itertools.accumulate(data))
         series.older = {int(k): int(v) for k, v in extra.get("o", ())} or None
         series.phase, series.record = _phase_from(extra)
+        series.due = extra.get("d")  # a timer earlier than the one its times give (the engine re-arms it)
         return series
 
 

@@ -19,6 +19,8 @@ class Changes:
     appended to the store's transition log in the same atomic commit, so each is recorded exactly once.
     `groups` / `groups_deleted` are the notification groups that changed (group key -> JSON), and `outbox`
     the notifications their flushes decided (JSON): committed with the transitions that caused them.
+    `held`, when not None, replaces the stored lines that replay holds until the next line of their lane
+    decides their time (the engine's far-ahead rule).
     """
 
     meta: dict[str, int]
@@ -30,6 +32,7 @@ class Changes:
     groups: dict[bytes, bytes] = field(default_factory=dict)
     groups_deleted: list[bytes] = field(default_factory=list)
     outbox: list[bytes] = field(default_factory=list)
+    held: dict[str, bytes] | None = None  # replay's held lines by lane (8-byte time + raw line); None: unchanged
 
 
 @dataclass(slots=True)
@@ -40,6 +43,7 @@ class Snapshot:
     series: dict[str, dict[bytes, bytes]] = field(default_factory=dict)
     pending: list[tuple[int, bytes]] = field(default_factory=list)
     groups: dict[bytes, bytes] = field(default_factory=dict)
+    held: dict[str, bytes] = field(default_factory=dict)
 
 
 class Store(Protocol):

@@ -36,6 +36,11 @@ def pending(namespace: str) -> str:
     return f"{_tag(namespace)}:pending"
 
 
+def held(namespace: str) -> str:
+    """HASH (replay): lane -> 8-byte event time + raw line, of a line held until the next line of its lane."""
+    return f"{_tag(namespace)}:held"
+
+
 def lease(namespace: str) -> str:
     """STRING with a TTL: the token of the process allowed to write this namespace."""
     return f"{_tag(namespace)}:lease"

@@ -30,6 +30,7 @@ class MemoryStore:
         self._pending: list[tuple[int, bytes]] = []
         self._transitions: collections.deque[bytes] = collections.deque(maxlen=keys.TRANSITIONS_KEPT)
         self._groups: dict[bytes, bytes] = {}
+        self._held: dict[str, bytes] = {}
         self._outbox: dict[str, bytes] = {}  # insertion-ordered, like a stream
         self._attempts: dict[str, int] = {}
         self._dead: dict[str, bytes] = {}
@@ -43,10 +44,13 @@ class MemoryStore:
             series={rid: dict(self._series[rid]) for rid in rule_ids if self._series.get(rid)},
             pending=list(self._pending),
             groups=dict(self._groups),
+            held=dict(self._held),
         )
 
     async def commit(self, changes: Changes, ttl_ms: dict[str, int]) -> None:
         self._meta.update(changes.meta)
+        if changes.held is not None:
+            self._held = {lane: bytes(value) for lane, value in changes.held.items()}
         peaks = self._peaks
         for rule_id, items in changes.upserts.items():
             table = self._series.setdefault(rule_id, {})

@@ -66,6 +66,8 @@ class RedisStore:
                 table[field] = value
             if table:
                 snapshot.series[rule_id] = table
+        held = cast(dict[bytes, bytes], await self._redis.hgetall(keys.held(ns)))
+        snapshot.held = {lane.decode(): value for lane, value in held.items()}
         pending = cast(list[tuple[bytes, float]], await self._redis.zrange(keys.pending(ns), 0, -1, withscores=True))
         snapshot.pending = [(int(score), member) for member, score in pending]
         async for field, value in self._redis.hscan_iter(keys.groups(ns), count=1000):
@@ -140,6 +142,11 @@ class RedisStore:
                 pipe.hdel(keys.series(ns, rule_id), *fields)
         for rule_id in touched:
             pipe.pexpire(keys.series(ns, rule_id), ttl_ms.get(rule_id, keys.LONG_TTL_MS))
+        if changes.held is not None:
+            pipe.delete(keys.held(ns))
+            if changes.held:
+                pipe.hset(keys.held(ns), mapping=changes.held)  # type: ignore[arg-type]
+                pipe.pexpire(keys.held(ns), keys.LONG_TTL_MS)
         if changes.pending_add:
             pipe.zadd(keys.pending(ns), {member: score for score, member in changes.pending_add})
         if changes.pending_before is not None:
