@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 DEMO   := $(VENV)/.installed
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo demo-live test lint typecheck pytest bench clean
+.PHONY: demo demo-live test test-slow lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
+
+# the tests marked slow (not part of `make test` / CI): long fault rows and soak tests
+test-slow: $(STAMP)
+	scripts/ensure-packages
+	$(BIN)/pytest -q -m slow
 
 bench: $(STAMP)
 	scripts/ensure-packages
