@@ -102,6 +102,20 @@ _Held = tuple[int, bytes, list[int], Fields]
 _Pending = tuple[int, int, bytes, Fields, list[int]]
 
 
+@dataclass(slots=True)
+class _Instant:
+    """An instant begun but not finished: a work budget ran out inside it (a wave of many series at one
+    millisecond). Its events are observed in order, then its series evaluated in order; the next call
+    continues where this one stopped, before anything else, so the result is that of one whole instant."""
+
+    now: int
+    events: list[_Pending]
+    observed: int = 0  # events[:observed] are applied
+    touched: dict[SeriesRef, None] = field(default_factory=dict)
+    refs: list[SeriesRef] | None = None  # the series to evaluate, once every event is observed and timer popped
+    evaluated: int = 0  # refs[:evaluated] are evaluated
+
+
 class Engine:
     """Evaluates compiled rules over a stream of records in event time."""
 
@@ -148,6 +162,9 @@ class Engine:
         self._dirty: set[SeriesRef] = set()
         self._deleted: set[SeriesRef] = set()
         self._pending_new: list[tuple[int, bytes]] = []
+        self._partial: _Instant | None = None  # an instant a work budget cut (see _Instant)
+        self._budget: float = math.inf  # work left in the current bounded run
+        self._max_changes = _FOREVER  # a bounded run stops between instants once this many series changed
 
     # ---- input ---------------------------------------------------------------------------------------------
 
@@ -173,6 +190,7 @@ class Engine:
         newest time of the record's own lane, so a consumer reading one partition's backlog after another's
         newer records drops nothing; `advance` keeps the clock at the slowest lane that still lags.
         """
+        self._complete()
         self._ceiling = _FOREVER if wall_ms is None else wall_ms + self.future_skew_ms
         self._wall = wall_ms
         self._lane = lane
@@ -368,6 +386,7 @@ class Engine:
         """Evaluator side of replicas: records a replica's intake has already timed, with lane-late ones
         dropped, plus the lane's newest time and the earliest time among all the lines they came with. Only
         what the intake cannot know is decided here: a record before an instant already processed is late."""
+        self._complete()
         seq, buffer, pending_new = self._seq, self._buffer, self._pending_new
         for time_ms, line in records:
             if time_ms < self._done_before:
@@ -391,10 +410,20 @@ class Engine:
         if earliest is not None and self._first_time is None:
             self._min_accepted = earliest if self._min_accepted is None else min(self._min_accepted, earliest)
 
-    def advance(self, wall_ms: int | None = None, lagging: Iterable[str] = (), max_instants: int | None = None) -> bool:
+    def advance(
+        self,
+        wall_ms: int | None = None,
+        lagging: Iterable[str] = (),
+        max_work: int | None = None,
+        max_changes: int | None = None,
+    ) -> bool:
         """Process every instant strictly before the horizon: clock - lateness. True when done; False when
-        it stopped after `max_instants` instants (whole instants: every instant before `horizon_ms` is
-        processed), so a live loop can yield; calling again continues. Unbounded, the result is the same.
+        it stopped after `max_work` units of work (an event observed by a rule, a series evaluated), so a
+        live loop can yield; calling again continues. The budget may run out inside an instant (a wave of
+        many series at one millisecond): `horizon_ms` is then that instant, and the next call to anything
+        (advance, finish, accept, checkpoint) finishes it first. With `max_changes` it also stops between
+        two instants once that many series changed since the last checkpoint, so a caller can store them in
+        parts. Unbounded, the result is the same.
 
         The clock is the newest event time. While some lanes still lag (a consumer reading a backlog), it is
         the newest time of the slowest of them, and it does not move while a lagging lane has given no event
@@ -403,6 +432,8 @@ class Engine:
         (absence, `for`, expiry) then run even when no record arrives at all. An engine that never saw an
         event starts its clock there too, so expected absence groups fire `absent_for` after start.
         """
+        if not self._bounded(max_work, max_changes):
+            return False
         clock = self._newest
         behind = [self._lanes.get(lane) for lane in lagging]
         if behind:
@@ -416,18 +447,20 @@ class Engine:
                 self._min_accepted = live
         if clock is None:
             return True
-        return self._run_until(clock - self.lateness_ms, inclusive=False, max_instants=max_instants)
+        return self._run_until(clock - self.lateness_ms, inclusive=False)
 
-    def finish(self, max_instants: int | None = None) -> bool:
+    def finish(self, max_work: int | None = None, max_changes: int | None = None) -> bool:
         """End of input: apply everything buffered and run timers up to the last event time (or `until`).
-        With `max_instants`, like `advance`: False when stopped early; call again to continue."""
+        With `max_work`/`max_changes`, like `advance`: False when stopped early; call again to continue."""
+        if not self._bounded(max_work, max_changes):
+            return False
         self._release_held()
         end = self._newest
         if self.until_ms is not None:
             end = self.until_ms if end is None else max(end, self.until_ms)
         if end is None:
             return True
-        return self._run_until(end, inclusive=True, max_instants=max_instants)
+        return self._run_until(end, inclusive=True)
 
     def _release_held(self) -> None:
         """End of input: nothing follows a held line to contradict it, so it keeps its own time."""
@@ -439,6 +472,10 @@ class Engine:
                 self._buffer.append((at, self._seq, line, fields, matched))
                 self._pending_new.append((at, self._seq.to_bytes(8, "big") + line))
         self._held.clear()
+
+    def changes_pending(self) -> int:
+        """Series changed or ended since the last checkpoint (a checkpoint's size)."""
+        return len(self._dirty) + len(self._deleted)
 
     @property
     def horizon_ms(self) -> int:
@@ -452,7 +489,20 @@ class Engine:
 
     # ---- time ----------------------------------------------------------------------------------------------
 
-    def _run_until(self, limit: int, inclusive: bool, max_instants: int | None = None) -> bool:
+    def _bounded(self, max_work: int | None, max_changes: int | None) -> bool:
+        """Start a bounded run: finish an instant a budget cut earlier first. False when it is still cut."""
+        self._budget = math.inf if max_work is None else max_work
+        self._max_changes = _FOREVER if max_changes is None else max_changes
+        return self._partial is None or self._continue_instant()
+
+    def _complete(self) -> None:
+        """Finish a cut instant before anything else touches the engine (input, checkpoint)."""
+        if self._partial is not None:
+            self._budget = math.inf
+            self._continue_instant()
+
+    def _run_until(self, limit: int, inclusive: bool) -> bool:
+        """Process instants before `limit` (and at it, when inclusive) within the budget `_bounded` set."""
         if (
             self._first_time is None
             and self._min_accepted is not None
@@ -465,24 +515,74 @@ class Engine:
         cut = bisect.bisect_left(buffer, (end,))  # (end,) sorts before every event at `end`
         ready = buffer[:cut]
         del buffer[:cut]
-        pos, count, budget = 0, len(ready), math.inf if max_instants is None else max_instants
+        pos, count, begun = 0, len(ready), False
         while True:
             instant = min(ready[pos][0] if pos < count else _FOREVER, timers[0][0] if timers else _FOREVER)
             if instant >= end:
                 break
-            if budget <= 0:
+            # The change bound stops only after some progress: a caller that never checkpoints still moves.
+            if self._budget <= 0 or (begun and self.changes_pending() >= self._max_changes):
                 buffer[:0] = ready[pos:]  # still sorted: all before the rest of the buffer
                 self._done_before = max(self._done_before, instant)
                 self._after_run()
                 return False
-            budget -= 1
             stop = pos
             while stop < count and ready[stop][0] == instant:
                 stop += 1
-            self._instant(instant, ready[pos:stop])
+            self._partial = _Instant(instant, ready[pos:stop])
             pos = stop
+            begun = True
+            if not self._continue_instant():
+                buffer[:0] = ready[pos:]
+                self._done_before = max(self._done_before, instant)  # `instant` itself is not done yet
+                return False
         self._done_before = max(self._done_before, end)
         self._after_run()
+        return True
+
+    def _continue_instant(self) -> bool:
+        """Carry the current instant on within the budget; True when it is finished. A unit of work is one
+        event observed by one rule, or one series evaluated."""
+        work = self._partial
+        assert work is not None
+        now, touched = work.now, work.touched
+        if work.refs is None:
+            events = work.events
+            if work.observed < len(events):
+                if work.observed == 0 and len(events) > 1:
+                    events.sort(key=lambda p: p[2])  # same-ms events in a stable order, whatever their arrival
+                observe = self._observe
+                while work.observed < len(events):
+                    if self._budget <= 0:
+                        return False
+                    _, _, line, fields, matched = events[work.observed]
+                    work.observed += 1
+                    self._budget -= len(matched)
+                    for i in matched:
+                        ref = observe(i, fields, line, now)
+                        if ref is not None:
+                            touched[ref] = None
+            timers, tables = self._timers, self._series
+            while timers and timers[0][0] == now:
+                _, i, key = heapq.heappop(timers)
+                series = tables[i].get(key)
+                if series is not None and series.due == now:
+                    series.due = None
+                    touched[(i, key)] = None
+            work.refs = sorted(touched) if len(touched) > 1 else list(touched)
+            self._budget -= 1
+        refs, evaluate = work.refs, self._evaluate
+        while work.evaluated < len(refs):
+            if self._budget <= 0:
+                return False
+            left = len(refs) - work.evaluated
+            stop = work.evaluated + (left if self._budget >= left else int(self._budget))
+            for i, key in refs[work.evaluated : stop]:
+                evaluate(i, key, now)
+            self._budget -= stop - work.evaluated
+            work.evaluated = stop
+        self._partial = None
+        self._done_before = max(self._done_before, now + 1)
         return True
 
     def _after_run(self) -> None:
@@ -512,28 +612,6 @@ class Engine:
                     self._grew()
                     self._dirty.add((i, key))
                     self._schedule(i, key)
-
-    def _instant(self, now: int, batch: list[_Pending]) -> None:
-        touched: dict[SeriesRef, None] = {}
-        if batch:
-            if len(batch) > 1:
-                batch.sort(key=lambda p: p[2])  # same-ms events in a stable order, whatever their arrival
-            observe = self._observe
-            for _, _, line, fields, matched in batch:
-                for i in matched:
-                    ref = observe(i, fields, line, now)
-                    if ref is not None:
-                        touched[ref] = None
-        timers, tables = self._timers, self._series
-        while timers and timers[0][0] == now:
-            _, i, key = heapq.heappop(timers)
-            series = tables[i].get(key)
-            if series is not None and series.due == now:
-                series.due = None
-                touched[(i, key)] = None
-        evaluate = self._evaluate
-        for i, key in sorted(touched) if len(touched) > 1 else touched:
-            evaluate(i, key, now)
 
     def _schedule(self, i: int, key: GroupKey) -> None:
         series = self._series[i].get(key)
@@ -676,6 +754,7 @@ class Engine:
 
     def checkpoint(self) -> Changes:
         """Everything that changed since the last checkpoint, for one atomic store commit."""
+        self._complete()  # a checkpoint holds whole instants only: the pending log is cut at an instant
         upserts: dict[str, dict[bytes, bytes]] = {}
         for i, key in self._dirty:
             series = self._series[i].get(key)

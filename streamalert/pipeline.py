@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -28,8 +28,12 @@ T = TypeVar("T")
 # Lines the engine takes in one go in live mode (~10 ms of work); between slices the event loop runs other
 # tasks (HTTP answers, lease renewal), so no batch, however large, stalls the process.
 SLICE_LINES = 4096
-# Instants the engine processes before the loop runs others (a timer wave of many series ends at once).
-ADVANCE_INSTANTS = 256
+# Work the engine does before the loop runs others (~10-20 ms: an event observed by a rule or a series
+# evaluated is one unit), so a timer wave of many series ending at once cannot stall the process.
+ADVANCE_WORK = 2048
+# Series changed since the last commit beyond which a batch's advance is committed in parts: a checkpoint's
+# cost is linear in what it holds, so a wave of a million ending series is stored in slices too.
+CHECKPOINT_CHANGES = 8192
 # A rule's dropped series are logged at most this often (wall time); the metric counts every one.
 DROPPED_LOG_MS = 60_000
 _log = structlog.get_logger("streamalert.pipeline")
@@ -147,15 +151,28 @@ async def run_live(
         notify.notifier.restore(snapshot.groups)
     source.resume(snapshot.meta)
     dropped = _Dropped(metrics)
-    if initial:
-        transitions, changes = _checkpoint(engine, notify.notifier if notify else None, extra=initial)
+    stats = engine.stats
+
+    async def commit(position: Mapping[str, int], wall: int, extra: Sequence[Transition] = ()) -> None:
+        """Checkpoint and commit; then hand the transitions on. Every part of a batch's commit carries the
+        batch's position: all its lines are in the engine (applied or in the stored pending log) by then."""
+        if notify is not None:
+            await notify.refresh(store, wall, engine.horizon_ms, metrics, health)
+        transitions, changes = _checkpoint(engine, notify.notifier if notify is not None else None, extra=extra)
+        changes.meta.update(position)  # the source's position, atomically with the effects it led to
+        watch = Stopwatch()
         await retry_store(functools.partial(store.commit, changes, ttl), metrics, health)
-        sink.write(transitions)
-        for t in transitions:
-            metrics.transitions.labels(t.rule, t.state.value).inc()
+        metrics.store_latency.observe(watch.elapsed())
+        metrics.series.set(engine.series_count())
+        if transitions:
+            sink.write(transitions)
+            for t in transitions:
+                metrics.transitions.labels(t.rule, t.state.value).inc()
         if notify is not None:
             notify.committed(changes, metrics)
-    stats = engine.stats
+
+    if initial:
+        await commit({}, clock.now_ms(), initial)
     async for batch in source.batches():
         wall = clock.now_ms()
         before = (stats.matched, stats.late, stats.untimed, stats.clamped)
@@ -168,27 +185,18 @@ async def run_live(
             timed = batch.timed
             engine.accept_timed(timed.records, batch.lane, timed.newest, timed.earliest)
         lagging = source.lagging()
-        await _advance(engine, None if lagging else wall, lagging)
+        clock_at = None if lagging else wall
+        while not engine.advance(clock_at, lagging, max_work=ADVANCE_WORK, max_changes=CHECKPOINT_CHANGES):
+            await asyncio.sleep(0)  # a turn of the loop, not a wait for a state
+            if engine.changes_pending() >= CHECKPOINT_CHANGES:
+                await commit(batch.meta, wall)  # a whole instant at worst to finish first: one instant's series
         dropped.count(engine.stats.series_dropped, wall)
         count_intake(metrics, source.name, len(batch.lines), malformed, before, stats)
         taken = len(batch.lines) if batch.timed is None else len(batch.timed.records)
         if (batch.lines or batch.timed is not None) and engine.newest_ms is not None:
             metrics.processing_lag.observe(max(0.0, (wall - engine.newest_ms) / 1000))
             metrics.batch_size.observe(taken)
-        if notify is not None:
-            await notify.refresh(store, wall, engine.horizon_ms, metrics, health)
-        transitions, changes = _checkpoint(engine, notify.notifier if notify is not None else None)
-        changes.meta.update(batch.meta)  # the source's position, atomically with the effects it led to
-        watch = Stopwatch()
-        await retry_store(functools.partial(store.commit, changes, ttl), metrics, health)
-        metrics.store_latency.observe(watch.elapsed())
-        metrics.series.set(engine.series_count())
-        if transitions:
-            sink.write(transitions)
-            for t in transitions:
-                metrics.transitions.labels(t.rule, t.state.value).inc()
-        if notify is not None:
-            notify.committed(changes, metrics)
+        await commit(batch.meta, wall)
         await source.ack(batch)
 
 
@@ -206,15 +214,6 @@ def _checkpoint(
         changes.groups, changes.groups_deleted = step.groups, step.groups_deleted
         changes.outbox = [n.to_json() for n in step.outbox]
     return transitions, changes
-
-
-async def _advance(engine: Engine, wall: int | None, lagging: Collection[str]) -> None:
-    """Advance the engine's clock, ADVANCE_INSTANTS at a time: many instants due at once (the timers of many
-    series) leave the loop free for others in between."""
-    done = engine.advance(wall_ms=wall, lagging=lagging, max_instants=ADVANCE_INSTANTS)
-    while not done:
-        await asyncio.sleep(0)  # a turn of the loop, not a wait for a state
-        done = engine.advance(wall_ms=wall, lagging=lagging, max_instants=ADVANCE_INSTANTS)
 
 
 class _Dropped:

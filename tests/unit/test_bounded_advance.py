@@ -50,41 +50,104 @@ def streams(draw: st.DrawFn) -> list[bytes]:
     return lines
 
 
-def _run(lines: list[bytes], batch: int, max_instants: int | None) -> tuple[list[Transition], int]:
+def _run(
+    lines: list[bytes], batch: int, max_work: int | None, max_changes: int | None = None, interrupt: str = ""
+) -> tuple[list[Transition], int]:
+    """`interrupt`: after a stop, the next batch is taken in ("input"), or a checkpoint taken first
+    ("checkpoint"), before advancing again."""
     engine = Engine(RULES, lateness_ms=1_000)
     out: list[Transition] = []
     stops = 0
     for start in range(0, len(lines), batch):
         engine.accept_lines(lines[start : start + batch])
-        while not engine.advance(max_instants=max_instants):
+        while not engine.advance(max_work=max_work, max_changes=max_changes):
             stops += 1
             out += engine.drain()
-    while not engine.finish(max_instants=max_instants):
+            if interrupt == "checkpoint":
+                engine.checkpoint()
+            if interrupt:
+                break
+    while not engine.finish(max_work=max_work, max_changes=max_changes):
         stops += 1
         out += engine.drain()
     return out + engine.drain(), stops
 
 
 @settings(max_examples=150, deadline=None)
-@given(streams(), st.integers(1, 20), st.integers(1, 4))
-def test_bounded_runs_decide_what_one_run_decides(lines: list[bytes], batch: int, bound: int) -> None:
-    """Any batching, any bound: the same transitions in the same order as unbounded calls."""
+@given(
+    streams(),
+    st.integers(1, 20),
+    st.integers(1, 6),
+    st.sampled_from([None, 1, 3]),
+    st.sampled_from(["", "input", "checkpoint"]),
+)
+def test_bounded_runs_decide_what_one_run_decides(
+    lines: list[bytes], batch: int, bound: int, changes: int | None, interrupt: str
+) -> None:
+    """Any batching, any work bound (cutting instants), any change bound, with checkpoints and input
+    between bounded calls: the same transitions in the same order as unbounded calls."""
     expected, _ = _run(lines, batch, None)
-    got, _ = _run(lines, batch, bound)
+    got, _ = _run(lines, batch, bound, changes, interrupt)
     assert got == expected
 
 
-def test_a_bound_of_one_instant_stops_early() -> None:
-    """Ten instants (no timer due before the end) with a bound of 1 stop between each two of them, the
-    horizon moving forward one instant at a time."""
+def test_a_bound_of_one_unit_stops_early() -> None:
+    """Ten instants (no timer due before the end) with a bound of one unit of work stop inside and between
+    them, the horizon never moving back and ending after the last."""
     lines = [f'{{"timestamp":"{format_ms(T0 + k * 10)}","level":"error","host":"a"}}'.encode() for k in range(10)]
     engine = Engine(RULES, lateness_ms=0)
     engine.accept_lines(lines)
     horizons = [engine.horizon_ms]
     stops = 0
-    while not engine.finish(max_instants=1):
+    while not engine.finish(max_work=1):
         stops += 1
         horizons.append(engine.horizon_ms)
-    assert stops == 9
-    assert horizons[1:] == [T0 + k * 10 for k in range(1, 10)]
+    assert stops >= 2 * 10  # three rules take each line: every instant is cut inside, at least twice
+    assert horizons == sorted(horizons)
+    assert set(horizons[1:]) == {T0 + k * 10 for k in range(10)}
     assert engine.horizon_ms == T0 + 91
+
+
+def test_a_wave_of_series_at_one_instant_is_cut_and_finished() -> None:
+    """5,000 series ending at one millisecond: a work bound of 100 cuts that instant dozens of times (the
+    horizon stays on it meanwhile), and the series all end as in one unbounded call."""
+    lines = [f'{{"timestamp":"{format_ms(T0)}","level":"error","host":"h{k}"}}'.encode() for k in range(5_000)]
+
+    def run(bound: int | None) -> tuple[int, list[int], int]:
+        engine = Engine(RULES, lateness_ms=0)
+        engine.accept_lines(lines)
+        engine.finish()
+        engine.checkpoint()
+        engine.until_ms = T0 + 10_000
+        stops, horizons = 0, set()
+        while not engine.finish(max_work=bound):
+            stops += 1
+            horizons.add(engine.horizon_ms)
+        return stops, sorted(horizons), engine.series_count()
+
+    stops, horizons, live = run(100)
+    assert stops >= 5_000 // 100
+    assert horizons == [T0 + 5_000]  # the expiry instant of the `errors` series (5s window), cut many times
+    assert live == run(None)[2] == 2  # what stays: the absence rule's two expected groups
+
+
+def test_input_after_a_cut_instant_is_judged_after_that_instant() -> None:
+    """Live mode: the wall clock moved the horizon past T0 and a budget cut the instant T0. A line stamped
+    T0 arriving before the next advance is late exactly as when T0 was processed whole (the cut instant is
+    finished before input is taken in), though it is within `lateness` of the newest event."""
+    first = [f'{{"timestamp":"{format_ms(T0)}","level":"error","host":"h{k}"}}'.encode() for k in range(50)]
+    again = [f'{{"timestamp":"{format_ms(T0)}","level":"error","host":"h0"}}'.encode()]
+
+    def run(bound: int | None) -> tuple[int, list[Transition]]:
+        engine = Engine(RULES, lateness_ms=1_000, max_delay_ms=5_000)
+        wall = T0 + 5_000 + 1_000 + 500  # clock at wall - max_delay: the horizon at T0 + 500
+        engine.accept_lines(first, wall_ms=wall)
+        cut = not engine.advance(wall_ms=wall, max_work=bound)
+        assert cut == (bound is not None)
+        assert bound is None or engine.horizon_ms == T0  # stopped inside the instant T0
+        engine.accept_lines(again, wall_ms=wall)
+        engine.finish()
+        return engine.stats.late, engine.drain()
+
+    assert run(10) == run(None)
+    assert run(10)[0] == 1
