@@ -183,8 +183,7 @@ async def test_a_batch_of_fifty_thousand_new_series_is_answered_and_the_process_
         # ahead (within future_skew) so that a loaded machine posting them slowly does not make them late
         # (max_delay 0, lateness 2 s): this test is about responsiveness, not lateness
         lines = [
-            {"timestamp": format_ms(now + 5_000 + i // 50), "event": "login", "user_id": f"u{i}"}
-            for i in range(50_000)
+            {"timestamp": format_ms(now + 5_000 + i // 50), "event": "login", "user_id": f"u{i}"} for i in range(50_000)
         ]
         async with aiohttp.ClientSession() as session:
             posting = asyncio.create_task(service.post(lines))
