@@ -32,6 +32,8 @@ from streamalert.testing import free_port
 from tests.notify import test_alertmanager as alertmanager_tests
 from tests.notify import test_discord as discord_tests
 from tests.notify import test_email as email_tests
+from tests.notify import test_msteamsv2 as msteamsv2_tests
+from tests.notify import test_opsgenie as opsgenie_tests
 from tests.notify import test_pagerduty as pagerduty_tests
 from tests.notify import test_slack as slack_tests
 from tests.notify import test_telegram as telegram_tests
@@ -79,6 +81,19 @@ CASES = [
         pagerduty_tests.conformance_validator,
         (pagerduty_tests.ROUTING_KEY,),
         ok_body=pagerduty_tests.PD_OK,
+    ),
+    SinkCase(
+        "opsgenie",
+        opsgenie_tests.conformance_sink,
+        opsgenie_tests.conformance_validator,
+        (opsgenie_tests.API_KEY,),
+        ok_body=opsgenie_tests.OG_OK,
+    ),
+    SinkCase(
+        "msteamsv2",
+        msteamsv2_tests.conformance_sink,
+        msteamsv2_tests.conformance_validator,
+        (msteamsv2_tests.SIG, msteamsv2_tests.PATH),
     ),
     SinkCase(
         "webhook",
