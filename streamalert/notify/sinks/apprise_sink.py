@@ -71,7 +71,9 @@ def url_secrets(url: str) -> tuple[str, ...]:
     """The URL and its parts that may be secret: netloc, user, password, path, query, token-like segments."""
     parts = urlsplit(url)
     found = [url, parts.netloc, parts.path, parts.query, parts.username, parts.password, parts.hostname]
-    found += [t for t in re.split(r"[/?&=;:@]", f"{parts.netloc}{parts.path}?{parts.query}") if _TOKEN_LIKE.fullmatch(t)]
+    found += [
+        t for t in re.split(r"[/?&=;:@]", f"{parts.netloc}{parts.path}?{parts.query}") if _TOKEN_LIKE.fullmatch(t)
+    ]
     return hidden_strings(found)
 
 
@@ -144,7 +146,9 @@ class AppriseSink:
         _quiet_apprise_logger()
         scheme = self._url.partition("://")[0].lower()
         if apprise.Apprise.instantiate(self._url) is None:
-            raise ValueError(f"{key}: Apprise cannot use this URL (scheme {scheme!r}: unknown, or the URL is incomplete)")
+            raise ValueError(
+                f"{key}: Apprise cannot use this URL (scheme {scheme!r}: unknown, or the URL is incomplete)"
+            )
         self._scheme = scheme
 
     def _send_blocking(self, title: str, text: str, kind: str, delivery: str) -> list[logging.LogRecord]:

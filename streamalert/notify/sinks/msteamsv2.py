@@ -131,7 +131,7 @@ def alert_container(alert: Alert) -> dict[str, Any]:
 
 
 def _message(body: list[dict[str, Any]]) -> dict[str, Any]:
-    card = {"$schema": CARD_SCHEMA, "type": "AdaptiveCard", "version": CARD_VERSION, "body": body}
+    card: dict[str, Any] = {"$schema": CARD_SCHEMA, "type": "AdaptiveCard", "version": CARD_VERSION, "body": body}
     card["msteams"] = {"width": "Full"}
     return {
         "type": "message",
