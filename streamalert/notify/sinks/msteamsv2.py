@@ -51,7 +51,8 @@ _FACT_TITLE_MAX = 100
 _FACT_VALUE_MAX = 300
 _URL_MAX = 2000
 _ELLIPSIS = "…"
-_MARKDOWN = re.compile(r"([\\`*_\[\]~])")  # emphasis, links, code: anywhere in a line
+# the card's Markdown is a CommonMark subset (bold, italic, lists, links); CommonMark's backslash escapes undo it
+_MARKDOWN = re.compile(r"([\\*_\[\]])")  # emphasis and links: anywhere in a line
 _LINE_START = re.compile(r"^(\s*)([-+#>]|\d+[.)])")  # a list item, heading or quote: only at a line's start
 
 SEVERITY_COLOR = {"critical": "attention", "error": "attention", "warning": "warning", "info": "accent"}
@@ -69,7 +70,7 @@ class Msteamsv2Config(SinkConfig):
 
 def escape(text: str) -> str:
     """User text as literal text in a TextBlock: the characters of the card's Markdown subset (emphasis,
-    links, code; lists at a line's start) backslash-escaped."""
+    links; lists at a line's start) backslash-escaped."""
     return _LINE_START.sub(r"\1\\\2", _MARKDOWN.sub(r"\\\1", text))
 
 
