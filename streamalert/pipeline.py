@@ -247,7 +247,7 @@ class Notify:
     wake: Callable[[], None] = lambda: None
     refresh_ms: int = 1000
     _next_refresh: int = 0
-    _counted: tuple[int, int] = (0, 0)
+    _counted: tuple[int, int, int] = (0, 0, 0)
 
     async def refresh(self, store: Store, wall: int, horizon: int, metrics: Metrics, health: Health) -> None:
         """Silences as stored (API-created ones included), read at most every `refresh_ms` of wall time; the
@@ -266,10 +266,11 @@ class Notify:
 
     def committed(self, changes: Changes, metrics: Metrics) -> None:
         counts = self.notifier.counts
-        silenced, deduplicated = self._counted
+        silenced, deduplicated, time_muted = self._counted
         metrics.alerts_silenced.inc(counts.silenced - silenced)
         metrics.alerts_deduplicated.inc(counts.deduplicated - deduplicated)
-        self._counted = (counts.silenced, counts.deduplicated)
+        metrics.alerts_time_muted.inc(counts.time_muted - time_muted)
+        self._counted = (counts.silenced, counts.deduplicated, counts.time_muted)
         if changes.outbox:
             self.wake()
 

@@ -37,6 +37,16 @@ from streamalert.notify.routing import (
 )
 from streamalert.notify.sinks import registry
 from streamalert.notify.sinks.base import SinkConfig, secret
+from streamalert.notify.timeintervals import (
+    RouteTimes,
+    TimeInterval,
+    parse_days_of_month,
+    parse_location,
+    parse_months,
+    parse_times,
+    parse_weekdays,
+    parse_years,
+)
 
 
 def _matcher(value: str) -> str:
@@ -74,6 +84,8 @@ class RouteSpec(BaseModel):
     match: dict[LabelName, str] = Field(default_factory=dict)  # Alertmanager's deprecated forms, still accepted
     match_re: dict[LabelName, str] = Field(default_factory=dict)
     continue_: bool = Field(default=False, alias="continue")
+    mute_time_intervals: list[str] = Field(default_factory=list)  # names; not inherited by child routes
+    active_time_intervals: list[str] = Field(default_factory=list)
     routes: list[RouteSpec] = Field(default_factory=list)
 
     _check_durations = field_validator("group_wait")(_durations)
@@ -107,6 +119,88 @@ class RouteSpec(BaseModel):
         found += [Matcher.make(k, "=", v) for k, v in sorted(self.match.items())]
         found += [Matcher.make(k, "=~", v) for k, v in sorted(self.match_re.items())]
         return found
+
+
+class TimeRangeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start_time: str | int | None = None  # int: YAML 1.1's base-60 reading of an unquoted 17:00
+    end_time: str | int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        parse_times(self.start_time, self.end_time)
+        return self
+
+
+class TimeIntervalSpec(BaseModel):
+    """One of Alertmanager's time intervals (streamalert.notify.timeintervals has the semantics)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    times: list[TimeRangeSpec] | None = None
+    weekdays: list[str | int] | None = None
+    days_of_month: list[str | int] | None = None
+    months: list[str | int] | None = None
+    years: list[str | int] | None = None
+    location: str | None = None
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, value: list[str | int] | None) -> list[str | int] | None:
+        for item in value or []:
+            parse_weekdays(item)
+        return value
+
+    @field_validator("days_of_month")
+    @classmethod
+    def _days(cls, value: list[str | int] | None) -> list[str | int] | None:
+        for item in value or []:
+            parse_days_of_month(item)
+        return value
+
+    @field_validator("months")
+    @classmethod
+    def _months(cls, value: list[str | int] | None) -> list[str | int] | None:
+        for item in value or []:
+            parse_months(item)
+        return value
+
+    @field_validator("years")
+    @classmethod
+    def _years(cls, value: list[str | int] | None) -> list[str | int] | None:
+        for item in value or []:
+            parse_years(item)
+        return value
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_location(value)
+        return value
+
+    def build(self) -> TimeInterval:
+        def ranges(items: list[str | int] | None, parse: Any) -> tuple[tuple[int, int], ...] | None:
+            return None if items is None else tuple(parse(item) for item in items)
+
+        return TimeInterval(
+            times=None if self.times is None else tuple(parse_times(t.start_time, t.end_time) for t in self.times),
+            weekdays=ranges(self.weekdays, parse_weekdays),
+            days_of_month=ranges(self.days_of_month, parse_days_of_month),
+            months=ranges(self.months, parse_months),
+            years=ranges(self.years, parse_years),
+            location=None if self.location is None else parse_location(self.location),
+        )
+
+
+class NamedTimeIntervals(BaseModel):
+    """A `time_intervals` (or the older `mute_time_intervals`) entry: a name and its intervals (any one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    time_intervals: list[TimeIntervalSpec] = Field(default_factory=list)
 
 
 class ReceiverSpec(BaseModel):
@@ -238,7 +332,15 @@ class NotifyConfig(BaseModel):
     receivers: list[ReceiverSpec] = Field(default_factory=list)
     inhibit_rules: list[InhibitRuleSpec] = Field(default_factory=list)
     silences: list[SilenceSpec] = Field(default_factory=list)
+    time_intervals: list[NamedTimeIntervals] = Field(default_factory=list)
+    mute_time_intervals: list[NamedTimeIntervals] = Field(default_factory=list)  # Alertmanager's older name
     notify: NotifySettings = Field(default_factory=NotifySettings)
+
+    def named_intervals(self) -> dict[str, tuple[TimeInterval, ...]]:
+        return {
+            entry.name: tuple(i.build() for i in entry.time_intervals)
+            for entry in (*self.mute_time_intervals, *self.time_intervals)
+        }
 
     def check(self) -> list[str]:
         """Cross-key problems as 'path: message' (unknown receivers, duplicate names, a rootless route)."""
@@ -255,10 +357,23 @@ class NotifyConfig(BaseModel):
             problems.append("route.receiver: the root route needs a receiver")
         if self.route.matchers or self.route.match or self.route.match_re:
             problems.append("route.matchers: the root route matches every alert and cannot have matchers")
+        for key in ("mute_time_intervals", "active_time_intervals"):
+            if getattr(self.route, key):
+                problems.append(f"route.{key}: the root route must not have any {key.replace('_', ' ')}")
+        interval_names: set[str] = set()
+        for key in ("mute_time_intervals", "time_intervals"):  # Alertmanager's order: one namespace for both
+            for index, entry in enumerate(getattr(self, key)):
+                if entry.name in interval_names:
+                    problems.append(f"{key}.{index}.name: time interval {entry.name!r} is not unique")
+                interval_names.add(entry.name)
 
         def walk(spec: RouteSpec, path: str) -> None:
             if spec.receiver is not None and spec.receiver not in names:
                 problems.append(f"{path}.receiver: unknown receiver {spec.receiver!r}")
+            for key in ("mute_time_intervals", "active_time_intervals"):
+                for index, name in enumerate(getattr(spec, key)):
+                    if name not in interval_names:
+                        problems.append(f"{path}.{key}.{index}: undefined time interval {name!r} used in route")
             for index, child in enumerate(spec.routes):
                 walk(child, f"{path}.routes.{index}")
 
@@ -266,8 +381,9 @@ class NotifyConfig(BaseModel):
         return problems
 
 
-def build_route(spec: RouteSpec) -> Route:
-    """The resolved tree: inherited settings filled in, ids assigned. The spec must have passed `check`."""
+def build_route(spec: RouteSpec, intervals: dict[str, tuple[TimeInterval, ...]] | None = None) -> Route:
+    """The resolved tree: inherited settings filled in, ids assigned, each route's own time intervals
+    (`NotifyConfig.named_intervals`) attached. The spec must have passed `check`."""
     root = RouteSpec(
         receiver=spec.receiver,
         group_by=spec.group_by if spec.group_by is not None else [],
@@ -275,10 +391,18 @@ def build_route(spec: RouteSpec) -> Route:
         group_interval=spec.group_interval or DEFAULT_GROUP_INTERVAL,
         repeat_interval=spec.repeat_interval or DEFAULT_REPEAT_INTERVAL,
     )
-    return _resolve(spec, root, "{}", 0, is_root=True)
+    return _resolve(spec, root, "{}", 0, intervals or {}, is_root=True)
 
 
-def _resolve(spec: RouteSpec, parent: RouteSpec, parent_id: str, index: int, *, is_root: bool = False) -> Route:
+def _resolve(
+    spec: RouteSpec,
+    parent: RouteSpec,
+    parent_id: str,
+    index: int,
+    intervals: dict[str, tuple[TimeInterval, ...]],
+    *,
+    is_root: bool = False,
+) -> Route:
     merged = RouteSpec(
         receiver=spec.receiver or parent.receiver,
         group_by=spec.group_by if spec.group_by is not None else parent.group_by,
@@ -290,6 +414,12 @@ def _resolve(spec: RouteSpec, parent: RouteSpec, parent_id: str, index: int, *, 
     route_id = "{}" if is_root else f"{parent_id}/{{{','.join(str(m) for m in matchers)}}}/{index}"
     group_by = merged.group_by or []
     assert merged.receiver is not None
+    times = None
+    if spec.mute_time_intervals or spec.active_time_intervals:  # the route's own: never the parent's
+        times = RouteTimes(
+            mute=tuple((name, intervals.get(name, ())) for name in spec.mute_time_intervals),
+            active=tuple((name, intervals.get(name, ())) for name in spec.active_time_intervals),
+        )
     return Route(
         id=route_id,
         receiver=merged.receiver,
@@ -299,7 +429,8 @@ def _resolve(spec: RouteSpec, parent: RouteSpec, parent_id: str, index: int, *, 
         group_wait_ms=parse_duration(merged.group_wait or DEFAULT_GROUP_WAIT),
         group_interval_ms=parse_duration(merged.group_interval or DEFAULT_GROUP_INTERVAL),
         repeat_interval_ms=parse_duration(merged.repeat_interval or DEFAULT_REPEAT_INTERVAL),
-        routes=tuple(_resolve(child, merged, route_id, i) for i, child in enumerate(spec.routes)),
+        times=times,
+        routes=tuple(_resolve(child, merged, route_id, i, intervals) for i, child in enumerate(spec.routes)),
     )
 
 

@@ -58,7 +58,9 @@ class Notifier:
             config_silence(s.matchers, s.starts_at, s.ends_at, s.created_by, s.comment) for s in config.silences
         ]
         self.silences: list[Silence] = list(self.config_silences)
-        self.dispatch = Dispatch(build_route(config.route), mute=self._mute, next_mute_change=self._next_change)
+        self.dispatch = Dispatch(
+            build_route(config.route, config.named_intervals()), mute=self._mute, next_mute_change=self._next_change
+        )
         self._firing: tuple[int, dict[str, dict[str, str]]] = (-1, {})
 
     @property
