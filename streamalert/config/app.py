@@ -248,9 +248,11 @@ def _resolve_paths(model: BaseModel, base: Path) -> None:
         elif isinstance(value, BaseModel):
             _resolve_paths(value, base)
         elif isinstance(value, list):
-            for item in value:
+            for index, item in enumerate(value):
                 if isinstance(item, BaseModel):
                     _resolve_paths(item, base)
+                elif isinstance(item, Path) and not item.is_absolute():
+                    value[index] = base / item
     if isinstance(model, ReceiverSpec):
         for _, _, sink in model.sinks:  # validated per sink kind, kept beside the receiver's declared fields
             _resolve_paths(sink, base)

@@ -334,6 +334,7 @@ class NotifyConfig(BaseModel):
     silences: list[SilenceSpec] = Field(default_factory=list)
     time_intervals: list[NamedTimeIntervals] = Field(default_factory=list)
     mute_time_intervals: list[NamedTimeIntervals] = Field(default_factory=list)  # Alertmanager's older name
+    templates: list[Path] = Field(default_factory=list)  # files of macros (globs), relative to the config file
     notify: NotifySettings = Field(default_factory=NotifySettings)
 
     def named_intervals(self) -> dict[str, tuple[TimeInterval, ...]]:

@@ -47,15 +47,18 @@ def route(alert: Alert, root: Route, notifier: Notifier, now_ms: int) -> list[tu
             if alert.status == "resolved" and not sink_config.send_resolved:
                 continue
             stamp = f"{key}\x00{alert.fingerprint}\x00{alert.status}\x00{now_ms}\x00{sink_name}"
-            notification = Notification(
-                id=hashlib.sha256(stamp.encode()).hexdigest()[:32],
-                receiver=receiver.name,
-                sink=sink_name,
-                group_key=key,
-                group_labels=matched.group_labels(labels),
-                alerts=(alert,),
-                at=format_ms(now_ms),
-                external_url=notifier.external_url,
+            notification = notifier.templated(
+                Notification(
+                    id=hashlib.sha256(stamp.encode()).hexdigest()[:32],
+                    receiver=receiver.name,
+                    sink=sink_name,
+                    group_key=key,
+                    group_labels=matched.group_labels(labels),
+                    alerts=(alert,),
+                    at=format_ms(now_ms),
+                    external_url=notifier.external_url,
+                ),
+                sink_config,
             )
             out.append((matched, notification))
     return out

@@ -129,6 +129,7 @@ class Counts:
     silenced: int = 0  # muted alerts left out of a flush (silences and inhibition)
     deduplicated: int = 0  # firing alerts a flush did not send again (already notified, repeat not due)
     time_muted: int = 0  # firing alerts left out because their route was muted or not active at the time
+    template_errors: dict[tuple[str, str], int] = field(default_factory=dict)  # (sink kind, field) -> failures
 
 
 def alert_labels(t: Transition) -> dict[str, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -33,6 +33,7 @@ _REMEMBERED = 256  # notifications whose accepted events a retry skips
 
 
 class PagerdutyConfig(SinkConfig):
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("summary",)  # every trigger event's summary (one per alert)
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
 
     routing_key: SecretStr | None = None  # the 32-character integration key
@@ -73,6 +74,12 @@ def pd_severity(alert: Alert) -> str:
     return alert.level
 
 
+def _templated_summary(notification: Notification) -> str | None:
+    """The `summary` template's output on one line, at most MAX_SUMMARY characters (None: not set or empty)."""
+    line = " ".join((notification.template("summary") or "").split())
+    return (line if len(line) <= MAX_SUMMARY else line[: MAX_SUMMARY - 1] + "…") or None
+
+
 def summary(alert: Alert) -> str:
     """`<alertname>: <summary annotation>` (or the description), else the alert's other labels; at most
     1024 characters."""
@@ -109,7 +116,7 @@ class PagerdutySink:
 
     def _trigger(self, alert: Alert, notification: Notification) -> dict[str, Any]:
         payload: dict[str, Any] = {
-            "summary": summary(alert),
+            "summary": _templated_summary(notification) or summary(alert),
             "source": self.config.source,
             "severity": pd_severity(alert),
             "timestamp": alert.starts_at,
