@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from streamalert.config.notify import LabelName, NotifyConfig, ReceiverSpec
 from streamalert.durations import parse_duration
+from streamalert.notify.templates import TemplateError, Templates
 from streamalert.sources.kafka_config import KafkaConfig
 from streamalert.sources.vector_config import VectorHttpConfig
 from streamalert.state.stores import check_url
@@ -235,6 +236,10 @@ def load_config(path: str | Path, *, unset: list[str] | None = None) -> AppConfi
         )
         raise ConfigError(f"{file}: {problems}") from None
     _resolve_paths(config, file.parent)  # relative to the config file, not the working directory
+    try:  # the template files are read and compiled now: a broken one fails check, start and reload alike
+        Templates(config.templates)
+    except TemplateError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
     return config
 
 

@@ -3,6 +3,7 @@ error (logged and counted), macros from `templates:` files, what each sink does 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -262,3 +263,38 @@ receivers:
     assert "title" not in err
     config.write_text(config.read_text(encoding="utf-8").replace("{{ broken() }}", "{{ labels(Alerts[0]) }}"))
     assert main(["check", "--config", str(config)]) == 0
+
+
+def test_a_broken_templates_file_fails_check_naming_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The `templates:` files are compiled when the config loads (check, start, reload): a syntax error is
+    reported with the file and line, and nothing starts."""
+    (tmp_path / "bad.j2").write_text("{% macro x() %}\n{% endfor %}\n", encoding="utf-8")
+    config = write_config(tmp_path, 'templates: ["bad.j2"]\nroute: {receiver: team}\nreceivers: [{name: team}]\n')
+    assert main(["check", "--config", str(config)]) == 1
+    assert f"{config}: templates: bad.j2: line 2: " in capsys.readouterr().err
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_idiom_table_renders() -> None:
+    """Every Jinja2 cell of the README's Alertmanager idiom table renders against the sample notification (with
+    `a` one of its alerts), so the translations are ones that work."""
+    text = README.read_text(encoding="utf-8")
+    table = text[text.index("| Alertmanager (Go template) | streamalert (Jinja2) |") :].split("\n\n")[0]
+    rows = [row.strip() for row in table.splitlines()[2:] if row.strip().startswith("|")]
+    cells = [row.strip("|").split(" | ")[1] for row in rows]
+    sources = [code for cell in cells for code in re.findall(r"`([^`]+)`", cell.replace("\\|", "|")) if "{" in code]
+    templates = Templates()
+    values = {**DATA, "a": DATA["Alerts"][0], "slack_title": lambda: "macro"}
+    rendered = {}
+    for source in sources:
+        if "{% macro" in source:
+            continue  # a definition: test_template_files_define_macros_every_template_can_call covers it
+        rendered[source] = templates.render(source.replace("…", "x"), values)
+    assert len(rendered) >= 12
+    assert rendered["{{ Alerts.Firing|length }}"] == "1"
+    assert rendered['{{ reReplaceAll("(.+):.*", "$1", a.Labels.instance) }}'] == "db-1"
+    assert rendered["{{ slack_title() }}"] == "macro"
