@@ -32,12 +32,13 @@ _OFFSET_STEP_MS = 15 * 60_000  # zone offsets change on a quarter hour (UTC): re
 Range = tuple[int, int]  # inclusive begin and end (times: start minute, exclusive end minute)
 
 
-def _sexagesimal(value: str | int) -> str:
-    """The text a YAML 1.1 base-60 number was written as (`17:00` read as 1020); other values as text."""
+def _sexagesimal(value: str | int, plain_max: float = 59) -> str:
+    """The text a YAML 1.1 base-60 number was written as (`17:00` read as 1020, `1:15` as 75); a number that can
+    be meant as itself (up to `plain_max`: a day, a month, any year) and any other value as text."""
     if isinstance(value, bool) or not isinstance(value, int):
         return str(value)
     sign, rest = ("-" if value < 0 else ""), abs(value)
-    if rest < 60:
+    if rest <= plain_max or rest < 60:
         return str(value)
     high, low = divmod(rest, 60)
     return f"{sign}{high}:{low:02d}"  # `9:00` stays unpadded, as written, and invalid as a time
@@ -61,9 +62,9 @@ def parse_times(start: str | int | None, end: str | int | None) -> Range:
     return begin, finish
 
 
-def _range(text: str | int, member: dict[str, int] | None, what: str) -> Range:
+def _range(text: str | int, member: dict[str, int] | None, what: str, plain_max: float = 59) -> Range:
     """`a:b` or `a` as a range; names looked up in `member` (case aside), numbers where the kind allows them."""
-    raw = _sexagesimal(text).lower()
+    raw = _sexagesimal(text, plain_max).lower()
     parts = raw.split(":") if ":" in raw else [raw, raw]
     if len(parts) != 2:
         raise ValueError(f"couldn't parse range {raw}, invalid format")
@@ -91,7 +92,7 @@ def parse_weekdays(text: str | int) -> Range:
 
 
 def parse_days_of_month(text: str | int) -> Range:
-    begin, end = _range(text, None, "day")
+    begin, end = _range(text, None, "day", 31)
     for day in (begin, end):
         if day == 0 or day < -31 or day > 31:
             raise ValueError(f"{day} is not a valid day of the month: out of range")
@@ -104,20 +105,26 @@ def parse_days_of_month(text: str | int) -> Range:
 
 
 def parse_months(text: str | int) -> Range:
-    begin, end = _range(text, MONTHS, "month")
+    begin, end = _range(text, MONTHS, "month", 12)
     if begin > end:
         raise ValueError(f"end month {_MONTH_NAMES.get(end, '')} is before start month {_MONTH_NAMES.get(begin, '')}")
     return begin, end
 
 
 def parse_years(text: str | int) -> Range:
-    begin, end = _range(text, None, "year")
+    begin, end = _range(text, None, "year", float("inf"))
     if begin > end:
         raise ValueError(f"end year {end} is before start year {begin}")
     return begin, end
 
 
-def parse_location(name: str) -> ZoneInfo:
+def parse_location(name: str) -> tzinfo:
+    """An IANA zone; "" and "UTC" are UTC, as Go's LoadLocation has them. "Local" (the machine's zone in Go) is
+    refused: name the zone."""
+    if name in ("", "UTC"):
+        return UTC
+    if name == "Local":
+        raise ValueError("location Local (this machine's zone) is not supported: give an IANA zone name")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

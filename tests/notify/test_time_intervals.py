@@ -188,6 +188,12 @@ YAML_CASES: list[tuple[str, list[str], list[str], str | None]] = [
         None,
     ),
     ("- times: [{start_time: 9:00, end_time: 17:00}]\n", [], [], "couldn't parse timestamp 9:00, invalid format"),
+    (
+        "- {years: [2020], months: [1:3], days_of_month: [1:15, -1], location: ''}\n",
+        ["15 Jan 20 10:00 +0000", "31 Mar 20 23:59 +0000"],
+        ["16 Jan 20 10:00 +0000", "15 Apr 20 10:00 +0000", "15 Jan 21 10:00 +0000"],
+        None,
+    ),
 ]
 
 
