@@ -274,18 +274,25 @@ def test_intervener_mutes_alertmanager_cases(now: datetime, muted_by: set[str]) 
 
 
 def test_next_change_is_never_after_a_change() -> None:
-    """The flush skipping bound: minute by minute over two days in two zones, the answer never changes before
-    the instant `next_change_ms` gave."""
-    cases = [EVENINGS, WEEKENDS, interval(times=[{"start_time": "09:05", "end_time": "09:50"}], days_of_month=["-1"])]
-    start = int(datetime(2021, 3, 31, 20, 0, tzinfo=UTC).timestamp() * 1000)  # a month end, New York DST weeks
-    for built in cases:
-        ms = start
-        while ms < start + 2 * 24 * 60 * M // M * M:
-            bound = built.next_change_ms(ms)
-            assert bound > ms
-            answer = built.contains_ms(ms)
-            assert all(built.contains_ms(t) == answer for t in range(ms, bound, M)), (built, at(ms))
-            ms = bound
+    """The flush skipping bound: minute by minute over two days around New York's spring-forward (a local hour
+    that does not exist) and around a month's end, the answer never changes before the instant
+    `next_change_ms` gave."""
+    cases = [
+        EVENINGS,
+        WEEKENDS,
+        interval(times=[{"start_time": "01:30", "end_time": "02:30"}], location="America/New_York"),
+        interval(times=[{"start_time": "09:05", "end_time": "09:50"}], days_of_month=["-1"], location="Asia/Kolkata"),
+    ]
+    for first in (datetime(2021, 3, 13, 20, 0, tzinfo=UTC), datetime(2021, 3, 30, 20, 0, tzinfo=UTC)):
+        start = int(first.timestamp() * 1000)
+        for built in cases:
+            ms = start
+            while ms < start + 2 * 24 * 60 * M:
+                bound = built.next_change_ms(ms)
+                assert bound > ms
+                answer = built.contains_ms(ms)
+                assert all(built.contains_ms(t) == answer for t in range(ms, bound, M)), (built, at(ms))
+                ms = bound
 
 
 # ---- config rules (Alertmanager's config.go) ----
