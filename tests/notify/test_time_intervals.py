@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from streamalert.config.notify import NotifyConfig, TimeIntervalSpec, TimeRangeSpec
+from streamalert.config.notify import NotifyConfig
+from streamalert.config.time_intervals import TimeIntervalSpec, TimeRangeSpec
 from streamalert.config.yaml_load import safe_load
 from streamalert.notify.timeintervals import RouteTimes, TimeInterval
 from tests.notify.test_dispatch_timelines import T0, M, S, Timeline, at, config, fire, summary
