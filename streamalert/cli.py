@@ -547,6 +547,7 @@ def _check_config(path: str) -> int:
     from streamalert.config.app import ConfigError, load_config  # noqa: PLC0415
     from streamalert.config.notify import build_route  # noqa: PLC0415
     from streamalert.notify.sinks import build_sinks  # noqa: PLC0415 (not sender's copy: no aiohttp, redis)
+    from streamalert.notify.templates import check_all  # noqa: PLC0415
 
     unset: list[str] = []
     try:
@@ -558,6 +559,7 @@ def _check_config(path: str) -> int:
         return 1
     problems = [f"{path}: environment variable(s) not set: {', '.join(unset)}"] if unset else []
     problems += _unreadable_secrets(path, config)
+    problems += [f"{path}: {problem}" for problem in check_all(config)]
     rules = _load(str(config.rules))
     sinks: dict[Any, Any] = {}
     if not problems:  # the files are readable: building the sinks finds what else is wrong with them

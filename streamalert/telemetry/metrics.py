@@ -158,6 +158,17 @@ class Metrics:
             "Firing alerts left out of a notification by a silence or an inhibition rule.",
             registry=r,
         )
+        self.alerts_time_muted = Counter(
+            PREFIX + "alerts_time_muted_total",
+            "Firing alerts left out of a flush because their route was in a mute or outside its active time interval.",
+            registry=r,
+        )
+        self.template_errors = Counter(
+            PREFIX + "template_errors_total",
+            "Message templates that failed to render (the sink's default format was sent), per sink kind and field.",
+            ["sink", "field"],
+            registry=r,
+        )
         self.outbox_depth = Gauge(
             PREFIX + "outbox_depth", "Notifications waiting in the outbox for delivery.", registry=r
         )

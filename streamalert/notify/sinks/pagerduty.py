@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -84,6 +84,7 @@ def _http_url(value: str | None) -> str | None:
 
 
 class PagerdutyConfig(SinkConfig):
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("summary",)  # every trigger event's summary (one per alert)
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
 
     routing_key: SecretStr | None = None  # the 32-character integration key
@@ -157,6 +158,12 @@ def pd_severity(alert: Alert, severity_map: dict[str, str] | None = None) -> str
     return mapped or (severity_map or {}).get(alert.level) or alert.level
 
 
+def _templated_summary(notification: Notification) -> str | None:
+    """The `summary` template's output on one line, at most MAX_SUMMARY characters (None: not set or empty)."""
+    line = " ".join((notification.template("summary") or "").split())
+    return (line if len(line) <= MAX_SUMMARY else line[: MAX_SUMMARY - 1] + "…") or None
+
+
 def summary(alert: Alert) -> str:
     """`<alertname>: <summary annotation>` (or the description), else the alert's other labels; at most
     1024 characters."""
@@ -193,7 +200,7 @@ class PagerdutySink:
 
     def _trigger(self, alert: Alert, notification: Notification) -> dict[str, Any]:
         payload: dict[str, Any] = {
-            "summary": summary(alert),
+            "summary": _templated_summary(notification) or summary(alert),
             "source": self.config.source,
             "severity": pd_severity(alert, self.config.severity_map),
             "timestamp": alert.starts_at,
