@@ -35,6 +35,6 @@ def notify_routes(config: AppConfig, store: Store, clock: Clock, rules: RuleStat
 def config_text(config: AppConfig) -> str:
     """What /api/v2/status shows as the config: the route tree and the receivers' names, never their settings
     (URLs, keys and tokens live there)."""
-    route = config.route.model_dump(mode="json", by_alias=True, exclude_defaults=True) if config.route is not None else {}
+    route = {} if config.route is None else config.route.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     receivers = [{"name": spec.name} for spec in config.receivers]
     return yaml.safe_dump({"route": route, "receivers": receivers}, sort_keys=False)

@@ -14,7 +14,7 @@ Forms keep what was typed when refused (the error is shown above it); nothing is
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -154,7 +154,7 @@ class _Ui:
     async def alerts(self, _request: web.Request, csrf: str) -> web.StreamResponse:
         firing = [a for a in await self.view.alerts() if a.firing]
         resolved = await recent_transitions(self.view.store, "resolved", None, LIST_LIMIT)
-        rows = [{**a.__dict__, "since": format_ms(a.starts_ms), "silence": _silence_link(a.labels)} for a in firing]
+        rows = [{**asdict(a), "since": format_ms(a.starts_ms), "silence": _silence_link(a.labels)} for a in firing]
         return _render("alerts.html", csrf=csrf, nav="alerts", firing=rows, resolved=resolved[::-1])
 
     async def silences(self, _request: web.Request, csrf: str) -> web.StreamResponse:

@@ -8,10 +8,18 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from tests.ui.browser import Browser, launch
 from tests.ui.service import Service, running
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def service(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Service]:
     async with running(tmp_path_factory.mktemp("service")) as started:
+        yield started
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Browser]:
+    """One headless Chromium; each test opens its pages in fresh browser contexts (no shared cookies)."""
+    async with launch(tmp_path_factory.mktemp("chromium")) as started:
         yield started
