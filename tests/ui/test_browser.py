@@ -120,7 +120,9 @@ async def test_a_silence_created_in_the_ui_mutes_a_notification(browser: Browser
     assert prefilled.splitlines() == ['alertname="db_errors"', 'host="ui-loud"', 'severity="critical"', 'team="db"']
 
     await page.goto(service.url + "/silences")
-    await page.click("#silences tr.silence:has(span.label) form button.expire")
+    rows = "[...document.querySelectorAll('#silences tr.silence')]"
+    (silence_id,) = await page.evaluate(f"{rows}.filter(r => r.innerText.includes('ui-mute')).map(r => r.dataset.id)")
+    await page.click(f'#silences tr.silence[data-id="{silence_id}"] button.expire')
     assert await page.path() == "/silences"
     assert [text for text in await page.texts("#silences tr.silence") if "ui-mute" in text] == []
     await until(lambda: ("ui-mute", "firing") in service.notified_hosts(), 15, "ui-mute to be notified once unmuted")
