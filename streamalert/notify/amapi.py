@@ -19,7 +19,7 @@ served (alerts come from rules).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -43,6 +43,7 @@ from streamalert.notify.view import (
 )
 
 VERSION = f"0.25.0+streamalert.{__version__}"
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 _FLAGS = ("active", "silenced", "inhibited", "unprocessed")
 
 
@@ -51,13 +52,10 @@ def routes(
 ) -> list[web.RouteDef]:
     started = format_ms(view.clock.now_ms())
 
-    def guarded(
-        handler: Callable[[web.Request], Any],
-    ) -> Callable[[web.Request], Any]:
-        async def run(request: web.Request) -> web.StreamResponse:
+    def guarded(handler: Handler) -> Handler:
+        async def run(request: web.Request) -> web.Response:
             check_bearer(request, token)
-            result: web.StreamResponse = await handler(request)
-            return result
+            return await handler(request)
 
         return run
 
