@@ -1,7 +1,8 @@
 """A running `streamalert run` for the amtool and browser tests: a child process with memory state, Vector's
 HTTP source (no auth) and one receiver posting Alertmanager webhooks to a local stand-in, with the API token
-set. Notification time follows the wall clock (lateness and max_delay 0s) and groups flush at once, so an
-event posted now is notified within a tick.
+set. Notification time runs 1 s behind the wall clock (max_delay: with 0 s, a line stamped now could be late
+by the time a loaded machine has posted it) and groups flush at once, so an event posted now is notified
+about a second later.
 
 Rules: `db_errors` (critical, 10 min window: stays firing for the test) and `db_slow` (warning, a 1 s window:
 fires and resolves), both by host, with a runbook link and a summary.
@@ -58,7 +59,7 @@ def _config(tmp: Path, port: int, hook_url: str) -> Path:
 rules: rules.yaml
 state: "memory://"
 lateness: 0s
-max_delay: 0s
+max_delay: 1s
 http: {{listen: "127.0.0.1:{port}"}}
 sources:
   vector: {{auth: none}}
