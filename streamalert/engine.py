@@ -775,6 +775,10 @@ class Engine:
     def series_count(self) -> int:
         return self._live
 
+    def series_per_rule(self) -> list[int]:
+        """Live series of each rule, in rule order (the web UI's rules page)."""
+        return [len(table) for table in self._series]
+
     def firing(self) -> list[tuple[Rule, GroupKey]]:
         """The series whose alert fires now, as (rule, group key) in rule order (a reload resolves those of
         rules it changes or removes)."""
