@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from streamalert.output import JsonLinesWriter, TableWriter
     from streamalert.pipeline import RunSummary
     from streamalert.reload import Setup
+    from streamalert.report import Recorder
     from streamalert.sources import Batch
     from streamalert.sources.replay import ReplaySource
     from streamalert.state.base import Store
@@ -119,6 +120,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--send", action="store_true", help="with --notify --config: deliver through the configured sinks for real"
     )
+    replay.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write an HTML report (one self-contained file): per rule its window value, threshold and alerts",
+    )
 
     test = sub.add_parser(
         "test", help="rule unit tests: log lines at given times, the transitions expected (like promtool test rules)"
@@ -196,6 +202,8 @@ def _replay_options(args: argparse.Namespace) -> str | None:
         )
     if args.notify and args.format is not None:
         return f"--format {args.format} is for transitions; --notify prints notifications as JSON lines"
+    if args.report is not None and not Path(args.report).resolve().parent.is_dir():
+        return f"--report {args.report}: no such folder to write it in"
     return None
 
 
@@ -210,7 +218,6 @@ def _replay(args: argparse.Namespace) -> int:
 
     from streamalert.clock import Stopwatch  # noqa: PLC0415
     from streamalert.engine import Engine  # noqa: PLC0415
-    from streamalert.output import JsonLinesWriter, TableWriter  # noqa: PLC0415
     from streamalert.sources.replay import ReplaySource  # noqa: PLC0415
     from streamalert.state.stores import open_store, redact  # noqa: PLC0415
     from streamalert.telemetry.logging import configure  # noqa: PLC0415
@@ -236,14 +243,9 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     if notifying is not None:
         configure("warning")  # delivery failures on stderr as JSON lines; stdout carries the notifications
-    writer: JsonLinesWriter | TableWriter | _Discard
-    if notifying is not None:
-        writer = _Discard()
-    elif args.format == "table":
-        writer = TableWriter(sys.stdout.buffer)
-    else:
-        writer = JsonLinesWriter(sys.stdout.buffer)
     engine = Engine(rules, lateness_ms=lateness, until_ms=until)
+    recorder = _recorder(engine) if args.report is not None else None
+    writer = _writer(args, notifying is not None, recorder)
     progress = _Progress(source.total_bytes) if sys.stderr.isatty() and not args.no_progress else None
     watch = Stopwatch()
     try:
@@ -258,7 +260,49 @@ def _replay(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.done()
     _print_summary(summary, watch.elapsed())
-    return _verdict(args, source.problems, summary, dead)
+    code = _verdict(args, source.problems, summary, dead)
+    return max(code, _write_report(args.report, recorder, args.files))
+
+
+def _writer(
+    args: argparse.Namespace, notifying: bool, recorder: Recorder | None
+) -> JsonLinesWriter | TableWriter | _Discard | _Tee:
+    """Where replay's transitions go: stdout (unless notifications are printed instead), and the report."""
+    from streamalert.output import JsonLinesWriter, TableWriter  # noqa: PLC0415
+
+    writer: JsonLinesWriter | TableWriter | _Discard
+    if notifying:
+        writer = _Discard()
+    elif args.format == "table":
+        writer = TableWriter(sys.stdout.buffer)
+    else:
+        writer = JsonLinesWriter(sys.stdout.buffer)
+    return writer if recorder is None else _Tee(writer, recorder)
+
+
+def _recorder(engine: Engine) -> Recorder:
+    """--report: the engine's every series value and transition recorded for the page."""
+    from streamalert.report import Recorder  # noqa: PLC0415
+
+    recorder = Recorder(engine.rules)
+    engine.sampler = recorder.sample
+    return recorder
+
+
+def _write_report(path: str, recorder: Recorder | None, files: list[str]) -> int:
+    """--report: write the page (written even when the replay had problems: it shows what was read)."""
+    from streamalert.report import render  # noqa: PLC0415
+
+    if recorder is None:
+        return 0
+    page = render(recorder, "streamalert replay report", files)
+    try:
+        Path(path).write_text(page, encoding="utf-8")
+    except OSError as exc:
+        print(f"--report {path}: cannot write: {exc}", file=sys.stderr)
+        return 1
+    print(f"report written to {path}", file=sys.stderr)
+    return 0
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -322,7 +366,7 @@ async def _replay_async(
     source: ReplaySource,
     store: Store,
     args: argparse.Namespace,
-    writer: JsonLinesWriter | TableWriter | _Discard,
+    writer: JsonLinesWriter | TableWriter | _Discard | _Tee,
     progress: _Progress | None,
     notifying: tuple[Notifier, NotifyConfig, bool] | None = None,
 ) -> tuple[RunSummary, int]:
@@ -369,6 +413,20 @@ class _Discard:
 
     def close(self) -> None:
         return None
+
+
+class _Tee:
+    """The transitions to the output and to the report's recorder."""
+
+    def __init__(self, writer: JsonLinesWriter | TableWriter | _Discard, recorder: Recorder) -> None:
+        self.writer, self.recorder = writer, recorder
+
+    def write(self, transitions: list[Transition]) -> None:
+        self.writer.write(transitions)
+        self.recorder.write(transitions)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 # replay --notify without --config: every alert to stdout, grouped by rule, with Alertmanager's default timers
