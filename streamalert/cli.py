@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check": _check,
         "replay": _replay,
         "test": _test,
+        "explain": _explain,
         "run": _run,
         "routes": _routes,
         "outbox": _outbox,
@@ -125,6 +126,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="also write an HTML report (one self-contained file): per rule its window value, threshold and alerts",
     )
+
+    explain = sub.add_parser("explain", help="why a log line matches each rule or not, and the series it would update")
+    explain.add_argument("line", nargs="?", help="the log line (JSON); without it: --file/--line, or stdin")
+    explain.add_argument("--rules", required=True, help="a rule file or a folder of *.yaml")
+    explain.add_argument("--file", help="take the line from this NDJSON file (with --line N)")
+    explain.add_argument("--line", dest="line_number", type=int, metavar="N", help="with --file: line N (from 1)")
+    explain.add_argument("--format", choices=("text", "json"), default="text", help="text for people, json for tools")
+    explain.add_argument("--misses", type=int, default=10, help="text: non-matching rules shown (0: all; default 10)")
 
     test = sub.add_parser(
         "test", help="rule unit tests: log lines at given times, the transitions expected (like promtool test rules)"
@@ -303,6 +312,70 @@ def _write_report(path: str, recorder: Recorder | None, files: list[str]) -> int
         return 1
     print(f"report written to {path}", file=sys.stderr)
     return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """Explain the given line, --file's line N, or every non-blank line of stdin (0: all explained)."""
+    lines = _explain_input(args)
+    if lines is None:
+        return 2
+    rules = _load(args.rules)
+    if rules is None:
+        return 1
+    import orjson  # noqa: PLC0415
+
+    from streamalert.explain import Explainer, NotARecord, as_json, as_text  # noqa: PLC0415
+
+    explainer = Explainer(rules)
+    code = 0
+    for where, line in lines:
+        try:
+            explanation = explainer.explain(line)
+        except NotARecord as exc:
+            print(f"explain: {where}: {exc} (the engine skips such a line as malformed)", file=sys.stderr)
+            code = 1
+            continue
+        if args.format == "json":
+            sys.stdout.buffer.write(orjson.dumps(as_json(explanation), default=str) + b"\n")
+        else:
+            print(
+                f"== {where}" if len(lines) > 1 else "",
+                as_text(explanation, args.misses),
+                sep="\n" if len(lines) > 1 else "",
+            )
+    return code
+
+
+def _explain_input(args: argparse.Namespace) -> list[tuple[str, bytes]] | None:
+    """(where, line) pairs to explain; None after saying what is wrong with the arguments."""
+    if args.line is not None and args.file is not None:
+        print("explain: give a line or --file FILE --line N, not both", file=sys.stderr)
+        return None
+    if (args.file is None) != (args.line_number is None):
+        print("explain: --file and --line go together (--file FILE --line N)", file=sys.stderr)
+        return None
+    if args.line is not None:
+        return [("the line given", args.line.encode())]
+    if args.file is not None:
+        if args.line_number < 1:
+            print("explain: --line counts from 1", file=sys.stderr)
+            return None
+        try:
+            with open(args.file, "rb") as handle:
+                for number, raw in enumerate(handle, 1):
+                    if number == args.line_number:
+                        return [(f"{args.file}:{number}", raw.rstrip(b"\r\n"))]
+        except OSError as exc:
+            print(f"explain: cannot read {args.file}: {exc}", file=sys.stderr)
+            return None
+        print(f"explain: {args.file} has fewer than {args.line_number} lines", file=sys.stderr)
+        return None
+    text = sys.stdin.buffer.read().splitlines()
+    lines = [(f"stdin line {n}", raw) for n, raw in enumerate(text, 1) if raw.strip()]
+    if not lines:
+        print("explain: no line given (an argument, --file FILE --line N, or lines on stdin)", file=sys.stderr)
+        return None
+    return lines
 
 
 def _test(args: argparse.Namespace) -> int:
