@@ -22,7 +22,7 @@ from streamalert.report.recorder import Recorder, RuleTrace, SeriesTrace, State
 MAX_LANES = 6
 WIDTH = 1000  # the SVG's user units; it scales to the page width
 HEIGHT = 110
-LEFT, RIGHT, TOP, BOTTOM = 56, 12, 8, 22  # plot margins inside the SVG
+LEFT, RIGHT, TOP, BOTTOM = 56, 28, 8, 22  # plot margins inside the SVG
 
 _CSS = """
 :root { --fire: #d62728; --pend: #e6a100; --gap: #7f7f7f; --ok: #2ca02c; --ink: #1d1d1f; --grid: #e4e4e8; }
@@ -191,6 +191,7 @@ def _lane(rule: Rule, series: SeriesTrace, transitions: Iterable[Transition], st
                 gap_start = t.at_ms - int(float(t.value) * 1000)
                 gap_end = next((r.at_ms for r in transitions if r.at_ms > t.at_ms), end)
                 svg.append(_band("gap", scale, max(start, gap_start), gap_end))
+    svg.append(f'<text x="{LEFT - 4}" y="{HEIGHT - BOTTOM}" text-anchor="end">0</text>')
     if threshold is not None:
         y = scale.y(threshold)
         svg.append(f'<line class="threshold" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y}" y2="{y}"/>')
