@@ -322,8 +322,6 @@ def _explain(args: argparse.Namespace) -> int:
     rules = _load(args.rules)
     if rules is None:
         return 1
-    import orjson  # noqa: PLC0415
-
     from streamalert.explain import Explainer, NotARecord, as_json, as_text  # noqa: PLC0415
 
     explainer = Explainer(rules)
@@ -336,7 +334,7 @@ def _explain(args: argparse.Namespace) -> int:
             code = 1
             continue
         if args.format == "json":
-            sys.stdout.buffer.write(orjson.dumps(as_json(explanation), default=str) + b"\n")
+            sys.stdout.buffer.write(_json_line(as_json(explanation)))
         else:
             print(
                 f"== {where}" if len(lines) > 1 else "",
@@ -344,6 +342,18 @@ def _explain(args: argparse.Namespace) -> int:
                 sep="\n" if len(lines) > 1 else "",
             )
     return code
+
+
+def _json_line(value: Any) -> bytes:
+    """One JSON line: orjson's, or `json`'s where orjson refuses (integers beyond 64 bits, which logs have)."""
+    import json  # noqa: PLC0415
+
+    import orjson  # noqa: PLC0415
+
+    try:
+        return orjson.dumps(value, default=str) + b"\n"
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value, default=str, ensure_ascii=False).encode() + b"\n"
 
 
 def _explain_input(args: argparse.Namespace) -> list[tuple[str, bytes]] | None:

@@ -122,6 +122,13 @@ def test_explain_json_from_a_file_line(rule_file: Path, tmp_path: Path, capsys: 
     }
 
 
+def test_explain_json_keeps_integers_beyond_64_bits(rule_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A record with an integer orjson cannot write is still explained in JSON, the integer exact."""
+    big = 2**70 + 1
+    assert main(["explain", "--rules", str(rule_file), "--format", "json", f'{{"service": "api", "n": {big}}}']) == 0
+    assert json.loads(capsys.readouterr().out)["record"]["n"] == big
+
+
 def test_explain_text_from_stdin(
     rule_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
