@@ -107,3 +107,14 @@ def test_report_is_self_contained(report: Path) -> None:
     for reference in ("<script", "src=", "href=", "@import", "<link"):
         assert reference not in page
     assert page.count("url(") == page.count("url(#")  # only the page's own SVG patterns
+
+
+def test_report_into_a_missing_folder_is_refused_before_replaying(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--report into a folder that does not exist exits 2 at once, naming the path, instead of after the run."""
+    target = tmp_path / "no" / "such" / "report.html"
+    assert main(["replay", str(INCIDENT), "--rules", str(RULES), "--report", str(target)]) == 2
+    captured = capsys.readouterr()
+    assert f"--report {target}: no such folder" in captured.err
+    assert captured.out == ""
