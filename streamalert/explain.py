@@ -219,6 +219,7 @@ def as_json(explanation: Explanation) -> dict[str, Any]:
             out["group_by"] = list(v.rule.group_by)
             out["group"] = list(v.group or ())
             out["series"] = v.series
+            out["series_id"] = f"{v.rule.name}:{v.rule.digest}"  # the engine's rule id: its stored state's name
         if v.disagrees:
             out["disagrees_with_engine"] = True
         return out
