@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from streamalert.alerts.lifecycle import INACTIVE, Change, step
+from streamalert.alerts.lifecycle import INACTIVE, Change, Phase, step
 from streamalert.config.rules import Rule, label_value
 from streamalert.decode import (
     DECODE_ERRORS,
@@ -101,6 +101,10 @@ _Held = tuple[int, bytes, list[int], Fields]
 # few runs, cheaper than a heap push and pop per event.
 _Pending = tuple[int, int, bytes, Fields, list[int]]
 
+# (rule index, group, instant, window value, phase after the instant): every value the engine computes for a
+# series, for `replay --report` (streamalert/report/). An absence series gives its silence in seconds.
+Sampler = Callable[[int, GroupKey, int, float, Phase], None]
+
 
 class Engine:
     """Evaluates compiled rules over a stream of records in event time."""
@@ -148,6 +152,7 @@ class Engine:
         self._dirty: set[SeriesRef] = set()
         self._deleted: set[SeriesRef] = set()
         self._pending_new: list[tuple[int, bytes]] = []
+        self.sampler: Sampler | None = None  # None (the default) costs one test per evaluation
 
     # ---- input ---------------------------------------------------------------------------------------------
 
@@ -602,6 +607,9 @@ class Engine:
                     self._reschedule(i, key, series)
                 if rule.keeps_record:
                     series.record = line.decode()
+                if self.sampler is not None:
+                    count = len(series.times) - bisect.bisect_right(series.times, now - rule.window_ms)  # unevicted
+                    self.sampler(i, key, now, count / prep.window_s if prep.rate else count, INACTIVE)
                 return None
         else:
             assert isinstance(series, AggregateSeries)
@@ -630,6 +638,8 @@ class Engine:
             elif not series.firing and now >= series.last_seen + rule.absent_ms:
                 series.firing = True
                 self._emit(i, key, now, AlertState.FIRING, (now - series.last_seen) / 1000, series.record)
+            if self.sampler is not None:
+                self.sampler(i, key, now, (now - series.last_seen) / 1000, Phase(None, series.firing))
             self._reschedule(i, key, series)
             return
         value: float | int
@@ -652,6 +662,8 @@ class Engine:
                 self._emit(i, key, now, AlertState.FIRING, value, series.record)
             elif change is Change.RESOLVED:
                 self._emit(i, key, now, AlertState.RESOLVED, value, series.record)
+        if self.sampler is not None:
+            self.sampler(i, key, now, value, series.phase)
         if series.empty() and series.phase.active_since is None:
             del table[key]  # an idle series ends; its state is forgotten (its timers go stale)
             self._live -= 1
