@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from streamalert.decode import LINE_FIELD
 from streamalert.rules.matchers import ValueTest, as_number, compile_value_test
 from streamalert.rules.patterns import PatternSet, literal_pattern
 
@@ -87,6 +88,8 @@ def pick_anchor(options: Sequence[tuple[int, Anchor]], crowd: Mapping[Key, int] 
 
 
 def _entry_anchor(name: str, spec: Any) -> tuple[int, Anchor] | None:
+    if name == LINE_FIELD:
+        return None  # raw lines never repeat: a scan's cache would only churn; the rule's other entries anchor it
     level = name == "level"
     equality = _LEVEL_EQUALITY if level else _EQUALITY
     if not isinstance(spec, Mapping):

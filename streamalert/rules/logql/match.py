@@ -19,11 +19,11 @@ from typing import Any
 
 import re2
 
+from streamalert.decode import LINE_FIELD  # the reserved virtual field: the raw line, as Loki sees it
 from streamalert.rules.logql.ast import LabelBinary, LabelExpr, LabelFilter, LineFilter, Matcher, Parser
 from streamalert.rules.logql.ast import Stage as StageNode
 from streamalert.rules.logql.errors import LogQLError
 
-LINE_FIELD = "_line"  # the reserved virtual field: the raw line, as Loki's line filters see it
 _NUMERIC_OPS = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 _INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,14})")
 _JSON_PATH_PART = re.compile(r'\.?([A-Za-z_][A-Za-z0-9_]*)|\["((?:[^"\\]|\\.)*)"\]')
