@@ -109,6 +109,16 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the stored state: these files carry on where its input ended"
     )
     replay.add_argument("--lateness", default="30s", help="how far behind the newest event a record may arrive")
+    replay.add_argument(
+        "--input-format",
+        choices=("json", "logfmt", "text", "auto"),
+        default="json",
+        help="how lines become records: JSON objects (default), logfmt, plain text in `message`, or auto per line",
+    )
+    replay.add_argument(
+        "--time-pattern",
+        help="a text line's leading timestamp, a regex with a group `time` (default: ISO 8601, optionally in '[')",
+    )
     replay.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     replay.add_argument(
         "--notify",
@@ -196,6 +206,13 @@ def _replay_options(args: argparse.Namespace) -> str | None:
         )
     if args.notify and args.format is not None:
         return f"--format {args.format} is for transitions; --notify prints notifications as JSON lines"
+    if args.time_pattern is not None:
+        from streamalert.sources.formats import compile_time_pattern  # noqa: PLC0415
+
+        try:
+            compile_time_pattern(args.time_pattern)
+        except ValueError as exc:
+            return f"--{exc}".replace("--time_pattern", "--time-pattern")
     return None
 
 
@@ -211,6 +228,7 @@ def _replay(args: argparse.Namespace) -> int:
     from streamalert.clock import Stopwatch  # noqa: PLC0415
     from streamalert.engine import Engine  # noqa: PLC0415
     from streamalert.output import JsonLinesWriter, TableWriter  # noqa: PLC0415
+    from streamalert.sources.formats import LineFormat  # noqa: PLC0415
     from streamalert.sources.replay import ReplaySource  # noqa: PLC0415
     from streamalert.state.stores import open_store, redact  # noqa: PLC0415
     from streamalert.telemetry.logging import configure  # noqa: PLC0415
@@ -223,7 +241,7 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     lateness, until = times
     try:
-        source = ReplaySource(args.files)
+        source = ReplaySource(args.files, line_format=LineFormat(args.input_format, args.time_pattern))
         store = open_store(args.state)
     except OSError as exc:
         print(f"cannot read input: {exc}", file=sys.stderr)

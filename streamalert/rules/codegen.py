@@ -201,7 +201,7 @@ def compile_rules(specs: Sequence[Mapping[str, Any]]) -> CompiledRules:
     exec(compile(source, "<streamalert rules>", "exec"), namespace)
     index.bind(namespace)
     decoder = msgspec.json.Decoder(record_type)
-    decode = decoder.decode
+    decode: Callable[[bytes], Record] = decoder.decode
     line_attr = builder.attrs.get(LINE_FIELD)
     if line_attr is not None:  # only rule sets with a LogQL line filter pay for the raw line
         decode = _with_line(decode, line_attr)

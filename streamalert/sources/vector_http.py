@@ -48,7 +48,9 @@ from typing import Any, Final
 
 from aiohttp import hdrs, web
 
+from streamalert.clock import Clock, WallClock
 from streamalert.sources import Batch
+from streamalert.sources.formats import live_format
 from streamalert.sources.vector_body import Body, OverBudget, ReadBudget, gunzip, read_capped
 from streamalert.sources.vector_config import VectorHttpConfig as VectorHttpConfig  # noqa: PLC0414 (re-exported)
 from streamalert.telemetry.metrics import Metrics
@@ -81,7 +83,7 @@ class VectorHttpSource:
 
     name = "vector"
 
-    def __init__(self, config: VectorHttpConfig, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: VectorHttpConfig, metrics: Metrics | None = None, clock: Clock | None = None) -> None:
         self.config = config
         self.requests: collections.Counter[int] = collections.Counter()  # answers by status code
         self.lines_received = 0  # lines handed out in batches
@@ -93,6 +95,8 @@ class VectorHttpSource:
         self._position = 0
         self._closed = False
         self._handed: set[_Request] = set()  # whose last line is in a batch handed out, not yet acknowledged
+        self._format = live_format(self.name, config.format, config.time_pattern, metrics)
+        self._clock = clock or WallClock()  # only to time logfmt/text lines without a timestamp by their arrival
         if metrics is not None:
             metrics.ingest_requests.labels("reading").set_function(lambda: self._reading)
             metrics.ingest_requests.labels("queued").set_function(lambda: self._outstanding)
@@ -145,6 +149,8 @@ class VectorHttpSource:
             self.lines_received += len(lines)
             self._position += len(lines)
             self._handed.update(done)
+            if self._format is not None:
+                lines = self._format.convert(lines, self._clock.now_ms())
             yield Batch(lines, self._position, _Carried(tuple(done)) if done else None)
 
     def _fill(self, limit: int) -> tuple[list[bytes], list[_Request]]:
