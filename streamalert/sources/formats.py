@@ -14,7 +14,8 @@ searches the line as written), so a logfmt or text line is filtered as written, 
 
 Time: logfmt lines are timed by their `timestamp`/`@timestamp`/`time`/`ts` keys like JSON. A text line's
 time comes from a leading timestamp matched by `time_pattern` (group `time`, default: ISO 8601 with a `T` or
-a space, optionally in `[`, as Celery and Python logging print it). A line without a usable time gets its
+a space, optionally in `[`, as Celery and Python logging print it; a group that is a number is epoch
+seconds, or milliseconds from 1e11 on, as for JSON times). A line without a usable time gets its
 arrival time in live sources (`stamp_ms`, counted in `arrived`), and in replay the newest event time so far,
 which is the previous line's for an ordered file (the engine's rule for untimed lines, counted as untimed).
 
@@ -105,6 +106,14 @@ def _quoted(text: str, pos: int) -> tuple[str | None, int]:
     return None, i  # unterminated quoted value
 
 
+_EPOCH = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+def _time(text: str) -> int | None:
+    """A leading timestamp: ISO 8601, or epoch seconds/milliseconds as JSON numbers are read (decode.py)."""
+    return parse_time(float(text) if _EPOCH.fullmatch(text) else text)
+
+
 class LineFormat:
     """Converts the lines of one source from its input format to JSON records (see the module docstring)."""
 
@@ -141,7 +150,7 @@ class LineFormat:
         if not text:
             return line  # an empty line is nothing to alert on: malformed, as in JSON input
         found = self._time.match(text)
-        time_ms = parse_time(found.group("time")) if found is not None else None
+        time_ms = _time(found.group("time")) if found is not None else None
         if time_ms is None and stamp_ms is not None:
             time_ms = stamp_ms
             self.arrived += 1
