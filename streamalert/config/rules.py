@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,8 @@ from streamalert.config.yaml_load import safe_load
 from streamalert.decode import LINE_FIELD
 from streamalert.durations import format_duration, parse_duration
 from streamalert.rules.condition import Condition, parse_condition
-from streamalert.rules.logql import LogQLError, LokiRuleFileError, Translation, load_loki_rules, translate
+from streamalert.rules.logql import LogQLError, Translation, translate
+from streamalert.rules.logql.rulefile import Located, read_loki_rules
 from streamalert.rules.matchers import MatchError, compile_match
 from streamalert.rules.template import Template, parse_template
 
@@ -130,7 +132,8 @@ def _load_file(file: Path, problems: list[Problem]) -> list[tuple[str, Rule | No
     """(name, rule) for every named rule of the file, rule None when it has problems (all in `problems`)."""
     name = str(file)
     try:
-        raw = safe_load(file.read_text(encoding="utf-8"))  # yaml.safe_load's result, faster
+        text = file.read_text(encoding="utf-8")
+        raw = safe_load(text)  # yaml.safe_load's result, faster
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(name, None, None, f"cannot read: {exc}"))
         return []
@@ -138,7 +141,7 @@ def _load_file(file: Path, problems: list[Problem]) -> list[tuple[str, Rule | No
         problems.append(Problem(name, None, None, f"invalid YAML: {exc}".replace("\n", " ")))
         return []
     if isinstance(raw, dict) and "groups" in raw:
-        return _load_loki_file(file, problems)
+        return _load_loki_file(name, text, problems)
     try:
         spec = RuleFileSpec.model_validate(raw)
     except ValidationError as exc:
@@ -154,7 +157,11 @@ def _load_file(file: Path, problems: list[Problem]) -> list[tuple[str, Rule | No
         if not isinstance(rule_name, str):
             _compile(name, f"rules[{index}]", item, problems)  # no name to list it by: only its problems count
             continue
+        before = len(problems)
         out.append((rule_name, _compile(name, rule_name, item, problems)))
+        if "expr" in item:
+            at = Located(text, name, ("rules", index, "expr"))
+            problems[before:] = [_with_file_position(p, at) for p in problems[before:]]
     return out
 
 
@@ -358,27 +365,36 @@ def _from_expr(item: dict[str, Any], problem: Callable[[str | None, str], None])
     return rule
 
 
-def _unmet(translation: Translation) -> list[str]:
+def _unmet(translation: Translation, at: Located | None = None) -> list[str]:
     """A problem text, with its position in the expression, for each need of the translation the engine lacks."""
     return [
         f"line {need.line}, column {need.column}: not supported yet: {need.detail}"
+        + (at.suffix(need.line, need.column) if at is not None else "")
         for need in translation.needs
         if need.feature not in _MET_NEEDS
     ]
 
 
-def _load_loki_file(file: Path, problems: list[Problem]) -> list[tuple[str, Rule | None]]:
+_EXPR_POSITION = re.compile(r"line ([0-9]+), column ([0-9]+): ")
+
+
+def _with_file_position(problem: Problem, at: Located) -> Problem:
+    """An `expr` problem at a position in the expression, also pointing at the file's line and column."""
+    found = _EXPR_POSITION.match(problem.message) if problem.field == "expr" else None
+    if found is None or problem.message.endswith(")"):
+        return problem
+    suffix = at.suffix(int(found.group(1)), int(found.group(2)))
+    return Problem(problem.file, problem.rule, problem.field, problem.message + suffix)
+
+
+def _load_loki_file(name: str, text: str, problems: list[Problem]) -> list[tuple[str, Rule | None]]:
     """The alerts of a Loki/Prometheus rule-group file (`groups:`), translated from LogQL and compiled."""
-    name = str(file)
-    try:
-        loaded = load_loki_rules(file.read_text(encoding="utf-8"), name)
-    except LokiRuleFileError as exc:
-        problems.extend(Problem(name, None, None, text.removeprefix(f"{name}: ")) for text in exc.problems)
-        return []
+    loaded, refused = read_loki_rules(text, name)
+    problems.extend(Problem(name, None, None, message.removeprefix(f"{name}: ")) for message in refused)
     out: list[tuple[str, Rule | None]] = []
     for loki in loaded:
         rule_name = str(loki.rule["name"])
-        unmet = _unmet(loki.translation)
+        unmet = _unmet(loki.translation, Located(text, name, loki.path))
         where = f"group {loki.group!r} rule {rule_name!r}: expr"
         problems.extend(Problem(name, None, None, f"{where} {message}") for message in unmet)
         if unmet:
