@@ -312,9 +312,10 @@ def _verdict(args: argparse.Namespace, problems: list[str], summary: RunSummary,
         print(f"input problem: {problem}", file=sys.stderr)
         code = 1
     if summary.lines and summary.malformed == summary.lines:
+        expected = "a JSON object" if args.input_format == "json" else f"readable as {args.input_format}"
+        hint = "a file of NDJSON logs? (--input-format reads logfmt and text)" if args.input_format == "json" else "?"
         print(
-            f"replay: error: none of the {summary.lines} lines is a JSON object: is {' '.join(args.files)} "
-            "a file of NDJSON logs?",
+            f"replay: error: none of the {summary.lines} lines is {expected}: is {' '.join(args.files)} {hint}",
             file=sys.stderr,
         )
         code = 1

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hmac
+import re
 import zlib
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
@@ -76,6 +77,9 @@ class _Carried:
     """Batch.token of a batch holding the last line of requests: those to answer when it is acknowledged."""
 
     requests: tuple[_Request, ...]
+
+
+_ARRAY_OF_OBJECTS: Final = re.compile(rb"[ \t\r\n]*\[[ \t\r\n]*\{")
 
 
 class VectorHttpSource:
@@ -300,7 +304,15 @@ class VectorHttpSource:
             if inflated is None:
                 return _too_large(limit, " after gzip decompression")
             data = inflated
-        return Body(data)
+        return Body(data, self._lines_only(data))
+
+    def _lines_only(self, data: bytes) -> bool:
+        """Whether the body is lines whatever its first byte: logfmt or text input; in auto, unless it opens a
+        JSON array of objects (`[{`, Vector's json codec) rather than a line such as `[2026-01-26 09:00:00,123: ...`."""
+        kind = self.config.format
+        if kind == "json":
+            return False
+        return kind != "auto" or _ARRAY_OF_OBJECTS.match(data) is None
 
     def _authorized(self, header: str) -> bool:
         scheme, _, credentials = header.strip().partition(" ")
