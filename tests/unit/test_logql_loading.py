@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from streamalert.cli import main
 from streamalert.config.rules import RuleLoadError, load_rules
 from streamalert.engine import Engine
 from streamalert.rules.codegen import compile_rules
+from streamalert.rules.logql import translate
 from streamalert.testing import rules_from_yaml
+from tests.unit.test_logql_translate import TRANSLATIONS
 
 EXPR_RULES = """
 rules:
@@ -130,3 +133,26 @@ def test_a_line_filter_alerts_in_the_engine() -> None:
     )
     engine.finish()
     assert [(t.rule, t.value) for t in engine.drain() if t.state.value == "firing"] == [("L", 1)]
+
+
+MET = {"_line", "parser:logfmt"}
+
+
+@pytest.mark.parametrize(("expr", "rule", "needs"), TRANSLATIONS)
+def test_every_translation_loads_as_expr_or_names_each_unmet_need(
+    expr: str, rule: dict[str, object], needs: list[str], tmp_path: Path
+) -> None:
+    """An `expr:` rule loads exactly when the engine meets its needs; otherwise each need is a located problem."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"rules": [{"name": "r", "expr": expr}]}), encoding="utf-8")
+    unmet = [n for n in translate(expr).needs if n.feature not in MET]
+    if not unmet:
+        (loaded,) = load_rules(path)
+        assert loaded.match_spec == rule.get("match", loaded.match_spec)
+        return
+    with pytest.raises(RuleLoadError) as caught:
+        load_rules(path)
+    messages = [p.message for p in caught.value.problems]
+    assert len(messages) == len(unmet)
+    for need, message in zip(unmet, messages, strict=True):
+        assert message.startswith(f"line {need.line}, column {need.column}: not supported yet: {need.detail}")
