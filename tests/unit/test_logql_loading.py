@@ -156,3 +156,18 @@ def test_every_translation_loads_as_expr_or_names_each_unmet_need(
     assert len(messages) == len(unmet)
     for need, message in zip(unmet, messages, strict=True):
         assert message.startswith(f"line {need.line}, column {need.column}: not supported yet: {need.detail}")
+
+
+def test_unit_matchers_are_checked(tmp_path: Path) -> None:
+    """`unit` takes duration or bytes and goes only with comparisons; `check` says which."""
+    problems = _problems(
+        tmp_path,
+        """rules:
+  - {name: A, match: {d: {gt: 1, unit: weeks}}, window: 1m, condition: count > 0}
+  - {name: B, match: {d: {contains: x, unit: bytes}}, window: 1m, condition: count > 0}
+""",
+    )
+    assert problems == [
+        "F: rule 'A': match.d.unit: must be one of duration, bytes, got 'weeks'",
+        "F: rule 'B': match.d.unit: goes only with gt, gte, lt, lte",
+    ]
