@@ -9,8 +9,10 @@ A source's `format` is `json` (the default: lines pass untouched, so JSON input 
 - auto: a line starting with `{` is JSON (a broken one stays malformed, as it was meant to be JSON);
   otherwise logfmt when it parses as key=value pairs (every token has `=`: "Starting worker" would be two
   bare logfmt keys); otherwise text.
-The converted record also holds the original text under `_line`, which LogQL line filters search (as Loki
-searches the line as written), so a logfmt or text line is filtered as written, not as its JSON form.
+Bytes that are not UTF-8 in a logfmt or text line become U+FFFD (the line still alerts; JSON input
+keeps its rule: such a line is malformed). The converted record also holds the original text under
+`_line`, which LogQL line filters search (as Loki searches the line as written), so a logfmt or text line
+is filtered as written, not as its JSON form.
 
 Time: logfmt lines are timed by their `timestamp`/`@timestamp`/`time`/`ts` keys like JSON. A text line's
 time comes from a leading timestamp matched by `time_pattern` (group `time`, default: ISO 8601 with a `T` or

@@ -99,3 +99,9 @@ def test_source_config_checks_format_and_pattern(model: type[pydantic.BaseModel]
         model.model_validate({**base, "format": "xml"})
     with pytest.raises(pydantic.ValidationError, match="group named `time`"):
         model.model_validate({**base, "time_pattern": r"^\S+"})
+
+
+def test_text_that_is_not_utf8_still_becomes_a_record() -> None:
+    """A Latin-1 byte in a text line is replaced, not a reason to drop the line."""
+    (record,) = _records("text", [b"caf\xe9 down"])
+    assert record == {"message": "caf\ufffd down", "_line": "caf\ufffd down"}
