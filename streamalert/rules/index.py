@@ -88,8 +88,6 @@ def pick_anchor(options: Sequence[tuple[int, Anchor]], crowd: Mapping[Key, int] 
 
 
 def _entry_anchor(name: str, spec: Any) -> tuple[int, Anchor] | None:
-    if name == LINE_FIELD:
-        return None  # raw lines never repeat: a scan's cache would only churn; the rule's other entries anchor it
     level = name == "level"
     equality = _LEVEL_EQUALITY if level else _EQUALITY
     if not isinstance(spec, Mapping):
@@ -162,13 +160,15 @@ def string_lookup(
     patterns: list[Bucket],
     scan: PatternSet | None,
     lowered: bool,
+    cached: bool = True,
 ) -> Callable[[str], list[Bucket]]:
-    """The buckets a string value reaches: as a string, as a numeric string, through patterns. Cached."""
+    """The buckets a string value reaches: as a string, as a numeric string, through patterns. Cached unless
+    `cached` is false (LogQL's raw line, `_line`: lines do not repeat, so a cache would only churn)."""
     cache: dict[str, list[Bucket]] = {}
     matches = scan.matches if scan is not None else None
 
     def lookup(value: str) -> list[Bucket]:
-        hits = cache.get(value)
+        hits = cache.get(value) if cached else None
         if hits is not None:
             return hits
         hits = []
@@ -179,7 +179,7 @@ def string_lookup(
             hits.append(bucket)
         if matches is not None:
             hits += [patterns[k] for k in matches(value)]
-        if len(value) <= CACHE_MAX_CHARS:
+        if cached and len(value) <= CACHE_MAX_CHARS:
             if len(cache) >= CACHE_SIZE:
                 cache.clear()
             cache[value] = hits
@@ -255,7 +255,9 @@ class RuleIndex:
             )
             if index.numbers or index.patterns:
                 scan = PatternSet(list(index.patterns), [index.tests[p] for p in index.patterns]) if patterns else None
-                namespace[f"_S{j}"] = string_lookup(strings, numbers, list(patterns.values()), scan, name == "level")
+                namespace[f"_S{j}"] = string_lookup(
+                    strings, numbers, list(patterns.values()), scan, name == "level", cached=name != LINE_FIELD
+                )
             else:
                 namespace[f"_S{j}"] = strings.get
             namespace[f"_O{j}"] = other_lookup(numbers, booleans, nulls.get(None))
