@@ -168,7 +168,7 @@ def string_lookup(
     matches = scan.matches if scan is not None else None
 
     def lookup(value: str) -> list[Bucket]:
-        hits = cache.get(value) if cached else None
+        hits = cache.get(value)
         if hits is not None:
             return hits
         hits = []
@@ -179,13 +179,24 @@ def string_lookup(
             hits.append(bucket)
         if matches is not None:
             hits += [patterns[k] for k in matches(value)]
-        if cached and len(value) <= CACHE_MAX_CHARS:
+        if len(value) <= CACHE_MAX_CHARS:
             if len(cache) >= CACHE_SIZE:
                 cache.clear()
             cache[value] = hits
         return hits
 
-    return lookup
+    def uncached(value: str) -> list[Bucket]:  # lookup without its cache: kept apart so lookup pays nothing
+        hits = []
+        bucket = strings.get(value.lower() if lowered else value)
+        if bucket is not None:
+            hits.append(bucket)
+        if numbers and (number := as_number(value)) is not None and (bucket := numbers.get(number)) is not None:
+            hits.append(bucket)
+        if matches is not None:
+            hits += [patterns[k] for k in matches(value)]
+        return hits
+
+    return lookup if cached else uncached
 
 
 def other_lookup(
