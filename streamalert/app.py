@@ -405,7 +405,7 @@ def _source(config: AppConfig, clock: Clock, metrics: Metrics, replica: Replica 
     if kafka is not None:
         return KafkaSource(kafka, metrics, clock=clock)
     assert config.sources.vector is not None  # exactly one source: validated by AppConfig
-    return VectorHttpSource(config.sources.vector, metrics)
+    return VectorHttpSource(config.sources.vector, metrics, clock)
 
 
 class _Writer:

@@ -111,6 +111,16 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the stored state: these files carry on where its input ended"
     )
     replay.add_argument("--lateness", default="30s", help="how far behind the newest event a record may arrive")
+    replay.add_argument(
+        "--input-format",
+        choices=("json", "logfmt", "text", "auto"),
+        default="json",
+        help="how lines become records: JSON objects (default), logfmt, plain text in `message`, or auto per line",
+    )
+    replay.add_argument(
+        "--time-pattern",
+        help="a text line's leading timestamp, a regex with a group `time` (default: ISO 8601, optionally in '[')",
+    )
     replay.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     replay.add_argument(
         "--notify",
@@ -213,6 +223,13 @@ def _replay_options(args: argparse.Namespace) -> str | None:
         return f"--format {args.format} is for transitions; --notify prints notifications as JSON lines"
     if args.report is not None and not Path(args.report).resolve().parent.is_dir():
         return f"--report {args.report}: no such folder to write it in"
+    if args.time_pattern is not None:
+        from streamalert.sources.formats import compile_time_pattern  # noqa: PLC0415
+
+        try:
+            compile_time_pattern(args.time_pattern)
+        except ValueError as exc:
+            return f"--{exc}".replace("--time_pattern", "--time-pattern")
     return None
 
 
@@ -227,6 +244,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     from streamalert.clock import Stopwatch  # noqa: PLC0415
     from streamalert.engine import Engine  # noqa: PLC0415
+    from streamalert.sources.formats import LineFormat  # noqa: PLC0415
     from streamalert.sources.replay import ReplaySource  # noqa: PLC0415
     from streamalert.state.stores import open_store, redact  # noqa: PLC0415
     from streamalert.telemetry.logging import configure  # noqa: PLC0415
@@ -239,7 +257,7 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     lateness, until = times
     try:
-        source = ReplaySource(args.files)
+        source = ReplaySource(args.files, line_format=LineFormat(args.input_format, args.time_pattern))
         store = open_store(args.state)
     except OSError as exc:
         print(f"cannot read input: {exc}", file=sys.stderr)
@@ -421,9 +439,10 @@ def _verdict(args: argparse.Namespace, problems: list[str], summary: RunSummary,
         print(f"input problem: {problem}", file=sys.stderr)
         code = 1
     if summary.lines and summary.malformed == summary.lines:
+        expected = "a JSON object" if args.input_format == "json" else f"readable as {args.input_format}"
+        hint = "a file of NDJSON logs? (--input-format reads logfmt and text)" if args.input_format == "json" else "?"
         print(
-            f"replay: error: none of the {summary.lines} lines is a JSON object: is {' '.join(args.files)} "
-            "a file of NDJSON logs?",
+            f"replay: error: none of the {summary.lines} lines is {expected}: is {' '.join(args.files)} {hint}",
             file=sys.stderr,
         )
         code = 1

@@ -78,6 +78,10 @@ class Metrics:
             "events_late_total", "Log lines dropped because their event time is behind the allowed lateness"
         )
         self.events_untimed = per_source("events_untimed_total", "Log lines without a usable timestamp")
+        self.events_arrival_timed = per_source(
+            "events_arrival_timed_total",
+            "Logfmt or text lines without a timestamp of their own, timed by their arrival (sources/formats.py)",
+        )
         self.events_clamped = per_source(
             "events_clamped_total",
             "Log lines stamped too far ahead of the wall clock, placed at the wall clock",
