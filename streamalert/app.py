@@ -30,7 +30,6 @@ from streamalert.config.rules import Rule, load_rules
 from streamalert.engine import Engine
 from streamalert.http import Readiness, build_app, parse_listen, start_server
 from streamalert.model import Transition
-from streamalert.notify import api as notify_api
 from streamalert.notify.notifier import Notifier
 from streamalert.notify.sender import Sender, build_sinks
 from streamalert.output import JsonLinesWriter
@@ -45,6 +44,8 @@ from streamalert.state.redis import RedisStore
 from streamalert.state.stores import open_store, redact
 from streamalert.telemetry.loop import watch_loop
 from streamalert.telemetry.metrics import Metrics
+from streamalert.ui.mount import notify_routes
+from streamalert.ui.web import RuleRow
 
 _log = structlog.get_logger("streamalert.app")
 Source = VectorHttpSource | KafkaSource | IntakeSource
@@ -83,6 +84,7 @@ class _Term:
 
     source: Source | None = None
     health: Health = field(default_factory=Health)
+    engine: Engine | None = None  # the term's engine, while this process is the writer
 
 
 async def serve(
@@ -159,10 +161,7 @@ async def _listen(
     """The HTTP listener, up for the life of the process: operations, the API, reload and Vector's ingest."""
     ingest = _Ingest(config.sources.vector.path, term) if config.sources.vector is not None else None
     api: list[web.RouteDef] = [reloader.route()]
-    if config.route is not None:
-        behind = config.ms("lateness") + config.ms("max_delay")  # notification (event) time behind the wall clock
-        silences = Notifier(config).config_silences
-        api += notify_api.routes(store, clock, config.notify.token(), silences, behind)
+    api += notify_routes(config, store, clock, lambda: _rule_rows(reloader, term))
 
     host, port = parse_listen(config.http.listen)
     routes = [ingest.route()] if ingest is not None else []
@@ -170,6 +169,14 @@ async def _listen(
     app = build_app(metrics, _readiness(replica, writer, term), routes, source=source_name, api=api)
     runner = await start_server(app, host, port)
     return runner
+
+
+def _rule_rows(reloader: Reloader, term: _Term) -> list[RuleRow]:
+    """The web UI's rules page: the rules in force and, on the writer, each one's live series."""
+    engine = term.engine
+    counts = engine.series_per_rule() if engine is not None else None
+    rules = engine.rules if engine is not None else reloader.current.rules
+    return [RuleRow(r.name, r.kind, counts[i] if counts is not None else None) for i, r in enumerate(rules)]
 
 
 _RELOADED = -1  # a term's outcome: it ended for a reload
@@ -202,7 +209,7 @@ async def _run_term(
     )
     source = _source(config, clock, metrics, replica)
     health = Health()
-    term.source, term.health = source, health
+    term.source, term.health, term.engine = source, health, engine
     notify: Notify | None = None
     sending: asyncio.Task[None] | None = None
     term_over = asyncio.Event()  # ends this term's sender
@@ -245,7 +252,7 @@ async def _run_term(
         for waiter in waits:
             if waiter is not pipeline:
                 waiter.cancel()
-        term.source, term.health = None, Health()
+        term.source, term.health, term.engine = None, Health(), None
         term_over.set()
         if sending is not None:
             await sending  # deliveries in flight are cancelled; they stay in the outbox for the next holder
@@ -398,7 +405,7 @@ def _source(config: AppConfig, clock: Clock, metrics: Metrics, replica: Replica 
     if kafka is not None:
         return KafkaSource(kafka, metrics, clock=clock)
     assert config.sources.vector is not None  # exactly one source: validated by AppConfig
-    return VectorHttpSource(config.sources.vector, metrics)
+    return VectorHttpSource(config.sources.vector, metrics, clock)
 
 
 class _Writer:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from streamalert.output import JsonLinesWriter, TableWriter
     from streamalert.pipeline import RunSummary
     from streamalert.reload import Setup
+    from streamalert.report import Recorder
     from streamalert.sources import Batch
     from streamalert.sources.replay import ReplaySource
     from streamalert.state.base import Store
@@ -57,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check": _check,
         "replay": _replay,
         "test": _test,
+        "explain": _explain,
         "run": _run,
         "routes": _routes,
         "outbox": _outbox,
@@ -109,6 +111,16 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the stored state: these files carry on where its input ended"
     )
     replay.add_argument("--lateness", default="30s", help="how far behind the newest event a record may arrive")
+    replay.add_argument(
+        "--input-format",
+        choices=("json", "logfmt", "text", "auto"),
+        default="json",
+        help="how lines become records: JSON objects (default), logfmt, plain text in `message`, or auto per line",
+    )
+    replay.add_argument(
+        "--time-pattern",
+        help="a text line's leading timestamp, a regex with a group `time` (default: ISO 8601, optionally in '[')",
+    )
     replay.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     replay.add_argument(
         "--notify",
@@ -119,6 +131,19 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--send", action="store_true", help="with --notify --config: deliver through the configured sinks for real"
     )
+    replay.add_argument(
+        "--report",
+        metavar="FILE",
+        help="also write an HTML report (one self-contained file): per rule its window value, threshold and alerts",
+    )
+
+    explain = sub.add_parser("explain", help="why a log line matches each rule or not, and the series it would update")
+    explain.add_argument("line", nargs="?", help="the log line (JSON); without it: --file/--line, or stdin")
+    explain.add_argument("--rules", required=True, help="a rule file or a folder of *.yaml")
+    explain.add_argument("--file", help="take the line from this NDJSON file (with --line N)")
+    explain.add_argument("--line", dest="line_number", type=int, metavar="N", help="with --file: line N (from 1)")
+    explain.add_argument("--format", choices=("text", "json"), default="text", help="text for people, json for tools")
+    explain.add_argument("--misses", type=int, default=10, help="text: non-matching rules shown (0: all; default 10)")
 
     test = sub.add_parser(
         "test", help="rule unit tests: log lines at given times, the transitions expected (like promtool test rules)"
@@ -196,6 +221,15 @@ def _replay_options(args: argparse.Namespace) -> str | None:
         )
     if args.notify and args.format is not None:
         return f"--format {args.format} is for transitions; --notify prints notifications as JSON lines"
+    if args.report is not None and not Path(args.report).resolve().parent.is_dir():
+        return f"--report {args.report}: no such folder to write it in"
+    if args.time_pattern is not None:
+        from streamalert.sources.formats import compile_time_pattern  # noqa: PLC0415
+
+        try:
+            compile_time_pattern(args.time_pattern)
+        except ValueError as exc:
+            return f"--{exc}".replace("--time_pattern", "--time-pattern")
     return None
 
 
@@ -210,7 +244,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     from streamalert.clock import Stopwatch  # noqa: PLC0415
     from streamalert.engine import Engine  # noqa: PLC0415
-    from streamalert.output import JsonLinesWriter, TableWriter  # noqa: PLC0415
+    from streamalert.sources.formats import LineFormat  # noqa: PLC0415
     from streamalert.sources.replay import ReplaySource  # noqa: PLC0415
     from streamalert.state.stores import open_store, redact  # noqa: PLC0415
     from streamalert.telemetry.logging import configure  # noqa: PLC0415
@@ -223,7 +257,7 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     lateness, until = times
     try:
-        source = ReplaySource(args.files)
+        source = ReplaySource(args.files, line_format=LineFormat(args.input_format, args.time_pattern))
         store = open_store(args.state)
     except OSError as exc:
         print(f"cannot read input: {exc}", file=sys.stderr)
@@ -236,14 +270,9 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     if notifying is not None:
         configure("warning")  # delivery failures on stderr as JSON lines; stdout carries the notifications
-    writer: JsonLinesWriter | TableWriter | _Discard
-    if notifying is not None:
-        writer = _Discard()
-    elif args.format == "table":
-        writer = TableWriter(sys.stdout.buffer)
-    else:
-        writer = JsonLinesWriter(sys.stdout.buffer)
     engine = Engine(rules, lateness_ms=lateness, until_ms=until)
+    recorder = _recorder(engine) if args.report is not None else None
+    writer = _writer(args, notifying is not None, recorder)
     progress = _Progress(source.total_bytes) if sys.stderr.isatty() and not args.no_progress else None
     watch = Stopwatch()
     try:
@@ -258,7 +287,123 @@ def _replay(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.done()
     _print_summary(summary, watch.elapsed())
-    return _verdict(args, source.problems, summary, dead)
+    code = _verdict(args, source.problems, summary, dead)
+    return max(code, _write_report(args.report, recorder, args.files))
+
+
+def _writer(
+    args: argparse.Namespace, notifying: bool, recorder: Recorder | None
+) -> JsonLinesWriter | TableWriter | _Discard | _Tee:
+    """Where replay's transitions go: stdout (unless notifications are printed instead), and the report."""
+    from streamalert.output import JsonLinesWriter, TableWriter  # noqa: PLC0415
+
+    writer: JsonLinesWriter | TableWriter | _Discard
+    if notifying:
+        writer = _Discard()
+    elif args.format == "table":
+        writer = TableWriter(sys.stdout.buffer)
+    else:
+        writer = JsonLinesWriter(sys.stdout.buffer)
+    return writer if recorder is None else _Tee(writer, recorder)
+
+
+def _recorder(engine: Engine) -> Recorder:
+    """--report: the engine's every series value and transition recorded for the page."""
+    from streamalert.report import Recorder  # noqa: PLC0415
+
+    recorder = Recorder(engine.rules)
+    engine.sampler = recorder.sample
+    return recorder
+
+
+def _write_report(path: str, recorder: Recorder | None, files: list[str]) -> int:
+    """--report: write the page (written even when the replay had problems: it shows what was read)."""
+    from streamalert.report import render  # noqa: PLC0415
+
+    if recorder is None:
+        return 0
+    page = render(recorder, "streamalert replay report", files)
+    try:
+        Path(path).write_text(page, encoding="utf-8")
+    except OSError as exc:
+        print(f"--report {path}: cannot write: {exc}", file=sys.stderr)
+        return 1
+    print(f"report written to {path}", file=sys.stderr)
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """Explain the given line, --file's line N, or every non-blank line of stdin (0: all explained)."""
+    lines = _explain_input(args)
+    if lines is None:
+        return 2
+    rules = _load(args.rules)
+    if rules is None:
+        return 1
+    from streamalert.explain import Explainer, NotARecord, as_json, as_text  # noqa: PLC0415
+
+    explainer = Explainer(rules)
+    code = 0
+    for where, line in lines:
+        try:
+            explanation = explainer.explain(line)
+        except NotARecord as exc:
+            print(f"explain: {where}: {exc} (the engine skips such a line as malformed)", file=sys.stderr)
+            code = 1
+            continue
+        if args.format == "json":
+            sys.stdout.buffer.write(_json_line(as_json(explanation)))
+        else:
+            print(
+                f"== {where}" if len(lines) > 1 else "",
+                as_text(explanation, args.misses),
+                sep="\n" if len(lines) > 1 else "",
+            )
+    return code
+
+
+def _json_line(value: Any) -> bytes:
+    """One JSON line: orjson's, or `json`'s where orjson refuses (integers beyond 64 bits, which logs have)."""
+    import json  # noqa: PLC0415
+
+    import orjson  # noqa: PLC0415
+
+    try:
+        return orjson.dumps(value, default=str) + b"\n"
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value, default=str, ensure_ascii=False).encode() + b"\n"
+
+
+def _explain_input(args: argparse.Namespace) -> list[tuple[str, bytes]] | None:
+    """(where, line) pairs to explain; None after saying what is wrong with the arguments."""
+    if args.line is not None and args.file is not None:
+        print("explain: give a line or --file FILE --line N, not both", file=sys.stderr)
+        return None
+    if (args.file is None) != (args.line_number is None):
+        print("explain: --file and --line go together (--file FILE --line N)", file=sys.stderr)
+        return None
+    if args.line is not None:
+        return [("the line given", args.line.encode())]
+    if args.file is not None:
+        if args.line_number < 1:
+            print("explain: --line counts from 1", file=sys.stderr)
+            return None
+        try:
+            with open(args.file, "rb") as handle:
+                for number, raw in enumerate(handle, 1):
+                    if number == args.line_number:
+                        return [(f"{args.file}:{number}", raw.rstrip(b"\r\n"))]
+        except OSError as exc:
+            print(f"explain: cannot read {args.file}: {exc}", file=sys.stderr)
+            return None
+        print(f"explain: {args.file} has fewer than {args.line_number} lines", file=sys.stderr)
+        return None
+    text = sys.stdin.buffer.read().splitlines()
+    lines = [(f"stdin line {n}", raw) for n, raw in enumerate(text, 1) if raw.strip()]
+    if not lines:
+        print("explain: no line given (an argument, --file FILE --line N, or lines on stdin)", file=sys.stderr)
+        return None
+    return lines
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -294,9 +439,10 @@ def _verdict(args: argparse.Namespace, problems: list[str], summary: RunSummary,
         print(f"input problem: {problem}", file=sys.stderr)
         code = 1
     if summary.lines and summary.malformed == summary.lines:
+        expected = "a JSON object" if args.input_format == "json" else f"readable as {args.input_format}"
+        hint = "a file of NDJSON logs? (--input-format reads logfmt and text)" if args.input_format == "json" else "?"
         print(
-            f"replay: error: none of the {summary.lines} lines is a JSON object: is {' '.join(args.files)} "
-            "a file of NDJSON logs?",
+            f"replay: error: none of the {summary.lines} lines is {expected}: is {' '.join(args.files)} {hint}",
             file=sys.stderr,
         )
         code = 1
@@ -322,7 +468,7 @@ async def _replay_async(
     source: ReplaySource,
     store: Store,
     args: argparse.Namespace,
-    writer: JsonLinesWriter | TableWriter | _Discard,
+    writer: JsonLinesWriter | TableWriter | _Discard | _Tee,
     progress: _Progress | None,
     notifying: tuple[Notifier, NotifyConfig, bool] | None = None,
 ) -> tuple[RunSummary, int]:
@@ -369,6 +515,20 @@ class _Discard:
 
     def close(self) -> None:
         return None
+
+
+class _Tee:
+    """The transitions to the output and to the report's recorder."""
+
+    def __init__(self, writer: JsonLinesWriter | TableWriter | _Discard, recorder: Recorder) -> None:
+        self.writer, self.recorder = writer, recorder
+
+    def write(self, transitions: list[Transition]) -> None:
+        self.writer.write(transitions)
+        self.recorder.write(transitions)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 # replay --notify without --config: every alert to stdout, grouped by rule, with Alertmanager's default timers
@@ -547,6 +707,7 @@ def _check_config(path: str) -> int:
     from streamalert.config.app import ConfigError, load_config  # noqa: PLC0415
     from streamalert.config.notify import build_route  # noqa: PLC0415
     from streamalert.notify.sinks import build_sinks  # noqa: PLC0415 (not sender's copy: no aiohttp, redis)
+    from streamalert.notify.templates import check_all  # noqa: PLC0415
 
     unset: list[str] = []
     try:
@@ -558,6 +719,7 @@ def _check_config(path: str) -> int:
         return 1
     problems = [f"{path}: environment variable(s) not set: {', '.join(unset)}"] if unset else []
     problems += _unreadable_secrets(path, config)
+    problems += [f"{path}: {problem}" for problem in check_all(config)]
     rules = _load(str(config.rules))
     sinks: dict[Any, Any] = {}
     if not problems:  # the files are readable: building the sinks finds what else is wrong with them

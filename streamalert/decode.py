@@ -18,6 +18,10 @@ from streamalert.model import Fields
 
 TIME_KEYS: Final = ("timestamp", "@timestamp", "time", "ts")
 MESSAGE_KEYS: Final = ("message", "event", "msg")
+# The virtual field holding the raw line, as LogQL line filters see it (the JSON text for JSON input). Only
+# rule sets that read it pay for it (rules/codegen.py); a converted logfmt or text line carries its original
+# text under this key (sources/formats.py), which therefore is reserved.
+LINE_FIELD: Final = "_line"
 # Epoch numbers above this are milliseconds (1e11 s is the year 5138, 1e11 ms is 1973).
 _EPOCH_MS_THRESHOLD: Final = 100_000_000_000
 

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from streamalert.alerts.lifecycle import INACTIVE, Change, step
+from streamalert.alerts.lifecycle import INACTIVE, Change, Phase, step
 from streamalert.config.rules import Rule, label_value
 from streamalert.decode import (
     DECODE_ERRORS,
@@ -101,6 +101,10 @@ _Held = tuple[int, bytes, list[int], Fields]
 # few runs, cheaper than a heap push and pop per event.
 _Pending = tuple[int, int, bytes, Fields, list[int]]
 
+# (rule index, group, instant, window value, phase after the instant): every value the engine computes for a
+# series, for `replay --report` (streamalert/report/). An absence series gives its silence in seconds.
+Sampler = Callable[[int, GroupKey, int, float, Phase], None]
+
 
 @dataclass(slots=True)
 class _Instant:
@@ -165,6 +169,7 @@ class Engine:
         self._partial: _Instant | None = None  # an instant a work budget cut (see _Instant)
         self._budget: float = math.inf  # work left in the current bounded run
         self._max_changes = _FOREVER  # a bounded run stops between instants once this many series changed
+        self.sampler: Sampler | None = None  # None (the default) costs one test per evaluation
 
     # ---- input ---------------------------------------------------------------------------------------------
 
@@ -680,6 +685,9 @@ class Engine:
                     self._reschedule(i, key, series)
                 if rule.keeps_record:
                     series.record = line.decode()
+                if self.sampler is not None:
+                    count = len(series.times) - bisect.bisect_right(series.times, now - rule.window_ms)  # unevicted
+                    self.sampler(i, key, now, count / prep.window_s if prep.rate else count, INACTIVE)
                 return None
         else:
             assert isinstance(series, AggregateSeries)
@@ -708,6 +716,8 @@ class Engine:
             elif not series.firing and now >= series.last_seen + rule.absent_ms:
                 series.firing = True
                 self._emit(i, key, now, AlertState.FIRING, (now - series.last_seen) / 1000, series.record)
+            if self.sampler is not None:
+                self.sampler(i, key, now, (now - series.last_seen) / 1000, Phase(None, series.firing))
             self._reschedule(i, key, series)
             return
         value: float | int
@@ -730,6 +740,8 @@ class Engine:
                 self._emit(i, key, now, AlertState.FIRING, value, series.record)
             elif change is Change.RESOLVED:
                 self._emit(i, key, now, AlertState.RESOLVED, value, series.record)
+        if self.sampler is not None:
+            self.sampler(i, key, now, value, series.phase)
         if series.empty() and series.phase.active_since is None:
             del table[key]  # an idle series ends; its state is forgotten (its timers go stale)
             self._live -= 1
@@ -853,6 +865,10 @@ class Engine:
 
     def series_count(self) -> int:
         return self._live
+
+    def series_per_rule(self) -> list[int]:
+        """Live series of each rule, in rule order (the web UI's rules page)."""
+        return [len(table) for table in self._series]
 
     def firing(self) -> list[tuple[Rule, GroupKey]]:
         """The series whose alert fires now, as (rule, group key) in rule order (a reload resolves those of

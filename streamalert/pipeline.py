@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -246,7 +246,8 @@ class Notify:
     wake: Callable[[], None] = lambda: None
     refresh_ms: int = 1000
     _next_refresh: int = 0
-    _counted: tuple[int, int] = (0, 0)
+    _counted: tuple[int, int, int] = (0, 0, 0)
+    _template_errors: dict[tuple[str, str], int] = field(default_factory=dict)
 
     async def refresh(self, store: Store, wall: int, horizon: int, metrics: Metrics, health: Health) -> None:
         """Silences as stored (API-created ones included), read at most every `refresh_ms` of wall time; the
@@ -265,10 +266,14 @@ class Notify:
 
     def committed(self, changes: Changes, metrics: Metrics) -> None:
         counts = self.notifier.counts
-        silenced, deduplicated = self._counted
+        silenced, deduplicated, time_muted = self._counted
         metrics.alerts_silenced.inc(counts.silenced - silenced)
         metrics.alerts_deduplicated.inc(counts.deduplicated - deduplicated)
-        self._counted = (counts.silenced, counts.deduplicated)
+        metrics.alerts_time_muted.inc(counts.time_muted - time_muted)
+        self._counted = (counts.silenced, counts.deduplicated, counts.time_muted)
+        for (kind, name), failures in counts.template_errors.items():
+            metrics.template_errors.labels(kind, name).inc(failures - self._template_errors.get((kind, name), 0))
+        self._template_errors = dict(counts.template_errors)
         if changes.outbox:
             self.wake()
 

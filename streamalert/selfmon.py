@@ -304,7 +304,9 @@ def _send(
     if config.route is None or sinks is None:
         return  # no routes: the log line is all there is
     watchdog = change.labels.get("alertname") == WATCHDOG
-    for matched, notification in route(change.alert(), build_route(config.route), Notifier(config), now_ms):
+    for matched, notification in route(
+        change.alert(), build_route(config.route, config.named_intervals()), Notifier(config), now_ms
+    ):
         key = (matched.id, notification.alerts[0].fingerprint)
         if repeat and key in sent and now_ms - sent[key] <= matched.repeat_interval_ms:  # strictly after, as dispatch
             continue

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from streamalert.config.notify import LabelName, NotifyConfig, ReceiverSpec
 from streamalert.durations import parse_duration
+from streamalert.notify.templates import TemplateError, Templates
 from streamalert.sources.kafka_config import KafkaConfig
 from streamalert.sources.vector_config import VectorHttpConfig
 from streamalert.state.stores import check_url
@@ -235,6 +236,10 @@ def load_config(path: str | Path, *, unset: list[str] | None = None) -> AppConfi
         )
         raise ConfigError(f"{file}: {problems}") from None
     _resolve_paths(config, file.parent)  # relative to the config file, not the working directory
+    try:  # the template files are read and compiled now: a broken one fails check, start and reload alike
+        Templates(config.templates)
+    except TemplateError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
     return config
 
 
@@ -248,9 +253,11 @@ def _resolve_paths(model: BaseModel, base: Path) -> None:
         elif isinstance(value, BaseModel):
             _resolve_paths(value, base)
         elif isinstance(value, list):
-            for item in value:
+            for index, item in enumerate(value):
                 if isinstance(item, BaseModel):
                     _resolve_paths(item, base)
+                elif isinstance(item, Path) and not item.is_absolute():
+                    value[index] = base / item
     if isinstance(model, ReceiverSpec):
         for _, _, sink in model.sinks:  # validated per sink kind, kept beside the receiver's declared fields
             _resolve_paths(sink, base)

@@ -1,4 +1,5 @@
-"""Notification settings of the service config: `route`, `receivers`, `inhibit_rules`, `silences`, `notify`.
+"""Notification settings of the service config: `route`, `receivers`, `inhibit_rules`, `silences`,
+`time_intervals` / `mute_time_intervals` (streamalert.config.time_intervals), `templates`, `notify`.
 
 `route` and `receivers` have Alertmanager's YAML shape: a receiver has a `name` and any number of
 `<sink>_configs` lists (slack_configs, pagerduty_configs, ... or a sink a package registers), plus our
@@ -22,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from streamalert.config.time_intervals import NamedTimeIntervals
 from streamalert.decode import parse_time
 from streamalert.durations import parse_duration
 from streamalert.notify.model import SEVERITIES
@@ -37,6 +39,7 @@ from streamalert.notify.routing import (
 )
 from streamalert.notify.sinks import registry
 from streamalert.notify.sinks.base import SinkConfig, secret
+from streamalert.notify.timeintervals import RouteTimes, TimeInterval
 
 
 def _matcher(value: str) -> str:
@@ -74,6 +77,8 @@ class RouteSpec(BaseModel):
     match: dict[LabelName, str] = Field(default_factory=dict)  # Alertmanager's deprecated forms, still accepted
     match_re: dict[LabelName, str] = Field(default_factory=dict)
     continue_: bool = Field(default=False, alias="continue")
+    mute_time_intervals: list[str] = Field(default_factory=list)  # names; not inherited by child routes
+    active_time_intervals: list[str] = Field(default_factory=list)
     routes: list[RouteSpec] = Field(default_factory=list)
 
     _check_durations = field_validator("group_wait")(_durations)
@@ -238,7 +243,16 @@ class NotifyConfig(BaseModel):
     receivers: list[ReceiverSpec] = Field(default_factory=list)
     inhibit_rules: list[InhibitRuleSpec] = Field(default_factory=list)
     silences: list[SilenceSpec] = Field(default_factory=list)
+    time_intervals: list[NamedTimeIntervals] = Field(default_factory=list)
+    mute_time_intervals: list[NamedTimeIntervals] = Field(default_factory=list)  # Alertmanager's older name
+    templates: list[Path] = Field(default_factory=list)  # files of macros (globs), relative to the config file
     notify: NotifySettings = Field(default_factory=NotifySettings)
+
+    def named_intervals(self) -> dict[str, tuple[TimeInterval, ...]]:
+        return {
+            entry.name: tuple(i.build() for i in entry.time_intervals)
+            for entry in (*self.mute_time_intervals, *self.time_intervals)
+        }
 
     def check(self) -> list[str]:
         """Cross-key problems as 'path: message' (unknown receivers, duplicate names, a rootless route)."""
@@ -255,10 +269,23 @@ class NotifyConfig(BaseModel):
             problems.append("route.receiver: the root route needs a receiver")
         if self.route.matchers or self.route.match or self.route.match_re:
             problems.append("route.matchers: the root route matches every alert and cannot have matchers")
+        for key in ("mute_time_intervals", "active_time_intervals"):
+            if getattr(self.route, key):
+                problems.append(f"route.{key}: the root route must not have any {key.replace('_', ' ')}")
+        interval_names: set[str] = set()
+        for key in ("mute_time_intervals", "time_intervals"):  # Alertmanager's order: one namespace for both
+            for index, entry in enumerate(getattr(self, key)):
+                if entry.name in interval_names:
+                    problems.append(f"{key}.{index}.name: time interval {entry.name!r} is not unique")
+                interval_names.add(entry.name)
 
         def walk(spec: RouteSpec, path: str) -> None:
             if spec.receiver is not None and spec.receiver not in names:
                 problems.append(f"{path}.receiver: unknown receiver {spec.receiver!r}")
+            for key in ("mute_time_intervals", "active_time_intervals"):
+                for index, name in enumerate(getattr(spec, key)):
+                    if name not in interval_names:
+                        problems.append(f"{path}.{key}.{index}: undefined time interval {name!r} used in route")
             for index, child in enumerate(spec.routes):
                 walk(child, f"{path}.routes.{index}")
 
@@ -266,8 +293,9 @@ class NotifyConfig(BaseModel):
         return problems
 
 
-def build_route(spec: RouteSpec) -> Route:
-    """The resolved tree: inherited settings filled in, ids assigned. The spec must have passed `check`."""
+def build_route(spec: RouteSpec, intervals: dict[str, tuple[TimeInterval, ...]] | None = None) -> Route:
+    """The resolved tree: inherited settings filled in, ids assigned, each route's own time intervals
+    (`NotifyConfig.named_intervals`) attached. The spec must have passed `check`."""
     root = RouteSpec(
         receiver=spec.receiver,
         group_by=spec.group_by if spec.group_by is not None else [],
@@ -275,10 +303,18 @@ def build_route(spec: RouteSpec) -> Route:
         group_interval=spec.group_interval or DEFAULT_GROUP_INTERVAL,
         repeat_interval=spec.repeat_interval or DEFAULT_REPEAT_INTERVAL,
     )
-    return _resolve(spec, root, "{}", 0, is_root=True)
+    return _resolve(spec, root, "{}", 0, intervals or {}, is_root=True)
 
 
-def _resolve(spec: RouteSpec, parent: RouteSpec, parent_id: str, index: int, *, is_root: bool = False) -> Route:
+def _resolve(
+    spec: RouteSpec,
+    parent: RouteSpec,
+    parent_id: str,
+    index: int,
+    intervals: dict[str, tuple[TimeInterval, ...]],
+    *,
+    is_root: bool = False,
+) -> Route:
     merged = RouteSpec(
         receiver=spec.receiver or parent.receiver,
         group_by=spec.group_by if spec.group_by is not None else parent.group_by,
@@ -290,6 +326,12 @@ def _resolve(spec: RouteSpec, parent: RouteSpec, parent_id: str, index: int, *, 
     route_id = "{}" if is_root else f"{parent_id}/{{{','.join(str(m) for m in matchers)}}}/{index}"
     group_by = merged.group_by or []
     assert merged.receiver is not None
+    times = None
+    if spec.mute_time_intervals or spec.active_time_intervals:  # the route's own: never the parent's
+        times = RouteTimes(
+            mute=tuple((name, intervals.get(name, ())) for name in spec.mute_time_intervals),
+            active=tuple((name, intervals.get(name, ())) for name in spec.active_time_intervals),
+        )
     return Route(
         id=route_id,
         receiver=merged.receiver,
@@ -299,7 +341,8 @@ def _resolve(spec: RouteSpec, parent: RouteSpec, parent_id: str, index: int, *, 
         group_wait_ms=parse_duration(merged.group_wait or DEFAULT_GROUP_WAIT),
         group_interval_ms=parse_duration(merged.group_interval or DEFAULT_GROUP_INTERVAL),
         repeat_interval_ms=parse_duration(merged.repeat_interval or DEFAULT_REPEAT_INTERVAL),
-        routes=tuple(_resolve(child, merged, route_id, i) for i, child in enumerate(spec.routes)),
+        times=times,
+        routes=tuple(_resolve(child, merged, route_id, i, intervals) for i, child in enumerate(spec.routes)),
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -14,8 +16,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from streamalert.config.yaml_load import safe_load
-from streamalert.durations import parse_duration
+from streamalert.decode import LINE_FIELD
+from streamalert.durations import format_duration, parse_duration
 from streamalert.rules.condition import Condition, parse_condition
+from streamalert.rules.logql import LogQLError, Translation, translate
+from streamalert.rules.logql.rulefile import Located, read_loki_rules
 from streamalert.rules.matchers import MatchError, compile_match
 from streamalert.rules.template import Template, parse_template
 
@@ -29,7 +34,7 @@ class RuleSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")  # `for` only by its alias: `for_` is an unknown key
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
-    match: dict[str, Any]
+    match: dict[str, Any]  # given by the translation when the rule file wrote `expr:` (see _from_expr)
     window: str | None = None
     condition: str | None = None
     group_by: list[str] = Field(default_factory=list)
@@ -127,13 +132,16 @@ def _load_file(file: Path, problems: list[Problem]) -> list[tuple[str, Rule | No
     """(name, rule) for every named rule of the file, rule None when it has problems (all in `problems`)."""
     name = str(file)
     try:
-        raw = safe_load(file.read_text(encoding="utf-8"))  # yaml.safe_load's result, faster
+        text = file.read_text(encoding="utf-8")
+        raw = safe_load(text)  # yaml.safe_load's result, faster
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(Problem(name, None, None, f"cannot read: {exc}"))
         return []
     except yaml.YAMLError as exc:
         problems.append(Problem(name, None, None, f"invalid YAML: {exc}".replace("\n", " ")))
         return []
+    if isinstance(raw, dict) and "groups" in raw:
+        return _load_loki_file(name, text, problems)
     try:
         spec = RuleFileSpec.model_validate(raw)
     except ValidationError as exc:
@@ -149,7 +157,11 @@ def _load_file(file: Path, problems: list[Problem]) -> list[tuple[str, Rule | No
         if not isinstance(rule_name, str):
             _compile(name, f"rules[{index}]", item, problems)  # no name to list it by: only its problems count
             continue
+        before = len(problems)
         out.append((rule_name, _compile(name, rule_name, item, problems)))
+        if "expr" in item:
+            at = Located(text, name, ("rules", index, "expr"))
+            problems[before:] = [_with_file_position(p, at) for p in problems[before:]]
     return out
 
 
@@ -186,6 +198,12 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
 
     def problem(field_name: str | None, message: str) -> None:
         problems.append(Problem(file, rule_name, field_name, message))
+
+    if "expr" in item:
+        expanded = _from_expr(item, problem)
+        if expanded is None:
+            return None
+        item = expanded
 
     spec: RuleSpec | None = None
     try:
@@ -308,6 +326,82 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         keeps_record=any(t.uses_record for _, t in templates),
         match_spec=spec.match,
     )
+
+
+# The translation's engine needs (rules/logql) that the engine meets: `_line` through rules/codegen.py, and
+# `| logfmt` because a logfmt line's fields are what the input format decoded with the same parser.
+_MET_NEEDS = frozenset((LINE_FIELD, "parser:logfmt"))
+_EXPR_REPLACES = ("match", "window", "condition", "absent_for", "expect", "group_by")
+
+
+def _from_expr(item: dict[str, Any], problem: Callable[[str | None, str], None]) -> dict[str, Any] | None:
+    """The rule map with its LogQL `expr` replaced by the translated match/window/condition; None on problems."""
+    clash = [key for key in _EXPR_REPLACES if key in item]
+    if clash:
+        problem("expr", f"replaces {', '.join(clash)}: give either expr or those (grouping: `sum by (...)`)")
+    expr = item["expr"]
+    if not isinstance(expr, str) or not expr.strip():
+        problem("expr", "must be a LogQL expression (a string)")
+        return None
+    try:
+        translation = translate(expr)
+    except LogQLError as exc:
+        problem("expr", str(exc))
+        return None
+    unmet = _unmet(translation)
+    for message in unmet:
+        problem("expr", message)
+    if unmet or clash:
+        return None
+    rule = {key: value for key, value in item.items() if key != "expr"} | translation.rule
+    for_text = item.get("for")
+    if "absent_for" in rule and isinstance(for_text, str):
+        # as in Loki rule files (rules/logql/rulefile.py): absent over W, held for F, is no line in W + F
+        try:
+            rule["absent_for"] = format_duration(parse_duration(rule["absent_for"]) + parse_duration(for_text))
+        except ValueError:
+            return rule  # the `for` check reports it
+        del rule["for"]
+    return rule
+
+
+def _unmet(translation: Translation, at: Located | None = None) -> list[str]:
+    """A problem text, with its position in the expression, for each need of the translation the engine lacks."""
+    return [
+        f"line {need.line}, column {need.column}: not supported yet: {need.detail}"
+        + (at.suffix(need.line, need.column) if at is not None else "")
+        for need in translation.needs
+        if need.feature not in _MET_NEEDS
+    ]
+
+
+_EXPR_POSITION = re.compile(r"line ([0-9]+), column ([0-9]+): ")
+
+
+def _with_file_position(problem: Problem, at: Located) -> Problem:
+    """An `expr` problem at a position in the expression, also pointing at the file's line and column."""
+    found = _EXPR_POSITION.match(problem.message) if problem.field == "expr" else None
+    if found is None or problem.message.endswith(")"):
+        return problem
+    suffix = at.suffix(int(found.group(1)), int(found.group(2)))
+    return Problem(problem.file, problem.rule, problem.field, problem.message + suffix)
+
+
+def _load_loki_file(name: str, text: str, problems: list[Problem]) -> list[tuple[str, Rule | None]]:
+    """The alerts of a Loki/Prometheus rule-group file (`groups:`), translated from LogQL and compiled."""
+    loaded, refused = read_loki_rules(text, name)
+    problems.extend(Problem(name, None, None, message.removeprefix(f"{name}: ")) for message in refused)
+    out: list[tuple[str, Rule | None]] = []
+    for loki in loaded:
+        rule_name = str(loki.rule["name"])
+        unmet = _unmet(loki.translation, Located(text, name, loki.path))
+        where = f"group {loki.group!r} rule {rule_name!r}: expr"
+        problems.extend(Problem(name, None, None, f"{where} {message}") for message in unmet)
+        if unmet:
+            out.append((rule_name, None))
+            continue
+        out.append((rule_name, _compile(name, rule_name, loki.rule, problems)))
+    return out
 
 
 def _label_value(value: Any) -> str:

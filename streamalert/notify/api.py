@@ -34,15 +34,7 @@ def routes(
     alerts being flushed right now; listing keeps silences until they have ended in that time too."""
 
     def authorized(request: web.Request) -> None:
-        if token is None:
-            raise _error(web.HTTPForbidden, "the API is disabled: set notify.api_token")
-        given = request.headers.get("Authorization", "")
-        # aiohttp gives header bytes that are not UTF-8 as lone surrogates: compare the bytes as sent (a
-        # plain encode() would raise, and the client would get a 500 instead of a 401).
-        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), f"Bearer {token}".encode()):
-            error = _error(web.HTTPUnauthorized, "missing or wrong bearer token")
-            error.headers["WWW-Authenticate"] = 'Bearer realm="streamalert"'
-            raise error
+        check_bearer(request, token)
 
     async def list_silences(request: web.Request) -> web.Response:
         authorized(request)
@@ -97,6 +89,19 @@ def routes(
         web.get("/api/alerts", alerts),
         web.get("/api/notifications", notifications),
     ]
+
+
+def check_bearer(request: web.Request, token: str | None) -> None:
+    """Raise 403 when no token is configured, 401 unless the request carries `Authorization: Bearer <token>`."""
+    if token is None:
+        raise _error(web.HTTPForbidden, "the API is disabled: set notify.api_token")
+    given = request.headers.get("Authorization", "")
+    # aiohttp gives header bytes that are not UTF-8 as lone surrogates: compare the bytes as sent (a
+    # plain encode() would raise, and the client would get a 500 instead of a 401).
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), f"Bearer {token}".encode()):
+        error = _error(web.HTTPUnauthorized, "missing or wrong bearer token")
+        error.headers["WWW-Authenticate"] = 'Bearer realm="streamalert"'
+        raise error
 
 
 def _limit_of(request: web.Request, default: int) -> int:

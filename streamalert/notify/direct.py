@@ -29,7 +29,8 @@ _log = structlog.get_logger("streamalert.notify")
 
 def route(alert: Alert, root: Route, notifier: Notifier, now_ms: int) -> list[tuple[Route, Notification]]:
     """The notifications for one change: one per sink of each receiver the route tree picks, less receivers
-    whose minimum severity it is below, config silences and (for resolves) sinks without send_resolved.
+    whose minimum severity it is below, routes muted by their time intervals, config silences and (for
+    resolves) sinks without send_resolved.
     Each is its own group of one alert: no group_wait, nothing batched with other alerts."""
     out: list[tuple[Route, Notification]] = []
     labels = alert.labels
@@ -39,20 +40,25 @@ def route(alert: Alert, root: Route, notifier: Notifier, now_ms: int) -> list[tu
         receiver = notifier.receivers[matched.receiver]
         if severity_rank(labels) < receiver.min_rank:
             continue
+        if matched.times is not None and matched.times.muted(now_ms) is not None:
+            continue  # the route is in a mute time interval or outside its active ones
         key = group_key(matched, matched.group_labels(labels))
         for sink_name, sink_config in receiver.sinks:
             if alert.status == "resolved" and not sink_config.send_resolved:
                 continue
             stamp = f"{key}\x00{alert.fingerprint}\x00{alert.status}\x00{now_ms}\x00{sink_name}"
-            notification = Notification(
-                id=hashlib.sha256(stamp.encode()).hexdigest()[:32],
-                receiver=receiver.name,
-                sink=sink_name,
-                group_key=key,
-                group_labels=matched.group_labels(labels),
-                alerts=(alert,),
-                at=format_ms(now_ms),
-                external_url=notifier.external_url,
+            notification = notifier.templated(
+                Notification(
+                    id=hashlib.sha256(stamp.encode()).hexdigest()[:32],
+                    receiver=receiver.name,
+                    sink=sink_name,
+                    group_key=key,
+                    group_labels=matched.group_labels(labels),
+                    alerts=(alert,),
+                    at=format_ms(now_ms),
+                    external_url=notifier.external_url,
+                ),
+                sink_config,
             )
             out.append((matched, notification))
     return out

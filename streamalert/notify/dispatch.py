@@ -6,7 +6,8 @@ holds alerts; each flush happens at its due time exactly, after every transition
 flush sends a notification when Alertmanager's dedup stage would (`needs_update`): a firing alert the last
 notification did not have, all alerts resolved, a new resolved alert (with send_resolved), or
 `repeat_interval` elapsed since the last notification. Muted alerts (silences, inhibition, below the
-receiver's minimum severity) are left out before that decision. Resolved alerts leave the group after the
+receiver's minimum severity, all of a route's alerts outside its active or inside its mute time intervals)
+are left out before that decision. Resolved alerts leave the group after the
 flush that saw them; an empty group is forgotten.
 
 Time is event time: a transition counts at its own time and the caller says up to when the input is final
@@ -127,6 +128,8 @@ class Flush:
 class Counts:
     silenced: int = 0  # muted alerts left out of a flush (silences and inhibition)
     deduplicated: int = 0  # firing alerts a flush did not send again (already notified, repeat not due)
+    time_muted: int = 0  # firing alerts left out because their route was muted or not active at the time
+    template_errors: dict[tuple[str, str], int] = field(default_factory=dict)  # (sink kind, field) -> failures
 
 
 def alert_labels(t: Transition) -> dict[str, str]:
@@ -269,10 +272,17 @@ class Dispatch:
         route = self.routes[group.route_id]
         firing: list[AlertEntry] = []
         resolved: list[AlertEntry] = []
+        # Alertmanager's TimeActive and TimeMute stages: outside the route's active intervals or inside a mute
+        # interval (at the flush's event time), the whole flush is dropped before dedup, like a silence
+        timed = route.times.muted(now) if route.times is not None else None
         for entry in sorted(group.alerts.values(), key=lambda a: (a.starts_ms, a.fingerprint)):
-            reason = self.mute(entry.labels, now, group.receiver) if self.mute is not None else None
+            reason = timed
+            if reason is None and self.mute is not None:
+                reason = self.mute(entry.labels, now, group.receiver)
             if reason is None:
                 (firing if entry.firing else resolved).append(entry)  # muted alerts, resolved ones too, are left out
+            elif timed is not None and entry.firing:
+                self.counts.time_muted += 1
             elif reason != "severity" and entry.firing:
                 self.counts.silenced += 1
         firing_set = {a.fingerprint for a in firing}
@@ -322,6 +332,8 @@ class Dispatch:
             change = self.next_mute_change(now)
             if change is not None:
                 bound = min(bound, change)
+        if route.times is not None:  # the flush after the route's time intervals may say otherwise
+            bound = min(bound, route.times.next_change_ms(now) or bound)
         steps = max(1, -(-(bound - now) // interval))  # ceiling division: the first grid point at or after bound
         return now + steps * interval
 

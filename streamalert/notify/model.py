@@ -103,6 +103,11 @@ class Notification:
     external_url: str = ""
     truncated_alerts: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    rendered: dict[str, str] = field(default_factory=dict)  # the sink's message templates, by field
+
+    def template(self, name: str) -> str | None:
+        """The rendered `name` template (title, text, subject, html, summary); None: the sink's own format."""
+        return self.rendered.get(name)
 
     @property
     def status(self) -> Status:
@@ -125,7 +130,10 @@ class Notification:
         return _common([a.annotations for a in self.alerts])
 
     def title(self) -> str:
-        """A one-line title, Alertmanager style: `[FIRING:2] alertname (group label values)`."""
+        """The `title` template's output if the sink has one, else a one-line title, Alertmanager style:
+        `[FIRING:2] alertname (group label values)`."""
+        if "title" in self.rendered:
+            return self.rendered["title"]
         count = len(self.firing) if self.status == "firing" else len(self.resolved)
         name = self.common_labels.get("alertname") or ", ".join(sorted({a.name for a in self.alerts}))
         rest = " ".join(v for k, v in sorted(self.group_labels.items()) if k != "alertname")
@@ -170,6 +178,7 @@ class Notification:
                 "external_url": self.external_url,
                 "truncated_alerts": self.truncated_alerts,
                 "extra": self.extra,
+                "rendered": self.rendered,
             }
         )
 
@@ -187,6 +196,7 @@ class Notification:
             external_url=data.get("external_url", ""),
             truncated_alerts=data.get("truncated_alerts", 0),
             extra=dict(data.get("extra", {})),
+            rendered=dict(data.get("rendered", {})),
         )
 
 

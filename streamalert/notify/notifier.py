@@ -9,7 +9,9 @@ them, so a transition leads to its notifications exactly once, whatever crashes 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import structlog
 
 from streamalert.config.notify import NotifyConfig, build_route
 from streamalert.decode import format_ms
@@ -20,6 +22,9 @@ from streamalert.notify.model import SEVERITIES, Notification, fingerprint, seve
 from streamalert.notify.routing import parse_matchers
 from streamalert.notify.silences import Silence, config_silence
 from streamalert.notify.sinks.base import SinkConfig
+from streamalert.notify.templates import Templates
+
+_log = structlog.get_logger("streamalert.notify")
 
 
 @dataclass(slots=True)
@@ -41,6 +46,7 @@ class Notifier:
         if config.route is None:
             raise ValueError("no route configured")
         self.external_url = config.notify.external_url
+        self.templates = Templates(config.templates)  # TemplateError (a ValueError) names the file
         self.receivers: dict[str, ReceiverSinks] = {}
         for spec in config.receivers:
             sinks = tuple((name, sink_config) for name, _, sink_config in spec.sinks)
@@ -58,7 +64,9 @@ class Notifier:
             config_silence(s.matchers, s.starts_at, s.ends_at, s.created_by, s.comment) for s in config.silences
         ]
         self.silences: list[Silence] = list(self.config_silences)
-        self.dispatch = Dispatch(build_route(config.route), mute=self._mute, next_mute_change=self._next_change)
+        self.dispatch = Dispatch(
+            build_route(config.route, config.named_intervals()), mute=self._mute, next_mute_change=self._next_change
+        )
         self._firing: tuple[int, dict[str, dict[str, str]]] = (-1, {})
 
     @property
@@ -102,18 +110,37 @@ class Notifier:
             if not alerts:
                 continue
             out.append(
-                Notification(
-                    id=flush.delivery_id(sink_name),
-                    receiver=flush.receiver,
-                    sink=sink_name,
-                    group_key=flush.group_id,
-                    group_labels=flush.group_labels,
-                    alerts=alerts,
-                    at=format_ms(flush.at_ms),
-                    external_url=self.external_url,
+                self.templated(
+                    Notification(
+                        id=flush.delivery_id(sink_name),
+                        receiver=flush.receiver,
+                        sink=sink_name,
+                        group_key=flush.group_id,
+                        group_labels=flush.group_labels,
+                        alerts=alerts,
+                        at=format_ms(flush.at_ms),
+                        external_url=self.external_url,
+                    ),
+                    sink_config,
                 )
             )
         return out
+
+    def templated(self, notification: Notification, sink_config: SinkConfig) -> Notification:
+        """The notification with the sink's templates rendered (at event time, once: the outbox keeps them).
+        A template that fails is logged and counted, and that field keeps the sink's own format."""
+        sources = sink_config.template_sources()
+        if not sources:
+            return notification
+        rendered, errors = self.templates.render_fields(notification, sources)
+        kind = notification.sink.partition("/")[0]
+        for name, error in errors.items():
+            key = (kind, name)
+            self.counts.template_errors[key] = self.counts.template_errors.get(key, 0) + 1
+            _log.warning(
+                "template_error", receiver=notification.receiver, sink=notification.sink, field=name, error=error
+            )
+        return replace(notification, rendered=rendered)
 
     def _next_change(self, now: int) -> int | None:
         times = [t for s in self.silences for t in (s.starts_ms, s.ends_ms) if t > now]

@@ -8,6 +8,8 @@
   If no child matches, the route itself is the match.
 - Children inherit `receiver`, `group_by`, `group_wait`, `group_interval` and `repeat_interval` from their
   parent when they do not set them. `group_by: ['...']` groups by all labels.
+- `mute_time_intervals` / `active_time_intervals` are a route's own (never inherited): they decide whether a
+  flush of the route's groups sends anything (streamalert.notify.timeintervals), not where alerts go.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import re2
+
+from streamalert.notify.timeintervals import RouteTimes
 
 Op = Literal["=", "!=", "=~", "!~"]
 LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -131,6 +135,7 @@ class Route:
     group_wait_ms: int
     group_interval_ms: int
     repeat_interval_ms: int
+    times: RouteTimes | None = None  # the route's own mute/active time intervals
     routes: tuple[Route, ...] = ()
 
     def match(self, labels: Mapping[str, str]) -> list[Route]:

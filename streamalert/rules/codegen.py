@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from streamalert.decode import MESSAGE_KEYS, MISSING, TIME_KEYS
+from streamalert.decode import LINE_FIELD, MESSAGE_KEYS, MISSING, TIME_KEYS
 from streamalert.rules.index import RuleIndex, anchor_options, pick_anchor
 from streamalert.rules.matchers import ValueTest, as_number, compile_match, compile_value_test
 
@@ -201,7 +201,26 @@ def compile_rules(specs: Sequence[Mapping[str, Any]]) -> CompiledRules:
     exec(compile(source, "<streamalert rules>", "exec"), namespace)
     index.bind(namespace)
     decoder = msgspec.json.Decoder(record_type)
-    return CompiledRules(record_type, decoder.decode, namespace["_match"], time_attrs)
+    decode: Callable[[bytes], Record] = decoder.decode
+    line_attr = builder.attrs.get(LINE_FIELD)
+    if line_attr is not None:  # only rule sets with a LogQL line filter pay for the raw line
+        decode = _with_line(decode, line_attr)
+    return CompiledRules(record_type, decode, namespace["_match"], time_attrs)
+
+
+def _with_line(decode: Callable[[bytes], Record], attr: str) -> Callable[[bytes], Record]:
+    """`decode`, then the raw line as the virtual `_line` field (its text: the decoder checked the UTF-8).
+
+    A record that has `_line` already is a converted logfmt or text line whose original text it holds.
+    """
+
+    def decode_with_line(line: bytes) -> Record:
+        record = decode(line)
+        if getattr(record, attr) is msgspec.UNSET:
+            setattr(record, attr, line.decode())
+        return record
+
+    return decode_with_line
 
 
 def _missing_if_unset(value: Any) -> Any:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from streamalert.decode import LINE_FIELD
 from streamalert.rules.matchers import ValueTest, as_number, compile_value_test
 from streamalert.rules.patterns import PatternSet, literal_pattern
 
@@ -159,8 +160,10 @@ def string_lookup(
     patterns: list[Bucket],
     scan: PatternSet | None,
     lowered: bool,
+    cached: bool = True,
 ) -> Callable[[str], list[Bucket]]:
-    """The buckets a string value reaches: as a string, as a numeric string, through patterns. Cached."""
+    """The buckets a string value reaches: as a string, as a numeric string, through patterns. Cached unless
+    `cached` is false (LogQL's raw line, `_line`: lines do not repeat, so a cache would only churn)."""
     cache: dict[str, list[Bucket]] = {}
     matches = scan.matches if scan is not None else None
 
@@ -182,7 +185,18 @@ def string_lookup(
             cache[value] = hits
         return hits
 
-    return lookup
+    def uncached(value: str) -> list[Bucket]:  # lookup without its cache: kept apart so lookup pays nothing
+        hits = []
+        bucket = strings.get(value.lower() if lowered else value)
+        if bucket is not None:
+            hits.append(bucket)
+        if numbers and (number := as_number(value)) is not None and (bucket := numbers.get(number)) is not None:
+            hits.append(bucket)
+        if matches is not None:
+            hits += [patterns[k] for k in matches(value)]
+        return hits
+
+    return lookup if cached else uncached
 
 
 def other_lookup(
@@ -252,7 +266,9 @@ class RuleIndex:
             )
             if index.numbers or index.patterns:
                 scan = PatternSet(list(index.patterns), [index.tests[p] for p in index.patterns]) if patterns else None
-                namespace[f"_S{j}"] = string_lookup(strings, numbers, list(patterns.values()), scan, name == "level")
+                namespace[f"_S{j}"] = string_lookup(
+                    strings, numbers, list(patterns.values()), scan, name == "level", cached=name != LINE_FIELD
+                )
             else:
                 namespace[f"_S{j}"] = strings.get
             namespace[f"_O{j}"] = other_lookup(numbers, booleans, nulls.get(None))

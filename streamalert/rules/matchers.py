@@ -16,6 +16,8 @@ Predicate = Callable[[Fields], bool]
 ValueTest = Callable[[Any], bool]
 
 OPERATORS = ("contains", "regex", "in", "gt", "gte", "lt", "lte", "exists", "not")
+# `unit` goes with gt/gte/lt/lte: the value is text such as "250ms" or "10MB", compared as seconds or bytes
+UNITS = ("duration", "bytes")
 
 
 class MatchError(ValueError):
@@ -133,6 +135,8 @@ def compile_value_test(
             return _fail(errors, exc)
     if not spec:
         return _fail(errors, MatchError(path, "empty matcher map"))
+    if "unit" in spec:
+        return _with_unit(spec, path, errors)
     tests: list[ValueTest] = []
     for op, arg in spec.items():
         op_path = f"{path}.{op}"
@@ -194,6 +198,36 @@ def _operator(op: str, arg: Any, path: str, case_insensitive: bool, errors: list
     if errors is not None and len(errors) > before:
         return _never  # keep the stand-in of a broken inner matcher from turning into "always"
     return lambda v: not inner(v)
+
+
+def _with_unit(spec: Mapping[str, Any], path: str, errors: list[MatchError] | None) -> ValueTest:
+    """`{gt: 1.5, unit: duration}`: the value's text parsed as a Go duration (seconds) or a size (bytes), as
+    LogQL's duration and bytes label filters do; a value that does not parse never matches."""
+    unit = spec["unit"]
+    if unit not in UNITS:
+        return _fail(errors, MatchError(f"{path}.unit", f"must be one of {', '.join(UNITS)}, got {unit!r}"))
+    rest = {op: arg for op, arg in spec.items() if op != "unit"}
+    if not rest or any(op not in _COMPARISON_OPS for op in rest):
+        return _fail(errors, MatchError(f"{path}.unit", "goes only with gt, gte, lt, lte"))
+    before = len(errors) if errors is not None else 0
+    test = compile_value_test(rest, path, errors=errors)
+    if errors is not None and len(errors) > before:
+        return _never
+    from streamalert.rules.logql.lexer import go_duration_seconds, label_bytes  # noqa: PLC0415 (no cycle at import)
+
+    parse = go_duration_seconds if unit == "duration" else label_bytes
+
+    def parsed(v: Any) -> float | None:
+        if type(v) is str:
+            return parse(v)
+        if unit == "bytes" and type(v) in (int, float):
+            return as_number(v)  # a JSON number's label text is its digits: bytes without a unit
+        return None
+
+    return lambda v: (n := parsed(v)) is not None and test(n)
+
+
+_COMPARISON_OPS = frozenset(("gt", "gte", "lt", "lte"))
 
 
 def _compare(op: str, bound: float) -> ValueTest:

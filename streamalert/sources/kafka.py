@@ -31,6 +31,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 
 from streamalert.clock import Clock, Stopwatch, WallClock
 from streamalert.sources import Batch
+from streamalert.sources.formats import live_format
 from streamalert.sources.kafka_config import KafkaConfig as KafkaConfig  # noqa: PLC0414 (re-exported: imported from here)
 from streamalert.sources.kafka_offsets import OffsetGuard
 from streamalert.telemetry.metrics import Metrics
@@ -89,6 +90,7 @@ class KafkaSource:
         self._generation = 0  # bumped by every revocation and assignment
         self._since_commit = Stopwatch()  # since offsets were last committed to Kafka
         self._guard = OffsetGuard(config.offset_out_of_range, self._clock, metrics)
+        self._format = live_format(self.name, config.format, config.time_pattern, metrics)
         self.commit_errors = 0
 
     # ---- Source protocol -----------------------------------------------------------------------------------
@@ -272,6 +274,8 @@ class KafkaSource:
         self._fetched[tp] = after
         self._last_data[tp] = self._clock.now_ms()
         lines = [b"" if r.value is None else r.value for r in kept]  # a tombstone counts as malformed
+        if self._format is not None:
+            lines = self._format.convert(lines, self._last_data[tp])  # logfmt/text: the fetch is their arrival
         self._position += len(lines)
         first = floor if floor >= 0 else kept[0].offset
         return Batch(lines, self._position, Chunk(tp, first, after), lane, {OFFSET + lane: after})

@@ -9,6 +9,8 @@ from typing import Any, Literal, Self
 import pydantic
 from pydantic import ConfigDict, Field, SecretStr
 
+from streamalert.sources.formats import InputFormat, compile_time_pattern
+
 OutOfRangePolicy = Literal["earliest", "latest", "fail"]  # see kafka_offsets.py
 
 
@@ -32,6 +34,8 @@ class KafkaConfig(pydantic.BaseModel):
     offset_out_of_range: OutOfRangePolicy = "earliest"
     max_batch_lines: int = Field(default=10_000, gt=0)  # records per getmany (split into one batch per partition)
     tick_ms: int = Field(default=1000, gt=0)  # an empty Batch when nothing arrived for this long
+    format: InputFormat = "json"  # json | logfmt | text | auto: how lines become records (sources/formats.py)
+    time_pattern: str | None = None  # a text line's leading timestamp, group `time` (default: ISO 8601)
     # A partition read to its end still holds the clock at its newest time until it has had no record for this
     # long (Flink's idleness): records still being written to it may be older than other partitions' backlog.
     idle_ms: int = Field(default=10_000, ge=0)
@@ -48,6 +52,13 @@ class KafkaConfig(pydantic.BaseModel):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+
+    @pydantic.field_validator("time_pattern")
+    @classmethod
+    def _time_pattern(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            compile_time_pattern(pattern)
+        return pattern
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> Self:

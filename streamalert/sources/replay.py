@@ -10,6 +10,7 @@ from io import BufferedReader, FileIO
 from pathlib import Path
 
 from streamalert.sources import Batch
+from streamalert.sources.formats import LineFormat
 
 GZIP_MAGIC = b"\x1f\x8b"
 DEFAULT_BATCH_LINES = 4096
@@ -18,8 +19,12 @@ DEFAULT_BATCH_LINES = 4096
 class ReplaySource:
     """Lines of one or more files, in order; `position` counts compressed bytes read, for progress."""
 
-    def __init__(self, paths: Sequence[str | Path], batch_lines: int = DEFAULT_BATCH_LINES) -> None:
+    def __init__(
+        self, paths: Sequence[str | Path], batch_lines: int = DEFAULT_BATCH_LINES, line_format: LineFormat | None = None
+    ) -> None:
         self.paths = [Path(p) for p in paths]
+        # logfmt/text/auto input (`--input-format`); a line without its own time takes the newest event time
+        self._format = line_format if line_format is not None and line_format.kind != "json" else None
         self.batch_lines = batch_lines
         for path in self.paths:
             if path.is_dir():
@@ -38,15 +43,18 @@ class ReplaySource:
                         lines.append(line.rstrip(b"\r\n"))
                         if len(lines) >= self.batch_lines:
                             count += len(lines)
-                            yield Batch(lines, done_bytes + (raw.tell() if raw.seekable() else 0))
+                            yield Batch(self._converted(lines), done_bytes + (raw.tell() if raw.seekable() else 0))
                             lines = []
                 except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
                     self.problems.append(f"{path}: unreadable after {count + len(lines)} lines ({exc})")
                 if lines:
-                    yield Batch(lines, done_bytes + (raw.tell() if raw.seekable() else 0))
+                    yield Batch(self._converted(lines), done_bytes + (raw.tell() if raw.seekable() else 0))
             done_bytes += _size(path)
 
     name = "replay"
+
+    def _converted(self, lines: list[bytes]) -> list[bytes]:
+        return lines if self._format is None else self._format.convert(lines)
 
     async def ack(self, batch: Batch) -> None:
         return None  # files need no acknowledgement

@@ -46,10 +46,11 @@ class Body:
 
     __slots__ = ("_array", "_broken", "_data", "_end", "_joined", "_lines", "_next", "_pos", "_salvage")
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, lines_only: bool = False) -> None:
         start = len(data) - len(data.lstrip(_WHITESPACE))
         self._data = data
-        self._array = data[start : start + 1] == b"["
+        # lines_only: logfmt/text input (`encoding.codec = "text"`), where a leading `[` is a log line's own
+        self._array = not lines_only and data[start : start + 1] == b"["
         self._salvage = False
         self._broken: bytes | None = None  # salvage: parts not yet valid JSON, waiting for the next part
         self._joined = 0  # how many parts _broken holds

@@ -8,6 +8,8 @@ from typing import Literal, Self
 import pydantic
 from pydantic import ConfigDict, Field, SecretStr
 
+from streamalert.sources.formats import InputFormat, compile_time_pattern
+
 
 class VectorHttpConfig(pydantic.BaseModel):
     """Where the source listens on the shared HTTP app, how it authenticates, and its limits."""
@@ -25,6 +27,15 @@ class VectorHttpConfig(pydantic.BaseModel):
     max_batch_lines: int = Field(default=4096, gt=0)  # lines of one Batch, from one or several requests
     tick_ms: int = Field(default=1000, gt=0)  # an empty Batch when nothing arrived for this long
     retry_after_s: int = Field(default=1, ge=0)
+    format: InputFormat = "json"  # json | logfmt | text | auto: how lines become records (sources/formats.py)
+    time_pattern: str | None = None  # a text line's leading timestamp, group `time` (default: ISO 8601)
+
+    @pydantic.field_validator("time_pattern")
+    @classmethod
+    def _time_pattern(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            compile_time_pattern(pattern)
+        return pattern
 
     @pydantic.field_validator("path")
     @classmethod

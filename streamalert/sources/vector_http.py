@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import hmac
+import re
 import zlib
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
@@ -48,7 +49,9 @@ from typing import Any, Final
 
 from aiohttp import hdrs, web
 
+from streamalert.clock import Clock, WallClock
 from streamalert.sources import Batch
+from streamalert.sources.formats import live_format
 from streamalert.sources.vector_body import Body, OverBudget, ReadBudget, gunzip, read_capped
 from streamalert.sources.vector_config import VectorHttpConfig as VectorHttpConfig  # noqa: PLC0414 (re-exported)
 from streamalert.telemetry.metrics import Metrics
@@ -76,12 +79,15 @@ class _Carried:
     requests: tuple[_Request, ...]
 
 
+_ARRAY_OF_OBJECTS: Final = re.compile(rb"[ \t\r\n]*\[[ \t\r\n]*\{")
+
+
 class VectorHttpSource:
     """A push source: Vector sends, the pipeline pulls `batches()` and acknowledges them with `ack`."""
 
     name = "vector"
 
-    def __init__(self, config: VectorHttpConfig, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: VectorHttpConfig, metrics: Metrics | None = None, clock: Clock | None = None) -> None:
         self.config = config
         self.requests: collections.Counter[int] = collections.Counter()  # answers by status code
         self.lines_received = 0  # lines handed out in batches
@@ -93,6 +99,8 @@ class VectorHttpSource:
         self._position = 0
         self._closed = False
         self._handed: set[_Request] = set()  # whose last line is in a batch handed out, not yet acknowledged
+        self._format = live_format(self.name, config.format, config.time_pattern, metrics)
+        self._clock = clock or WallClock()  # only to time logfmt/text lines without a timestamp by their arrival
         if metrics is not None:
             metrics.ingest_requests.labels("reading").set_function(lambda: self._reading)
             metrics.ingest_requests.labels("queued").set_function(lambda: self._outstanding)
@@ -145,6 +153,8 @@ class VectorHttpSource:
             self.lines_received += len(lines)
             self._position += len(lines)
             self._handed.update(done)
+            if self._format is not None:
+                lines = self._format.convert(lines, self._clock.now_ms())
             yield Batch(lines, self._position, _Carried(tuple(done)) if done else None)
 
     def _fill(self, limit: int) -> tuple[list[bytes], list[_Request]]:
@@ -294,7 +304,15 @@ class VectorHttpSource:
             if inflated is None:
                 return _too_large(limit, " after gzip decompression")
             data = inflated
-        return Body(data)
+        return Body(data, self._lines_only(data))
+
+    def _lines_only(self, data: bytes) -> bool:
+        """Whether the body is lines whatever its first byte: logfmt or text input; in auto, unless it opens a
+        JSON array of objects (`[{`, Vector's json codec) rather than a line such as `[2026-01-26 09:00:00,123: ...`."""
+        kind = self.config.format
+        if kind == "json":
+            return False
+        return kind != "auto" or _ARRAY_OF_OBJECTS.match(data) is None
 
     def _authorized(self, header: str) -> bool:
         scheme, _, credentials = header.strip().partition(" ")

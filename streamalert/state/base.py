@@ -103,6 +103,10 @@ class Store(Protocol):
 
     async def put_silence(self, silence_id: str, record: bytes) -> None: ...
 
+    async def groups(self) -> dict[bytes, bytes]:
+        """The notification groups as last committed (group key -> JSON): what the alert API and UI show."""
+        ...
+
     async def delete_silence(self, silence_id: str) -> bool: ...
 
     async def ping(self) -> float:

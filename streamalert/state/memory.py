@@ -140,6 +140,9 @@ class MemoryStore:
             del self._silences[silence_id]
         return [raw for _, raw in self._silences.values()]
 
+    async def groups(self) -> dict[bytes, bytes]:
+        return dict(self._groups)
+
     async def put_silence(self, silence_id: str, record: bytes) -> None:
         self._silences[silence_id] = (silence_end(record), record)
 

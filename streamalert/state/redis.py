@@ -258,6 +258,12 @@ class RedisStore:
                 await pipe.execute()
         return list(cast(dict[bytes, bytes], await self._redis.hgetall(keys.silences(ns))).values())
 
+    async def groups(self) -> dict[bytes, bytes]:
+        found: dict[bytes, bytes] = {}
+        async for field, value in self._redis.hscan_iter(keys.groups(self.namespace), count=1000):
+            found[field] = value
+        return found
+
     async def put_silence(self, silence_id: str, record: bytes) -> None:
         ns = self.namespace
         async with self._redis.pipeline(transaction=True) as pipe:

@@ -78,6 +78,10 @@ class Metrics:
             "events_late_total", "Log lines dropped because their event time is behind the allowed lateness"
         )
         self.events_untimed = per_source("events_untimed_total", "Log lines without a usable timestamp")
+        self.events_arrival_timed = per_source(
+            "events_arrival_timed_total",
+            "Logfmt or text lines without a timestamp of their own, timed by their arrival (sources/formats.py)",
+        )
         self.events_clamped = per_source(
             "events_clamped_total",
             "Log lines stamped too far ahead of the wall clock, placed at the wall clock",
@@ -156,6 +160,17 @@ class Metrics:
         self.alerts_silenced = Counter(
             PREFIX + "alerts_silenced_total",
             "Firing alerts left out of a notification by a silence or an inhibition rule.",
+            registry=r,
+        )
+        self.alerts_time_muted = Counter(
+            PREFIX + "alerts_time_muted_total",
+            "Firing alerts left out of a flush because their route was in a mute or outside its active time interval.",
+            registry=r,
+        )
+        self.template_errors = Counter(
+            PREFIX + "template_errors_total",
+            "Message templates that failed to render (the sink's default format was sent), per sink kind and field.",
+            ["sink", "field"],
             registry=r,
         )
         self.outbox_depth = Gauge(

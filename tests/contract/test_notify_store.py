@@ -18,6 +18,7 @@ async def test_groups_ride_the_checkpoint(store: Store) -> None:
     await store.commit(Changes(meta={}, groups={b"g1": b"one", b"g2": b"two"}), {})
     await store.commit(Changes(meta={}, groups={b"g1": b"uno"}, groups_deleted=[b"g2"]), {})
     assert (await store.load([])).groups == {b"g1": b"uno"}
+    assert await store.groups() == {b"g1": b"uno"}  # what the alert API and the web UI read, without a load
 
 
 async def test_outbox_is_ordered_and_pages(store: Store) -> None:

@@ -368,3 +368,76 @@ def test_unreadable_routing_key_file(tmp_path: pathlib.Path) -> None:
     config = PagerdutyConfig.model_validate({"routing_key_file": tmp_path / "missing"})
     with pytest.raises(ValueError, match="routing_key_file: cannot read"):
         PagerdutySink(config)
+
+
+# ---- options: severity map, priority, details, images, links -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("page", "critical"),  # a label value of the map
+        ("PAGE", "critical"),  # case aside
+        ("warning", "error"),  # a level of the map
+        ("warn", "error"),  # an alias of a mapped level
+        ("info", "info"),  # not in the map: its level
+    ],
+)
+async def test_severity_map(label: str, expected: str) -> None:
+    """severity_map sends the PD-CEF severity it names for the alert's severity label, else the level's."""
+    async with serve(pd_vendor()) as vendor, aiohttp.ClientSession() as http:
+        sink = make_sink(vendor, severity_map={"page": "critical", "warning": "error"})
+        await sink.send(make_notification(make_alert(severity=label)), http)
+    (request,) = vendor.requests
+    assert request.problems == []
+    assert request.body["payload"]["severity"] == expected
+
+
+async def test_priority_details_images_and_links() -> None:
+    """priorities put a priority in custom_details (for an orchestration rule); details, images and links
+    are sent as configured, the runbook first among the links; resolve events stay bare."""
+    config = {
+        "priorities": {"critical": "P1", "warning": "P3"},
+        "details": {"team": "payments", "dashboard": "https://grafana.example/d/api"},
+        "images": [{"src": "https://grafana.example/render/api.png", "href": "https://grafana.example/d/api"}],
+        "links": [{"href": "https://grafana.example/d/api", "text": "Dashboard"}],
+    }
+    critical = make_alert(
+        annotations={"summary": "down", "runbook_url": "https://runbooks.example/api"}, severity="critical"
+    )
+    info = make_alert(severity="info", pod="b")
+    async with serve(pd_vendor()) as vendor, aiohttp.ClientSession() as http:
+        sink = make_sink(vendor, **config)
+        await sink.send(make_notification(critical, info, make_alert("resolved", pod="c")), http)
+    first, second, resolve = vendor.requests
+    assert [r.problems for r in vendor.requests] == [[], [], []]
+    details = first.body["payload"]["custom_details"]
+    assert details["priority"] == "P1"
+    assert details["team"] == "payments"
+    assert details["labels"] == critical.labels
+    assert "priority" not in second.body["payload"]["custom_details"]  # info has no priority in the map
+    assert first.body["links"] == [
+        {"href": "https://runbooks.example/api", "text": "Runbook"},
+        {"href": "https://grafana.example/d/api", "text": "Dashboard"},
+    ]
+    assert first.body["images"] == config["images"]
+    assert second.body["links"] == [{"href": "https://grafana.example/d/api", "text": "Dashboard"}]
+    assert set(resolve.body) == {"routing_key", "event_action", "dedup_key"}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"severity_map": {"page": "P1"}}, "'P1' is not a PagerDuty severity"),
+        ({"priorities": {"urgent": "P1"}}, "'urgent' is not a severity level"),
+        ({"details": {"labels": "x"}}, "'labels' is a custom_details field of its own"),
+        ({"images": [{"src": "http://grafana.example/a.png"}]}, "must be an https:// URL"),
+        ({"links": [{"href": "javascript:alert(1)"}]}, "must be an http:// or https:// URL"),
+        ({"links": [{"href": "https://x.example", "title": "x"}]}, "Extra inputs"),
+    ],
+)
+def test_option_errors(values: dict[str, Any], message: str) -> None:
+    """Bad options are refused at config time with the reason."""
+    with pytest.raises(pydantic.ValidationError) as caught:
+        PagerdutyConfig.model_validate({"routing_key": ROUTING_KEY, **values})
+    assert message in str(caught.value.errors(include_input=False))

@@ -29,6 +29,7 @@ class Request:
     body: Any
     problems: list[str]
     answered: int  # the status we answered
+    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,8 +80,9 @@ class Vendor:
         headers = {k.lower(): v for k, v in request.headers.items()}
         problems = self.validator(request.path, headers, body)
         fault = self.faults.pop(0) if self.faults else None
+        query = dict(request.query)
         if fault is not None and fault.hang:
-            self.requests.append(Request(request.path, headers, body, problems, 0))
+            self.requests.append(Request(request.path, headers, body, problems, 0, query))
             await self._release.wait()  # until the test ends; the client times out first
             return web.Response(status=504)
         if fault is not None:
@@ -89,7 +91,7 @@ class Vendor:
             status, answer_headers, answer = 400, {}, {"error": problems}
         else:
             status, answer_headers, answer = 200, {}, self.ok_body
-        self.requests.append(Request(request.path, headers, body, problems, status))
+        self.requests.append(Request(request.path, headers, body, problems, status, query))
         if fault is not None and fault.text is not None:
             return web.Response(status=status, text=fault.text, content_type="text/html", headers=answer_headers)
         data = orjson.dumps(answer) if answer is not None else b"ok"

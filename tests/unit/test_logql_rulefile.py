@@ -104,12 +104,12 @@ def test_every_problem_is_reported_with_group_and_rule() -> None:
         load_loki_rules(BAD, "loki.yaml")
     assert info.value.problems == [
         "loki.yaml: group 'g1': interval: invalid duration 'soon': use e.g. 500ms, 30s, 5m, 1h30m, 1d",
-        "loki.yaml: group 'g1' rule 'Broken': expr line 1, column 1: `topk` is not supported",
+        "loki.yaml: group 'g1' rule 'Broken': expr line 1, column 1: `topk` is not supported (loki.yaml:7:15)",
         "loki.yaml: group 'g1' rule 'Unknown': unknown key 'keep_firing_for'",
         "loki.yaml: group 'g1' rule #3: recording rules (`record:`) are not alerts and are not supported",
         "loki.yaml: group 'g1' rule 'NoExpr': needs `expr`, a LogQL expression",
         "loki.yaml: group 'g1' rule 'Broken': duplicate alert name (rule names must be unique)",
-        "loki.yaml: group 'g2' rule 'Absent': expr line 1, column 31: `offset` is not supported",
+        "loki.yaml: group 'g2' rule 'Absent': expr line 1, column 31: `offset` is not supported (loki.yaml:19:45)",
     ]
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
 from streamalert.config.rules import load_rules
+from streamalert.rules.codegen import compile_rules
 from streamalert.rules.logql import LogQLError, translate
 from streamalert.rules.matchers import compile_match
 
@@ -49,7 +51,7 @@ TRANSLATIONS: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         f"10 < sum(count_over_time({SVC} | code != 200 [1m]))",
         {
-            "match": {"service": "revel", "code": {"not": {"gte": 200, "lte": 200}}},
+            "match": {"service": "revel", "any": [{"code": {"gt": 200}}, {"code": {"lt": 200}}]},
             "window": "1m",
             "condition": "count > 10",
         },
@@ -128,11 +130,15 @@ TRANSLATIONS: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         f'sum(count_over_time({SVC} | logfmt | pattern "<ip> <_>" | dur > 2s, size >= 1MB [1m])) > 0',
         {
-            "match": {"service": "revel", "dur": {"gt": 2}, "size": {"gte": 1000000}},
+            "match": {
+                "service": "revel",
+                "dur": {"gt": 2, "unit": "duration"},
+                "size": {"gte": 1000000, "unit": "bytes"},
+            },
             "window": "1m",
             "condition": "count > 0",
         },
-        ["parser:logfmt", "parser:pattern", "label_duration", "label_bytes"],
+        ["parser:logfmt", "parser:pattern"],
     ),
     (
         f"sum without (pod) (sum_over_time({SVC} | unwrap bytes(size) [1m])) > 5",
@@ -206,6 +212,23 @@ LABEL_SEMANTICS: list[tuple[str, dict[str, Any], bool]] = [
     ('status="500"', {"status": "500"}, True),
     ('status!="500"', {"status": 500}, False),
     ('status="500"', {"status": 501}, False),
+    # label_filter.go: a missing label drops the line for every numeric operator, != included; a value that
+    # does not parse sets __error__ (dropped by `__error__=""`): never a match here.
+    ("code != 200", {}, False),
+    ("code != 200", {"code": "201"}, True),
+    ("code != 200", {"code": "abc"}, False),
+    ("code == 200", {"code": 200.0}, True),
+    ("latency > 250ms", {"latency": "1.5s"}, True),  # time.ParseDuration
+    ("latency > 250ms", {"latency": "250ms"}, False),
+    ("latency > 250ms", {"latency": "1h"}, True),
+    ("latency > 250ms", {"latency": 2}, False),  # "2" has no unit: ParseDuration fails
+    ("latency > 250ms", {"latency": "1d"}, False),  # Go durations have no days
+    ("latency != 1s", {"latency": "1000ms"}, False),
+    ("latency != 1s", {}, False),
+    ("size >= 1MB", {"size": "1 MiB"}, True),  # humanize.ParseBytes: spaces, i units are 1024s
+    ("size >= 1MB", {"size": "999kB"}, False),
+    ("size >= 1MB", {"size": 2000000}, True),  # a JSON number's text: bytes without a unit
+    ("size >= 1MB", {"size": "big"}, False),
 ]
 
 
@@ -214,6 +237,8 @@ def test_label_matcher_semantics(matcher: str, record: dict[str, Any], holds: bo
     """Translated label filters behave like Prometheus matchers when run by the engine's matcher."""
     result = translate(f'sum(count_over_time({{service="s"}} | {matcher} [1m])) > 0')
     assert compile_match(result.rule["match"])({"service": "s", **record}) is holds
+    compiled = compile_rules([result.rule["match"]])  # the engine's hot path agrees
+    assert compiled.match(compiled.decode(orjson.dumps({"service": "s", **record}))) == ([0] if holds else [])
 
 
 SET_OPS = [

@@ -3,9 +3,9 @@
 A third-party package adds a sink by exposing a `SinkKind` under that group, e.g. in its pyproject.toml:
 
     [project.entry-points."streamalert.sinks"]
-    opsgenie = "my_package.opsgenie:KIND"
+    zulip = "my_package.zulip:KIND"
 
-Receivers then configure it as `opsgenie_configs: [...]`, validated by its config class.
+Receivers then configure it as `zulip_configs: [...]`, validated by its config class.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from streamalert.notify.sinks import (
     alertmanager,
+    apprise_sink,
     discord,
     email,
+    msteamsv2,
+    opsgenie,
     pagerduty,
     slack,
     stdout,
@@ -35,6 +38,9 @@ BUILTIN: dict[str, SinkKind[Any]] = {
     for kind in (
         slack.KIND,
         pagerduty.KIND,
+        opsgenie.KIND,
+        msteamsv2.KIND,
+        apprise_sink.KIND,
         telegram.KIND,
         discord.KIND,
         email.KIND,

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import SecretStr, field_validator, model_validator
 
@@ -53,6 +53,7 @@ ALERTS_PATH = "/api/v2/alerts"
 
 
 class AlertmanagerConfig(SinkConfig):
+    TEMPLATES: ClassVar[tuple[str, ...]] = ()  # alerts are forwarded as data: no message to template
     url: str  # Alertmanager's base URL, e.g. http://alertmanager:9093
     bearer_token: SecretStr | None = None
     bearer_token_file: Path | None = None

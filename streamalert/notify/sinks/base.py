@@ -19,14 +19,15 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar, overload, runtime_checkable
 
 import orjson
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
 from streamalert.durations import parse_duration
 from streamalert.notify.model import Notification
 from streamalert.notify.sinks.endpoint import Target, check_token, describe, http_target, scrub
+from streamalert.notify.templates import FIELDS, check_syntax
 
 if TYPE_CHECKING:  # aiohttp is imported where a request is made: `check` and `routes test` start without it
     import aiohttp
@@ -51,6 +52,14 @@ class SinkConfig(BaseModel):
 
     send_resolved: bool = True
     timeout: str = "10s"  # per attempt
+    # message templates (streamalert.notify.templates), rendered when the notification is made; a sink reads
+    # the ones it names in TEMPLATES (every sink that shows `Notification.title()` gets `title` for free)
+    title: str | None = None
+    text: str | None = None
+    subject: str | None = None
+    html: str | None = None
+    summary: str | None = None
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("title",)
 
     @field_validator("timeout")
     @classmethod
@@ -58,6 +67,23 @@ class SinkConfig(BaseModel):
         if parse_duration(value) <= 0:
             raise ValueError("must be more than 0")
         return value
+
+    @field_validator(*FIELDS)
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        return None if value is None else check_syntax(value)
+
+    @model_validator(mode="after")
+    def _templates_used(self) -> Self:
+        for name in FIELDS:
+            if getattr(self, name) is not None and name not in self.TEMPLATES:
+                uses = ", ".join(self.TEMPLATES) or "none"
+                raise ValueError(f"{name}: not a template this sink uses (templates it uses: {uses})")
+        return self
+
+    def template_sources(self) -> dict[str, str]:
+        """The templates set, by field."""
+        return {name: value for name in FIELDS if (value := getattr(self, name)) is not None}
 
     def timeout_s(self) -> float:
         return parse_duration(self.timeout) / 1000

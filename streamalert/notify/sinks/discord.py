@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import SecretStr, model_validator
 
@@ -64,6 +64,7 @@ _MARKDOWN = re.compile(r"([\\*_~`|<>\[\]()#@])")
 
 
 class DiscordConfig(SinkConfig):
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("title", "text")  # text replaces the content line
     webhook_url: SecretStr | None = None
     webhook_url_file: Path | None = None
     username: str | None = None
@@ -164,6 +165,9 @@ def render(notification: Notification, config: DiscordConfig) -> dict[str, Any]:
     hidden = len(alerts) - len(shown) + notification.truncated_alerts
     more = f"\nand {hidden} more alert{'s' if hidden != 1 else ''}" if hidden > 0 else ""
     content = f"{emoji} **{_text(notification.title(), CONTENT_MAX - len(more) - 10)}**{more}"
+    text = notification.template("text")
+    if text is not None:
+        content = truncate(text, CONTENT_MAX)  # the author's markdown, as written
     payload: dict[str, Any] = {"content": content, "embeds": embeds, "allowed_mentions": {"parse": []}}
     if config.username:
         payload["username"] = config.username[:80]

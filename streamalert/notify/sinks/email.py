@@ -28,7 +28,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -50,6 +50,7 @@ _MAX_REPLY = 200  # characters of an SMTP reply kept in an error message
 
 
 class EmailConfig(SinkConfig):
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("title", "subject", "text", "html")  # subject defaults to the title
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
 
     to: list[str] = Field(min_length=1)
@@ -258,7 +259,7 @@ def render_html(notification: Notification) -> str:
 
 def build_message(notification: Notification, config: EmailConfig) -> EmailMessage:
     message = EmailMessage()
-    message["Subject"] = _one_line(notification.title())
+    message["Subject"] = _one_line(notification.template("subject") or notification.title())
     message["From"] = config.from_
     message["To"] = ", ".join(config.to)
     with contextlib.suppress(ValueError):  # without a Date header, the relay adds one
@@ -266,8 +267,8 @@ def build_message(notification: Notification, config: EmailConfig) -> EmailMessa
     message["Message-ID"] = message_id(notification, envelope_address(config.from_))
     message[DELIVERY_HEADER] = _one_line(notification.id)
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(render_text(notification))
-    message.add_alternative(render_html(notification), subtype="html")
+    message.set_content(notification.template("text") or render_text(notification))
+    message.add_alternative(notification.template("html") or render_html(notification), subtype="html")
     return message
 
 

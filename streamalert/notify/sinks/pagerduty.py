@@ -1,6 +1,11 @@
 """pagerduty: PagerDuty Events API v2, one alert event per alert of the notification.
 
-A firing alert is sent as `trigger` with a PD-CEF `payload`; a resolved one as `resolve`. Both carry the same
+A firing alert is sent as `trigger` with a PD-CEF `payload`; a resolved one as `resolve`. The payload's
+`severity` is the alert's severity level, or what `severity_map` says for its `severity` label (`page: critical`);
+`custom_details` carries the labels, annotations, value, receiver and group labels, plus the configured `details`
+and, with `priorities` (`critical: P1`), a `priority` field: the Events API has no priority of its own, so an
+Event Orchestration rule on `custom_details.priority` sets the incident's priority. `images` and `links` are
+sent as configured (Alertmanager's shape), with the `runbook_url` annotation as the first link. Both carry the same
 `dedup_key` (`streamalert-<fingerprint>`), so PagerDuty opens one alert per alert series and closes that same
 alert on resolve, whichever process or release sends it. Events go one after another: on a failure the sink
 raises at once, and a retry of the same notification skips the events PagerDuty already accepted (the sink
@@ -12,10 +17,11 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from streamalert.notify.model import SEVERITIES as LEVELS
 from streamalert.notify.model import Alert, Notification
 from streamalert.notify.sinks.base import SinkConfig, SinkKind, one_secret, post_json, secret
 from streamalert.notify.sinks.endpoint import check_token, http_target, scrub
@@ -30,9 +36,55 @@ MAX_SUMMARY = 1024  # characters, documented limit of payload.summary
 MAX_DEDUP_KEY = 255  # characters, documented limit of dedup_key
 DEDUP_PREFIX = "streamalert-"
 _REMEMBERED = 256  # notifications whose accepted events a retry skips
+MAX_LINKS = 20  # images and links each: enough for any page, far under the event's 512 KB
+DETAIL_KEYS = frozenset({"labels", "annotations", "value", "receiver", "group_labels", "priority"})  # ours
+
+
+class Image(BaseModel):
+    """Alertmanager's `images` item: an https image PagerDuty shows on the incident, optionally linked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    src: str
+    href: str | None = None
+    alt: str | None = None
+
+    @field_validator("src")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://") or any(c.isspace() for c in value):
+            raise ValueError("must be an https:// URL (PagerDuty shows only those)")
+        return value
+
+    @field_validator("href")
+    @classmethod
+    def _href(cls, value: str | None) -> str | None:
+        return _http_url(value)
+
+
+class Link(BaseModel):
+    """Alertmanager's `links` item."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    href: str
+    text: str | None = None
+
+    @field_validator("href")
+    @classmethod
+    def _href(cls, value: str) -> str:
+        _http_url(value)
+        return value
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is not None and (not value.startswith(("https://", "http://")) or any(c.isspace() for c in value)):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
 
 
 class PagerdutyConfig(SinkConfig):
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("summary",)  # every trigger event's summary (one per alert)
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
 
     routing_key: SecretStr | None = None  # the 32-character integration key
@@ -44,6 +96,37 @@ class PagerdutyConfig(SinkConfig):
     class_: str | None = Field(default=None, alias="class")
     client: str = "streamalert"
     client_url: str | None = None  # default: the notification's external URL, when it has one
+    severity_map: dict[str, str] = Field(default_factory=dict)  # severity label value -> PD-CEF severity
+    priorities: dict[str, str] = Field(default_factory=dict)  # severity level -> custom_details.priority
+    details: dict[str, str] = Field(default_factory=dict)  # more custom_details, beside the labels
+    images: list[Image] = Field(default_factory=list, max_length=MAX_LINKS)
+    links: list[Link] = Field(default_factory=list, max_length=MAX_LINKS)
+
+    @field_validator("severity_map")
+    @classmethod
+    def _severity_map(cls, value: dict[str, str]) -> dict[str, str]:
+        for label, severity in value.items():
+            if severity not in SEVERITIES:
+                raise ValueError(f"{label}: {severity!r} is not a PagerDuty severity ({', '.join(sorted(SEVERITIES))})")
+        return {label.lower(): severity for label, severity in value.items()}
+
+    @field_validator("priorities")
+    @classmethod
+    def _priorities(cls, value: dict[str, str]) -> dict[str, str]:
+        for level, priority in value.items():
+            if level not in LEVELS:
+                raise ValueError(f"{level!r} is not a severity level ({', '.join(LEVELS)})")
+            if not priority.strip():
+                raise ValueError(f"{level}: empty priority")
+        return value
+
+    @field_validator("details")
+    @classmethod
+    def _details(cls, value: dict[str, str]) -> dict[str, str]:
+        taken = sorted(set(value) & DETAIL_KEYS)
+        if taken:
+            raise ValueError(f"{taken[0]!r} is a custom_details field of its own")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -68,9 +151,17 @@ def dedup_key(alert: Alert) -> str:
     return key
 
 
-def pd_severity(alert: Alert) -> str:
-    """The alert's severity level (aliases such as `high` mapped; unknown: `warning`): one PD-CEF allows."""
-    return alert.level
+def pd_severity(alert: Alert, severity_map: dict[str, str] | None = None) -> str:
+    """What `severity_map` says for the alert's severity label (case aside), else its severity level (aliases
+    such as `high` mapped; unknown: `warning`): one PD-CEF allows."""
+    mapped = (severity_map or {}).get(alert.severity.lower())
+    return mapped or (severity_map or {}).get(alert.level) or alert.level
+
+
+def _templated_summary(notification: Notification) -> str | None:
+    """The `summary` template's output on one line, at most MAX_SUMMARY characters (None: not set or empty)."""
+    line = " ".join((notification.template("summary") or "").split())
+    return (line if len(line) <= MAX_SUMMARY else line[: MAX_SUMMARY - 1] + "…") or None
 
 
 def summary(alert: Alert) -> str:
@@ -109,9 +200,9 @@ class PagerdutySink:
 
     def _trigger(self, alert: Alert, notification: Notification) -> dict[str, Any]:
         payload: dict[str, Any] = {
-            "summary": summary(alert),
+            "summary": _templated_summary(notification) or summary(alert),
             "source": self.config.source,
-            "severity": pd_severity(alert),
+            "severity": pd_severity(alert, self.config.severity_map),
             "timestamp": alert.starts_at,
         }
         for name, value in (
@@ -121,13 +212,18 @@ class PagerdutySink:
         ):
             if value:
                 payload[name] = value
-        payload["custom_details"] = {
+        details: dict[str, Any] = {
+            **self.config.details,
             "labels": alert.labels,
             "annotations": alert.annotations,
             "value": alert.value,
             "receiver": notification.receiver,
             "group_labels": notification.group_labels,
         }
+        priority = self.config.priorities.get(alert.level)
+        if priority is not None:
+            details["priority"] = priority
+        payload["custom_details"] = details
         event: dict[str, Any] = {
             "routing_key": self._routing_key,
             "event_action": "trigger",
@@ -138,9 +234,14 @@ class PagerdutySink:
         client_url = self.config.client_url or notification.external_url
         if client_url:
             event["client_url"] = client_url
+        links = [link.model_dump(exclude_none=True) for link in self.config.links]
         runbook = alert.annotations.get("runbook_url", "")
-        if runbook.startswith(("https://", "http://")):
-            event["links"] = [{"href": runbook, "text": "Runbook"}]
+        if runbook.startswith(("https://", "http://")) and not any(c.isspace() for c in runbook):
+            links.insert(0, {"href": runbook, "text": "Runbook"})
+        if links:
+            event["links"] = links
+        if self.config.images:
+            event["images"] = [image.model_dump(exclude_none=True) for image in self.config.images]
         return event
 
     async def send(self, notification: Notification, http: aiohttp.ClientSession) -> None:

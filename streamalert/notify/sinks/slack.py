@@ -20,7 +20,7 @@ with an ellipsis, never inside an entity or a link. `channel`, `username` and `i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import SecretStr, model_validator
 
@@ -64,6 +64,7 @@ _ELLIPSIS = "…"
 
 
 class SlackConfig(SinkConfig):
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("title", "text")  # text (mrkdwn) replaces the alert sections
     webhook_url: SecretStr | None = None
     webhook_url_file: Path | None = None
     channel: str | None = None
@@ -155,7 +156,12 @@ def render(notification: Notification, config: SlackConfig) -> dict[str, Any]:
     shown = alerts[:MAX_ALERTS]
     common = notification.common_labels
     room = max(600, min(SECTION_TEXT_MAX, _ALL_SECTIONS_ROOM // max(len(shown), 1)))
-    blocks.extend(alert_section(a, common, room) for a in shown)
+    text = notification.template("text")
+    if text is not None:  # the template says everything about the alerts
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": truncate(text or " ", SECTION_TEXT_MAX)}})
+        shown = alerts
+    else:
+        blocks.extend(alert_section(a, common, room) for a in shown)
     hidden = len(alerts) - len(shown) + notification.truncated_alerts
     if hidden > 0:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"_and {hidden} more_"}})
@@ -168,7 +174,9 @@ def render(notification: Notification, config: SlackConfig) -> dict[str, Any]:
     if notification.firing and notification.resolved:
         fallback += f" ({len(notification.resolved)} resolved)"
     summary = notification.common_annotations.get("summary")
-    if summary:
+    if text:
+        fallback = text
+    elif summary:
         fallback += f": {escape(summary)}"
     payload: dict[str, Any] = {"text": truncate(fallback, FALLBACK_TEXT_MAX), "blocks": blocks[:MAX_BLOCKS]}
     for key in ("channel", "username", "icon_emoji"):

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import sys
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, ClassVar
 
 import orjson
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 class StdoutConfig(SinkConfig):
-    pass
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("title", "text")  # printed as `title` and `text` when set
 
 
 class StdoutSink:
@@ -31,6 +31,7 @@ class StdoutSink:
         out = self._out if self._out is not None else sys.stdout.buffer
         line = {"id": notification.id, "sink": notification.sink, "at": notification.at}
         line.update(notification.webhook_payload())
+        line.update(notification.rendered)
         out.write(orjson.dumps(line) + b"\n")
         out.flush()
 

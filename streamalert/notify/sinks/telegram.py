@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -59,6 +59,7 @@ _ROOM_SHARES = 8  # with many alerts, summaries and labels shrink so that about 
 
 
 class TelegramConfig(SinkConfig):
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("title", "text")  # text: the whole message, Telegram's HTML
     bot_token: SecretStr | None = None
     bot_token_file: Path | None = None
     chat_ids: list[int | str] = Field(min_length=1)
@@ -153,6 +154,9 @@ def alert_paragraph(alert: Alert, common: dict[str, str], room: int = TEXT_MAX) 
 
 def render(notification: Notification) -> str:
     """The message text (HTML) for one notification, at most TEXT_MAX UTF-16 code units."""
+    templated = notification.template("text")
+    if templated is not None:
+        return truncate(templated, TEXT_MAX)  # the author's HTML, as written
     if notification.status == "resolved":
         emoji = RESOLVED_EMOJI
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 
 class WebhookConfig(SinkConfig):
+    TEMPLATES: ClassVar[tuple[str, ...]] = ()  # Alertmanager's webhook payload: data, no message
     url: SecretStr | None = None
     url_file: Path | None = None
     bearer_token: SecretStr | None = None

@@ -6,8 +6,9 @@ group file. Anything outside the supported subset raises LogQLError naming the c
 column in the expression. See docs/logql.md.
 """
 
+from streamalert.decode import LINE_FIELD
 from streamalert.rules.logql.errors import LogQLError
-from streamalert.rules.logql.match import LINE_FIELD, Need
+from streamalert.rules.logql.match import Need
 from streamalert.rules.logql.parser import parse
 from streamalert.rules.logql.rulefile import LokiRule, LokiRuleFileError, load_loki_rules
 from streamalert.rules.logql.translate import Translation, translate

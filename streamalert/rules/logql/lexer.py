@@ -66,6 +66,30 @@ def duration_seconds(text: str) -> float | None:
     return float(sum(float(n) * _DURATION_SECONDS[u] for n, u in parts))
 
 
+_SIGNED_GO_DURATION = re.compile(r"[-+]?(?:0|(?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|ms|s|m|h))+)")
+_LABEL_BYTES = re.compile(r"(\d+\.?\d*|\.\d+) *([kmgtpe]i?b?|b)?", re.IGNORECASE)
+
+
+def go_duration_seconds(text: str) -> float | None:
+    """Seconds of a Go duration as time.ParseDuration reads it (`1.5s`, `-250ms`, `1h30m`, `0`); else None."""
+    if _SIGNED_GO_DURATION.fullmatch(text) is None:
+        return None
+    sign = -1.0 if text[0] == "-" else 1.0
+    parts: list[tuple[str, str]] = _DURATION_PART.findall(text)
+    return sign * float(sum(float(n) * _DURATION_SECONDS[u] for n, u in parts))
+
+
+def label_bytes(text: str) -> float | None:
+    """Bytes of a size as go-humanize's ParseBytes reads it (`10MB`, `1 KiB`, `5m`, `42`); else None."""
+    match = _LABEL_BYTES.fullmatch(text.strip())
+    if match is None:
+        return None
+    unit = (match.group(2) or "b").lower()
+    base = 1024 if "i" in unit else 1000
+    multiplier: int = base ** "bkmgtpe".index(unit[0])
+    return float(match.group(1)) * multiplier
+
+
 def _bytes_value(text: str) -> float | None:
     match = _BYTES.fullmatch(text)
     if match is None:

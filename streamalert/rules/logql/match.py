@@ -8,7 +8,7 @@ the JSON text; they become matchers on the reserved virtual field `_line`, which
 yet (listed as a need). `| json` is a no-op on JSON records except for its `label="path"` aliases; the
 other parsers read the raw line and are needs too. Label filters are numeric for numbers, durations and
 sizes ("Label filter expression" in the same document): durations and sizes compare label text such as
-"1.5s" or "10MB", which the engine's numeric matchers do not parse (a need).
+"1.5s" or "10MB", parsed by the matchers' `unit` (rules/matchers.py).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any
 
 import re2
 
+from streamalert.decode import LINE_FIELD  # the reserved virtual field: the raw line, as Loki sees it
 from streamalert.rules.logql.ast import LabelBinary, LabelExpr, LabelFilter, LineFilter, Matcher, Parser
 from streamalert.rules.logql.ast import Stage as StageNode
 from streamalert.rules.logql.errors import LogQLError
 
-LINE_FIELD = "_line"  # the reserved virtual field: the raw line, as Loki's line filters see it
 _NUMERIC_OPS = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 _INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,14})")
 _JSON_PATH_PART = re.compile(r'\.?([A-Za-z_][A-Za-z0-9_]*)|\["((?:[^"\\]|\\.)*)"\]')
@@ -123,19 +123,18 @@ class MatchBuilder:
             assert isinstance(expr.value, str)  # the parser keeps string values as text
             return {name: string_test(expr.op, expr.value, expr.line, expr.column)}
         assert isinstance(expr.value, float)  # numbers, durations and sizes are floats
-        if expr.kind != "number":
-            self.need(
-                f"label_{expr.kind}",
-                f"a {expr.kind} label filter compares text such as {expr.text!r}: the engine compares numbers only",
-                expr.line,
-                expr.column,
-            )
+        # Loki's Numeric/Duration/BytesLabelFilter (pkg/logql/log/label_filter.go) parse the label's text with
+        # strconv.ParseFloat, time.ParseDuration or humanize.ParseBytes; a missing label drops the line for
+        # every operator, `!=` included; a value that does not parse sets __error__ (dropped by the usual
+        # `__error__=""`, and failing a metric query otherwise): here it never matches. `unit` makes the
+        # matcher parse durations / sizes the same way (rules/matchers.py).
+        unit = {} if expr.kind == "number" else {"unit": expr.kind}
         bound = _plain_number(expr.value)
         if expr.op in _NUMERIC_OPS:
-            return {name: {_NUMERIC_OPS[expr.op]: bound}}
+            return {name: {_NUMERIC_OPS[expr.op]: bound, **unit}}
         if expr.op in ("=", "=="):
-            return {name: {"gte": bound, "lte": bound}}  # numeric equality, numeric strings included
-        return {name: {"not": {"gte": bound, "lte": bound}}}  # != : Loki keeps lines without the label
+            return {name: {"gte": bound, "lte": bound, **unit}}  # numeric equality, numeric strings included
+        return {"any": [{name: {"gt": bound, **unit}}, {name: {"lt": bound, **unit}}]}  # != : a parsed other value
 
     def match(self) -> dict[str, Any]:
         return conjoin(self.terms)

@@ -19,6 +19,7 @@ import yaml
 
 from streamalert.durations import format_duration, parse_duration
 from streamalert.rules.logql.errors import LogQLError
+from streamalert.rules.logql.position import file_position
 from streamalert.rules.logql.translate import Translation, translate
 
 _GROUP_KEYS = frozenset(("name", "interval", "rules", "limit"))
@@ -40,16 +41,25 @@ class LokiRule:
     group: str
     rule: dict[str, Any]
     translation: Translation
+    path: tuple[str | int, ...] = ()  # of its `expr` in the file, for file_position
 
 
 def load_loki_rules(text: str, source_name: str) -> list[LokiRule]:
     """Translate every alert of a Loki rule file; raise LokiRuleFileError listing all problems."""
+    rules, problems = read_loki_rules(text, source_name)
+    if problems:
+        raise LokiRuleFileError(problems)
+    return rules
+
+
+def read_loki_rules(text: str, source_name: str) -> tuple[list[LokiRule], list[str]]:
+    """The alerts of a Loki rule file that translate, and the problems of the others (of the file if any)."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise LokiRuleFileError([f"{source_name}: invalid YAML: {exc}"]) from None
+        return [], [f"{source_name}: invalid YAML: {exc}"]
     if not isinstance(raw, dict) or set(raw) != {"groups"} or not isinstance(raw["groups"], list):
-        raise LokiRuleFileError([f"{source_name}: expected a map with one key `groups`, a list of rule groups"])
+        return [], [f"{source_name}: expected a map with one key `groups`, a list of rule groups"]
     problems: list[str] = []
     out: list[LokiRule] = []
     seen: set[str] = set()
@@ -68,7 +78,8 @@ def load_loki_rules(text: str, source_name: str) -> list[LokiRule]:
             problems.append(f"{where}: `rules` must be a list")
             continue
         for ri, item in enumerate(rules):
-            loaded = _rule(item, f"{where} rule #{ri + 1}", group["name"], problems)
+            expr_at = Located(text, source_name, ("groups", gi, "rules", ri, "expr"))
+            loaded = _rule(item, f"{where} rule #{ri + 1}", group["name"], problems, expr_at)
             name = item.get("alert") if isinstance(item, dict) else None
             if isinstance(name, str) and name in seen:  # Prometheus allows it; streamalert names one rule
                 problems.append(f"{where} rule {name!r}: duplicate alert name (rule names must be unique)")
@@ -76,12 +87,24 @@ def load_loki_rules(text: str, source_name: str) -> list[LokiRule]:
                 seen.add(name)
             if loaded is not None:
                 out.append(loaded)
-    if problems:
-        raise LokiRuleFileError(problems)
-    return out
+    return out, problems
 
 
-def _rule(item: Any, where: str, group: str, problems: list[str]) -> LokiRule | None:
+@dataclass(frozen=True, slots=True)
+class Located:
+    """An expression's place in its file: problems at a position in it also name the file's line and column."""
+
+    text: str
+    source_name: str
+    path: tuple[str | int, ...]
+
+    def suffix(self, line: int, column: int) -> str:
+        """` (file:line:column)`, or nothing when the position in the file cannot be told exactly."""
+        found = file_position(self.text, self.path, line, column)
+        return "" if found is None else f" ({self.source_name}:{found[0]}:{found[1]})"
+
+
+def _rule(item: Any, where: str, group: str, problems: list[str], expr_at: Located) -> LokiRule | None:
     if not isinstance(item, dict):
         problems.append(f"{where}: must be a map")
         return None
@@ -107,7 +130,7 @@ def _rule(item: Any, where: str, group: str, problems: list[str]) -> LokiRule | 
         try:
             translation = translate(expr)
         except LogQLError as exc:
-            problems.append(f"{where}: expr {exc}")
+            problems.append(f"{where}: expr {exc}{expr_at.suffix(exc.line, exc.column)}")
     for_ms = _check_duration(item.get("for", "0s"), f"{where}: for", problems)
     if translation is None or len(problems) > before:
         return None
@@ -120,7 +143,7 @@ def _rule(item: Any, where: str, group: str, problems: list[str]) -> LokiRule | 
     for key in ("labels", "annotations"):
         if item.get(key):
             rule[key] = {str(k): str(v) for k, v in item[key].items()}
-    return LokiRule(group, rule, translation)
+    return LokiRule(group, rule, translation, expr_at.path)
 
 
 def _check_duration(value: Any, where: str, problems: list[str]) -> int:
