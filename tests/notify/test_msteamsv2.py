@@ -234,5 +234,5 @@ def test_config_needs_one_url(tmp_path: pathlib.Path) -> None:
     with pytest.raises(pydantic.ValidationError) as caught:
         Msteamsv2Config.model_validate({"webhook_url": f"ftp://x.example{PATH}{QUERY}"})
     assert SIG not in str(caught.value.errors(include_input=False))
-    with pytest.raises(pydantic.ValidationError, match="Extra inputs"):
-        Msteamsv2Config.model_validate({"webhook_url": f"https://x.example{PATH}{QUERY}", "title": "{{ x }}"})
+    with pytest.raises(pydantic.ValidationError, match="summary: not a template this sink uses"):
+        Msteamsv2Config.model_validate({"webhook_url": f"https://x.example{PATH}{QUERY}", "summary": "{{ x }}"})

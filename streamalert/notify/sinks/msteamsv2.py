@@ -181,17 +181,21 @@ def render(notification: Notification) -> dict[str, Any]:
 
 def _with_text(heading: dict[str, Any], text: str, truncated: int, footer: dict[str, Any]) -> dict[str, Any]:
     """The card with the `text` template's output (Markdown, as written: the template author's) as its body, cut
-    until the message fits MAX_CARD_BYTES (a character is at least one byte of JSON, so this ends in two or
-    three rounds)."""
+    to the longest prefix whose JSON keeps the message within MAX_CARD_BYTES."""
     more = [{"type": "TextBlock", "text": f"_and {truncated} more_", "wrap": True}] if truncated > 0 else []
-    limit = min(len(text), MAX_CARD_BYTES)
-    while True:
-        block = {"type": "TextBlock", "text": _cut(text, limit), "wrap": True}
-        message = _message([heading, block, *more, footer])
-        excess = len(orjson.dumps(message)) - MAX_CARD_BYTES
-        if excess <= 0 or limit <= 1:
-            return message
-        limit = max(1, limit - excess - len(_ELLIPSIS.encode()))
+    block = {"type": "TextBlock", "text": "", "wrap": True}
+    message = _message([heading, block, *more, footer])
+    room = MAX_CARD_BYTES - len(orjson.dumps(message))
+
+    def fits(limit: int) -> bool:
+        return len(orjson.dumps(_cut(text, limit))) - 2 <= room  # the text's JSON string, without its quotes
+
+    low, high = 1, len(text)  # bisect: the longest cut that fits (the JSON of a character is 1 to 6 bytes)
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    block["text"] = _cut(text, low)
+    return message
 
 
 class Msteamsv2Sink:
