@@ -228,11 +228,12 @@ def test_card_size_is_bounded() -> None:
 
 
 def test_config_needs_one_url(tmp_path: pathlib.Path) -> None:
-    """Exactly one of webhook_url and webhook_url_file; an inline URL is checked and never echoed."""
+    """Exactly one of webhook_url and webhook_url_file; an inline URL is checked and never echoed; a template
+    field the sink does not read is refused."""
     with pytest.raises(pydantic.ValidationError, match="exactly one of webhook_url and webhook_url_file"):
         Msteamsv2Config.model_validate({})
     with pytest.raises(pydantic.ValidationError) as caught:
         Msteamsv2Config.model_validate({"webhook_url": f"ftp://x.example{PATH}{QUERY}"})
     assert SIG not in str(caught.value.errors(include_input=False))
-    with pytest.raises(pydantic.ValidationError, match="Extra inputs"):
-        Msteamsv2Config.model_validate({"webhook_url": f"https://x.example{PATH}{QUERY}", "title": "{{ x }}"})
+    with pytest.raises(pydantic.ValidationError, match="summary: not a template this sink uses"):
+        Msteamsv2Config.model_validate({"webhook_url": f"https://x.example{PATH}{QUERY}", "summary": "{{ x }}"})

@@ -15,16 +15,20 @@ from __future__ import annotations
 import pathlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
+from pydantic import ValidationError
 
 from streamalert.config.notify import NotifySettings
 from streamalert.notify.model import ZERO_TIME, Alert, Notification, fingerprint
 from streamalert.notify.sender import Outcome, Sender
 from streamalert.notify.sinks import registry
 from streamalert.notify.sinks.base import Sink
+from streamalert.notify.templates import FIELDS
 from streamalert.state.base import Changes
 from streamalert.state.memory import MemoryStore
 from streamalert.telemetry.metrics import Metrics
@@ -232,6 +236,24 @@ async def test_accepted_request_conforms(case: SinkCase, tmp_path: pathlib.Path)
     h.check_accepted()
     assert h.sleep.calls == []
     assert h.counter("notifications_total", status="sent") == 1
+
+
+async def test_every_template_a_sink_lists_reaches_the_vendor(case: SinkCase, tmp_path: pathlib.Path) -> None:
+    """Each template field a sink's config lists (TEMPLATES) is in what it sends; every other field is refused
+    by its config, so no sink accepts a template it would ignore."""
+    config_class = registry()[case.kind].config
+    settings = case.make_sink("http://127.0.0.1:9", tmp_path).config.model_dump(exclude_unset=True)
+    for name in FIELDS:
+        if name not in config_class.TEMPLATES:
+            with pytest.raises(ValidationError, match=f"{name}: not a template this sink uses"):
+                config_class.model_validate({**settings, name: "{{ Status }}"})
+            continue
+        marker = f"rendered{name.upper()}template"
+        async with harness(case, tmp_path) as h, aiohttp.ClientSession() as http:
+            await h.sink.send(replace(h.notification, rendered={name: marker}), http)
+        [request] = h.vendor.requests
+        assert request.problems == []
+        assert marker in orjson.dumps(request.body).decode(), f"{case.kind} ignores its {name} template"
 
 
 async def test_rate_limit_honours_retry_after(case: SinkCase, tmp_path: pathlib.Path) -> None:

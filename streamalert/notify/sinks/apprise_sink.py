@@ -4,7 +4,8 @@
 `url` / `url_file` is one Apprise URL (`gchat://...`, `mmosts://...`, `json://host/path`, ...): a secret, since
 such URLs carry the service's token; it is never echoed. The message is a title (`Notification.title()`) and a
 plain-text body (one paragraph per alert: status, name, severity, value, summary, labels, runbook), with
-Apprise's notify type from the status and the highest severity.
+Apprise's notify type from the status and the highest severity. The `title` and `text` templates (Apprise's
+title and body) replace them; the body in `body_format`, cut to MAX_BODY.
 
 Best effort, because Apprise hides what the service answered: the status is read from Apprise's own log
 records (`error=<status>`, kept to this sink, never passed on: they name hosts), so 429 and 5xx are retried and
@@ -24,7 +25,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr, model_validator
@@ -48,6 +49,7 @@ _LOGGER = "apprise"
 
 
 class AppriseConfig(SinkConfig):
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("title", "text")  # the title, and the body
     url: SecretStr | None = None  # one Apprise URL
     url_file: Path | None = None
     body_format: Literal["text", "markdown"] = "text"
@@ -85,8 +87,16 @@ def notify_type(notification: Notification) -> str:
     return "failure" if top >= 2 else "warning" if top == 1 else "info"
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_BODY else text[: MAX_BODY - 1] + "…"
+
+
 def body(notification: Notification) -> str:
-    """One paragraph per alert, firing first and most severe first; at most MAX_ALERTS, then "and N more"."""
+    """The `text` template's output if set (and not empty), else one paragraph per alert, firing first and most
+    severe first; at most MAX_ALERTS, then "and N more"."""
+    templated = notification.template("text")
+    if templated:
+        return _cut(templated)
     alerts = ordered_alerts(notification)
     paragraphs = []
     for alert in alerts[:MAX_ALERTS]:
@@ -110,8 +120,7 @@ def body(notification: Notification) -> str:
         paragraphs.append(f"and {hidden} more")
     if is_http_url(notification.external_url):
         paragraphs.append(notification.external_url)
-    text = "\n\n".join(paragraphs)
-    return text if len(text) <= MAX_BODY else text[: MAX_BODY - 1] + "…"
+    return _cut("\n\n".join(paragraphs))
 
 
 class _Capture(logging.Handler):

@@ -53,13 +53,14 @@ class SinkConfig(BaseModel):
     send_resolved: bool = True
     timeout: str = "10s"  # per attempt
     # message templates (streamalert.notify.templates), rendered when the notification is made; a sink reads
-    # the ones it names in TEMPLATES (every sink that shows `Notification.title()` gets `title` for free)
+    # the ones it names in TEMPLATES, and only those: one it would ignore is refused, so none by default (a
+    # sink that shows `Notification.title()` lists "title")
     title: str | None = None
     text: str | None = None
     subject: str | None = None
     html: str | None = None
     summary: str | None = None
-    TEMPLATES: ClassVar[tuple[str, ...]] = ("title",)
+    TEMPLATES: ClassVar[tuple[str, ...]] = ()
 
     @field_validator("timeout")
     @classmethod

@@ -10,6 +10,10 @@ echoed. The card (Adaptive Card 1.4, full width) holds:
   only); at most `MAX_ALERTS`, then "and N more" (counting `truncated_alerts` too);
 - the receiver and, if set, a link to the external URL.
 
+The `title` and `text` templates are Alertmanager's msteamsv2 `title` and `text`: the heading, and one TextBlock
+in place of the alert containers (the template's Markdown as written, cut to fit the size limit; an empty one
+keeps the containers).
+
 User text is escaped for the card's Markdown subset (no link or emphasis can be injected) and cut per field;
 the whole message stays under `MAX_CARD_BYTES` (Teams refuses messages over 28 KB): alerts are dropped from the
 end, into "and N more", until it fits.
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import orjson
 from pydantic import SecretStr, model_validator
@@ -59,6 +63,7 @@ SEVERITY_COLOR = {"critical": "attention", "error": "attention", "warning": "war
 
 
 class Msteamsv2Config(SinkConfig):
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("title", "text")  # the heading; text replaces the alert containers
     webhook_url: SecretStr | None = None  # the workflow's HTTP POST URL
     webhook_url_file: Path | None = None
 
@@ -157,6 +162,9 @@ def render(notification: Notification) -> dict[str, Any]:
     if external is not None:
         footer_parts.append(external)
     footer = {"type": "TextBlock", "text": " · ".join(footer_parts), "wrap": True, "isSubtle": True, "size": "Small"}
+    templated = notification.template("text")
+    if templated:
+        return _with_text(heading, templated, notification.truncated_alerts, footer)
     alerts = ordered_alerts(notification)
     containers = [alert_container(a) for a in alerts[:MAX_ALERTS]]
     while True:
@@ -169,6 +177,25 @@ def render(notification: Notification) -> dict[str, Any]:
         if not containers or len(orjson.dumps(message)) <= MAX_CARD_BYTES:
             return message
         containers.pop()
+
+
+def _with_text(heading: dict[str, Any], text: str, truncated: int, footer: dict[str, Any]) -> dict[str, Any]:
+    """The card with the `text` template's output (Markdown, as written: the template author's) as its body, cut
+    to the longest prefix whose JSON keeps the message within MAX_CARD_BYTES."""
+    more = [{"type": "TextBlock", "text": f"_and {truncated} more_", "wrap": True}] if truncated > 0 else []
+    block = {"type": "TextBlock", "text": "", "wrap": True}
+    message = _message([heading, block, *more, footer])
+    room = MAX_CARD_BYTES - len(orjson.dumps(message))
+
+    def fits(limit: int) -> bool:
+        return len(orjson.dumps(_cut(text, limit))) - 2 <= room  # the text's JSON string, without its quotes
+
+    low, high = 1, len(text)  # bisect: the longest cut that fits (the JSON of a character is 1 to 6 bytes)
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    block["text"] = _cut(text, low)
+    return message
 
 
 class Msteamsv2Sink:

@@ -9,9 +9,11 @@ opsgenie_configs use one alias per group instead; per alert, a resolve closes ex
 `priority` comes from the alert's severity through `priorities` (default critical P1, error P2, warning P3,
 info P5; a partial map overrides those levels only). `responders`, `tags`, `details`, `entity`, `note` and
 `source` follow Alertmanager's opsgenie_config (`type: teams` with comma-separated names is expanded into one
-team each, as Alertmanager does). Texts are cut to the Alert API's documented limits. The key is sent as
-`Authorization: GenieKey <api_key>` and never appears in an error. Requests go one after another: a retry of the
-same notification skips those Opsgenie already accepted.
+team each, as Alertmanager does). The `title` and `text` templates are Alertmanager's `message` and
+`description`: set, they are those of every create request of the notification (the title on one line, cut to
+130 characters; the text as written); unset, failed or empty, each alert's own. Texts are cut to the Alert API's
+documented limits. The key is sent as `Authorization: GenieKey <api_key>` and never appears in an error.
+Requests go one after another: a retry of the same notification skips those Opsgenie already accepted.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import dataclasses
 import hashlib
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -85,6 +87,7 @@ class Responder(BaseModel):
 
 
 class OpsgenieConfig(SinkConfig):
+    TEMPLATES: ClassVar[tuple[str, ...]] = ("title", "text")  # Alertmanager's message and description
     api_key: SecretStr | None = None  # the API integration's key (GenieKey)
     api_key_file: Path | None = None
     api_url: str = US_API_URL  # EU accounts: https://api.eu.opsgenie.com/
@@ -182,6 +185,16 @@ def description(alert: Alert, notification: Notification) -> str:
     return cut("\n".join(lines), MAX_DESCRIPTION)
 
 
+def templated_message(notification: Notification) -> str:
+    """The `title` template's output as the message, on one line and cut to 130; "" if none (or empty)."""
+    return cut(" ".join((notification.template("title") or "").split()), MAX_MESSAGE)
+
+
+def templated_description(notification: Notification) -> str:
+    """The `text` template's output as the description, cut to the API's limit; "" if none (or empty)."""
+    return cut(notification.template("text") or "", MAX_DESCRIPTION)
+
+
 def details(alert: Alert, extra: dict[str, str]) -> dict[str, str]:
     """The alert's labels and `extra` (the config's details win), within the API's 8000 characters: labels
     that do not fit are left out, largest last."""
@@ -227,9 +240,9 @@ class OpsgenieSink:
 
     def create(self, alert: Alert, notification: Notification) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "message": message(alert),
+            "message": templated_message(notification) or message(alert),
             "alias": alias(alert),
-            "description": description(alert, notification),
+            "description": templated_description(notification) or description(alert, notification),
             "priority": self.priority(alert),
             "source": self.config.source,
             "details": details(alert, self.config.details),
