@@ -245,9 +245,14 @@ def _replay(args: argparse.Namespace) -> int:
         writer = JsonLinesWriter(sys.stdout.buffer)
     engine = Engine(rules, lateness_ms=lateness, until_ms=until)
     progress = _Progress(source.total_bytes) if sys.stderr.isatty() and not args.no_progress else None
+    # A store that outlives this process may be continued (--resume): what only the end of input decides
+    # is printed as provisional and not stored (pipeline.run).
+    provisional = None if args.state.startswith("memory:") else _Provisional(writer)
     watch = Stopwatch()
     try:
-        summary, dead = asyncio.run(_replay_async(engine, source, store, args, writer, progress, notifying))
+        summary, dead = asyncio.run(
+            _replay_async(engine, source, store, args, writer, progress, notifying, provisional)
+        )
     except RedisError as exc:
         print(f"state store {redact(args.state)}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -257,7 +262,7 @@ def _replay(args: argparse.Namespace) -> int:
     writer.close()
     if progress is not None:
         progress.done()
-    _print_summary(summary, watch.elapsed())
+    _print_summary(summary, watch.elapsed(), provisional.count if provisional else 0)
     return _verdict(args, source.problems, summary, dead)
 
 
@@ -325,6 +330,7 @@ async def _replay_async(
     writer: JsonLinesWriter | TableWriter | _Discard,
     progress: _Progress | None,
     notifying: tuple[Notifier, NotifyConfig, bool] | None = None,
+    provisional: _Provisional | None = None,
 ) -> tuple[RunSummary, int]:
     """The run's summary and how many notifications it dead-lettered (with --send)."""
     from streamalert.notify.model import Notification  # noqa: PLC0415
@@ -344,9 +350,11 @@ async def _replay_async(
                 "would be counted twice)"
             )
         if notifying is None:
-            return await run(engine, source, store, writer, progress.update if progress else None), 0
+            on_batch = progress.update if progress else None
+            return await run(engine, source, store, writer, on_batch, provisional=provisional), 0
         notifier, config, send = notifying
-        summary = await run(engine, source, store, writer, progress.update if progress else None, notifier)
+        on_batch = progress.update if progress else None
+        summary = await run(engine, source, store, writer, on_batch, notifier, provisional)
         if not send:  # a dry run: every notification printed, in the order the dispatcher decided them
             out = StdoutSink(StdoutConfig())
             for _, raw in await store.outbox(None, 1_000_000):
@@ -367,8 +375,22 @@ class _Discard:
     def write(self, transitions: list[Transition]) -> None:
         return None
 
+    def write_provisional(self, transitions: list[Transition]) -> None:
+        return None
+
     def close(self) -> None:
         return None
+
+
+class _Provisional:
+    """Where replay's end-of-input flush goes when the state may be continued: the writer, marked provisional."""
+
+    def __init__(self, writer: JsonLinesWriter | TableWriter | _Discard) -> None:
+        self.writer, self.count = writer, 0
+
+    def write(self, transitions: list[Transition]) -> None:
+        self.count += len(transitions)
+        self.writer.write_provisional(transitions)
 
 
 # replay --notify without --config: every alert to stdout, grouped by rule, with Alertmanager's default timers
@@ -499,7 +521,7 @@ class _Progress:
         sys.stderr.write("\r" + " " * 40 + "\r")
 
 
-def _print_summary(summary: RunSummary, seconds: float) -> None:
+def _print_summary(summary: RunSummary, seconds: float, provisional: int = 0) -> None:
     stats = summary.stats
     rate = summary.lines / seconds if seconds > 0 else 0.0
     print(
@@ -509,6 +531,12 @@ def _print_summary(summary: RunSummary, seconds: float) -> None:
         f"in {seconds:.2f}s ({rate:,.0f} lines/s)",
         file=sys.stderr,
     )
+    if provisional:
+        print(
+            f"replay: the last {provisional} transition(s) are provisional: decided by the end of the input, "
+            "not stored; a --resume run over the lines that follow decides them again",
+            file=sys.stderr,
+        )
 
 
 def _config_or_exit(path: str, *, lenient: bool = False) -> AppConfig | None:
