@@ -127,3 +127,29 @@ notify: {{max_attempts: 1}}
     done = streamalert("replay", INCIDENT, "--rules", RULES, "--notify", "--send", "--config", config)
     assert done.returncode == 1
     assert "notification(s) could not be delivered and were dead-lettered" in done.stderr
+
+
+@pytest.mark.redis
+def test_resume_split_at_one_millisecond_gives_one_runs_transitions(redis_url: str, tmp_path: Path) -> None:
+    """The incident split between two lines of 10:30:00.000: `replay A --state`, then `replay B --resume`,
+    prints one run's transitions (A's provisional lines aside), QuestionnaireEvaluationFailures at 10:30:00
+    value 6. (Before: HighAuthFailureRate fired at 10:35:30.500 instead of 10:35:30.000.)"""
+    cut = 2902
+    lines = INCIDENT.read_bytes().splitlines(keepends=True)
+    first, rest = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(b"".join(lines[:cut]))
+    rest.write_bytes(b"".join(lines[cut:]))
+    assert lines[cut - 1][:40] == lines[cut][:40], "both parts hold lines of 10:30:00.000"
+    state = f"{redis_url}?namespace=cli-split-{cut}"
+    a = streamalert("replay", first, "--rules", RULES, "--state", state, "--reset-state")
+    b = streamalert("replay", rest, "--rules", RULES, "--state", state, "--resume")
+    assert a.returncode == b.returncode == 0, a.stderr + b.stderr
+    provisional = [line for line in a.stdout.splitlines() if orjson.loads(line).get("provisional")]
+    assert provisional, "A ends inside the incident: its end decides something"
+    assert f"the last {len(provisional)} transition(s) are provisional" in a.stderr
+    final = [line for line in a.stdout.splitlines() if line not in provisional]
+    expected = (INCIDENT.parent / "expected-transitions.jsonl").read_text("utf-8").splitlines()
+    assert final + b.stdout.splitlines() == expected
+    fired = [orjson.loads(line) for line in final + b.stdout.splitlines()]
+    questionnaire = [t for t in fired if t["rule"] == "QuestionnaireEvaluationFailures" and t["state"] == "firing"]
+    assert [(t["at"], t["value"]) for t in questionnaire] == [("2026-01-26T10:30:00.000Z", 6)]
