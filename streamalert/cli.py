@@ -609,12 +609,19 @@ def _check_config(path: str) -> int:
 
 
 def _routes(args: argparse.Namespace) -> int:
+    from streamalert.config.app import ConfigError, load_routing  # noqa: PLC0415
     from streamalert.config.notify import build_route  # noqa: PLC0415
     from streamalert.notify.routing import MatcherError, parse_matchers  # noqa: PLC0415
 
-    config = _config_or_exit(args.config, lenient=True)  # the routing tree needs no source token
-    if config is None:
+    unset: list[str] = []  # the routing tree needs no token: an unset ${VAR} is left as written
+    try:
+        config = load_routing(args.config, unset=unset)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return 2
+    if unset:
+        names = ", ".join(sorted(set(unset)))
+        print(f"{args.config}: note: environment variable(s) not set, left as written: {names}", file=sys.stderr)
     if config.route is None:
         print(f"{args.config}: no route configured", file=sys.stderr)
         return 2

@@ -213,14 +213,7 @@ def load_config(path: str | Path, *, unset: list[str] | None = None) -> AppConfi
     added there and the `${VAR}` is left as written (for checks that want every problem in one run).
     Relative paths (`rules`, secret and certificate files) are resolved against the file's folder."""
     file = Path(path)
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: invalid YAML: {_yaml_problem(exc)}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{file}: must be a map of settings")
+    raw = _read(file)
     missing: list[str] = []
     data = _substitute(raw, missing, keep=unset is not None)
     if unset is not None:
@@ -230,12 +223,49 @@ def load_config(path: str | Path, *, unset: list[str] | None = None) -> AppConfi
     try:
         config = AppConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            _located(err["loc"], err["msg"].removeprefix("Value error, ")) for err in exc.errors(include_input=False)
-        )
-        raise ConfigError(f"{file}: {problems}") from None
+        raise ConfigError(f"{file}: {_problems(exc)}") from None
     _resolve_paths(config, file.parent)  # relative to the config file, not the working directory
     return config
+
+
+def load_routing(path: str | Path, *, unset: list[str]) -> NotifyConfig:
+    """The routing tree and receivers for `routes test`: of a service config, or of a plain Alertmanager
+    file (neither `rules:` nor `sources:`), of which only `route` and the receivers' names are read (its
+    `global:`, templates and receiver settings are Alertmanager's business, not needed to route)."""
+    file = Path(path)
+    raw = _read(file)
+    if "rules" in raw or "sources" in raw:
+        return load_config(file, unset=unset)
+    receivers = raw.get("receivers") or []
+    names = [{"name": r.get("name")} for r in receivers if isinstance(r, dict)] if isinstance(receivers, list) else []
+    data = _substitute({"route": raw.get("route"), "receivers": names}, unset, keep=True)
+    try:
+        config = NotifyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{file}: {_problems(exc)}") from None
+    problems = config.check()
+    if problems:
+        raise ConfigError(f"{file}: {'; '.join(problems)}")
+    return config
+
+
+def _read(file: Path) -> dict[str, Any]:
+    """The file's YAML, which must be a map; ConfigError naming the file (and line) otherwise."""
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: invalid YAML: {_yaml_problem(exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: must be a map of settings")
+    return raw
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        _located(err["loc"], err["msg"].removeprefix("Value error, ")) for err in exc.errors(include_input=False)
+    )
 
 
 def _resolve_paths(model: BaseModel, base: Path) -> None:

@@ -107,7 +107,7 @@ async def _one_run(lines: list[bytes]) -> list[bytes]:
     return rendered(sink.transitions)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(plan=split_plans())
 def test_resume_after_any_split_gives_one_runs_transitions(redis_url: str, plan: tuple[list[bytes], int, int]) -> None:
     """A, then --resume B, gives exactly one run's transitions over A+B; A's provisional lines are A-alone's tail."""
