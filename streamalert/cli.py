@@ -147,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_argument("--severity", help="only alerts with this severity label")
     alerts.add_argument("--limit", type=int, default=20, help="the last N (default 20)")
     alerts.add_argument("--notifications", action="store_true", help="delivered notifications instead")
+    for command in (check, run_cmd, replay, test, routes_test, outbox, alerts):
+        command.set_defaults(subparser=command)  # so that a handler's argument errors print its usage
     return parser
 
 
@@ -163,10 +165,18 @@ def _load(path: str) -> list[Rule] | None:
         return None
 
 
+def _usage_error(args: argparse.Namespace, message: str) -> int:
+    """An argument error found by a handler, answered as argparse answers its own: the sub-command's usage,
+    then `streamalert SUB: error: message`; exit status 2."""
+    parser: argparse.ArgumentParser = args.subparser
+    parser.print_usage(sys.stderr)
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def _check(args: argparse.Namespace) -> int:
     if (args.path is None) == (args.config is None):
-        print("check: give a rule path or --config FILE", file=sys.stderr)
-        return 2
+        return _usage_error(args, "give a rule path or --config FILE")
     if args.config is not None:
         return _check_config(args.config)
     rules = _load(args.path)
@@ -202,8 +212,7 @@ def _replay_options(args: argparse.Namespace) -> str | None:
 def _replay(args: argparse.Namespace) -> int:
     conflict = _replay_options(args)
     if conflict is not None:
-        print(f"replay: {conflict}", file=sys.stderr)
-        return 2
+        return _usage_error(args, conflict)
     import asyncio  # noqa: PLC0415
 
     from redis.exceptions import RedisError  # noqa: PLC0415
@@ -280,13 +289,13 @@ def _replay_times(args: argparse.Namespace) -> tuple[int, int | None] | None:
     try:
         lateness = parse_duration(args.lateness)
     except ValueError as exc:
-        print(f"--lateness: {exc}", file=sys.stderr)
+        _usage_error(args, f"--lateness: {exc}")
         return None
     until = None
     if args.until is not None:
         until = parse_time(float(args.until) if _is_number(args.until) else args.until)
         if until is None:
-            print(f"--until: cannot read {args.until!r} as a time (ISO 8601 or epoch seconds)", file=sys.stderr)
+            _usage_error(args, f"--until: cannot read {args.until!r} as a time (ISO 8601 or epoch seconds)")
             return None
     return lateness, until
 
@@ -425,7 +434,10 @@ def _replay_notifying(args: argparse.Namespace) -> tuple[Notifier, NotifyConfig,
             print(f"{args.config}: no route configured", file=sys.stderr)
             return False
     else:
-        config = NotifyConfig.model_validate(_DEFAULT_NOTIFY)
+        from streamalert.config.app import HttpConfig, default_external_url  # noqa: PLC0415
+
+        external = default_external_url(HttpConfig().listen)  # as a service on the default listener
+        config = NotifyConfig.model_validate({**_DEFAULT_NOTIFY, "notify": {"external_url": external}})
     if args.send:  # a dry run needs no secrets: it only prints
         try:
             build_sinks(config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -11,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamalert.config.notify import LabelName, NotifyConfig, ReceiverSpec
+from streamalert.config.yaml_load import yaml_problem
 from streamalert.durations import parse_duration
 from streamalert.sources.kafka_config import KafkaConfig
 from streamalert.sources.vector_config import VectorHttpConfig
@@ -184,6 +186,12 @@ class AppConfig(NotifyConfig):
         return value
 
     @model_validator(mode="after")
+    def _external_url(self) -> Self:
+        if not self.notify.external_url:  # webhook payloads carry it: Alertmanager always fills it in too
+            self.notify.external_url = default_external_url(self.http.listen)
+        return self
+
+    @model_validator(mode="after")
     def _notify_keys(self) -> Self:
         problems = self.check()
         if problems:
@@ -205,6 +213,12 @@ class AppConfig(NotifyConfig):
 
     def ms(self, name: str) -> int:
         return parse_duration(str(getattr(self, name)))
+
+
+def default_external_url(listen: str) -> str:
+    """`notify.external_url` when not set: this host's name and the listener's port, as Alertmanager derives
+    its own (`http://<hostname>:9093`). A receiver cannot reach the loopback address the listener may bind."""
+    return f"http://{socket.gethostname()}:{listen.rpartition(':')[2]}"
 
 
 def load_config(path: str | Path, *, unset: list[str] | None = None) -> AppConfig:
@@ -256,7 +270,7 @@ def _read(file: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: invalid YAML: {_yaml_problem(exc)}") from None
+        raise ConfigError(f"{file}: invalid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: must be a map of settings")
     return raw
@@ -305,14 +319,6 @@ def secret_files(config: AppConfig) -> list[tuple[str, Path]]:
 def _located(loc: tuple[int | str, ...], message: str) -> str:
     where = ".".join(str(p) for p in loc)
     return f"{where}: {message}" if where else message
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """Where and what, without PyYAML's snippet of the line (it can hold a secret)."""
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        return f"{exc.problem or exc.context} at line {mark.line + 1}, column {mark.column + 1}"
-    return type(exc).__name__
 
 
 def _substitute(value: Any, missing: list[str], *, keep: bool = False) -> Any:

@@ -13,7 +13,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from streamalert.config.yaml_load import safe_load
+from streamalert.config.yaml_load import safe_load, yaml_problem
 from streamalert.durations import parse_duration
 from streamalert.rules.condition import Condition, parse_condition
 from streamalert.rules.matchers import MatchError, compile_match
@@ -132,13 +132,20 @@ def _load_file(file: Path, problems: list[Problem]) -> list[tuple[str, Rule | No
         problems.append(Problem(name, None, None, f"cannot read: {exc}"))
         return []
     except yaml.YAMLError as exc:
-        problems.append(Problem(name, None, None, f"invalid YAML: {exc}".replace("\n", " ")))
+        problems.append(Problem(name, None, None, f"invalid YAML: {yaml_problem(exc)}"))
+        return []
+    if not isinstance(raw, dict) or not isinstance(raw.get("rules", []), list):
+        # pydantic would say "valid dictionary or instance of RuleFileSpec": say what the file must hold
+        got = f"`rules:` holding {_kind(raw['rules'])}" if isinstance(raw, dict) else _kind(raw)
+        got = "an empty file" if raw is None else got
+        problems.append(Problem(name, None, None, f"must be a map with a `rules:` list, got {got}"))
         return []
     try:
         spec = RuleFileSpec.model_validate(raw)
     except ValidationError as exc:
         for err in exc.errors():
-            problems.append(Problem(name, None, _loc(err["loc"]), err["msg"]))
+            message = {"extra_forbidden": "unknown key", "missing": "missing: a rule file holds a `rules:` list"}
+            problems.append(Problem(name, None, _loc(err["loc"]), message.get(err["type"], err["msg"])))
         return []
     out: list[tuple[str, Rule | None]] = []
     for index, item in enumerate(spec.rules):

@@ -153,3 +153,47 @@ def test_resume_split_at_one_millisecond_gives_one_runs_transitions(redis_url: s
     fired = [orjson.loads(line) for line in final + b.stdout.splitlines()]
     questionnaire = [t for t in fired if t["rule"] == "QuestionnaireEvaluationFailures" and t["state"] == "firing"]
     assert [(t["at"], t["value"]) for t in questionnaire] == [("2026-01-26T10:30:00.000Z", 6)]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "rules:\n  - name: x\n    match: {a: [\n",
+            "invalid YAML: expected the node content, but found '<stream end>' at line 4",
+        ),
+        ("- name: x\n", "must be a map with a `rules:` list, got a list"),
+        ("rules: 5\n", "must be a map with a `rules:` list, got `rules:` holding a number (5)"),
+        ("", "must be a map with a `rules:` list, got an empty file"),
+        ("rule:\n  - name: x\n", "rules: missing: a rule file holds a `rules:` list"),
+    ],
+    ids=["yaml-syntax", "a-list", "rules-not-a-list", "empty", "misspelt-key"],
+)
+def test_rule_file_errors_are_one_readable_line(tmp_path: Path, text: str, message: str) -> None:
+    """A broken rule file: file and what is wrong in one line, no "<unicode string>" and no pydantic wording."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(text, "utf-8")
+    done = streamalert("check", path)
+    assert done.returncode == 1
+    assert f"{path}: {message}" in done.stderr.splitlines()[0]
+    for internal in ("<unicode string>", "instance of", "Input should", "Field required"):
+        assert internal not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["replay", "x.jsonl"], "usage: streamalert replay"),
+        (["routes", "test"], "usage: streamalert routes test"),
+        (["check"], "usage: streamalert check"),
+        (["outbox", "--limit", "many"], "usage: streamalert outbox"),
+        (["replay", "x.jsonl", "--rules", "r", "--resume"], "usage: streamalert replay"),
+        (["replay", "x.jsonl", "--rules", str(RULES), "--lateness", "soon"], "usage: streamalert replay"),
+    ],
+    ids=["replay-no-rules", "routes-test-no-config", "check-nothing", "outbox-limit", "replay-conflict", "lateness"],
+)
+def test_sub_command_errors_print_that_sub_commands_usage(argv: list[str], usage: str) -> None:
+    """A sub-command used wrongly answers with its own usage line and exit 2."""
+    done = streamalert(*argv)
+    assert done.returncode == 2
+    assert done.stderr.startswith(usage)

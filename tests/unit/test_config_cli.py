@@ -3,9 +3,12 @@ secret files relative to the config file, and shipped configs that work on a fre
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
-from tests.unit.cli_process import ROOT, RULES, streamalert
+import orjson
+
+from tests.unit.cli_process import INCIDENT, ROOT, RULES, streamalert
 
 THREE_MISSING = f"""
 rules: {RULES}
@@ -156,3 +159,24 @@ def test_routes_test_of_a_broken_alertmanager_file_names_the_key(tmp_path: Path)
     done = streamalert("routes", "test", "--config", config, "a=b")
     assert done.returncode == 2
     assert "route.receiver: unknown receiver 'nobody'" in done.stderr
+
+
+ROUTE_TO_STDOUT = "route: {receiver: out}\nreceivers: [{name: out, stdout_configs: [{}]}]\n"
+
+
+def test_webhook_payloads_carry_an_external_url_without_configuration(tmp_path: Path) -> None:
+    """externalURL is http://<hostname>:<listener port> unless notify.external_url is set (then that)."""
+
+    def external_urls(*options: str | Path) -> set[str]:
+        done = streamalert("replay", INCIDENT, "--rules", RULES, "--notify", *options)
+        assert done.returncode == 0, done.stderr
+        return {orjson.loads(line)["externalURL"] for line in done.stdout.splitlines()}
+
+    host = socket.gethostname()
+    assert external_urls() == {f"http://{host}:8080"}
+    config = tmp_path / "service.yaml"
+    service = f"rules: {RULES}\nsources:\n  vector: {{auth: none}}\n{ROUTE_TO_STDOUT}"
+    config.write_text(service + "http: {listen: ':9093'}\n", "utf-8")
+    assert external_urls("--config", config) == {f"http://{host}:9093"}
+    config.write_text(service + "notify: {external_url: 'https://alerts.example'}\n", "utf-8")
+    assert external_urls("--config", config) == {"https://alerts.example"}
