@@ -656,7 +656,7 @@ def _routes(args: argparse.Namespace) -> int:
 def _outbox(args: argparse.Namespace) -> int:
     import orjson  # noqa: PLC0415
 
-    config = _config_or_exit(args.config)
+    config = _config_or_exit(args.config, lenient=True)  # the state store needs no source token
     if config is None:
         return 2
     if _memory_state(args.config, config.state):
@@ -727,7 +727,7 @@ def _alerts(args: argparse.Namespace) -> int:
 
     from streamalert.notify.history import recent_notifications, recent_transitions  # noqa: PLC0415
 
-    config = _config_or_exit(args.config)
+    config = _config_or_exit(args.config, lenient=True)  # the state store needs no source token
     if config is None:
         return 2
     if _memory_state(args.config, config.state):

@@ -180,3 +180,16 @@ def test_webhook_payloads_carry_an_external_url_without_configuration(tmp_path: 
     assert external_urls("--config", config) == {f"http://{host}:9093"}
     config.write_text(service + "notify: {external_url: 'https://alerts.example'}\n", "utf-8")
     assert external_urls("--config", config) == {"https://alerts.example"}
+
+
+def test_outbox_and_alerts_of_the_shipped_config_need_no_token(redis_url: str) -> None:
+    """`outbox`/`alerts` read only the state store: the shipped config's unset source token is noted, not
+    fatal; on memory state they explain, on Redis state they answer."""
+    done = streamalert("outbox", "--config", "config/streamalert.yaml")
+    assert done.returncode == 2
+    assert "memory state does not outlive the process" in done.stderr
+    assert "not set, left as written: STREAMALERT_TOKEN" in done.stderr
+    state = f"{redis_url}?namespace=readme-alerts"
+    done = streamalert("alerts", "--config", "config/streamalert.yaml", "--limit", "5", STREAMALERT_STATE=state)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
