@@ -172,6 +172,8 @@ def _kind(value: Any) -> str:
         return f"a string ({value!r})"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, dict):
+        return "a map"
     return type(value).__name__
 
 
