@@ -172,6 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     alerts.add_argument("--severity", help="only alerts with this severity label")
     alerts.add_argument("--limit", type=int, default=20, help="the last N (default 20)")
     alerts.add_argument("--notifications", action="store_true", help="delivered notifications instead")
+    for command in (check, run_cmd, replay, test, routes_test, outbox, alerts):
+        command.set_defaults(subparser=command)  # so that a handler's argument errors print its usage
     return parser
 
 
@@ -188,10 +190,18 @@ def _load(path: str) -> list[Rule] | None:
         return None
 
 
+def _usage_error(args: argparse.Namespace, message: str) -> int:
+    """An argument error found by a handler, answered as argparse answers its own: the sub-command's usage,
+    then `streamalert SUB: error: message`; exit status 2."""
+    parser: argparse.ArgumentParser = args.subparser
+    parser.print_usage(sys.stderr)
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def _check(args: argparse.Namespace) -> int:
     if (args.path is None) == (args.config is None):
-        print("check: give a rule path or --config FILE", file=sys.stderr)
-        return 2
+        return _usage_error(args, "give a rule path or --config FILE")
     if args.config is not None:
         return _check_config(args.config)
     rules = _load(args.path)
@@ -236,8 +246,7 @@ def _replay_options(args: argparse.Namespace) -> str | None:
 def _replay(args: argparse.Namespace) -> int:
     conflict = _replay_options(args)
     if conflict is not None:
-        print(f"replay: {conflict}", file=sys.stderr)
-        return 2
+        return _usage_error(args, conflict)
     import asyncio  # noqa: PLC0415
 
     from redis.exceptions import RedisError  # noqa: PLC0415
@@ -274,9 +283,14 @@ def _replay(args: argparse.Namespace) -> int:
     recorder = _recorder(engine) if args.report is not None else None
     writer = _writer(args, notifying is not None, recorder)
     progress = _Progress(source.total_bytes) if sys.stderr.isatty() and not args.no_progress else None
+    # A store that outlives this process may be continued (--resume): what only the end of input decides
+    # is printed as provisional and not stored (pipeline.run).
+    provisional = None if args.state.startswith("memory:") else _Provisional(writer)
     watch = Stopwatch()
     try:
-        summary, dead = asyncio.run(_replay_async(engine, source, store, args, writer, progress, notifying))
+        summary, dead = asyncio.run(
+            _replay_async(engine, source, store, args, writer, progress, notifying, provisional)
+        )
     except RedisError as exc:
         print(f"state store {redact(args.state)}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -286,7 +300,7 @@ def _replay(args: argparse.Namespace) -> int:
     writer.close()
     if progress is not None:
         progress.done()
-    _print_summary(summary, watch.elapsed())
+    _print_summary(summary, watch.elapsed(), provisional.count if provisional else 0)
     code = _verdict(args, source.problems, summary, dead)
     return max(code, _write_report(args.report, recorder, args.files))
 
@@ -420,13 +434,13 @@ def _replay_times(args: argparse.Namespace) -> tuple[int, int | None] | None:
     try:
         lateness = parse_duration(args.lateness)
     except ValueError as exc:
-        print(f"--lateness: {exc}", file=sys.stderr)
+        _usage_error(args, f"--lateness: {exc}")
         return None
     until = None
     if args.until is not None:
         until = parse_time(float(args.until) if _is_number(args.until) else args.until)
         if until is None:
-            print(f"--until: cannot read {args.until!r} as a time (ISO 8601 or epoch seconds)", file=sys.stderr)
+            _usage_error(args, f"--until: cannot read {args.until!r} as a time (ISO 8601 or epoch seconds)")
             return None
     return lateness, until
 
@@ -471,6 +485,7 @@ async def _replay_async(
     writer: JsonLinesWriter | TableWriter | _Discard | _Tee,
     progress: _Progress | None,
     notifying: tuple[Notifier, NotifyConfig, bool] | None = None,
+    provisional: _Provisional | None = None,
 ) -> tuple[RunSummary, int]:
     """The run's summary and how many notifications it dead-lettered (with --send)."""
     from streamalert.notify.model import Notification  # noqa: PLC0415
@@ -490,9 +505,11 @@ async def _replay_async(
                 "would be counted twice)"
             )
         if notifying is None:
-            return await run(engine, source, store, writer, progress.update if progress else None), 0
+            on_batch = progress.update if progress else None
+            return await run(engine, source, store, writer, on_batch, provisional=provisional), 0
         notifier, config, send = notifying
-        summary = await run(engine, source, store, writer, progress.update if progress else None, notifier)
+        on_batch = progress.update if progress else None
+        summary = await run(engine, source, store, writer, on_batch, notifier, provisional)
         if not send:  # a dry run: every notification printed, in the order the dispatcher decided them
             out = StdoutSink(StdoutConfig())
             for _, raw in await store.outbox(None, 1_000_000):
@@ -513,6 +530,9 @@ class _Discard:
     def write(self, transitions: list[Transition]) -> None:
         return None
 
+    def write_provisional(self, transitions: list[Transition]) -> None:
+        return None
+
     def close(self) -> None:
         return None
 
@@ -527,8 +547,23 @@ class _Tee:
         self.writer.write(transitions)
         self.recorder.write(transitions)
 
+    def write_provisional(self, transitions: list[Transition]) -> None:
+        self.writer.write_provisional(transitions)
+        self.recorder.write(transitions)
+
     def close(self) -> None:
         self.writer.close()
+
+
+class _Provisional:
+    """Where replay's end-of-input flush goes when the state may be continued: the writer, marked provisional."""
+
+    def __init__(self, writer: JsonLinesWriter | TableWriter | _Discard | _Tee) -> None:
+        self.writer, self.count = writer, 0
+
+    def write(self, transitions: list[Transition]) -> None:
+        self.count += len(transitions)
+        self.writer.write_provisional(transitions)
 
 
 # replay --notify without --config: every alert to stdout, grouped by rule, with Alertmanager's default timers
@@ -563,7 +598,10 @@ def _replay_notifying(args: argparse.Namespace) -> tuple[Notifier, NotifyConfig,
             print(f"{args.config}: no route configured", file=sys.stderr)
             return False
     else:
-        config = NotifyConfig.model_validate(_DEFAULT_NOTIFY)
+        from streamalert.config.app import HttpConfig, default_external_url  # noqa: PLC0415
+
+        external = default_external_url(HttpConfig().listen)  # as a service on the default listener
+        config = NotifyConfig.model_validate({**_DEFAULT_NOTIFY, "notify": {"external_url": external}})
     if args.send:  # a dry run needs no secrets: it only prints
         try:
             build_sinks(config)
@@ -659,7 +697,7 @@ class _Progress:
         sys.stderr.write("\r" + " " * 40 + "\r")
 
 
-def _print_summary(summary: RunSummary, seconds: float) -> None:
+def _print_summary(summary: RunSummary, seconds: float, provisional: int = 0) -> None:
     stats = summary.stats
     rate = summary.lines / seconds if seconds > 0 else 0.0
     print(
@@ -669,6 +707,12 @@ def _print_summary(summary: RunSummary, seconds: float) -> None:
         f"in {seconds:.2f}s ({rate:,.0f} lines/s)",
         file=sys.stderr,
     )
+    if provisional:
+        print(
+            f"replay: the last {provisional} transition(s) are provisional: decided by the end of the input, "
+            "not stored; a --resume run over the lines that follow decides them again",
+            file=sys.stderr,
+        )
 
 
 def _config_or_exit(path: str, *, lenient: bool = False) -> AppConfig | None:
@@ -743,12 +787,19 @@ def _check_config(path: str) -> int:
 
 
 def _routes(args: argparse.Namespace) -> int:
+    from streamalert.config.app import ConfigError, load_routing  # noqa: PLC0415
     from streamalert.config.notify import build_route  # noqa: PLC0415
     from streamalert.notify.routing import MatcherError, parse_matchers  # noqa: PLC0415
 
-    config = _config_or_exit(args.config, lenient=True)  # the routing tree needs no source token
-    if config is None:
+    unset: list[str] = []  # the routing tree needs no token: an unset ${VAR} is left as written
+    try:
+        config = load_routing(args.config, unset=unset)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return 2
+    if unset:
+        names = ", ".join(sorted(set(unset)))
+        print(f"{args.config}: note: environment variable(s) not set, left as written: {names}", file=sys.stderr)
     if config.route is None:
         print(f"{args.config}: no route configured", file=sys.stderr)
         return 2
@@ -771,7 +822,7 @@ def _routes(args: argparse.Namespace) -> int:
 def _outbox(args: argparse.Namespace) -> int:
     import orjson  # noqa: PLC0415
 
-    config = _config_or_exit(args.config)
+    config = _config_or_exit(args.config, lenient=True)  # the state store needs no source token
     if config is None:
         return 2
     if _memory_state(args.config, config.state):
@@ -842,7 +893,7 @@ def _alerts(args: argparse.Namespace) -> int:
 
     from streamalert.notify.history import recent_notifications, recent_transitions  # noqa: PLC0415
 
-    config = _config_or_exit(args.config)
+    config = _config_or_exit(args.config, lenient=True)  # the state store needs no source token
     if config is None:
         return 2
     if _memory_state(args.config, config.state):

@@ -69,12 +69,20 @@ async def run(
     sink: TransitionSink,
     on_batch: Callable[[Batch], None] | None = None,
     notifier: Notifier | None = None,
+    provisional: TransitionSink | None = None,
 ) -> RunSummary:
     """Drive the engine over a source to its end, checkpointing into the store after every batch.
 
     A batch's checkpoint is committed while the next batch is decoded (one commit in flight, in order).
     Its transitions are handed on, and the batch acknowledged, only once the commit has succeeded: state
     first, so a crash in between can lose a message but never counts an event twice.
+
+    With `provisional` (a store that a later run may continue, `replay --resume`), the state stored last is
+    the state at the horizon, before the end-of-input flush: lines still buffered or held stay stored as
+    pending, so a continuation takes them in with its own lines exactly as one run over both inputs would.
+    What only the end of input decides (finish(): the buffer applied, timers run to the last event time) is
+    handed to `provisional` and not stored: not the series it changes, not the transition log. Notifications
+    it decides are queued (they are sent or printed), but the notification groups stay as at the horizon.
     """
     ttl = rule_ttls(engine.rules, engine.lateness_ms)
     snapshot = await store.load(engine.rule_ids)
@@ -90,11 +98,30 @@ async def run(
         if in_flight is not None:
             await in_flight.done(source, sink, on_batch)
         in_flight = await _Commit.start(engine, store, ttl, batch, notifier)
-    engine.finish()
+    if provisional is None:
+        engine.finish()
     if in_flight is not None:
         await in_flight.done(source, sink, on_batch)
-    await (await _Commit.start(engine, store, ttl, None, notifier, final=True)).done(source, sink, on_batch)
+    final = provisional is None
+    await (await _Commit.start(engine, store, ttl, None, notifier, final=final)).done(source, sink, on_batch)
+    if provisional is not None:
+        await _flush_provisional(engine, store, ttl, notifier, provisional)
     return RunSummary(lines, malformed, engine.stats)
+
+
+async def _flush_provisional(
+    engine: Engine, store: Store, ttl: dict[str, int], notifier: Notifier | None, sink: TransitionSink
+) -> None:
+    """The end-of-input flush of a run a later one may continue: its transitions go to `sink`, and of what it
+    changes only the notifications it queues are stored (the engine state stays at the horizon, stored)."""
+    engine.finish()
+    transitions = engine.drain()
+    if notifier is not None:
+        step = notifier.step(transitions, engine.horizon_ms, final=True)
+        if step.outbox:
+            await store.commit(Changes(meta={}, outbox=[n.to_json() for n in step.outbox]), ttl)
+    if transitions:
+        sink.write(transitions)
 
 
 class _Commit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -11,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamalert.config.notify import LabelName, NotifyConfig, ReceiverSpec
+from streamalert.config.yaml_load import yaml_problem
 from streamalert.durations import parse_duration
 from streamalert.notify.templates import TemplateError, Templates
 from streamalert.sources.kafka_config import KafkaConfig
@@ -185,6 +187,12 @@ class AppConfig(NotifyConfig):
         return value
 
     @model_validator(mode="after")
+    def _external_url(self) -> Self:
+        if not self.notify.external_url:  # webhook payloads carry it: Alertmanager always fills it in too
+            self.notify.external_url = default_external_url(self.http.listen)
+        return self
+
+    @model_validator(mode="after")
     def _notify_keys(self) -> Self:
         problems = self.check()
         if problems:
@@ -208,20 +216,19 @@ class AppConfig(NotifyConfig):
         return parse_duration(str(getattr(self, name)))
 
 
+def default_external_url(listen: str) -> str:
+    """`notify.external_url` when not set: this host's name and the listener's port, as Alertmanager derives
+    its own (`http://<hostname>:9093`). A receiver cannot reach the loopback address the listener may bind."""
+    return f"http://{socket.gethostname()}:{listen.rpartition(':')[2]}"
+
+
 def load_config(path: str | Path, *, unset: list[str] | None = None) -> AppConfig:
     """Read, substitute `${VAR}` / `${VAR:-default}` in string values, validate; ConfigError names file and key.
     A variable that is not set (and has no default) is an error, unless `unset` is given: then its name is
     added there and the `${VAR}` is left as written (for checks that want every problem in one run).
     Relative paths (`rules`, secret and certificate files) are resolved against the file's folder."""
     file = Path(path)
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: invalid YAML: {_yaml_problem(exc)}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{file}: must be a map of settings")
+    raw = _read(file)
     missing: list[str] = []
     data = _substitute(raw, missing, keep=unset is not None)
     if unset is not None:
@@ -231,16 +238,53 @@ def load_config(path: str | Path, *, unset: list[str] | None = None) -> AppConfi
     try:
         config = AppConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            _located(err["loc"], err["msg"].removeprefix("Value error, ")) for err in exc.errors(include_input=False)
-        )
-        raise ConfigError(f"{file}: {problems}") from None
+        raise ConfigError(f"{file}: {_problems(exc)}") from None
     _resolve_paths(config, file.parent)  # relative to the config file, not the working directory
     try:  # the template files are read and compiled now: a broken one fails check, start and reload alike
         Templates(config.templates)
     except TemplateError as exc:
         raise ConfigError(f"{file}: {exc}") from None
     return config
+
+
+def load_routing(path: str | Path, *, unset: list[str]) -> NotifyConfig:
+    """The routing tree and receivers for `routes test`: of a service config, or of a plain Alertmanager
+    file (neither `rules:` nor `sources:`), of which only `route` and the receivers' names are read (its
+    `global:`, templates and receiver settings are Alertmanager's business, not needed to route)."""
+    file = Path(path)
+    raw = _read(file)
+    if "rules" in raw or "sources" in raw:
+        return load_config(file, unset=unset)
+    receivers = raw.get("receivers") or []
+    names = [{"name": r.get("name")} for r in receivers if isinstance(r, dict)] if isinstance(receivers, list) else []
+    data = _substitute({"route": raw.get("route"), "receivers": names}, unset, keep=True)
+    try:
+        config = NotifyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{file}: {_problems(exc)}") from None
+    problems = config.check()
+    if problems:
+        raise ConfigError(f"{file}: {'; '.join(problems)}")
+    return config
+
+
+def _read(file: Path) -> dict[str, Any]:
+    """The file's YAML, which must be a map; ConfigError naming the file (and line) otherwise."""
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: invalid YAML: {yaml_problem(exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: must be a map of settings")
+    return raw
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        _located(err["loc"], err["msg"].removeprefix("Value error, ")) for err in exc.errors(include_input=False)
+    )
 
 
 def _resolve_paths(model: BaseModel, base: Path) -> None:
@@ -282,14 +326,6 @@ def secret_files(config: AppConfig) -> list[tuple[str, Path]]:
 def _located(loc: tuple[int | str, ...], message: str) -> str:
     where = ".".join(str(p) for p in loc)
     return f"{where}: {message}" if where else message
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """Where and what, without PyYAML's snippet of the line (it can hold a secret)."""
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        return f"{exc.problem or exc.context} at line {mark.line + 1}, column {mark.column + 1}"
-    return type(exc).__name__
 
 
 def _substitute(value: Any, missing: list[str], *, keep: bool = False) -> Any:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -59,6 +60,19 @@ def _label_name(value: str) -> str:
 LabelName = Annotated[str, AfterValidator(_label_name)]
 
 
+def _scalar_text(value: Any) -> Any:
+    """A YAML number or boolean as the text of a label value: Alertmanager (Go, map[string]string) reads a
+    legacy `match: {test: 1}` as the string "1", so the same file must load here."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+LabelValue = Annotated[str, BeforeValidator(_scalar_text)]
+
+
 def _durations(value: str | None) -> str | None:
     if value is not None:
         parse_duration(value)
@@ -74,8 +88,8 @@ class RouteSpec(BaseModel):
     group_interval: str | None = None
     repeat_interval: str | None = None
     matchers: list[MatcherText] = Field(default_factory=list)
-    match: dict[LabelName, str] = Field(default_factory=dict)  # Alertmanager's deprecated forms, still accepted
-    match_re: dict[LabelName, str] = Field(default_factory=dict)
+    match: dict[LabelName, LabelValue] = Field(default_factory=dict)  # Alertmanager's deprecated forms, accepted
+    match_re: dict[LabelName, LabelValue] = Field(default_factory=dict)
     continue_: bool = Field(default=False, alias="continue")
     mute_time_intervals: list[str] = Field(default_factory=list)  # names; not inherited by child routes
     active_time_intervals: list[str] = Field(default_factory=list)

@@ -15,7 +15,7 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from streamalert.config.yaml_load import safe_load
+from streamalert.config.yaml_load import safe_load, yaml_problem
 from streamalert.decode import LINE_FIELD
 from streamalert.durations import format_duration, parse_duration
 from streamalert.rules.condition import Condition, parse_condition
@@ -138,7 +138,13 @@ def _load_file(file: Path, problems: list[Problem]) -> list[tuple[str, Rule | No
         problems.append(Problem(name, None, None, f"cannot read: {exc}"))
         return []
     except yaml.YAMLError as exc:
-        problems.append(Problem(name, None, None, f"invalid YAML: {exc}".replace("\n", " ")))
+        problems.append(Problem(name, None, None, f"invalid YAML: {yaml_problem(exc)}"))
+        return []
+    if not isinstance(raw, dict) or not isinstance(raw.get("rules", []), list):
+        # pydantic would say "valid dictionary or instance of RuleFileSpec": say what the file must hold
+        got = f"`rules:` holding {_kind(raw['rules'])}" if isinstance(raw, dict) else _kind(raw)
+        got = "an empty file" if raw is None else got
+        problems.append(Problem(name, None, None, f"must be a map with a `rules:` list, got {got}"))
         return []
     if isinstance(raw, dict) and "groups" in raw:
         return _load_loki_file(name, text, problems)
@@ -146,7 +152,8 @@ def _load_file(file: Path, problems: list[Problem]) -> list[tuple[str, Rule | No
         spec = RuleFileSpec.model_validate(raw)
     except ValidationError as exc:
         for err in exc.errors():
-            problems.append(Problem(name, None, _loc(err["loc"]), err["msg"]))
+            message = {"extra_forbidden": "unknown key", "missing": "missing: a rule file holds a `rules:` list"}
+            problems.append(Problem(name, None, _loc(err["loc"]), message.get(err["type"], err["msg"])))
         return []
     out: list[tuple[str, Rule | None]] = []
     for index, item in enumerate(spec.rules):
@@ -177,6 +184,8 @@ def _kind(value: Any) -> str:
         return f"a string ({value!r})"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, dict):
+        return "a map"
     return type(value).__name__
 
 

@@ -182,3 +182,12 @@ class _Builder:
 def _plain_key(node: Node) -> bool:
     """A key SafeConstructor would take as it is: a scalar (always hashable), not a merge or `=` key."""
     return type(node) is ScalarNode and node.tag not in _SPECIAL_KEYS
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what, in one line, without PyYAML's "<unicode string>" and its excerpt of the line (which can
+    hold a secret): "expected ',' or ']', but got '<stream end>' at line 4, column 1"."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem or exc.context} at line {mark.line + 1}, column {mark.column + 1}"
+    return type(exc).__name__

@@ -257,7 +257,8 @@ class AbsenceSeries:
         self.due: int | None = None  # the engine's next timer for this series
 
     def observe(self, now: int) -> None:
-        self.silence_ms = now - self.last_seen
+        if now != self.last_seen:  # a second event of the same ms keeps the gap the first one ended
+            self.silence_ms = now - self.last_seen
         self.last_seen = now
 
     def dump(self) -> list[Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from streamalert.config.app import AppConfig, load_config, secret_files
 from tests.deploy.deploy_files import (
     DEPLOY,
     KUSTOMIZATIONS,
+    ROOT,
     RULES_DIR,
     Doc,
     Kustomization,
@@ -248,3 +250,30 @@ def test_compose_kafka_runs_in_kraft_mode() -> None:
     assert kafka["image"].startswith("apache/kafka:")
     assert kafka["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert not any("zookeeper" in name for name in services)
+
+
+def test_dockerfile_builds_reproducibly_and_checks_health() -> None:
+    """Base image pinned to an exact version, every runtime dependency pinned in constraints.txt and used,
+    EXPOSE 8080 with a HEALTHCHECK on /healthz there, and the README builds the tag the manifests use."""
+    text = dockerfile()
+    bases = re.findall(r"^FROM (\S+)", text, re.MULTILINE)
+    assert bases
+    assert all(re.fullmatch(r"python:\d+\.\d+\.\d+-slim-[a-z]+", base) for base in bases), bases
+    assert "--constraint constraints.txt" in text
+    pinned = {}
+    for line in (ROOT / "constraints.txt").read_text("utf-8").splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert re.fullmatch(r"\d+(\.\d+)*", version), line
+            pinned[re.sub(r"[-_.]+", "-", name).lower()] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    for requirement in project["dependencies"]:
+        name = re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~; ]", requirement)[0]).lower()
+        assert name in pinned, f"{name} is not pinned in constraints.txt"
+    assert re.search(r"^EXPOSE 8080$", text, re.MULTILINE)
+    health = re.search(r"^HEALTHCHECK .*\n?.*", text, re.MULTILINE)
+    assert health is not None
+    assert "http://127.0.0.1:8080/healthz" in text[health.start() :]
+    build = f"docker build -t streamalert:{project_version()} ."
+    assert build in (ROOT / "README.md").read_text("utf-8")
+    assert build in text

@@ -186,6 +186,23 @@ async def test_absence_fires_at_last_seen_plus_duration_and_resolves_on_next_eve
     ]
 
 
+async def test_absence_resolve_value_is_the_gap_also_with_two_events_in_the_resolving_ms(store: Store) -> None:
+    """Two events in the millisecond that ends a silence: the resolve's value is still the gap (420 s), not 0."""
+    lines = [
+        line("0s", container="celery_beat"),
+        line("60s", container="celery_beat"),
+        line("7m", container="web"),
+        line("8m", container="celery_beat", n=1),
+        line("8m", container="celery_beat", n=2),
+        line("9m", container="web"),
+    ]
+    assert await run_timeline(ABSENCE_RULE, lines, store) == [
+        expect("5m", "beat_down", "firing", 300, container="celery_beat_2"),
+        expect("6m", "beat_down", "firing", 300, container="celery_beat"),
+        expect("8m", "beat_down", "resolved", 420, container="celery_beat"),
+    ]
+
+
 async def test_absence_event_exactly_at_deadline_keeps_it_quiet(store: Store) -> None:
     """An event at last_seen + absent_for is inside the half-open window: no alert."""
     lines = [

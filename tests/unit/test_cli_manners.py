@@ -127,3 +127,73 @@ notify: {{max_attempts: 1}}
     done = streamalert("replay", INCIDENT, "--rules", RULES, "--notify", "--send", "--config", config)
     assert done.returncode == 1
     assert "notification(s) could not be delivered and were dead-lettered" in done.stderr
+
+
+@pytest.mark.redis
+def test_resume_split_at_one_millisecond_gives_one_runs_transitions(redis_url: str, tmp_path: Path) -> None:
+    """The incident split between two lines of 10:30:00.000: `replay A --state`, then `replay B --resume`,
+    prints one run's transitions (A's provisional lines aside), QuestionnaireEvaluationFailures at 10:30:00
+    value 6. (Before: HighAuthFailureRate fired at 10:35:30.500 instead of 10:35:30.000.)"""
+    cut = 2902
+    lines = INCIDENT.read_bytes().splitlines(keepends=True)
+    first, rest = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(b"".join(lines[:cut]))
+    rest.write_bytes(b"".join(lines[cut:]))
+    assert lines[cut - 1][:40] == lines[cut][:40], "both parts hold lines of 10:30:00.000"
+    state = f"{redis_url}?namespace=cli-split-{cut}"
+    a = streamalert("replay", first, "--rules", RULES, "--state", state, "--reset-state")
+    b = streamalert("replay", rest, "--rules", RULES, "--state", state, "--resume")
+    assert a.returncode == b.returncode == 0, a.stderr + b.stderr
+    provisional = [line for line in a.stdout.splitlines() if orjson.loads(line).get("provisional")]
+    assert provisional, "A ends inside the incident: its end decides something"
+    assert f"the last {len(provisional)} transition(s) are provisional" in a.stderr
+    final = [line for line in a.stdout.splitlines() if line not in provisional]
+    expected = (INCIDENT.parent / "expected-transitions.jsonl").read_text("utf-8").splitlines()
+    assert final + b.stdout.splitlines() == expected
+    fired = [orjson.loads(line) for line in final + b.stdout.splitlines()]
+    questionnaire = [t for t in fired if t["rule"] == "QuestionnaireEvaluationFailures" and t["state"] == "firing"]
+    assert [(t["at"], t["value"]) for t in questionnaire] == [("2026-01-26T10:30:00.000Z", 6)]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "rules:\n  - name: x\n    match: {a: [\n",
+            "invalid YAML: expected the node content, but found '<stream end>' at line 4",
+        ),
+        ("- name: x\n", "must be a map with a `rules:` list, got a list"),
+        ("rules: 5\n", "must be a map with a `rules:` list, got `rules:` holding a number (5)"),
+        ("", "must be a map with a `rules:` list, got an empty file"),
+        ("rule:\n  - name: x\n", "rules: missing: a rule file holds a `rules:` list"),
+    ],
+    ids=["yaml-syntax", "a-list", "rules-not-a-list", "empty", "misspelt-key"],
+)
+def test_rule_file_errors_are_one_readable_line(tmp_path: Path, text: str, message: str) -> None:
+    """A broken rule file: file and what is wrong in one line, no "<unicode string>" and no pydantic wording."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(text, "utf-8")
+    done = streamalert("check", path)
+    assert done.returncode == 1
+    assert f"{path}: {message}" in done.stderr.splitlines()[0]
+    for internal in ("<unicode string>", "instance of", "Input should", "Field required"):
+        assert internal not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["replay", "x.jsonl"], "usage: streamalert replay"),
+        (["routes", "test"], "usage: streamalert routes test"),
+        (["check"], "usage: streamalert check"),
+        (["outbox", "--limit", "many"], "usage: streamalert outbox"),
+        (["replay", "x.jsonl", "--rules", "r", "--resume"], "usage: streamalert replay"),
+        (["replay", "x.jsonl", "--rules", str(RULES), "--lateness", "soon"], "usage: streamalert replay"),
+    ],
+    ids=["replay-no-rules", "routes-test-no-config", "check-nothing", "outbox-limit", "replay-conflict", "lateness"],
+)
+def test_sub_command_errors_print_that_sub_commands_usage(argv: list[str], usage: str) -> None:
+    """A sub-command used wrongly answers with its own usage line and exit 2."""
+    done = streamalert(*argv)
+    assert done.returncode == 2
+    assert done.stderr.startswith(usage)

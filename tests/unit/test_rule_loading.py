@@ -56,9 +56,9 @@ rules:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("rules: 5\n", "rules: Input should be a valid list"),
-        ("rules: {name: x}\n", "rules: Input should be a valid list"),
-        ("{}\n", "rules: Field required"),
+        ("rules: 5\n", "must be a map with a `rules:` list, got `rules:` holding a number (5)"),
+        ("rules: {name: x}\n", "must be a map with a `rules:` list, got `rules:` holding a map"),
+        ("{}\n", "rules: missing: a rule file holds a `rules:` list"),
     ],
 )
 def test_missing_or_non_list_rules_is_one_file_level_problem(tmp_path: Path, text: str, expected: str) -> None:
