@@ -34,6 +34,7 @@ from streamalert.decode import (
 )
 from streamalert.model import AlertState, Fields, Transition
 from streamalert.rules.codegen import compile_rules
+from streamalert.rules.kinds import KIND_TYPES, Kind, KindSeries, kind_of
 from streamalert.rules.matchers import as_number
 from streamalert.rules.series import AbsenceSeries, AggregateSeries, CountSeries, Series
 from streamalert.stamps import canonical, late_lines, stamp_ms
@@ -41,6 +42,7 @@ from streamalert.state.base import Changes, Snapshot
 
 GroupKey = tuple[str, ...]
 SeriesRef = tuple[int, GroupKey]
+AnySeries = Series | KindSeries
 DEFAULT_LATENESS_MS = 30_000
 DEFAULT_MAX_DELAY_MS = 10_000
 DEFAULT_FUTURE_SKEW_MS = 60_000
@@ -89,6 +91,7 @@ class _Prepared:
     grows_only: bool = False  # a count condition that events leaving the window cannot make true
     rate: bool = False  # the value is count / window in seconds
     min_count: int = 0  # grows_only: the fewest events in the window that can make the condition hold
+    kind: Kind | None = None  # ratio, quantile, distinct: series from rules/kinds.py
 
 
 # A replayed line held until the next line of its lane tells whether the stream jumped: (time, raw line,
@@ -129,7 +132,7 @@ class Engine:
         self.stats = EngineStats()
         self._prep = [_prepare(rule) for rule in rules]
         self._rules = compile_rules([rule.match_spec for rule in rules])
-        self._series: list[dict[GroupKey, Series]] = [{} for _ in rules]
+        self._series: list[dict[GroupKey, AnySeries]] = [{} for _ in rules]
         # (due, rule index, group): a timer is current while its series' `due` equals it; others are skipped.
         self._timers: list[tuple[int, int, GroupKey]] = []
         self._buffer: list[_Pending] = []
@@ -540,7 +543,7 @@ class Engine:
         if series is not None:
             self._reschedule(i, key, series)
 
-    def _reschedule(self, i: int, key: GroupKey, series: Series) -> None:
+    def _reschedule(self, i: int, key: GroupKey, series: AnySeries) -> None:
         due = self._next_due(i, series)
         # A pending earlier timer is kept: evaluating a series at an instant where nothing changed for it
         # decides nothing (the condition, value and phase stay as they are), and it reschedules from there.
@@ -555,7 +558,7 @@ class Engine:
                 # windows that can be long, so drop them once they outnumber the live ones.
                 self._drop_stale_timers()
 
-    def _next_due(self, i: int, series: Series) -> int | None:
+    def _next_due(self, i: int, series: AnySeries) -> int | None:
         rule = self.rules[i]
         if isinstance(series, AbsenceSeries):
             return None if series.firing else series.last_seen + rule.absent_ms
@@ -577,8 +580,12 @@ class Engine:
         key = tuple(label_value(_group_value(fields, f)) for f in rule.group_by) if rule.group_by else ()
         table = self._series[i]
         series = table.get(key)
-        sample: float | None = None
-        if prep.field is not None:
+        sample: Any = None
+        if prep.kind is not None:  # ---- hook: rules/kinds.py
+            sample = prep.kind.sample(fields)
+            if sample is None:
+                return None  # matched, but carries nothing the kind can use
+        elif prep.field is not None:
             sample = as_number(get_path(fields, prep.field))
             if sample is None:
                 return None  # matched, but carries no number to aggregate
@@ -591,6 +598,8 @@ class Engine:
             self._grew()
         if type(series) is AbsenceSeries:
             series.observe(now)
+        elif isinstance(series, KIND_TYPES):
+            series.observe(now, sample)
         elif type(series) is CountSeries:
             series.observe(now, prep.capacity, rule.window_ms)
             if len(series.times) < prep.min_count and series.phase is INACTIVE and series.older is None:
@@ -633,7 +642,11 @@ class Engine:
             self._reschedule(i, key, series)
             return
         value: float | int
-        if type(series) is CountSeries:
+        if isinstance(series, KIND_TYPES):  # ---- hook: rules/kinds.py
+            assert rule.condition is not None
+            series.evict(now, rule.window_ms)
+            value, holds = series.measure(rule.condition)
+        elif type(series) is CountSeries:
             series.evict(now, prep.capacity, rule.window_ms)
             count = series.count(now, rule.window_ms)
             assert prep.count_test is not None
@@ -698,7 +711,7 @@ class Engine:
         self._dirty, self._deleted, self._pending_new = set(), set(), []
         return changes
 
-    def _dump(self, i: int, series: Series) -> list[Any]:
+    def _dump(self, i: int, series: AnySeries) -> list[Any]:
         """The stored form of a series. A count series may wait on a timer earlier than the one its times
         give (an earlier timer is kept when events arrive, see _reschedule); that timer is stored too, so a
         restart evaluates the series at the same instants as an uninterrupted run and stores the same."""
@@ -802,15 +815,19 @@ def _json(value: Any) -> bytes:
     return bytes(memoryview(orjson.dumps(value)))
 
 
-def _new_series(rule: Rule, prep: _Prepared, now: int) -> Series:
+def _new_series(rule: Rule, prep: _Prepared, now: int) -> AnySeries:
     if rule.kind == "absence":
         return AbsenceSeries(now)
+    if prep.kind is not None:
+        return prep.kind.new()
     return CountSeries() if prep.field is None else AggregateSeries()
 
 
-def _load_series(prep: _Prepared, data: list[Any]) -> Series:
+def _load_series(prep: _Prepared, data: list[Any]) -> AnySeries:
     if prep.rule.kind == "absence":
         return AbsenceSeries.load(data)
+    if prep.kind is not None:
+        return prep.kind.load(data)
     if prep.field is None:
         return CountSeries.load(data)
     return AggregateSeries.load(data)
@@ -821,7 +838,9 @@ def _prepare(rule: Rule) -> _Prepared:
     condition = rule.condition
     if condition is not None:
         prep.window_s = rule.window_ms / 1000
-        if condition.counts:
+        if condition.kind:
+            prep.kind = kind_of(rule)
+        elif condition.counts:
             prep.capacity = condition.exact_events(rule.window_ms)
             prep.count_test = _count_test(condition.op, condition.count_threshold(rule.window_ms))
             prep.grows_only = condition.op in (">", ">=")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,14 @@ from streamalert.rules.template import Template, parse_template
 _parse_template = functools.lru_cache(maxsize=4096)(parse_template)
 
 
+class RatioSpec(BaseModel):
+    """`ratio: {where: MATCH}`: the share of the rule's matched records (the base) that also match `where`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    where: dict[str, Any]
+
+
 class RuleSpec(BaseModel):
     """One rule as written in YAML; unknown keys are errors."""
 
@@ -34,6 +43,7 @@ class RuleSpec(BaseModel):
     condition: str | None = None
     group_by: list[str] = Field(default_factory=list)
     for_: str | None = Field(default=None, alias="for")
+    ratio: RatioSpec | None = None
     absent_for: str | None = None
     expect: list[dict[str, str | int | bool]] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -90,6 +100,7 @@ class Rule:
     expect: tuple[tuple[str, ...], ...] = ()
     keeps_record: bool = False
     match_spec: dict[str, Any] = field(default_factory=dict)
+    ratio_where: dict[str, Any] | None = None  # `ratio: {where: ...}`: the records counted over the base
 
 
 def load_rules(path: str | Path) -> list[Rule]:
@@ -263,7 +274,7 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
     condition: Condition | None = None
     if present("absent_for"):
         kind = "absence"
-        for key in ("window", "condition", "for"):
+        for key in ("window", "condition", "for", "ratio"):
             if present(key):
                 problem(key, "not allowed with absent_for (an absence rule has no window or condition)")
         absent_ms = duration("absent_for", text("absent_for"))
@@ -288,10 +299,15 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
                 condition = parse_condition(condition_text)
             except ValueError as exc:
                 problem("condition", str(exc))
+        _check_ratio(item, condition, problem)
 
     if spec is None or len(problems) > before:
         return None
-    digest_source = _json_bytes([kind, spec.match, spec.group_by, window_ms, spec.condition, for_ms, absent_ms])
+    ratio_where = spec.ratio.where if spec.ratio is not None else None
+    semantics: list[Any] = [kind, spec.match, spec.group_by, window_ms, spec.condition, for_ms, absent_ms]
+    if ratio_where is not None:
+        semantics.append(ratio_where)  # appended only when set: other rules keep their digests (and state)
+    digest_source = _json_bytes(semantics)
     return Rule(
         name=spec.name,
         source=file,
@@ -307,7 +323,25 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         expect=tuple(tuple(_label_value(group[k]) for k in spec.group_by) for group in spec.expect),
         keeps_record=any(t.uses_record for _, t in templates),
         match_spec=spec.match,
+        ratio_where=ratio_where,
     )
+
+
+def _check_ratio(item: dict[str, Any], condition: Condition | None, problem: Callable[[str | None, str], None]) -> None:
+    """`ratio:` goes with a `ratio` condition and the other way round; its `where` is a match map."""
+    raw = item.get("ratio")
+    if condition is not None and condition.aggregate == "ratio" and raw is None:
+        problem("ratio", "required by a ratio condition: `ratio: {where: MATCH}` names the share of the base")
+    if raw is None:
+        return
+    if condition is not None and condition.aggregate != "ratio":
+        problem("ratio", "only allowed with a `ratio OP N` condition")
+    where = raw.get("where") if isinstance(raw, dict) else None
+    if isinstance(where, dict):
+        errors: list[MatchError] = []
+        compile_match(where, "ratio.where", errors=errors)
+        for error in errors:
+            problem(error.path, error.message)
 
 
 def _label_value(value: Any) -> str:

@@ -1,4 +1,8 @@
-"""Parse and evaluate a window condition such as `count >= 10`, `rate > 0.1` or `sum(tokens_used) > 1e6`."""
+"""Parse and evaluate a window condition such as `count >= 10`, `rate > 0.1` or `sum(tokens_used) > 1e6`.
+
+The SLO / anomaly kinds (`ratio`, `p95(F)`, `quantile(0.9, F)`, `distinct(F)`) parse here too; their
+series live in rules/kinds.py.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-Aggregate = Literal["count", "rate", "sum", "max", "min", "avg"]
+Aggregate = Literal["count", "rate", "sum", "max", "min", "avg", "ratio", "quantile", "distinct"]
+# The kinds whose series live in rules/kinds.py (not CountSeries / AggregateSeries).
+KINDS = ("ratio", "quantile", "distinct")
+_PERCENTILES = {"p50": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -19,7 +26,8 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
 }
 _CONDITION = re.compile(
-    r"\s*(count|rate|sum|max|min|avg)\s*(?:\(\s*([A-Za-z_@][\w.@-]*)\s*\))?\s*(>=|<=|==|>|<)\s*"
+    r"\s*(count|rate|sum|max|min|avg|ratio|distinct|quantile|p50|p75|p90|p95|p99|p999)\s*"
+    r"(?:\(\s*(?:(0?\.\d+|1(?:\.0*)?|0)\s*,\s*)?([A-Za-z_@][\w.@-]*)\s*\))?\s*(>=|<=|==|>|<)\s*"
     r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"
 )
 # Count windows keep at least this many newest event times, so that `value` is exact in ordinary use.
@@ -35,6 +43,12 @@ class Condition:
     op: str
     threshold: float
     text: str
+    quantile: float | None = None  # the q of `quantile(q, F)` / `pNN(F)`
+
+    @property
+    def kind(self) -> bool:
+        """A kind whose series lives in rules/kinds.py."""
+        return self.aggregate in KINDS
 
     @property
     def counts(self) -> bool:
@@ -61,14 +75,26 @@ def parse_condition(text: str) -> Condition:
     found = _CONDITION.fullmatch(text)
     if found is None:
         raise ValueError(
-            f"invalid condition {text!r}: expected `count|rate OP N` or `sum|max|min|avg(FIELD) OP N` "
+            f"invalid condition {text!r}: expected `count|rate|ratio OP N`, "
+            "`sum|max|min|avg|distinct|p50|p90|p95|p99(FIELD) OP N` or `quantile(Q, FIELD) OP N` "
             "with OP one of > >= < <= =="
         )
-    aggregate, field, op, number = found.groups()
+    aggregate, q, field, op, number = found.groups()
     if not math.isfinite(float(number)):
         raise ValueError(f"invalid condition {text!r}: the threshold {number} is not a finite number")
-    if aggregate in ("count", "rate") and field is not None:
+    quantile: float | None = None
+    if aggregate in _PERCENTILES:
+        quantile, aggregate = _PERCENTILES[aggregate], "quantile"
+    if q is not None:
+        if aggregate != "quantile":
+            raise ValueError(f"invalid condition {text!r}: only quantile(Q, FIELD) takes a Q")
+        quantile = float(q)
+        if not 0 < quantile <= 1:
+            raise ValueError(f"invalid condition {text!r}: the quantile {q} must be in (0, 1]")
+    elif aggregate == "quantile" and quantile is None:
+        raise ValueError(f"invalid condition {text!r}: quantile needs a Q and a field, e.g. quantile(0.9, latency)")
+    if aggregate in ("count", "rate", "ratio") and field is not None:
         raise ValueError(f"invalid condition {text!r}: {aggregate} takes no field")
-    if aggregate not in ("count", "rate") and field is None:
+    if aggregate not in ("count", "rate", "ratio") and field is None:
         raise ValueError(f"invalid condition {text!r}: {aggregate} needs a field, e.g. {aggregate}(duration_ms)")
-    return Condition(aggregate, field, op, float(number), text.strip())  # type: ignore[arg-type]
+    return Condition(aggregate, field, op, float(number), text.strip(), quantile)  # type: ignore[arg-type]

@@ -1,0 +1,451 @@
+"""Series of the SLO / anomaly kinds: `ratio`, quantiles (`p95(F)`, `quantile(q, F)`) and `distinct(F)`.
+
+Same contract as rules/series.py: windows are half-open, (t - w, t]; events reach a series in time order;
+`dump` / `load` give a compact JSON form that rebuilds the series exactly (a restart continues with the same
+values). Every series is bounded in memory whatever the event rate:
+
+- RatioSeries: two integer counts per distinct millisecond, so the share is an exact fraction.
+- QuantileSeries: the window's samples as a value -> count map (plus per-millisecond maps for eviction).
+  Exact while the window holds at most EXACT_QUANTILE_EVENTS samples; samples arriving beyond that are
+  rounded to the centre of a logarithmic bucket (the DDSketch mapping) of relative width QUANTILE_ALPHA, so
+  at most about 2,500 distinct values per sign over 1e-9..1e12 add to the exact ones. Each sample then is
+  within QUANTILE_ALPHA of its own value, so every order statistic (every quantile) is too.
+- DistinctSeries: the exact set of values with their last time while it holds at most EXACT_DISTINCT values;
+  beyond, a sliding-window HyperLogLog (each register keeps the (time, rank) pairs no newer pair dominates,
+  Chabchoub & Hebrail 2010), 2^12 registers: standard error 1.04 / 64 = 1.6 %, exact in event time.
+
+Sketch libraries (ddsketch, datasketches) were not used: neither supports removing a sample, which a
+sliding window needs at every eviction, and their serialised forms are opaque blobs. The structures here
+are small, deletable, and checkpoint as plain JSON.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+from streamalert.alerts.lifecycle import INACTIVE, Phase
+from streamalert.decode import MISSING, get_path
+from streamalert.durations import parse_duration
+from streamalert.model import Fields
+from streamalert.rules.condition import OPS, Condition
+from streamalert.rules.matchers import as_number, compile_match
+
+EXACT_QUANTILE_EVENTS = 10_000
+QUANTILE_ALPHA = 0.01
+EXACT_DISTINCT = 10_000
+HLL_BITS = 12
+HLL_REGISTERS = 1 << HLL_BITS
+HLL_ERROR = 1.04 / math.sqrt(HLL_REGISTERS)  # the standard error of the estimate, 1.6 %
+
+_GAMMA = (1 + QUANTILE_ALPHA) / (1 - QUANTILE_ALPHA)
+_LOG_GAMMA = math.log(_GAMMA)
+
+
+class _KindSeries:
+    """What every kind's series shares with the engine: its lifecycle phase, record and timer."""
+
+    __slots__ = ("due", "phase", "record")
+
+    def __init__(self) -> None:
+        self.phase: Phase = INACTIVE
+        self.record: str | None = None  # the last matching line, when an annotation reads record fields
+        self.due: int | None = None  # the engine's next timer for this series
+
+
+class RatioSeries(_KindSeries):
+    """Per distinct millisecond: [time, base records, those also matching `ratio.where`]."""
+
+    __slots__ = ("base", "entries", "hits")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: deque[list[int]] = deque()
+        self.base = 0
+        self.hits = 0
+
+    def observe(self, now: int, hit: bool) -> None:
+        entries = self.entries
+        if not entries or entries[-1][0] != now:
+            entries.append([now, 0, 0])
+        entries[-1][1] += 1
+        entries[-1][2] += hit
+        self.base += 1
+        self.hits += hit
+
+    def evict(self, now: int, window_ms: int) -> None:
+        cutoff, entries = now - window_ms, self.entries
+        while entries and entries[0][0] <= cutoff:
+            _, base, hits = entries.popleft()
+            self.base -= base
+            self.hits -= hits
+
+    def measure(self, condition: Condition) -> tuple[float, bool]:
+        """The share and whether the condition holds, compared as exact fractions; an empty base never holds."""
+        if not self.base:
+            return 0.0, False
+        share = Fraction(self.hits, self.base)
+        test: Callable[[Any, Any], bool] = OPS[condition.op]
+        return float(share), test(share, Fraction(str(condition.threshold)))
+
+    def empty(self) -> bool:
+        return not self.entries
+
+    def next_expiry(self, window_ms: int) -> int | None:
+        return self.entries[0][0] + window_ms if self.entries else None
+
+    def dump(self) -> list[Any]:
+        """[gap, base, hits] per millisecond flattened (gaps after the first time), then the phase map."""
+        out: list[Any] = []
+        last = 0
+        for time, base, hits in self.entries:
+            out += (time - last, base, hits)
+            last = time
+        return _with_phase(out, self)
+
+    @classmethod
+    def load(cls, data: list[Any]) -> RatioSeries:
+        series = cls()
+        data = _load_phase(data, series)
+        last = 0
+        for k in range(0, len(data), 3):
+            last += data[k]
+            series.entries.append([last, data[k + 1], data[k + 2]])
+            series.base += data[k + 1]
+            series.hits += data[k + 2]
+        return series
+
+
+def quantize(value: float) -> float:
+    """The centre of value's logarithmic bucket: within QUANTILE_ALPHA of value (relative), sign kept."""
+    if value == 0:
+        return 0.0
+    size = abs(value)
+    index = math.ceil(math.log(size) / _LOG_GAMMA)
+    centre = 2 * _GAMMA**index / (_GAMMA + 1)
+    return math.copysign(centre, value)
+
+
+class QuantileSeries(_KindSeries):
+    """The window's samples as a sorted set of distinct values with counts; see the module docstring."""
+
+    __slots__ = ("approx", "counts", "entries", "n", "values")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: deque[list[Any]] = deque()  # [time, {value: count}, rounded samples] per distinct ms
+        self.counts: dict[float, int] = {}
+        self.values: list[float] = []  # the keys of `counts`, ascending
+        self.n = 0
+        self.approx = 0  # samples in the window that were rounded (0: the quantile is exact)
+
+    def observe(self, now: int, sample: float) -> None:
+        rounded = self.n >= EXACT_QUANTILE_EVENTS
+        if rounded:
+            sample = quantize(sample)
+        entries = self.entries
+        if not entries or entries[-1][0] != now:
+            entries.append([now, {}, 0])
+        entry = entries[-1]
+        entry[1][sample] = entry[1].get(sample, 0) + 1
+        entry[2] += rounded
+        self._add(sample, 1)
+        self.approx += rounded
+
+    def _add(self, value: float, count: int) -> None:
+        counts = self.counts
+        if value not in counts:
+            bisect.insort(self.values, value)
+            counts[value] = count
+        else:
+            counts[value] += count
+        self.n += count
+
+    def evict(self, now: int, window_ms: int) -> None:
+        cutoff, entries, counts, values = now - window_ms, self.entries, self.counts, self.values
+        while entries and entries[0][0] <= cutoff:
+            _, samples, rounded = entries.popleft()
+            self.approx -= rounded
+            for value, count in samples.items():
+                self.n -= count
+                left = counts[value] - count
+                if left:
+                    counts[value] = left
+                else:
+                    del counts[value]
+                    del values[bisect.bisect_left(values, value)]
+
+    def quantile(self, q: float) -> float:
+        """The nearest-rank quantile: the smallest sample with at least ceil(q * n) samples at or below it."""
+        n = self.n
+        if not n:
+            return 0.0
+        rank = max(1, math.ceil(Fraction(str(q)) * n))
+        counts, values = self.counts, self.values
+        if rank <= n // 2:
+            seen = 0
+            for value in values:
+                seen += counts[value]
+                if seen >= rank:
+                    return value
+        above = n - rank  # samples strictly above the answer, at most
+        seen = 0
+        for value in reversed(values):
+            seen += counts[value]
+            if seen > above:
+                return value
+        raise AssertionError("counts and n disagree")
+
+    def measure(self, condition: Condition) -> tuple[float, bool]:
+        if not self.n:
+            return 0.0, False
+        assert condition.quantile is not None
+        value = self.quantile(condition.quantile)
+        return value, condition.holds(value)
+
+    def exact(self) -> bool:
+        return not self.approx
+
+    def empty(self) -> bool:
+        return not self.entries
+
+    def next_expiry(self, window_ms: int) -> int | None:
+        return self.entries[0][0] + window_ms if self.entries else None
+
+    def dump(self) -> list[Any]:
+        """[gap, [value, count, ...], rounded] per millisecond flattened, then the phase map."""
+        out: list[Any] = []
+        last = 0
+        for time, samples, rounded in self.entries:
+            out += (time - last, [x for pair in samples.items() for x in pair], rounded)
+            last = time
+        return _with_phase(out, self)
+
+    @classmethod
+    def load(cls, data: list[Any]) -> QuantileSeries:
+        series = cls()
+        data = _load_phase(data, series)
+        last = 0
+        for k in range(0, len(data), 3):
+            last += data[k]
+            flat = data[k + 1]
+            samples = {flat[j]: flat[j + 1] for j in range(0, len(flat), 2)}
+            series.entries.append([last, samples, data[k + 2]])
+            for value, count in samples.items():
+                series._add(value, count)
+            series.approx += data[k + 2]
+        return series
+
+
+def _hash64(value: str) -> int:
+    """A hash that is the same in every process (Python's hash() of a str is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
+
+
+class DistinctSeries(_KindSeries):
+    """Distinct values in the window: exact (value -> last time, oldest first) up to EXACT_DISTINCT values,
+    a sliding HyperLogLog beyond; it goes back to exact counting once its window has emptied."""
+
+    __slots__ = ("hll", "last", "seen")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: OrderedDict[str, int] | None = OrderedDict()
+        self.hll: dict[int, list[int]] | None = None  # register -> [time, rank, time, rank, ...]
+        self.last = 0  # the newest time observed
+
+    def observe(self, now: int, value: str) -> None:
+        self.last = now
+        seen = self.seen
+        if seen is not None:
+            seen[value] = now
+            seen.move_to_end(value)
+            if len(seen) <= EXACT_DISTINCT:
+                return
+            self.seen, self.hll = None, {}
+            for old, at in seen.items():  # oldest first, so each register's pairs stay in time order
+                self._hll_add(at, old)
+            return
+        self._hll_add(now, value)
+
+    def _hll_add(self, now: int, value: str) -> None:
+        assert self.hll is not None
+        h = _hash64(value)
+        register = h >> (64 - HLL_BITS)
+        rest = h & ((1 << (64 - HLL_BITS)) - 1)
+        rank = (64 - HLL_BITS) - rest.bit_length() + 1
+        pairs = self.hll.setdefault(register, [])
+        while pairs and pairs[-1] <= rank:  # an older pair of no higher rank is never the maximum again
+            del pairs[-2:]
+        pairs += (now, rank)
+
+    def evict(self, now: int, window_ms: int) -> None:
+        cutoff = now - window_ms
+        seen = self.seen
+        if seen is not None:
+            while seen:
+                value, at = next(iter(seen.items()))
+                if at > cutoff:
+                    break
+                del seen[value]
+            return
+        assert self.hll is not None
+        if self.last <= cutoff:
+            self.seen, self.hll = OrderedDict(), None
+            return
+        for register in list(self.hll):
+            pairs = self.hll[register]
+            k = 0
+            while k < len(pairs) and pairs[k] <= cutoff:
+                k += 2
+            if k == len(pairs):
+                del self.hll[register]
+            elif k:
+                del pairs[:k]
+
+    def count(self) -> float:
+        if self.seen is not None:
+            return len(self.seen)
+        assert self.hll is not None
+        m = HLL_REGISTERS
+        total = sum(2.0 ** -pairs[1] for pairs in self.hll.values()) + (m - len(self.hll))
+        estimate = 0.7213 / (1 + 1.079 / m) * m * m / total
+        zeros = m - len(self.hll)
+        if estimate <= 2.5 * m and zeros:
+            estimate = m * math.log(m / zeros)  # linear counting: exacter for small counts
+        return float(round(estimate))
+
+    def exact(self) -> bool:
+        return self.seen is not None
+
+    def measure(self, condition: Condition) -> tuple[float, bool]:
+        value = self.count()
+        return value, bool(value) and condition.holds(value)
+
+    def empty(self) -> bool:
+        return not self.seen if self.seen is not None else not self.hll
+
+    def next_expiry(self, window_ms: int) -> int | None:
+        if self.seen is not None:
+            return next(iter(self.seen.values())) + window_ms if self.seen else None
+        assert self.hll is not None
+        return min((pairs[0] for pairs in self.hll.values()), default=None) if self.hll else None
+
+    def dump(self) -> list[Any]:
+        """Exact: [value, gap, value, gap, ...] oldest first (gaps after the first time); a sliding HLL:
+        [{register: pairs}, last]. Then the phase map."""
+        if self.seen is None:
+            assert self.hll is not None
+            return _with_phase([{str(k): v for k, v in self.hll.items()}, self.last], self)
+        out: list[Any] = []
+        last = 0
+        for value, at in self.seen.items():
+            out += (value, at - last)
+            last = at
+        return _with_phase(out, self)
+
+    @classmethod
+    def load(cls, data: list[Any]) -> DistinctSeries:
+        series = cls()
+        data = _load_phase(data, series)
+        if data and type(data[0]) is dict:
+            series.seen = None
+            series.hll = {int(k): list(v) for k, v in data[0].items()}
+            series.last = data[1]
+            return series
+        assert series.seen is not None
+        last = 0
+        for k in range(0, len(data), 2):
+            last += data[k + 1]
+            series.seen[data[k]] = last
+        series.last = last
+        return series
+
+
+KindSeries = RatioSeries | QuantileSeries | DistinctSeries
+KIND_TYPES = (RatioSeries, QuantileSeries, DistinctSeries)
+
+
+class Kind:
+    """How one rule's kind takes a sample from a record and makes its series."""
+
+    __slots__ = ("aggregate", "field", "where")
+
+    def __init__(self, condition: Condition, where: Callable[[Fields], bool] | None) -> None:
+        self.aggregate = condition.aggregate
+        self.field = condition.field
+        self.where = where
+
+    def sample(self, fields: Fields) -> Any:
+        """What the series observes from a matched record; None when the record carries nothing to use."""
+        if self.aggregate == "ratio":
+            assert self.where is not None
+            return bool(self.where(fields))
+        assert self.field is not None
+        raw = get_path(fields, self.field)
+        if raw is MISSING or raw is None:
+            return None
+        if self.aggregate == "distinct":
+            return raw if type(raw) is str else _spelling(raw)
+        number = as_number(raw)
+        if number is None and type(raw) is str:
+            try:
+                return parse_duration(raw) / 1000  # a duration string ("1m30s") in seconds
+            except ValueError:
+                return None
+        if number is not None and number.is_integer() and abs(number) < 2**53:
+            return int(number)  # integer samples stay ints: "300" and 300 are one value
+        return number
+
+    def new(self) -> KindSeries:
+        if self.aggregate == "ratio":
+            return RatioSeries()
+        return QuantileSeries() if self.aggregate == "quantile" else DistinctSeries()
+
+    def load(self, data: list[Any]) -> KindSeries:
+        if self.aggregate == "ratio":
+            return RatioSeries.load(data)
+        return QuantileSeries.load(data) if self.aggregate == "quantile" else DistinctSeries.load(data)
+
+
+def kind_of(rule: Any) -> Kind:
+    """The Kind of a rule whose condition is a kind (a config.rules.Rule; `Any` avoids an import cycle)."""
+    condition: Condition = rule.condition
+    where = compile_match(rule.ratio_where) if rule.ratio_where is not None else None
+    return Kind(condition, where)
+
+
+def _spelling(value: Any) -> str:
+    from streamalert.config.rules import label_value  # noqa: PLC0415 (config imports this package)
+
+    return label_value(value)
+
+
+def _with_phase(out: list[Any], series: _KindSeries) -> list[Any]:
+    extra: dict[str, Any] = {}
+    phase = series.phase
+    if phase.active_since is not None:
+        extra["a"] = phase.active_since
+    if phase.firing:
+        extra["f"] = 1
+    if series.record is not None:
+        extra["r"] = series.record
+    if extra:
+        out.append(extra)
+    return out
+
+
+def _load_phase(data: list[Any], series: _KindSeries) -> list[Any]:
+    """The data without its trailing phase map, which is applied to the series."""
+    if data and type(data[-1]) is dict:  # a sliding HLL's [registers, last] ends in an int
+        extra = data[-1]
+        data = data[:-1]
+        since, firing = extra.get("a"), bool(extra.get("f"))
+        series.phase = INACTIVE if since is None and not firing else Phase(since, firing)
+        series.record = extra.get("r")
+    return data

@@ -1,0 +1,117 @@
+"""Hand-computed timelines for the SLO / anomaly kinds (ratio, quantiles, distinct), each checked three ways
+(replay, live, restart mid-window: kinds_support.three_ways) on every state backend."""
+
+from __future__ import annotations
+
+from streamalert.state.base import Store
+
+from .kinds_support import three_ways
+from .timeline import expect, line
+
+RATIO = """
+rules:
+  - name: failed_share
+    match: {event: campaign_finished}
+    ratio: {where: {status: failed}}
+    window: 10s
+    condition: ratio > 0.25
+    group_by: [tenant]
+"""
+
+
+def _done(offset: str, tenant: str, status: str) -> bytes:
+    return line(offset, event="campaign_finished", tenant=tenant, status=status)
+
+
+async def test_ratio_fires_and_resolves_on_the_share_of_the_base(store: Store) -> None:
+    """Tenant a: ok 0s, failed 1s, ok 2s, ok 3s: 1/2 fires at 1s, 1/4 = 0.25 is not > 0.25 at 3s, the ok of
+    0s leaving makes 1/3 at 10s, the failure leaving at 11s resolves; tenant b never fails; out-of-order and
+    late lines change nothing."""
+    lines = [
+        _done("0s", "a", "ok"),
+        _done("2s", "a", "ok"),  # before the 1s line: out of order within the lateness
+        _done("1s", "a", "failed"),
+        _done("1s", "b", "ok"),
+        _done("3s", "a", "ok"),
+        _done("3.5s", "b", "ok"),
+        line("40s"),
+        _done("5s", "a", "failed"),  # 35s behind the newest time: late, dropped
+    ]
+    assert await three_ways(RATIO, lines, store) == [
+        expect("1s", "failed_share", "firing", 0.5, tenant="a"),
+        expect("3s", "failed_share", "resolved", 0.25, tenant="a"),
+        expect("10s", "failed_share", "firing", 1 / 3, tenant="a"),
+        expect("11s", "failed_share", "resolved", 0.0, tenant="a"),
+    ]
+
+
+async def test_ratio_with_an_empty_base_never_holds(store: Store) -> None:
+    """`ratio < 0.5` holds while the base has records and none failed (0/2), and resolves at 11.001s when the
+    last base record leaves: 0/0 is no share at all, not 0."""
+    rules = RATIO.replace("ratio > 0.25", "ratio < 0.5")
+    lines = [_done("0s", "a", "ok"), _done("1.001s", "a", "ok"), line("30s")]
+    assert await three_ways(rules, lines, store) == [
+        expect("0s", "failed_share", "firing", 0.0, tenant="a"),
+        expect("11.001s", "failed_share", "resolved", 0.0, tenant="a"),
+    ]
+
+
+QUANTILES = """
+rules:
+  - name: wait_p99
+    match: {event: sent}
+    window: 10s
+    condition: p99(wait) > 300
+    group_by: [queue]
+  - name: wait_median
+    match: {event: sent}
+    window: 10s
+    condition: quantile(0.5, wait) >= 100
+"""
+
+
+async def test_quantiles_are_nearest_rank_over_the_window_with_duration_strings(store: Store) -> None:
+    """p99 of [100, 360] is the 2nd of 2 (360 s, written "6m"): fires at 1s; the 360 leaves at 11s (p99 of
+    [50] is 50): resolved. The median (rank ceil(n/2)) is 100 from 0s and ends when the 100 leaves at 10s:
+    the median of [360, 50] is 50."""
+    lines = [
+        line("0s", event="sent", queue="q1", wait=100),
+        line("1s", event="sent", queue="q1", wait="6m"),
+        line("2s", event="sent", queue="q1", wait="50"),
+        line("2.5s", event="sent", queue="q1", wait="soon"),  # no number, no duration: not a sample
+        line("30s"),
+    ]
+    assert await three_ways(QUANTILES, lines, store) == [
+        expect("0s", "wait_median", "firing", 100),
+        expect("1s", "wait_p99", "firing", 360, queue="q1"),
+        expect("10s", "wait_median", "resolved", 50),
+        expect("11s", "wait_p99", "resolved", 50, queue="q1"),
+    ]
+
+
+DISTINCT = """
+rules:
+  - name: many_users
+    match: {event: login_failed}
+    window: 1m
+    condition: distinct(user) >= 3
+    group_by: [ip]
+"""
+
+
+async def test_distinct_counts_values_by_their_last_sighting(store: Store) -> None:
+    """From one ip: u1 0s, u2 10s, u1 20s, 3 (a number, spelt "3") 30s: three distinct at 30s, fires; u2 leaves
+    at 1m10s (u1 was seen again at 20s, so it stays until 1m20s): resolved with 2."""
+    lines = [
+        line("0s", event="login_failed", ip="10.0.0.1", user="u1"),
+        line("10s", event="login_failed", ip="10.0.0.1", user="u2"),
+        line("20s", event="login_failed", ip="10.0.0.1", user="u1"),
+        line("25s", event="login_failed", ip="10.0.0.2", user="u9"),
+        line("30s", event="login_failed", ip="10.0.0.1", user=3),
+        line("30.5s", event="login_failed", ip="10.0.0.1", user="3"),  # the same value as 3
+        line("3m"),
+    ]
+    assert await three_ways(DISTINCT, lines, store) == [
+        expect("30s", "many_users", "firing", 3, ip="10.0.0.1"),
+        expect("1m10s", "many_users", "resolved", 2, ip="10.0.0.1"),
+    ]
