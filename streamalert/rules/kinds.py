@@ -144,8 +144,8 @@ class QuantileSeries(_KindSeries):
         self.n = 0
         self.approx = 0  # samples in the window that were rounded (0: the quantile is exact)
 
-    def observe(self, now: int, sample: float) -> None:
-        rounded = self.n >= EXACT_QUANTILE_EVENTS
+    def observe(self, now: int, sample: float, exact_limit: int = EXACT_QUANTILE_EVENTS) -> None:
+        rounded = self.n >= exact_limit
         if rounded:
             sample = quantize(sample)
         entries = self.entries
@@ -259,13 +259,13 @@ class DistinctSeries(_KindSeries):
         self.hll: dict[int, list[int]] | None = None  # register -> [time, rank, time, rank, ...]
         self.last = 0  # the newest time observed
 
-    def observe(self, now: int, value: str) -> None:
+    def observe(self, now: int, value: str, exact_limit: int = EXACT_DISTINCT) -> None:
         self.last = now
         seen = self.seen
         if seen is not None:
             seen[value] = now
             seen.move_to_end(value)
-            if len(seen) <= EXACT_DISTINCT:
+            if len(seen) <= exact_limit:
                 return
             self.seen, self.hll = None, {}
             for old, at in seen.items():  # oldest first, so each register's pairs stay in time order
