@@ -567,7 +567,7 @@ class Engine:
             # timer until its window empties (when it ends).
             return series.times[-1] + rule.window_ms if series.times else None
         expiry = series.next_expiry(rule.window_ms)
-        pending = series.phase.due(rule.for_ms)
+        pending = series.phase.due(rule.for_ms, rule.keep_ms)
         if expiry is None:
             return pending
         return expiry if pending is None else min(expiry, pending)
@@ -660,7 +660,7 @@ class Engine:
             holds = not series.empty() and rule.condition.holds(value)
         phase = series.phase
         if holds or phase.active_since is not None or phase.firing:  # else: inactive stays inactive
-            series.phase, change = step(phase, holds, now, rule.for_ms)
+            series.phase, change = step(phase, holds, now, rule.for_ms, rule.keep_ms)
             if change is Change.FIRING:
                 self._emit(i, key, now, AlertState.FIRING, value, series.record)
             elif change is Change.RESOLVED:

@@ -54,7 +54,7 @@ def rule_ttls(rules: list[Rule], lateness_ms: int) -> dict[str, int]:
         if rule.kind == "absence":
             ttl[rule_id] = keys.LONG_TTL_MS
         else:
-            ttl[rule_id] = rule.window_ms + rule.for_ms + lateness_ms + keys.WINDOW_TTL_MARGIN_MS
+            ttl[rule_id] = rule.window_ms + rule.for_ms + rule.keep_ms + lateness_ms + keys.WINDOW_TTL_MARGIN_MS
     return ttl
 
 

@@ -44,6 +44,7 @@ class RuleSpec(BaseModel):
     group_by: list[str] = Field(default_factory=list)
     for_: str | None = Field(default=None, alias="for")
     ratio: RatioSpec | None = None
+    keep_firing_for: str | None = None
     absent_for: str | None = None
     expect: list[dict[str, str | int | bool]] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -96,6 +97,7 @@ class Rule:
     window_ms: int = 0
     condition: Condition | None = None
     for_ms: int = 0
+    keep_ms: int = 0  # keep_firing_for
     absent_ms: int = 0
     expect: tuple[tuple[str, ...], ...] = ()
     keeps_record: bool = False
@@ -270,11 +272,11 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         problem("group_by", "repeated field")
 
     kind: Literal["window", "absence"]
-    window_ms = for_ms = absent_ms = 0
+    window_ms = for_ms = keep_ms = absent_ms = 0
     condition: Condition | None = None
     if present("absent_for"):
         kind = "absence"
-        for key in ("window", "condition", "for", "ratio"):
+        for key in ("window", "condition", "for", "ratio", "keep_firing_for"):
             if present(key):
                 problem(key, "not allowed with absent_for (an absence rule has no window or condition)")
         absent_ms = duration("absent_for", text("absent_for"))
@@ -293,6 +295,7 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
             problem("condition", "required, e.g. `count >= 1`")
         window_ms = duration("window", text("window"))
         for_ms = duration("for", text("for"), positive=False)
+        keep_ms = duration("keep_firing_for", text("keep_firing_for"), positive=False)
         condition_text = text("condition")
         if condition_text is not None:
             try:
@@ -305,8 +308,8 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         return None
     ratio_where = spec.ratio.where if spec.ratio is not None else None
     semantics: list[Any] = [kind, spec.match, spec.group_by, window_ms, spec.condition, for_ms, absent_ms]
-    if ratio_where is not None:
-        semantics.append(ratio_where)  # appended only when set: other rules keep their digests (and state)
+    if ratio_where is not None or keep_ms:  # appended only when set: other rules keep their digests (and state)
+        semantics += [ratio_where, keep_ms]
     digest_source = _json_bytes(semantics)
     return Rule(
         name=spec.name,
@@ -319,6 +322,7 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         window_ms=window_ms,
         condition=condition,
         for_ms=for_ms,
+        keep_ms=keep_ms,
         absent_ms=absent_ms,
         expect=tuple(tuple(_label_value(group[k]) for k in spec.group_by) for group in spec.expect),
         keeps_record=any(t.uses_record for _, t in templates),

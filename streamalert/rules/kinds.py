@@ -35,6 +35,7 @@ from streamalert.durations import parse_duration
 from streamalert.model import Fields
 from streamalert.rules.condition import OPS, Condition
 from streamalert.rules.matchers import as_number, compile_match
+from streamalert.rules.series import _phase_extra, _phase_from
 
 EXACT_QUANTILE_EVENTS = 10_000
 QUANTILE_ALPHA = 0.01
@@ -427,14 +428,7 @@ def _spelling(value: Any) -> str:
 
 
 def _with_phase(out: list[Any], series: _KindSeries) -> list[Any]:
-    extra: dict[str, Any] = {}
-    phase = series.phase
-    if phase.active_since is not None:
-        extra["a"] = phase.active_since
-    if phase.firing:
-        extra["f"] = 1
-    if series.record is not None:
-        extra["r"] = series.record
+    extra = _phase_extra(series.phase, series.record)  # the same map as rules/series.py's series
     if extra:
         out.append(extra)
     return out
@@ -443,9 +437,6 @@ def _with_phase(out: list[Any], series: _KindSeries) -> list[Any]:
 def _load_phase(data: list[Any], series: _KindSeries) -> list[Any]:
     """The data without its trailing phase map, which is applied to the series."""
     if data and type(data[-1]) is dict:  # a sliding HLL's [registers, last] ends in an int
-        extra = data[-1]
+        series.phase, series.record = _phase_from(data[-1])
         data = data[:-1]
-        since, firing = extra.get("a"), bool(extra.get("f"))
-        series.phase = INACTIVE if since is None and not firing else Phase(since, firing)
-        series.record = extra.get("r")
     return data

@@ -35,7 +35,7 @@ async def test_ratio_fires_and_resolves_on_the_share_of_the_base(store: Store) -
         _done("3s", "a", "ok"),
         _done("3.5s", "b", "ok"),
         line("40s"),
-        _done("5s", "a", "failed"),  # 35s behind the newest time: late, dropped
+        _done("5s", "a", "failed"),  # 35s behind the newest time, more than the lateness (1s): dropped
     ]
     assert await three_ways(RATIO, lines, store) == [
         expect("1s", "failed_share", "firing", 0.5, tenant="a"),
@@ -114,4 +114,31 @@ async def test_distinct_counts_values_by_their_last_sighting(store: Store) -> No
     assert await three_ways(DISTINCT, lines, store) == [
         expect("30s", "many_users", "firing", 3, ip="10.0.0.1"),
         expect("1m10s", "many_users", "resolved", 2, ip="10.0.0.1"),
+    ]
+
+
+KEEP = """
+rules:
+  - name: two_errors
+    match: {level: error}
+    window: 10s
+    condition: count >= 2
+    keep_firing_for: 5s
+"""
+
+
+async def test_keep_firing_for_bridges_a_gap_shorter_than_it(store: Store) -> None:
+    """Errors 0s, 1s fire at 1s; the count drops below 2 at 10s (quiet since 10s) and holds again at 15s,
+    exactly 10s + 5s: still firing, nothing sent. 14s leaving at 24s starts a new quiet time that lasts: resolved
+    at 24s + 5s = 29s (without keep_firing_for: resolved 10s, firing 15s, resolved 24s)."""
+    lines = [line(s, level="error") for s in ("0s", "1s", "14s", "15s")] + [line("40s")]
+    assert await three_ways(KEEP, lines, store) == [
+        expect("1s", "two_errors", "firing", 2),
+        expect("29s", "two_errors", "resolved", 0),
+    ]
+    assert await three_ways(KEEP.replace("keep_firing_for: 5s", "keep_firing_for: 4999ms"), lines, store) == [
+        expect("1s", "two_errors", "firing", 2),
+        expect("14.999s", "two_errors", "resolved", 1),
+        expect("15s", "two_errors", "firing", 2),
+        expect("28.999s", "two_errors", "resolved", 0),
     ]

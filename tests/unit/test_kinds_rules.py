@@ -1,0 +1,78 @@
+"""Rule files with the SLO / anomaly kinds: the conditions parse, and misuse is a located, clear problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamalert.config.rules import load_rules
+from streamalert.rules.condition import parse_condition
+
+from .test_rule_loading import problems_of
+
+
+@pytest.mark.parametrize(
+    ("text", "aggregate", "field", "quantile"),
+    [
+        ("ratio > 0.05", "ratio", None, None),
+        ("p99(wait_s) < 300", "quantile", "wait_s", 0.99),
+        ("p50( ms )>=1", "quantile", "ms", 0.5),
+        ("quantile(0.9, latency.ms) > 2", "quantile", "latency.ms", 0.9),
+        ("quantile(1, x) > 2", "quantile", "x", 1.0),
+        ("distinct(user_id) > 100", "distinct", "user_id", None),
+    ],
+)
+def test_kind_conditions_parse(text: str, aggregate: str, field: str | None, quantile: float | None) -> None:
+    """Each spelling gives its aggregate, field and quantile."""
+    condition = parse_condition(text)
+    assert (condition.aggregate, condition.field, condition.quantile) == (aggregate, field, quantile)
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("ratio(x) > 0.1", "ratio takes no field"),
+        ("distinct > 3", "distinct needs a field"),
+        ("quantile(x) > 3", "quantile needs a Q"),
+        ("quantile(0, x) > 3", "must be in (0, 1]"),
+        ("sum(0.5, x) > 3", "only quantile(Q, FIELD) takes a Q"),
+        ("p42(x) > 3", "expected"),
+    ],
+)
+def test_bad_kind_conditions_say_why(text: str, hint: str) -> None:
+    """A wrong condition names what is wrong."""
+    with pytest.raises(ValueError, match="invalid condition") as info:
+        parse_condition(text)
+    assert hint in str(info.value)
+
+
+def test_ratio_and_keep_firing_for_misuse_is_reported(tmp_path: Path) -> None:
+    """A ratio condition without `ratio:`, `ratio:` with another condition or a bad `where`, and
+    keep_firing_for on an absence rule: each a problem at its field."""
+    text = """
+rules:
+  - {name: a, match: {x: 1}, window: 1m, condition: ratio > 0.1}
+  - {name: b, match: {x: 1}, window: 1m, condition: count > 1, ratio: {where: {y: 2}}}
+  - {name: c, match: {x: 1}, window: 1m, condition: ratio > 0.1, ratio: {where: {y: {regex: "("}}}}
+  - {name: d, match: {x: 1}, absent_for: 1m, keep_firing_for: 5m}
+  - {name: e, match: {x: 1}, window: 1m, condition: count > 1, keep_firing_for: soon}
+"""
+    problems = problems_of(tmp_path, text)
+    assert problems[0].startswith("rule 'a': ratio: required by a ratio condition")
+    assert problems[1] == "rule 'b': ratio: only allowed with a `ratio OP N` condition"
+    assert problems[2].startswith("rule 'c': ratio.where.y.regex:")
+    assert problems[3].startswith("rule 'd': keep_firing_for: not allowed with absent_for")
+    assert problems[4].startswith("rule 'e': keep_firing_for: invalid duration 'soon'")
+    assert len(problems) == 5
+
+
+def test_keep_firing_for_and_ratio_change_the_digest_only_when_set(tmp_path: Path) -> None:
+    """Stored state is tied to the digest: adding keep_firing_for changes it, a rule without it keeps its old one."""
+    path = tmp_path / "r.yaml"
+    plain = "rules:\n- {name: a, match: {x: 1}, window: 1m, condition: count > 1}\n"
+    path.write_text(plain)
+    before = load_rules(path)[0].digest
+    path.write_text(plain.replace("}\n", ", keep_firing_for: 5m}\n"))
+    assert load_rules(path)[0].digest != before
+    assert before == "48ba5761ce8e"  # its digest before the kinds existed (commit d157218)
