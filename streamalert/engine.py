@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from streamalert.alerts.flap import Flap, FlapEmit, flap_step
 from streamalert.alerts.lifecycle import INACTIVE, Change, step
 from streamalert.config.rules import Rule, label_value
 from streamalert.decode import (
@@ -32,6 +33,7 @@ from streamalert.decode import (
     parse_time,
     time_from,
 )
+from streamalert.durations import format_duration
 from streamalert.model import AlertState, Fields, Transition
 from streamalert.rules.codegen import compile_rules
 from streamalert.rules.kinds import KIND_TYPES, Kind, KindSeries, kind_of
@@ -151,6 +153,7 @@ class Engine:
         self._dirty: set[SeriesRef] = set()
         self._deleted: set[SeriesRef] = set()
         self._pending_new: list[tuple[int, bytes]] = []
+        self._flaps: dict[SeriesRef, Flap] = {}  # series of rules with `flapping:` that changed lately
 
     # ---- input ---------------------------------------------------------------------------------------------
 
@@ -545,6 +548,12 @@ class Engine:
 
     def _reschedule(self, i: int, key: GroupKey, series: AnySeries) -> None:
         due = self._next_due(i, series)
+        if self._flaps:  # ---- hook: alerts/flap.py (the flapping state ends, old changes leave the period)
+            flap = self._flaps.get((i, key))
+            flapping = self.rules[i].flapping
+            if flap is not None and flap.changes and flapping is not None:
+                ends = flap.changes[-1] + flapping[1]
+                due = ends if due is None else min(due, ends)
         # A pending earlier timer is kept: evaluating a series at an instant where nothing changed for it
         # decides nothing (the condition, value and phase stay as they are), and it reschedules from there.
         # So an event that only moves the due later costs no timer.
@@ -659,13 +668,16 @@ class Engine:
             value = series.value(rule.condition.aggregate)
             holds = not series.empty() and rule.condition.holds(value)
         phase = series.phase
+        change = Change.NONE
         if holds or phase.active_since is not None or phase.firing:  # else: inactive stays inactive
             series.phase, change = step(phase, holds, now, rule.for_ms, rule.keep_ms)
-            if change is Change.FIRING:
-                self._emit(i, key, now, AlertState.FIRING, value, series.record)
-            elif change is Change.RESOLVED:
-                self._emit(i, key, now, AlertState.RESOLVED, value, series.record)
-        if series.empty() and series.phase.active_since is None:
+        if rule.flapping is not None:  # ---- hook: alerts/flap.py
+            change = self._flap(i, key, now, change, series.phase.firing, value, series.record)
+        if change is Change.FIRING:
+            self._emit(i, key, now, AlertState.FIRING, value, series.record)
+        elif change is Change.RESOLVED:
+            self._emit(i, key, now, AlertState.RESOLVED, value, series.record)
+        if series.empty() and series.phase.active_since is None and (i, key) not in self._flaps:
             del table[key]  # an idle series ends; its state is forgotten (its timers go stale)
             self._live -= 1
             self._dirty.discard((i, key))
@@ -673,7 +685,38 @@ class Engine:
             return
         self._reschedule(i, key, series)
 
-    def _emit(self, i: int, key: GroupKey, now: int, state: AlertState, value: float | int, record: str | None) -> None:
+    def _flap(
+        self, i: int, key: GroupKey, now: int, change: Change, firing: bool, value: float | int, record: str | None
+    ) -> Change:
+        """Flap damping: the change to send as usual (NONE: nothing); the `flapping` one is sent here."""
+        limit, within = self.rules[i].flapping or (0, 0)
+        ref = (i, key)
+        flap = self._flaps.get(ref)
+        if flap is None:
+            if change is not Change.FIRING and change is not Change.RESOLVED:
+                return change
+            flap = self._flaps[ref] = Flap()
+        emit = flap_step(flap, change, now, firing, limit, within)
+        if flap.since is None and (not flap.changes or flap.changes[-1] + within <= now):
+            del self._flaps[ref]  # no change left in the period: nothing to remember
+        if emit is FlapEmit.FLAPPING:
+            note = f"{limit + 1} changes in {format_duration(within)}"
+            self._emit(i, key, now, AlertState.FIRING, value, record, (("flapping", note),))
+            return Change.NONE
+        if emit is FlapEmit.RESOLVED:
+            return Change.RESOLVED
+        return change if emit is FlapEmit.AS_DECIDED else Change.NONE
+
+    def _emit(
+        self,
+        i: int,
+        key: GroupKey,
+        now: int,
+        state: AlertState,
+        value: float | int,
+        record: str | None,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         rule = self.rules[i]
         if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
             value = int(value)  # 300.0 seconds prints as 300, identically on every backend
@@ -681,7 +724,7 @@ class Engine:
         labels.update(zip(rule.group_by, key, strict=True))
         label_pairs = tuple(sorted(labels.items()))
         ctx = (decode_line(record.encode()) or {}) if record is not None else {}
-        annotations = tuple((name, t.render(value, rule.name, labels, ctx)) for name, t in rule.annotations)
+        annotations = tuple((name, t.render(value, rule.name, labels, ctx)) for name, t in rule.annotations) + extra
         self._out.append(Transition(now, rule.name, state, label_pairs, value, annotations))
         self.stats.transitions += 1
 
@@ -693,7 +736,7 @@ class Engine:
         for i, key in self._dirty:
             series = self._series[i].get(key)
             if series is not None:
-                upserts.setdefault(self._prep[i].rule_id, {})[_key_bytes(key)] = _json(self._dump(i, series))
+                upserts.setdefault(self._prep[i].rule_id, {})[_key_bytes(key)] = _json(self._dump(i, series, key))
         deletes: dict[str, list[bytes]] = {}
         for i, key in self._deleted:
             if key not in self._series[i]:
@@ -711,11 +754,17 @@ class Engine:
         self._dirty, self._deleted, self._pending_new = set(), set(), []
         return changes
 
-    def _dump(self, i: int, series: AnySeries) -> list[Any]:
+    def _dump(self, i: int, series: AnySeries, series_key: GroupKey = ()) -> list[Any]:
         """The stored form of a series. A count series may wait on a timer earlier than the one its times
         give (an earlier timer is kept when events arrive, see _reschedule); that timer is stored too, so a
         restart evaluates the series at the same instants as an uninterrupted run and stores the same."""
         data = series.dump()
+        flap = self._flaps.get((i, series_key)) if self._flaps else None
+        if flap is not None:  # ---- hook: alerts/flap.py
+            if data and type(data[-1]) is dict:
+                data[-1]["fl"] = flap.dump()
+            else:
+                data.append({"fl": flap.dump()})
         if type(series) is CountSeries and series.due is not None:
             computed = self._next_due(i, series)
             if computed is None or series.due < computed:
@@ -771,7 +820,10 @@ class Engine:
                 key = tuple(orjson.loads(raw_key))
                 if key not in self._series[i]:
                     self._grew()
-                series = self._series[i][key] = _load_series(prep, orjson.loads(raw_state))
+                data = orjson.loads(raw_state)
+                if data and type(data[-1]) is dict and "fl" in data[-1]:  # ---- hook: alerts/flap.py
+                    self._flaps[(i, key)] = Flap.load(data[-1].pop("fl"))
+                series = self._series[i][key] = _load_series(prep, data)
                 if series.due is not None:  # a stored earlier timer (see _dump): armed as it was
                     heapq.heappush(self._timers, (series.due, i, key))
                 self._schedule(i, key)
@@ -792,10 +844,11 @@ class Engine:
         """The series whose alert fires now, as (rule, group key) in rule order (a reload resolves those of
         rules it changes or removes)."""
         out: list[tuple[Rule, GroupKey]] = []
-        for rule, table in zip(self.rules, self._series, strict=True):
+        for rule_index, (rule, table) in enumerate(zip(self.rules, self._series, strict=True)):
             for key in sorted(table):
                 series = table[key]
-                if series.firing if isinstance(series, AbsenceSeries) else series.phase.firing:
+                flap = self._flaps.get((rule_index, key))
+                if series.firing if isinstance(series, AbsenceSeries) else series.phase.firing or (flap and flap.since):
                     out.append((rule, key))
         return out
 

@@ -54,7 +54,10 @@ def rule_ttls(rules: list[Rule], lateness_ms: int) -> dict[str, int]:
         if rule.kind == "absence":
             ttl[rule_id] = keys.LONG_TTL_MS
         else:
-            ttl[rule_id] = rule.window_ms + rule.for_ms + rule.keep_ms + lateness_ms + keys.WINDOW_TTL_MARGIN_MS
+            flap_ms = rule.flapping[1] if rule.flapping else 0  # a flapping series is kept that much longer
+            ttl[rule_id] = (
+                rule.window_ms + rule.for_ms + rule.keep_ms + flap_ms + lateness_ms + keys.WINDOW_TTL_MARGIN_MS
+            )
     return ttl
 
 

@@ -32,6 +32,15 @@ class RatioSpec(BaseModel):
     where: dict[str, Any]
 
 
+class FlappingSpec(BaseModel):
+    """`flapping: {changes: N, within: 10m}`: more than N firing/resolved changes within the period flap."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    changes: int = Field(ge=1)
+    within: str
+
+
 class RuleSpec(BaseModel):
     """One rule as written in YAML; unknown keys are errors."""
 
@@ -45,6 +54,7 @@ class RuleSpec(BaseModel):
     for_: str | None = Field(default=None, alias="for")
     ratio: RatioSpec | None = None
     keep_firing_for: str | None = None
+    flapping: FlappingSpec | None = None
     absent_for: str | None = None
     expect: list[dict[str, str | int | bool]] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -98,6 +108,7 @@ class Rule:
     condition: Condition | None = None
     for_ms: int = 0
     keep_ms: int = 0  # keep_firing_for
+    flapping: tuple[int, int] | None = None  # (changes, within ms): alerts/flap.py
     absent_ms: int = 0
     expect: tuple[tuple[str, ...], ...] = ()
     keeps_record: bool = False
@@ -272,11 +283,11 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         problem("group_by", "repeated field")
 
     kind: Literal["window", "absence"]
-    window_ms = for_ms = keep_ms = absent_ms = 0
+    window_ms = for_ms = keep_ms = flap_ms = absent_ms = 0
     condition: Condition | None = None
     if present("absent_for"):
         kind = "absence"
-        for key in ("window", "condition", "for", "ratio", "keep_firing_for"):
+        for key in ("window", "condition", "for", "ratio", "keep_firing_for", "flapping"):
             if present(key):
                 problem(key, "not allowed with absent_for (an absence rule has no window or condition)")
         absent_ms = duration("absent_for", text("absent_for"))
@@ -296,6 +307,9 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         window_ms = duration("window", text("window"))
         for_ms = duration("for", text("for"), positive=False)
         keep_ms = duration("keep_firing_for", text("keep_firing_for"), positive=False)
+        raw_flapping = item.get("flapping")
+        if isinstance(raw_flapping, dict) and isinstance(raw_flapping.get("within"), str):
+            flap_ms = duration("flapping.within", raw_flapping["within"])
         condition_text = text("condition")
         if condition_text is not None:
             try:
@@ -308,8 +322,9 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         return None
     ratio_where = spec.ratio.where if spec.ratio is not None else None
     semantics: list[Any] = [kind, spec.match, spec.group_by, window_ms, spec.condition, for_ms, absent_ms]
-    if ratio_where is not None or keep_ms:  # appended only when set: other rules keep their digests (and state)
-        semantics += [ratio_where, keep_ms]
+    flapping = (spec.flapping.changes, flap_ms) if spec.flapping is not None else None
+    if ratio_where is not None or keep_ms or flapping:  # only when set: other rules keep their digests (state)
+        semantics += [ratio_where, keep_ms, flapping]
     digest_source = _json_bytes(semantics)
     return Rule(
         name=spec.name,
@@ -323,6 +338,7 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         condition=condition,
         for_ms=for_ms,
         keep_ms=keep_ms,
+        flapping=flapping,
         absent_ms=absent_ms,
         expect=tuple(tuple(_label_value(group[k]) for k in spec.group_by) for group in spec.expect),
         keeps_record=any(t.uses_record for _, t in templates),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from streamalert.state.base import Store
+from streamalert.testing import replay_lines, rules_from_yaml
 
 from .kinds_support import three_ways
 from .timeline import expect, line
@@ -141,4 +142,49 @@ async def test_keep_firing_for_bridges_a_gap_shorter_than_it(store: Store) -> No
         expect("14.999s", "two_errors", "resolved", 1),
         expect("15s", "two_errors", "firing", 2),
         expect("28.999s", "two_errors", "resolved", 0),
+    ]
+
+
+FLAP = """
+rules:
+  - name: blinking
+    match: {level: error}
+    window: 1s
+    condition: count >= 1
+    flapping: {changes: 3, within: 10s}
+"""
+
+
+async def test_flapping_sends_one_notification_then_quiet_until_a_quiet_period(store: Store) -> None:
+    """An error every 2s fires and resolves each second: the 4th change (resolved at 3s) is replaced by one
+    firing annotated `flapping`; nothing more until 10s after the last change (9s): resolved at 19s. Then
+    the series starts afresh: 25s fires, 26s resolves."""
+    lines = [line(s, level="error") for s in ("0s", "2s", "4s", "6s", "8s", "25s")] + [line("40s")]
+    assert await three_ways(FLAP, lines, store) == [
+        expect("0s", "blinking", "firing", 1),
+        expect("1s", "blinking", "resolved", 0),
+        expect("2s", "blinking", "firing", 1),
+        expect("3s", "blinking", "firing", 0),
+        expect("19s", "blinking", "resolved", 0),
+        expect("25s", "blinking", "firing", 1),
+        expect("26s", "blinking", "resolved", 0),
+    ]
+    await store.reset()
+    sink, _ = await replay_lines(rules_from_yaml(FLAP), lines, store)
+    notes = [dict(t.annotations).get("flapping") for t in sink.transitions]
+    assert notes == [None, None, None, "4 changes in 10s", None, None, None]
+
+
+async def test_flapping_that_ends_while_the_condition_holds_stays_firing(store: Store) -> None:
+    """Held firing by the flapping state, the series fires underneath at the very instant the state ends
+    (9s + 10s = 19s; errors every 500ms from 19s to 21.5s): nothing is sent then, and it resolves as usual
+    when the errors stop (22.5s). A change while flapping (an error at 18s) would have extended it instead."""
+    errors = ["0s", "2s", "4s", "6s", "8s"] + [f"{19 + k / 2}s" for k in range(6)]
+    lines = [line(s, level="error") for s in errors] + [line("40s")]
+    assert await three_ways(FLAP, lines, store) == [
+        expect("0s", "blinking", "firing", 1),
+        expect("1s", "blinking", "resolved", 0),
+        expect("2s", "blinking", "firing", 1),
+        expect("3s", "blinking", "firing", 0),
+        expect("22.5s", "blinking", "resolved", 0),
     ]

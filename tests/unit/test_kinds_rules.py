@@ -48,8 +48,8 @@ def test_bad_kind_conditions_say_why(text: str, hint: str) -> None:
 
 
 def test_ratio_and_keep_firing_for_misuse_is_reported(tmp_path: Path) -> None:
-    """A ratio condition without `ratio:`, `ratio:` with another condition or a bad `where`, and
-    keep_firing_for on an absence rule: each a problem at its field."""
+    """A ratio condition without `ratio:`, `ratio:` with another condition or a bad `where`, keep_firing_for
+    on an absence rule or not a duration, flapping with no changes or no duration: each a problem at its field."""
     text = """
 rules:
   - {name: a, match: {x: 1}, window: 1m, condition: ratio > 0.1}
@@ -57,6 +57,8 @@ rules:
   - {name: c, match: {x: 1}, window: 1m, condition: ratio > 0.1, ratio: {where: {y: {regex: "("}}}}
   - {name: d, match: {x: 1}, absent_for: 1m, keep_firing_for: 5m}
   - {name: e, match: {x: 1}, window: 1m, condition: count > 1, keep_firing_for: soon}
+  - {name: f, match: {x: 1}, window: 1m, condition: count > 1, flapping: {changes: 0, within: 1m}}
+  - {name: g, match: {x: 1}, window: 1m, condition: count > 1, flapping: {changes: 2, within: soon}}
 """
     problems = problems_of(tmp_path, text)
     assert problems[0].startswith("rule 'a': ratio: required by a ratio condition")
@@ -64,7 +66,9 @@ rules:
     assert problems[2].startswith("rule 'c': ratio.where.y.regex:")
     assert problems[3].startswith("rule 'd': keep_firing_for: not allowed with absent_for")
     assert problems[4].startswith("rule 'e': keep_firing_for: invalid duration 'soon'")
-    assert len(problems) == 5
+    assert problems[5].startswith("rule 'f': flapping.changes: Input should be greater than or equal to 1")
+    assert problems[6].startswith("rule 'g': flapping.within: invalid duration 'soon'")
+    assert len(problems) == 7
 
 
 def test_keep_firing_for_and_ratio_change_the_digest_only_when_set(tmp_path: Path) -> None:
