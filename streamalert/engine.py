@@ -36,7 +36,7 @@ from streamalert.decode import (
 from streamalert.durations import format_duration
 from streamalert.model import AlertState, Fields, Transition
 from streamalert.rules.codegen import compile_rules
-from streamalert.rules.kinds import KIND_TYPES, Kind, KindSeries, kind_of
+from streamalert.rules.kind import KIND_TYPES, Kind, KindSeries, kind_of
 from streamalert.rules.matchers import as_number
 from streamalert.rules.series import AbsenceSeries, AggregateSeries, CountSeries, Series
 from streamalert.stamps import canonical, late_lines, stamp_ms

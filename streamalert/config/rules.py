@@ -55,6 +55,8 @@ class RuleSpec(BaseModel):
     ratio: RatioSpec | None = None
     keep_firing_for: str | None = None
     flapping: FlappingSpec | None = None
+    lookback: str | None = None
+    min_base: int | None = Field(default=None, ge=1)
     absent_for: str | None = None
     expect: list[dict[str, str | int | bool]] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -109,6 +111,8 @@ class Rule:
     for_ms: int = 0
     keep_ms: int = 0  # keep_firing_for
     flapping: tuple[int, int] | None = None  # (changes, within ms): alerts/flap.py
+    lookback_ms: int = 0  # new(F): how long a value stays known
+    min_base: int = 1  # change: the fewest events the past window needs to compare with
     absent_ms: int = 0
     expect: tuple[tuple[str, ...], ...] = ()
     keeps_record: bool = False
@@ -283,11 +287,11 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         problem("group_by", "repeated field")
 
     kind: Literal["window", "absence"]
-    window_ms = for_ms = keep_ms = flap_ms = absent_ms = 0
+    window_ms = for_ms = keep_ms = flap_ms = lookback_ms = absent_ms = 0
     condition: Condition | None = None
     if present("absent_for"):
         kind = "absence"
-        for key in ("window", "condition", "for", "ratio", "keep_firing_for", "flapping"):
+        for key in ("window", "condition", "for", "ratio", "keep_firing_for", "flapping", "lookback", "min_base"):
             if present(key):
                 problem(key, "not allowed with absent_for (an absence rule has no window or condition)")
         absent_ms = duration("absent_for", text("absent_for"))
@@ -317,14 +321,24 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
             except ValueError as exc:
                 problem("condition", str(exc))
         _check_ratio(item, condition, problem)
+        aggregate = condition.aggregate if condition is not None else None
+        if present("lookback") != (aggregate == "new") and condition is not None:
+            problem(
+                "lookback",
+                "required by new(FIELD), e.g. lookback: 7d" if aggregate == "new" else "only with new(FIELD)",
+            )
+        lookback_ms = duration("lookback", text("lookback"))
+        if present("min_base") and condition is not None and aggregate != "change":
+            problem("min_base", "only with `count OP K * count offset D`")
 
     if spec is None or len(problems) > before:
         return None
     ratio_where = spec.ratio.where if spec.ratio is not None else None
     semantics: list[Any] = [kind, spec.match, spec.group_by, window_ms, spec.condition, for_ms, absent_ms]
     flapping = (spec.flapping.changes, flap_ms) if spec.flapping is not None else None
-    if ratio_where is not None or keep_ms or flapping:  # only when set: other rules keep their digests (state)
-        semantics += [ratio_where, keep_ms, flapping]
+    min_base = spec.min_base or 1
+    if ratio_where is not None or keep_ms or flapping or lookback_ms or min_base != 1:
+        semantics += [ratio_where, keep_ms, flapping, lookback_ms, min_base]  # only when set: digests stay
     digest_source = _json_bytes(semantics)
     return Rule(
         name=spec.name,
@@ -339,6 +353,8 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         for_ms=for_ms,
         keep_ms=keep_ms,
         flapping=flapping,
+        lookback_ms=lookback_ms,
+        min_base=min_base,
         absent_ms=absent_ms,
         expect=tuple(tuple(_label_value(group[k]) for k in spec.group_by) for group in spec.expect),
         keeps_record=any(t.uses_record for _, t in templates),

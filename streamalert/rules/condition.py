@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-Aggregate = Literal["count", "rate", "sum", "max", "min", "avg", "ratio", "quantile", "distinct"]
-# The kinds whose series live in rules/kinds.py (not CountSeries / AggregateSeries).
-KINDS = ("ratio", "quantile", "distinct")
+from streamalert.durations import parse_duration
+
+Aggregate = Literal["count", "rate", "sum", "max", "min", "avg", "ratio", "quantile", "distinct", "new", "change"]
+# The kinds whose series live in rules/kinds.py and rules/kinds_past.py (not CountSeries / AggregateSeries).
+KINDS = ("ratio", "quantile", "distinct", "new", "change")
 _PERCENTILES = {"p50": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -26,9 +28,13 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
 }
 _CONDITION = re.compile(
-    r"\s*(count|rate|sum|max|min|avg|ratio|distinct|quantile|p50|p75|p90|p95|p99|p999)\s*"
+    r"\s*(count|rate|sum|max|min|avg|ratio|distinct|new|quantile|p50|p75|p90|p95|p99|p999)\s*"
     r"(?:\(\s*(?:(0?\.\d+|1(?:\.0*)?|0)\s*,\s*)?([A-Za-z_@][\w.@-]*)\s*\))?\s*(>=|<=|==|>|<)\s*"
     r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"
+)
+# `count > 3 * count offset 1h`: the window's count against the same window `offset` earlier.
+_CHANGE = re.compile(
+    r"\s*count\s*(>=|<=|==|>|<)\s*(?:([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*\s*)?count\s+offset\s+(\S+)\s*"
 )
 # Count windows keep at least this many newest event times, so that `value` is exact in ordinary use.
 MIN_EXACT_EVENTS = 1024
@@ -44,6 +50,7 @@ class Condition:
     threshold: float
     text: str
     quantile: float | None = None  # the q of `quantile(q, F)` / `pNN(F)`
+    offset_ms: int = 0  # change: `count OP K * count offset D`, threshold K
 
     @property
     def kind(self) -> bool:
@@ -72,11 +79,22 @@ class Condition:
 
 def parse_condition(text: str) -> Condition:
     """Parse a condition; raise ValueError with a hint on the accepted grammar."""
+    change = _CHANGE.fullmatch(text)
+    if change is not None:
+        op, factor, offset = change.groups()
+        try:
+            offset_ms = parse_duration(offset)
+        except ValueError as exc:
+            raise ValueError(f"invalid condition {text!r}: {exc}") from None
+        if offset_ms <= 0:
+            raise ValueError(f"invalid condition {text!r}: the offset must be greater than zero")
+        return Condition("change", None, op, float(factor or 1), text.strip(), offset_ms=offset_ms)
     found = _CONDITION.fullmatch(text)
     if found is None:
         raise ValueError(
             f"invalid condition {text!r}: expected `count|rate|ratio OP N`, "
-            "`sum|max|min|avg|distinct|p50|p90|p95|p99(FIELD) OP N` or `quantile(Q, FIELD) OP N` "
+            "`sum|max|min|avg|distinct|new|p50|p90|p95|p99(FIELD) OP N`, `quantile(Q, FIELD) OP N` "
+            "or `count OP K * count offset DURATION` "
             "with OP one of > >= < <= =="
         )
     aggregate, q, field, op, number = found.groups()

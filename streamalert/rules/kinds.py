@@ -30,11 +30,7 @@ from fractions import Fraction
 from typing import Any
 
 from streamalert.alerts.lifecycle import INACTIVE, Phase
-from streamalert.decode import MISSING, get_path
-from streamalert.durations import parse_duration
-from streamalert.model import Fields
 from streamalert.rules.condition import OPS, Condition
-from streamalert.rules.matchers import as_number, compile_match
 from streamalert.rules.series import _phase_extra, _phase_from
 
 EXACT_QUANTILE_EVENTS = 10_000
@@ -366,65 +362,6 @@ class DistinctSeries(_KindSeries):
             series.seen[data[k]] = last
         series.last = last
         return series
-
-
-KindSeries = RatioSeries | QuantileSeries | DistinctSeries
-KIND_TYPES = (RatioSeries, QuantileSeries, DistinctSeries)
-
-
-class Kind:
-    """How one rule's kind takes a sample from a record and makes its series."""
-
-    __slots__ = ("aggregate", "field", "where")
-
-    def __init__(self, condition: Condition, where: Callable[[Fields], bool] | None) -> None:
-        self.aggregate = condition.aggregate
-        self.field = condition.field
-        self.where = where
-
-    def sample(self, fields: Fields) -> Any:
-        """What the series observes from a matched record; None when the record carries nothing to use."""
-        if self.aggregate == "ratio":
-            assert self.where is not None
-            return bool(self.where(fields))
-        assert self.field is not None
-        raw = get_path(fields, self.field)
-        if raw is MISSING or raw is None:
-            return None
-        if self.aggregate == "distinct":
-            return raw if type(raw) is str else _spelling(raw)
-        number = as_number(raw)
-        if number is None and type(raw) is str:
-            try:
-                return parse_duration(raw) / 1000  # a duration string ("1m30s") in seconds
-            except ValueError:
-                return None
-        if number is not None and number.is_integer() and abs(number) < 2**53:
-            return int(number)  # integer samples stay ints: "300" and 300 are one value
-        return number
-
-    def new(self) -> KindSeries:
-        if self.aggregate == "ratio":
-            return RatioSeries()
-        return QuantileSeries() if self.aggregate == "quantile" else DistinctSeries()
-
-    def load(self, data: list[Any]) -> KindSeries:
-        if self.aggregate == "ratio":
-            return RatioSeries.load(data)
-        return QuantileSeries.load(data) if self.aggregate == "quantile" else DistinctSeries.load(data)
-
-
-def kind_of(rule: Any) -> Kind:
-    """The Kind of a rule whose condition is a kind (a config.rules.Rule; `Any` avoids an import cycle)."""
-    condition: Condition = rule.condition
-    where = compile_match(rule.ratio_where) if rule.ratio_where is not None else None
-    return Kind(condition, where)
-
-
-def _spelling(value: Any) -> str:
-    from streamalert.config.rules import label_value  # noqa: PLC0415 (config imports this package)
-
-    return label_value(value)
 
 
 def _with_phase(out: list[Any], series: _KindSeries) -> list[Any]:

@@ -188,3 +188,70 @@ async def test_flapping_that_ends_while_the_condition_holds_stays_firing(store: 
         expect("3s", "blinking", "firing", 0),
         expect("22.5s", "blinking", "resolved", 0),
     ]
+
+
+NEW = """
+rules:
+  - name: new_error_type
+    match: {level: error}
+    window: 10m
+    lookback: 1h
+    condition: new(error_type) >= 1
+    group_by: [service]
+"""
+
+
+async def test_new_value_fires_on_a_value_unseen_for_the_lookback(store: Store) -> None:
+    """Per service, a value is new when not seen in the previous hour: a's KeyError at 0s and TypeError at 8m
+    are new (resolved when the TypeError's sighting leaves the 10m window, 18m); a's KeyError at
+    1h4m59.999s was seen 59m59.999s before (at 5m): not new. b's KeyError at 5m is new for b, and new again
+    at 1h5m, exactly one lookback after."""
+
+    def err(offset: str, service: str, error_type: str) -> bytes:
+        return line(offset, level="error", service=service, error_type=error_type)
+
+    lines = [
+        err("0s", "a", "KeyError"),
+        err("5m", "a", "KeyError"),
+        err("5m", "b", "KeyError"),
+        err("8m", "a", "TypeError"),
+        err("3899.999s", "a", "KeyError"),  # 1h4m59.999s
+        err("1h5m", "b", "KeyError"),
+        line("2h"),
+    ]
+    assert await three_ways(NEW, lines, store) == [
+        expect("0s", "new_error_type", "firing", 1, service="a"),
+        expect("5m", "new_error_type", "firing", 1, service="b"),
+        expect("15m", "new_error_type", "resolved", 0, service="b"),
+        expect("18m", "new_error_type", "resolved", 0, service="a"),
+        expect("1h5m", "new_error_type", "firing", 1, service="b"),
+        expect("1h15m", "new_error_type", "resolved", 0, service="b"),
+    ]
+
+
+SPIKE = """
+rules:
+  - name: spike
+    match: {level: error}
+    window: 1m
+    condition: count > 2 * count offset 1m
+    min_base: 2
+"""
+
+
+async def test_change_against_the_past_window_with_a_minimum_base(store: Store) -> None:
+    """Two errors (10s, 20s) in the past window (t - 2m, t - 1m]; the 5th error of a burst at 81s..85s makes
+    5 > 2 x 2 at 85s; at 130s the 10s error leaves the past window, 1 is below min_base 2: resolved. Without
+    min_base (1) it holds until the 20s error leaves the past window too, at 140s, and the burst then briefly
+    spikes against its own first error."""
+    lines = [line(s, level="error") for s in ("10s", "20s", "81s", "82s", "83s", "84s", "85s")] + [line("5m")]
+    assert await three_ways(SPIKE, lines, store) == [
+        expect("85s", "spike", "firing", 5),
+        expect("130s", "spike", "resolved", 5),
+    ]
+    assert await three_ways(SPIKE.replace("    min_base: 2\n", ""), lines, store) == [
+        expect("85s", "spike", "firing", 5),
+        expect("140s", "spike", "resolved", 5),
+        expect("141s", "spike", "firing", 4),  # the burst's own 81s error is now the past: 4 > 2 x 1
+        expect("142s", "spike", "resolved", 3),  # 3 > 2 x 2 no longer
+    ]

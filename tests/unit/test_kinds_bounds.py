@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamalert.rules.kinds import HLL_ERROR, QUANTILE_ALPHA, DistinctSeries, QuantileSeries, RatioSeries
+from streamalert.rules.kinds_past import ChangeSeries, NewValueSeries
 
 WINDOW = 1_000
 _samples = st.one_of(
@@ -128,3 +129,48 @@ def test_ratio_is_the_exact_share_of_the_window(timed: list[tuple[int, bool]]) -
         assert (series.base, series.hits) == (len(window), sum(window))
         again = RatioSeries.load(orjson.loads(orjson.dumps(series.dump())))
         assert (again.base, again.hits, list(again.entries)) == (series.base, series.hits, list(series.entries))
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(
+    gaps=st.lists(st.integers(0, 700), min_size=1, max_size=150),
+    offset=st.integers(1, 3_000),
+    cut=st.integers(0, 150),
+)
+def test_change_counts_both_windows_exactly_and_survive_a_dump(gaps: list[int], offset: int, cut: int) -> None:
+    """At every event time the window's count and the count `offset` earlier equal a brute-force count, also
+    after the series was rebuilt from its stored form part way."""
+    series, now, seen = ChangeSeries(offset, 1), 0, []
+    for k, gap in enumerate(gaps):
+        if k == cut:
+            series = ChangeSeries.load(orjson.loads(orjson.dumps(series.dump())), offset, 1)
+        now += gap
+        series.observe(now)
+        seen.append(now)
+        series.evict(now, WINDOW)
+        current = sum(now - WINDOW < t <= now for t in seen)
+        past = sum(now - offset - WINDOW < t <= now - offset for t in seen)
+        assert (series.current, series.base) == (current, past)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(
+    timed=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 12)), min_size=1, max_size=150),
+    lookback=st.integers(1, 3_000),
+    cut=st.integers(0, 150),
+)
+def test_new_values_are_those_unseen_for_the_lookback(timed: list[tuple[int, int]], lookback: int, cut: int) -> None:
+    """The first sightings in the window are exactly the sightings with no earlier one in the lookback before
+    them (brute force), also after the series was rebuilt from its stored form part way."""
+    series, now = NewValueSeries(lookback), 0
+    seen: list[tuple[int, int, bool]] = []
+    for k, (gap, value) in enumerate(timed):
+        if k == cut:
+            series = NewValueSeries.load(orjson.loads(orjson.dumps(series.dump())), lookback)
+        now += gap
+        series.observe(now, str(value))
+        new = not any(v == value and now - lookback < t for t, v, _ in seen)
+        seen.append((now, value, new))
+        series.evict(now, WINDOW)
+        expected = [(t, str(v)) for t, v, fresh in seen if fresh and t > now - WINDOW]
+        assert list(series.fresh) == expected

@@ -21,6 +21,8 @@ from .test_rule_loading import problems_of
         ("quantile(0.9, latency.ms) > 2", "quantile", "latency.ms", 0.9),
         ("quantile(1, x) > 2", "quantile", "x", 1.0),
         ("distinct(user_id) > 100", "distinct", "user_id", None),
+        ("new(error_type) >= 1", "new", "error_type", None),
+        ("count > 3 * count offset 1h", "change", None, None),
     ],
 )
 def test_kind_conditions_parse(text: str, aggregate: str, field: str | None, quantile: float | None) -> None:
@@ -38,6 +40,8 @@ def test_kind_conditions_parse(text: str, aggregate: str, field: str | None, qua
         ("quantile(0, x) > 3", "must be in (0, 1]"),
         ("sum(0.5, x) > 3", "only quantile(Q, FIELD) takes a Q"),
         ("p42(x) > 3", "expected"),
+        ("count > 3 * count offset soon", "invalid duration 'soon'"),
+        ("count > 3 * count offset 0", "the offset must be greater than zero"),
     ],
 )
 def test_bad_kind_conditions_say_why(text: str, hint: str) -> None:
@@ -49,7 +53,8 @@ def test_bad_kind_conditions_say_why(text: str, hint: str) -> None:
 
 def test_ratio_and_keep_firing_for_misuse_is_reported(tmp_path: Path) -> None:
     """A ratio condition without `ratio:`, `ratio:` with another condition or a bad `where`, keep_firing_for
-    on an absence rule or not a duration, flapping with no changes or no duration: each a problem at its field."""
+    on an absence rule or not a duration, flapping with no changes or no duration, new(F) without lookback,
+    lookback and min_base on other kinds: each a problem at its field."""
     text = """
 rules:
   - {name: a, match: {x: 1}, window: 1m, condition: ratio > 0.1}
@@ -59,6 +64,8 @@ rules:
   - {name: e, match: {x: 1}, window: 1m, condition: count > 1, keep_firing_for: soon}
   - {name: f, match: {x: 1}, window: 1m, condition: count > 1, flapping: {changes: 0, within: 1m}}
   - {name: g, match: {x: 1}, window: 1m, condition: count > 1, flapping: {changes: 2, within: soon}}
+  - {name: h, match: {x: 1}, window: 1m, condition: new(t) > 0}
+  - {name: i, match: {x: 1}, window: 1m, condition: count > 0, lookback: 1h, min_base: 3}
 """
     problems = problems_of(tmp_path, text)
     assert problems[0].startswith("rule 'a': ratio: required by a ratio condition")
@@ -68,7 +75,10 @@ rules:
     assert problems[4].startswith("rule 'e': keep_firing_for: invalid duration 'soon'")
     assert problems[5].startswith("rule 'f': flapping.changes: Input should be greater than or equal to 1")
     assert problems[6].startswith("rule 'g': flapping.within: invalid duration 'soon'")
-    assert len(problems) == 7
+    assert problems[7] == "rule 'h': lookback: required by new(FIELD), e.g. lookback: 7d"
+    assert problems[8] == "rule 'i': lookback: only with new(FIELD)"
+    assert problems[9] == "rule 'i': min_base: only with `count OP K * count offset D`"
+    assert len(problems) == 10
 
 
 def test_keep_firing_for_and_ratio_change_the_digest_only_when_set(tmp_path: Path) -> None:
