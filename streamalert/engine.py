@@ -37,6 +37,7 @@ from streamalert.durations import format_duration
 from streamalert.model import AlertState, Fields, Transition
 from streamalert.rules.codegen import compile_rules
 from streamalert.rules.kind import KIND_TYPES, Kind, KindSeries, kind_of
+from streamalert.rules.kinds import DistinctSeries, QuantileSeries
 from streamalert.rules.matchers import as_number
 from streamalert.rules.series import AbsenceSeries, AggregateSeries, CountSeries, Series
 from streamalert.stamps import canonical, late_lines, stamp_ms
@@ -673,10 +674,10 @@ class Engine:
             series.phase, change = step(phase, holds, now, rule.for_ms, rule.keep_ms)
         if rule.flapping is not None:  # ---- hook: alerts/flap.py
             change = self._flap(i, key, now, change, series.phase.firing, value, series.record)
-        if change is Change.FIRING:
-            self._emit(i, key, now, AlertState.FIRING, value, series.record)
-        elif change is Change.RESOLVED:
-            self._emit(i, key, now, AlertState.RESOLVED, value, series.record)
+        if change is Change.FIRING or change is Change.RESOLVED:
+            state = AlertState.FIRING if change is Change.FIRING else AlertState.RESOLVED
+            accuracy = series.accuracy() if isinstance(series, (QuantileSeries, DistinctSeries)) else None
+            self._emit(i, key, now, state, value, series.record, () if accuracy is None else (("accuracy", accuracy),))
         if series.empty() and series.phase.active_since is None and (i, key) not in self._flaps:
             del table[key]  # an idle series ends; its state is forgotten (its timers go stale)
             self._live -= 1

@@ -22,7 +22,10 @@ are small, deletable, and checkpoint as plain JSON.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
+import heapq
+import itertools
 import math
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -39,6 +42,9 @@ EXACT_DISTINCT = 10_000
 HLL_BITS = 12
 HLL_REGISTERS = 1 << HLL_BITS
 HLL_ERROR = 1.04 / math.sqrt(HLL_REGISTERS)  # the standard error of the estimate, 1.6 %
+
+QUANTILE_ACCURACY = f"within {QUANTILE_ALPHA:.0%} (more than {EXACT_QUANTILE_EVENTS} samples in the window)"
+DISTINCT_ACCURACY = f"{HLL_ERROR:.1%} standard error (more than {EXACT_DISTINCT} values: HyperLogLog)"
 
 _GAMMA = (1 + QUANTILE_ALPHA) / (1 - QUANTILE_ALPHA)
 _LOG_GAMMA = math.log(_GAMMA)
@@ -136,8 +142,10 @@ class QuantileSeries(_KindSeries):
     def __init__(self) -> None:
         super().__init__()
         self.entries: deque[list[Any]] = deque()  # [time, {value: count}, rounded samples] per distinct ms
-        self.counts: dict[float, int] = {}
-        self.values: list[float] = []  # the keys of `counts`, ascending
+        # Parallel lists: the distinct values ascending and how many samples have each. Finding a rank is
+        # then a C-speed running sum and a bisection (evaluation cost: linear in the distinct values).
+        self.values: list[float] = []
+        self.counts: list[int] = []
         self.n = 0
         self.approx = 0  # samples in the window that were rounded (0: the quantile is exact)
 
@@ -155,12 +163,13 @@ class QuantileSeries(_KindSeries):
         self.approx += rounded
 
     def _add(self, value: float, count: int) -> None:
-        counts = self.counts
-        if value not in counts:
-            bisect.insort(self.values, value)
-            counts[value] = count
+        values = self.values
+        k = bisect.bisect_left(values, value)
+        if k < len(values) and values[k] == value:
+            self.counts[k] += count
         else:
-            counts[value] += count
+            values.insert(k, value)
+            self.counts.insert(k, count)
         self.n += count
 
     def evict(self, now: int, window_ms: int) -> None:
@@ -170,33 +179,18 @@ class QuantileSeries(_KindSeries):
             self.approx -= rounded
             for value, count in samples.items():
                 self.n -= count
-                left = counts[value] - count
-                if left:
-                    counts[value] = left
-                else:
-                    del counts[value]
-                    del values[bisect.bisect_left(values, value)]
+                k = bisect.bisect_left(values, value)
+                counts[k] -= count
+                if not counts[k]:
+                    del counts[k], values[k]
 
     def quantile(self, q: float) -> float:
         """The nearest-rank quantile: the smallest sample with at least ceil(q * n) samples at or below it."""
         n = self.n
         if not n:
             return 0.0
-        rank = max(1, math.ceil(Fraction(str(q)) * n))
-        counts, values = self.counts, self.values
-        if rank <= n // 2:
-            seen = 0
-            for value in values:
-                seen += counts[value]
-                if seen >= rank:
-                    return value
-        above = n - rank  # samples strictly above the answer, at most
-        seen = 0
-        for value in reversed(values):
-            seen += counts[value]
-            if seen > above:
-                return value
-        raise AssertionError("counts and n disagree")
+        rank = max(1, math.ceil(_fraction(q) * n))
+        return self.values[bisect.bisect_left(list(itertools.accumulate(self.counts)), rank)]
 
     def measure(self, condition: Condition) -> tuple[float, bool]:
         if not self.n:
@@ -207,6 +201,10 @@ class QuantileSeries(_KindSeries):
 
     def exact(self) -> bool:
         return not self.approx
+
+    def accuracy(self) -> str | None:
+        """None while exact, else the stated error (the `accuracy` annotation of a transition)."""
+        return None if not self.approx else QUANTILE_ACCURACY
 
     def empty(self) -> bool:
         return not self.entries
@@ -239,6 +237,12 @@ class QuantileSeries(_KindSeries):
         return series
 
 
+@functools.lru_cache(maxsize=64)
+def _fraction(q: float) -> Fraction:
+    """q as the exact decimal it was written as (0.99 is 99/100, not the nearest double)."""
+    return Fraction(str(q))
+
+
 def _hash64(value: str) -> int:
     """A hash that is the same in every process (Python's hash() of a str is salted per process)."""
     return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
@@ -246,14 +250,23 @@ def _hash64(value: str) -> int:
 
 class DistinctSeries(_KindSeries):
     """Distinct values in the window: exact (value -> last time, oldest first) up to EXACT_DISTINCT values,
-    a sliding HyperLogLog beyond; it goes back to exact counting once its window has emptied."""
+    a sliding HyperLogLog beyond; it goes back to exact counting once its window has emptied.
 
-    __slots__ = ("hll", "last", "seen")
+    The HyperLogLog keeps, per register, the (time, rank) pairs no newer pair of higher or equal rank
+    follows, so the first pair is the register's maximum over the window. The estimate's sum of 2^-rank is
+    kept as an integer scaled by 2^64, updated when a register's first pair changes: exact whatever the order
+    of updates, so a series rebuilt from its stored registers gives the same estimate. A heap of the first
+    pairs' times finds the next expiry without scanning the registers.
+    """
+
+    __slots__ = ("heap", "hll", "last", "seen", "total")
 
     def __init__(self) -> None:
         super().__init__()
         self.seen: OrderedDict[str, int] | None = OrderedDict()
         self.hll: dict[int, list[int]] | None = None  # register -> [time, rank, time, rank, ...]
+        self.total = 0  # sum over registers of 2^(64 - rank), an empty register counting rank 0
+        self.heap: list[tuple[int, int]] = []  # (time of a register's first pair, register); stale ones skipped
         self.last = 0  # the newest time observed
 
     def observe(self, now: int, value: str, exact_limit: int = EXACT_DISTINCT) -> None:
@@ -264,7 +277,7 @@ class DistinctSeries(_KindSeries):
             seen.move_to_end(value)
             if len(seen) <= exact_limit:
                 return
-            self.seen, self.hll = None, {}
+            self.seen, self.hll, self.total, self.heap = None, {}, HLL_REGISTERS << 64, []
             for old, at in seen.items():  # oldest first, so each register's pairs stay in time order
                 self._hll_add(at, old)
             return
@@ -276,10 +289,19 @@ class DistinctSeries(_KindSeries):
         register = h >> (64 - HLL_BITS)
         rest = h & ((1 << (64 - HLL_BITS)) - 1)
         rank = (64 - HLL_BITS) - rest.bit_length() + 1
-        pairs = self.hll.setdefault(register, [])
+        pairs = self.hll.get(register)
+        if pairs is None:
+            pairs = self.hll[register] = []
+        first = pairs[1] if pairs else 0
         while pairs and pairs[-1] <= rank:  # an older pair of no higher rank is never the maximum again
             del pairs[-2:]
         pairs += (now, rank)
+        if len(pairs) == 2:  # the new pair is the register's maximum now
+            self.total += (1 << (64 - rank)) - (1 << (64 - first))
+            heapq.heappush(self.heap, (now, register))
+            if len(self.heap) > 2 * len(self.hll) + 64:
+                self.heap = [(p[0], r) for r, p in self.hll.items()]
+                heapq.heapify(self.heap)
 
     def evict(self, now: int, window_ms: int) -> None:
         cutoff = now - window_ms
@@ -291,27 +313,33 @@ class DistinctSeries(_KindSeries):
                     break
                 del seen[value]
             return
-        assert self.hll is not None
+        hll, heap = self.hll, self.heap
+        assert hll is not None
         if self.last <= cutoff:
-            self.seen, self.hll = OrderedDict(), None
+            self.seen, self.hll, self.total, self.heap = OrderedDict(), None, 0, []
             return
-        for register in list(self.hll):
-            pairs = self.hll[register]
+        while heap and heap[0][0] <= cutoff:
+            at, register = heapq.heappop(heap)
+            pairs = hll.get(register)
+            if not pairs or pairs[0] != at:
+                continue  # stale: the register's first pair changed since
+            old = pairs[1]
             k = 0
             while k < len(pairs) and pairs[k] <= cutoff:
                 k += 2
-            if k == len(pairs):
-                del self.hll[register]
-            elif k:
-                del pairs[:k]
+            del pairs[:k]
+            self.total += (1 << (64 - pairs[1] if pairs else 64)) - (1 << (64 - old))
+            if pairs:
+                heapq.heappush(heap, (pairs[0], register))
+            else:
+                del hll[register]
 
     def count(self) -> float:
         if self.seen is not None:
             return len(self.seen)
         assert self.hll is not None
         m = HLL_REGISTERS
-        total = sum(2.0 ** -pairs[1] for pairs in self.hll.values()) + (m - len(self.hll))
-        estimate = 0.7213 / (1 + 1.079 / m) * m * m / total
+        estimate = 0.7213 / (1 + 1.079 / m) * m * m / (self.total / 2.0**64)
         zeros = m - len(self.hll)
         if estimate <= 2.5 * m and zeros:
             estimate = m * math.log(m / zeros)  # linear counting: exacter for small counts
@@ -319,6 +347,9 @@ class DistinctSeries(_KindSeries):
 
     def exact(self) -> bool:
         return self.seen is not None
+
+    def accuracy(self) -> str | None:
+        return None if self.seen is not None else DISTINCT_ACCURACY
 
     def measure(self, condition: Condition) -> tuple[float, bool]:
         value = self.count()
@@ -330,8 +361,11 @@ class DistinctSeries(_KindSeries):
     def next_expiry(self, window_ms: int) -> int | None:
         if self.seen is not None:
             return next(iter(self.seen.values())) + window_ms if self.seen else None
-        assert self.hll is not None
-        return min((pairs[0] for pairs in self.hll.values()), default=None) if self.hll else None
+        heap, hll = self.heap, self.hll
+        assert hll is not None
+        while heap and (heap[0][1] not in hll or hll[heap[0][1]][0] != heap[0][0]):
+            heapq.heappop(heap)  # stale entries on top
+        return heap[0][0] + window_ms if heap else None
 
     def dump(self) -> list[Any]:
         """Exact: [value, gap, value, gap, ...] oldest first (gaps after the first time); a sliding HLL:
@@ -354,6 +388,9 @@ class DistinctSeries(_KindSeries):
             series.seen = None
             series.hll = {int(k): list(v) for k, v in data[0].items()}
             series.last = data[1]
+            series.total = (HLL_REGISTERS - len(series.hll)) << 64
+            series.total += sum(1 << (64 - pairs[1]) for pairs in series.hll.values())
+            series.heap = sorted((pairs[0], register) for register, pairs in series.hll.items())
             return series
         assert series.seen is not None
         last = 0

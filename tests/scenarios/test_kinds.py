@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from streamalert.state.base import Store
+from streamalert.state.memory import MemoryStore
 from streamalert.testing import replay_lines, rules_from_yaml
 
 from .kinds_support import three_ways
-from .timeline import expect, line
+from .timeline import expect, iso, line
 
 RATIO = """
 rules:
@@ -255,3 +256,28 @@ async def test_change_against_the_past_window_with_a_minimum_base(store: Store) 
         expect("141s", "spike", "firing", 4),  # the burst's own 81s error is now the past: 4 > 2 x 1
         expect("142s", "spike", "resolved", 3),  # 3 > 2 x 2 no longer
     ]
+
+
+async def test_approximate_values_carry_their_stated_error() -> None:
+    """Past 10,000 samples (or values) in a window a quantile (distinct count) is approximate: its transitions
+    carry an `accuracy` annotation stating the error; while exact they carry none."""
+    rules = rules_from_yaml(
+        """
+rules:
+  - {name: exact, match: {event: req}, window: 1m, condition: p50(ms) >= 0}
+  - {name: slow, match: {event: req}, window: 1m, condition: p50(ms) >= 0, for: 50001ms}
+  - {name: users, match: {event: req}, window: 1m, condition: distinct(user) > 10000}
+"""
+    )
+    # One sample every 5 ms: the 10,001st (at 50s) is the first one rounded, and the 10,001st user.
+    lines = [line(f"{k * 5}ms", event="req", ms=k % 977, user=f"u{k}") for k in range(10_002)] + [line("5m")]
+    sink, _ = await replay_lines(rules, lines, MemoryStore(), batch_lines=2_000)
+    fired = {
+        t.rule: (t.at_iso, t.value, dict(t.annotations).get("accuracy"))
+        for t in sink.transitions
+        if t.state.value == "firing"
+    }
+    assert fired["exact"] == (iso("0s"), 0, None)
+    assert fired["slow"][::2] == (iso("50.001s"), "within 1% (more than 10000 samples in the window)")
+    assert fired["users"][::2] == (iso("50s"), "1.6% standard error (more than 10000 values: HyperLogLog)")
+    assert abs(fired["users"][1] - 10_001) <= 4 * 0.016 * 10_001
