@@ -608,8 +608,6 @@ class Engine:
             self._grew()
         if type(series) is AbsenceSeries:
             series.observe(now)
-        elif isinstance(series, KIND_TYPES):
-            series.observe(now, sample)
         elif type(series) is CountSeries:
             series.observe(now, prep.capacity, rule.window_ms)
             if len(series.times) < prep.min_count and series.phase is INACTIVE and series.older is None:
@@ -622,10 +620,12 @@ class Engine:
                 if rule.keeps_record:
                     series.record = line.decode()
                 return None
-        else:
-            assert isinstance(series, AggregateSeries)
+        elif type(series) is AggregateSeries:
             assert sample is not None
             series.observe(now, int(sample) if sample.is_integer() and abs(sample) < 2**53 else sample)
+        else:  # ---- hook: rules/kinds.py
+            assert isinstance(series, KIND_TYPES)
+            series.observe(now, sample)
         if rule.keeps_record:
             series.record = line.decode()  # the raw line: stored and checkpointed as is, decoded to render
         return (i, key)
@@ -652,22 +652,22 @@ class Engine:
             self._reschedule(i, key, series)
             return
         value: float | int
-        if isinstance(series, KIND_TYPES):  # ---- hook: rules/kinds.py
-            assert rule.condition is not None
-            series.evict(now, rule.window_ms)
-            value, holds = series.measure(rule.condition)
-        elif type(series) is CountSeries:
+        if type(series) is CountSeries:
             series.evict(now, prep.capacity, rule.window_ms)
             count = series.count(now, rule.window_ms)
             assert prep.count_test is not None
             holds = bool(count) and prep.count_test(count)
             value = count / prep.window_s if prep.rate else count
-        else:
-            assert isinstance(series, AggregateSeries)
+        elif type(series) is AggregateSeries:
             assert rule.condition is not None
             series.evict(now, rule.window_ms)
             value = series.value(rule.condition.aggregate)
             holds = not series.empty() and rule.condition.holds(value)
+        else:  # ---- hook: rules/kinds.py
+            assert isinstance(series, KIND_TYPES)
+            assert rule.condition is not None
+            series.evict(now, rule.window_ms)
+            value, holds = series.measure(rule.condition)
         phase = series.phase
         change = Change.NONE
         if holds or phase.active_since is not None or phase.firing:  # else: inactive stays inactive
