@@ -36,12 +36,14 @@ from streamalert.rules.logql.parser import parse
 _AGGREGATES = {
     "count_over_time": "count", "rate": "rate", "bytes_over_time": "bytes", "sum_over_time": "sum",
     "avg_over_time": "avg", "max_over_time": "max", "min_over_time": "min", "first_over_time": "first",
-    "last_over_time": "last",
+    "last_over_time": "last", "quantile_over_time": "quantile",
 }  # fmt: skip
 _UNWRAPPED = frozenset(op for op in _AGGREGATES if op.endswith("_over_time")) - {"count_over_time", "bytes_over_time"}
 # Loki's RangeAggregationExpr.validate (pkg/logql/syntax/ast.go) and metric_queries.md: "Except for
 # sum_over_time, absent_over_time, rate and rate_counter, unwrapped range aggregations support grouping".
-_GROUPABLE = frozenset(("avg_over_time", "max_over_time", "min_over_time", "first_over_time", "last_over_time"))
+_GROUPABLE = frozenset(
+    ("avg_over_time", "max_over_time", "min_over_time", "first_over_time", "last_over_time", "quantile_over_time")
+)
 _NEW_AGGREGATES = {"bytes_over_time": "bytes", "first_over_time": "first", "last_over_time": "last"}
 # outer vector op -> the range ops whose per-stream values it combines into the same aggregate of all lines
 _EXACT_OUTER = {
@@ -179,8 +181,19 @@ def _metric(node: Expr, op: str, threshold: Number) -> _Condition:
             aggregate = "sum"
             threshold = _times_window(threshold, rng.seconds)
             notes.append(f"rate of an unwrapped range is its sum per second: threshold multiplied by {rng.range_text}")
-        aggregate = f"{aggregate}({field})"
+        aggregate = f"{aggregate}({field})" if node.param is None else _quantile(node.param, field, notes)
     return _Condition(base, aggregate, op, threshold, tuple(builder.needs), tuple(notes))
+
+
+def _quantile(q: Number, field: str, notes: list[str]) -> str:
+    """`quantile_over_time(q, ... | unwrap F [W])` as `quantile(q, F)`, with the difference in a note."""
+    if not 0 < q.value <= 1:
+        raise LogQLError(f"the quantile {q.text} must be in (0, 1]", q.line, q.column)
+    notes.append(
+        "quantile_over_time: Loki interpolates between the two nearest samples (as Prometheus); "
+        "streamalert's quantile is the nearest-rank sample, so a value can differ between neighbours"
+    )
+    return f"quantile({q.text}, {field})"
 
 
 def _group(base: dict[str, Any], builder: MatchBuilder, grouping: Grouping | None) -> None:
