@@ -89,7 +89,7 @@ async def replay_with_restarts(
     raise AssertionError("unreachable: the last segment returns")
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(stream=streams(wild=True), batch_lines=st.integers(1, 25))
 def test_kinds_give_identical_transitions_and_state_on_memory_and_redis(
     redis_url: str, stream: Stream, batch_lines: int
@@ -110,7 +110,7 @@ def test_kinds_give_identical_transitions_and_state_on_memory_and_redis(
     asyncio.run(body())
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(stream=streams(wild=True), data=st.data())
 def test_kinds_restarts_do_not_change_transitions(redis_url: str, stream: Stream, data: st.DataObject) -> None:
     """Property B for the kinds: restoring new engines from the store mid-stream changes nothing."""
@@ -129,7 +129,7 @@ def test_kinds_restarts_do_not_change_transitions(redis_url: str, stream: Stream
     asyncio.run(body())
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(stream=streams(wild=False), batches=st.tuples(st.integers(1, 25), st.integers(1, 25)))
 def test_kinds_arrival_order_within_lateness_does_not_change_output(stream: Stream, batches: tuple[int, int]) -> None:
     """Property C for the kinds: time order and an arrival order shuffled within the lateness agree."""
