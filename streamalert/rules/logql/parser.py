@@ -145,6 +145,10 @@ class _Parser:
 
     def parse_operand(self) -> Expr:
         expr = self.parse_primary()
+        if self.tok.is_op("/") and not isinstance(expr, Number) and self.peek().kind != "NUMBER":
+            op = self.advance()  # a ratio of two metrics: the translation decides whether it is exact
+            self.refuse_binop_modifiers()
+            expr = BinaryOp("/", expr, self.parse_primary(), op.line, op.column)
         if self.tok.is_op(*_ARITHMETIC):
             raise self.fail(f"arithmetic (`{self.tok.text}`) is not supported: compare with a number instead")
         return expr

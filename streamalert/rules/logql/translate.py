@@ -89,6 +89,9 @@ def translate(expr: str) -> Translation:
     if absent is not None:
         return absent
     cond = _condition(tree)
+    if cond.aggregate == "ratio":  # _ratio put `ratio: {where: ...}` into the base
+        rule = {**cond.base, "condition": f"ratio {cond.op} {cond.threshold.text}"}
+        return Translation(rule, cond.needs, cond.notes)
     rule = {**cond.base, "condition": f"{cond.aggregate} {cond.op} {cond.threshold.text}"}
     return Translation(rule, cond.needs, cond.notes)
 
@@ -100,9 +103,9 @@ def _condition(node: Expr) -> _Condition:
         if node.op == "!=":
             raise LogQLError("the comparison `!=` is not supported (use >, >=, <, <= or ==)", node.line, node.column)
         if isinstance(node.right, Number) and not isinstance(node.left, Number):
-            return _metric(node.left, node.op, node.right)
+            return _ratio_or_metric(node.left, node.op, node.right)
         if isinstance(node.left, Number) and not isinstance(node.right, Number):
-            return _metric(node.right, _FLIP[node.op], node.left)
+            return _ratio_or_metric(node.right, _FLIP[node.op], node.left)
         raise LogQLError("a comparison needs one metric side and one number", node.line, node.column)
     if isinstance(node, Number):
         raise LogQLError("a number alone is not an alert condition", node.line, node.column)
@@ -112,6 +115,39 @@ def _condition(node: Expr) -> _Condition:
     raise LogQLError(
         f"`{getattr(node, 'op', '?')}` without a comparison: add one such as `> 0`", node.line, node.column
     )
+
+
+def _ratio_or_metric(node: Expr, op: str, threshold: Number) -> _Condition:
+    if isinstance(node, BinaryOp) and node.op == "/":
+        return _ratio(node, op, threshold)
+    return _metric(node, op, threshold)
+
+
+def _ratio(node: BinaryOp, op: str, threshold: Number) -> _Condition:
+    """`sum(count_over_time(A[W])) / sum(count_over_time(B[W])) OP x` (same W, same grouping) as the ratio
+    kind: exact when A is B with more filters (then the share of B's lines that A keeps), refused otherwise."""
+    zero = Number(0.0, "0", node.line, node.column)
+    top, bottom = _metric(node.left, ">", zero), _metric(node.right, ">", zero)
+    if top.aggregate != "count" or bottom.aggregate != "count":
+        raise LogQLError(
+            "a ratio is supported between two count_over_time queries (summed alike)", node.line, node.column
+        )
+    top_match, bottom_match = top.base["match"], bottom.base["match"]
+    same = {k: v for k, v in top.base.items() if k != "match"} == {k: v for k, v in bottom.base.items() if k != "match"}
+    if not same or any(top_match.get(k) != v for k, v in bottom_match.items()):
+        raise LogQLError(
+            "a ratio is exact only when the numerator is the denominator's query with more filters, over the "
+            "same range and grouping",
+            node.line,
+            node.column,
+        )
+    where = {k: v for k, v in top_match.items() if k not in bottom_match}
+    if not where:
+        raise LogQLError("the numerator and the denominator are the same query", node.line, node.column)
+    base = {**bottom.base, "ratio": {"where": where}}
+    needs = tuple(dict.fromkeys((*bottom.needs, *top.needs)))
+    notes = (*dict.fromkeys((*bottom.notes, *top.notes)), "an empty denominator never fires (Loki: no sample)")
+    return _Condition(base, "ratio", op, threshold, needs, notes)
 
 
 def _metric(node: Expr, op: str, threshold: Number) -> _Condition:
