@@ -61,6 +61,15 @@ TASK_FAILURE_BURST = ("10:41:00", 1, 481)  # 10:41:00 .. 10:49:00, one per secon
 DB1_ERRORS = ("10:50:00", 10, 30)  # host db-1: 10:50:00 .. 10:54:50
 DB2_ERRORS = ("10:51:00", 30, 8)  # host db-2: 10:51:00 .. 10:54:30, never more than 8 in 5 minutes
 
+# SLO lines (config/rules/slo.yaml), from their own random.Random(SLO_SEED) so every other line stays as it
+# was. The mailer logs "Campaign sending started" (with ready_to_send_s, READY -> first SEND) at hh:(even
+# minute):20 and "Campaign finished" (status completed / failed) at hh:(odd minute):40, none while beat is
+# down; the campaigns that were READY while it was down start late, right after it is back.
+SLO_SEED = 20260127
+FAILED_CAMPAIGN_FINISHES = ["09:29:40", "10:05:40"]  # smtp.bz trouble (campaigns 42 and 77)
+LATE_STARTS = [("09:52:20", 730), ("09:52:50", 520), ("09:53:20", 310)]  # READY 09:40:10, 09:44:10, 09:48:10
+SLOW_REQUESTS = ("10:20:05", 10, 30, 2_500.0)  # Revel checkout slow under the Stripe trouble: 10:20:05..10:24:55
+
 # Malformed lines, written right after the first line at or after these times.
 EMPTY_LINE_AT = "09:30:00"
 TRUNCATED_LINE_AT = "09:58:13"
@@ -595,6 +604,56 @@ def incident(log: Log, rng: random.Random) -> None:
             )
 
 
+def slo_lines(log: Log) -> None:
+    """The lines the SLO rules of config/rules/slo.yaml read (see SLO_SEED)."""
+    rng = random.Random(SLO_SEED)
+    campaign = 100
+    t = at("09:00:20")
+    while t <= at(END):
+        if t == at(LATE_STARTS[0][0]):  # beat is back: the campaigns that became READY meanwhile start
+            for clock, wait_s in LATE_STARTS:
+                campaign += 1
+                log.add(at(clock), campaign_started(campaign, wait_s))
+        elif beat_alive(t):
+            campaign += 1
+            log.add(t, campaign_started(campaign, rng.randint(20, 120)))
+        t += timedelta(minutes=2)
+    t = at("09:01:40")
+    while t <= at(END):
+        if beat_alive(t):
+            failed = stamp(t)[11:19] in FAILED_CAMPAIGN_FINISHES
+            log.add(
+                t,
+                {
+                    "level": "info",
+                    "message": "Campaign finished",
+                    "logger": "mailer.tasks",
+                    **CRM_WORKER,
+                    "campaign_id": rng.randint(100, 160),
+                    "status": "failed" if failed else "completed",
+                    "sent_count": rng.randint(50, 400),
+                    "failed_count": rng.randint(30, 80) if failed else 0,
+                },
+            )
+        t += timedelta(minutes=2)
+    first, step, count, duration = SLOW_REQUESTS
+    for t in series(first, step, count):
+        record = {"level": "info", "event": "request_finished", "logger": "revel.api.middleware", **revel_web(rng)}
+        request = request_line(rng, [("GET", "/api/events/{id}/tickets", 200)])
+        log.add(t, {**record, **request, "duration_ms": duration})
+
+
+def campaign_started(campaign: int, wait_s: int) -> dict[str, Any]:
+    return {
+        "level": "info",
+        "message": "Campaign sending started",
+        "logger": "mailer.tasks",
+        **CRM_WORKER,
+        "campaign_id": campaign,
+        "ready_to_send_s": wait_s,
+    }
+
+
 def malformed(log: Log) -> None:
     # Each goes right after the last line written at its time (sorting puts later seq after equal times).
     log.add_raw(at(EMPTY_LINE_AT), "")
@@ -616,6 +675,7 @@ def main() -> None:
     log = Log()
     background(log, rng)
     incident(log, rng)
+    slo_lines(log)
     malformed(log)
     lines = list(log.render())
     args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")

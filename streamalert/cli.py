@@ -212,8 +212,24 @@ def _check(args: argparse.Namespace) -> int:
     if not rules:
         print(f"warning: no rules in {args.path}: nothing would ever alert", file=sys.stderr)
     windows = sum(1 for r in rules if r.kind == "window")
-    print(f"OK: {len(rules)} rules ({windows} window, {len(rules) - windows} absence) in {files} file(s)")
+    summary = f"OK: {len(rules)} rules ({windows} window, {len(rules) - windows} absence) in {files} file(s)"
+    print(summary + _kind_errors(rules))
     return 0
+
+
+def _kind_errors(rules: list[Rule]) -> str:
+    """The stated error of the approximate kinds the rules use (none: empty)."""
+    from streamalert.rules.kinds import EXACT_DISTINCT, EXACT_QUANTILE_EVENTS, HLL_ERROR, QUANTILE_ALPHA  # noqa: PLC0415
+
+    aggregates = {r.condition.aggregate for r in rules if r.condition is not None}
+    notes = []
+    if "quantile" in aggregates:
+        notes.append(
+            f"quantiles exact up to {EXACT_QUANTILE_EVENTS} samples per window, then within {QUANTILE_ALPHA:.0%}"
+        )
+    if "distinct" in aggregates:
+        notes.append(f"distinct exact up to {EXACT_DISTINCT} values, then {HLL_ERROR:.1%} standard error")
+    return "; " + "; ".join(notes) if notes else ""
 
 
 class _StateInUse(Exception):

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from streamalert.alerts.flap import Flap, FlapEmit, flap_step
 from streamalert.alerts.lifecycle import INACTIVE, Change, Phase, step
 from streamalert.config.rules import Rule, label_value
 from streamalert.decode import (
@@ -32,8 +33,11 @@ from streamalert.decode import (
     parse_time,
     time_from,
 )
+from streamalert.durations import format_duration
 from streamalert.model import AlertState, Fields, Transition
 from streamalert.rules.codegen import compile_rules
+from streamalert.rules.kind import KIND_TYPES, Kind, KindSeries, kind_of
+from streamalert.rules.kinds import DistinctSeries, QuantileSeries
 from streamalert.rules.matchers import as_number
 from streamalert.rules.series import AbsenceSeries, AggregateSeries, CountSeries, Series
 from streamalert.stamps import canonical, late_lines, stamp_ms
@@ -41,6 +45,7 @@ from streamalert.state.base import Changes, Snapshot
 
 GroupKey = tuple[str, ...]
 SeriesRef = tuple[int, GroupKey]
+AnySeries = Series | KindSeries
 DEFAULT_LATENESS_MS = 30_000
 DEFAULT_MAX_DELAY_MS = 10_000
 DEFAULT_FUTURE_SKEW_MS = 60_000
@@ -89,6 +94,7 @@ class _Prepared:
     grows_only: bool = False  # a count condition that events leaving the window cannot make true
     rate: bool = False  # the value is count / window in seconds
     min_count: int = 0  # grows_only: the fewest events in the window that can make the condition hold
+    kind: Kind | None = None  # ratio, quantile, distinct: series from rules/kinds.py
 
 
 # A replayed line held until the next line of its lane tells whether the stream jumped: (time, raw line,
@@ -147,7 +153,7 @@ class Engine:
         self.stats = EngineStats()
         self._prep = [_prepare(rule) for rule in rules]
         self._rules = compile_rules([rule.match_spec for rule in rules])
-        self._series: list[dict[GroupKey, Series]] = [{} for _ in rules]
+        self._series: list[dict[GroupKey, AnySeries]] = [{} for _ in rules]
         # (due, rule index, group): a timer is current while its series' `due` equals it; others are skipped.
         self._timers: list[tuple[int, int, GroupKey]] = []
         self._buffer: list[_Pending] = []
@@ -170,6 +176,7 @@ class Engine:
         self._budget: float = math.inf  # work left in the current bounded run
         self._max_changes = _FOREVER  # a bounded run stops between instants once this many series changed
         self.sampler: Sampler | None = None  # None (the default) costs one test per evaluation
+        self._flaps: dict[SeriesRef, Flap] = {}  # series of rules with `flapping:` that changed lately
 
     # ---- input ---------------------------------------------------------------------------------------------
 
@@ -623,8 +630,14 @@ class Engine:
         if series is not None:
             self._reschedule(i, key, series)
 
-    def _reschedule(self, i: int, key: GroupKey, series: Series) -> None:
+    def _reschedule(self, i: int, key: GroupKey, series: AnySeries) -> None:
         due = self._next_due(i, series)
+        if self._flaps:  # ---- hook: alerts/flap.py (the flapping state ends, old changes leave the period)
+            flap = self._flaps.get((i, key))
+            flapping = self.rules[i].flapping
+            if flap is not None and flap.changes and flapping is not None:
+                ends = flap.changes[-1] + flapping[1]
+                due = ends if due is None else min(due, ends)
         # A pending earlier timer is kept: evaluating a series at an instant where nothing changed for it
         # decides nothing (the condition, value and phase stay as they are), and it reschedules from there.
         # So an event that only moves the due later costs no timer.
@@ -638,7 +651,7 @@ class Engine:
                 # windows that can be long, so drop them once they outnumber the live ones.
                 self._drop_stale_timers()
 
-    def _next_due(self, i: int, series: Series) -> int | None:
+    def _next_due(self, i: int, series: AnySeries) -> int | None:
         rule = self.rules[i]
         if isinstance(series, AbsenceSeries):
             return None if series.firing else series.last_seen + rule.absent_ms
@@ -647,7 +660,7 @@ class Engine:
             # timer until its window empties (when it ends).
             return series.times[-1] + rule.window_ms if series.times else None
         expiry = series.next_expiry(rule.window_ms)
-        pending = series.phase.due(rule.for_ms)
+        pending = series.phase.due(rule.for_ms, rule.keep_ms)
         if expiry is None:
             return pending
         return expiry if pending is None else min(expiry, pending)
@@ -660,8 +673,12 @@ class Engine:
         key = tuple(label_value(_group_value(fields, f)) for f in rule.group_by) if rule.group_by else ()
         table = self._series[i]
         series = table.get(key)
-        sample: float | None = None
-        if prep.field is not None:
+        sample: Any = None
+        if prep.kind is not None:  # ---- hook: rules/kinds.py
+            sample = prep.kind.sample(fields)
+            if sample is None:
+                return None  # matched, but carries nothing the kind can use
+        elif prep.field is not None:
             sample = as_number(get_path(fields, prep.field))
             if sample is None:
                 return None  # matched, but carries no number to aggregate
@@ -689,10 +706,12 @@ class Engine:
                     count = len(series.times) - bisect.bisect_right(series.times, now - rule.window_ms)  # unevicted
                     self.sampler(i, key, now, count / prep.window_s if prep.rate else count, INACTIVE)
                 return None
-        else:
-            assert isinstance(series, AggregateSeries)
+        elif type(series) is AggregateSeries:
             assert sample is not None
             series.observe(now, int(sample) if sample.is_integer() and abs(sample) < 2**53 else sample)
+        else:  # ---- hook: rules/kinds.py
+            assert isinstance(series, KIND_TYPES)
+            series.observe(now, sample)
         if rule.keeps_record:
             series.record = line.decode()  # the raw line: stored and checkpointed as is, decoded to render
         return (i, key)
@@ -700,6 +719,17 @@ class Engine:
     def _grew(self) -> None:
         self._live += 1
         self._peak = max(self._peak, self._live)
+
+    def _evaluate_absence(self, i: int, key: GroupKey, now: int, series: AbsenceSeries) -> None:
+        if series.firing and series.last_seen == now:
+            series.firing = False
+            self._emit(i, key, now, AlertState.RESOLVED, series.silence_ms / 1000, series.record)
+        elif not series.firing and now >= series.last_seen + self.rules[i].absent_ms:
+            series.firing = True
+            self._emit(i, key, now, AlertState.FIRING, (now - series.last_seen) / 1000, series.record)
+        if self.sampler is not None:
+            self.sampler(i, key, now, (now - series.last_seen) / 1000, Phase(None, series.firing))
+        self._reschedule(i, key, series)
 
     def _evaluate(self, i: int, key: GroupKey, now: int) -> None:
         table = self._series[i]
@@ -710,15 +740,7 @@ class Engine:
         rule = prep.rule
         self._dirty.add((i, key))
         if type(series) is AbsenceSeries:
-            if series.firing and series.last_seen == now:
-                series.firing = False
-                self._emit(i, key, now, AlertState.RESOLVED, series.silence_ms / 1000, series.record)
-            elif not series.firing and now >= series.last_seen + rule.absent_ms:
-                series.firing = True
-                self._emit(i, key, now, AlertState.FIRING, (now - series.last_seen) / 1000, series.record)
-            if self.sampler is not None:
-                self.sampler(i, key, now, (now - series.last_seen) / 1000, Phase(None, series.firing))
-            self._reschedule(i, key, series)
+            self._evaluate_absence(i, key, now, series)
             return
         value: float | int
         if type(series) is CountSeries:
@@ -727,22 +749,29 @@ class Engine:
             assert prep.count_test is not None
             holds = bool(count) and prep.count_test(count)
             value = count / prep.window_s if prep.rate else count
-        else:
-            assert isinstance(series, AggregateSeries)
+        elif type(series) is AggregateSeries:
             assert rule.condition is not None
             series.evict(now, rule.window_ms)
             value = series.value(rule.condition.aggregate)
             holds = not series.empty() and rule.condition.holds(value)
+        else:  # ---- hook: rules/kinds.py
+            assert isinstance(series, KIND_TYPES)
+            assert rule.condition is not None
+            series.evict(now, rule.window_ms)
+            value, holds = series.measure(rule.condition)
         phase = series.phase
+        change = Change.NONE
         if holds or phase.active_since is not None or phase.firing:  # else: inactive stays inactive
-            series.phase, change = step(phase, holds, now, rule.for_ms)
-            if change is Change.FIRING:
-                self._emit(i, key, now, AlertState.FIRING, value, series.record)
-            elif change is Change.RESOLVED:
-                self._emit(i, key, now, AlertState.RESOLVED, value, series.record)
+            series.phase, change = step(phase, holds, now, rule.for_ms, rule.keep_ms)
+        if rule.flapping is not None:  # ---- hook: alerts/flap.py
+            change = self._flap(i, key, now, change, series.phase.firing, value, series.record)
+        if change is Change.FIRING or change is Change.RESOLVED:
+            state = AlertState.FIRING if change is Change.FIRING else AlertState.RESOLVED
+            accuracy = series.accuracy() if isinstance(series, (QuantileSeries, DistinctSeries)) else None
+            self._emit(i, key, now, state, value, series.record, () if accuracy is None else (("accuracy", accuracy),))
         if self.sampler is not None:
             self.sampler(i, key, now, value, series.phase)
-        if series.empty() and series.phase.active_since is None:
+        if series.empty() and series.phase.active_since is None and (i, key) not in self._flaps:
             del table[key]  # an idle series ends; its state is forgotten (its timers go stale)
             self._live -= 1
             self._dirty.discard((i, key))
@@ -750,7 +779,38 @@ class Engine:
             return
         self._reschedule(i, key, series)
 
-    def _emit(self, i: int, key: GroupKey, now: int, state: AlertState, value: float | int, record: str | None) -> None:
+    def _flap(
+        self, i: int, key: GroupKey, now: int, change: Change, firing: bool, value: float | int, record: str | None
+    ) -> Change:
+        """Flap damping: the change to send as usual (NONE: nothing); the `flapping` one is sent here."""
+        limit, within = self.rules[i].flapping or (0, 0)
+        ref = (i, key)
+        flap = self._flaps.get(ref)
+        if flap is None:
+            if change is not Change.FIRING and change is not Change.RESOLVED:
+                return change
+            flap = self._flaps[ref] = Flap()
+        emit = flap_step(flap, change, now, firing, limit, within)
+        if flap.since is None and (not flap.changes or flap.changes[-1] + within <= now):
+            del self._flaps[ref]  # no change left in the period: nothing to remember
+        if emit is FlapEmit.FLAPPING:
+            note = f"{limit + 1} changes in {format_duration(within)}"
+            self._emit(i, key, now, AlertState.FIRING, value, record, (("flapping", note),))
+            return Change.NONE
+        if emit is FlapEmit.RESOLVED:
+            return Change.RESOLVED
+        return change if emit is FlapEmit.AS_DECIDED else Change.NONE
+
+    def _emit(
+        self,
+        i: int,
+        key: GroupKey,
+        now: int,
+        state: AlertState,
+        value: float | int,
+        record: str | None,
+        extra: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         rule = self.rules[i]
         if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
             value = int(value)  # 300.0 seconds prints as 300, identically on every backend
@@ -758,7 +818,7 @@ class Engine:
         labels.update(zip(rule.group_by, key, strict=True))
         label_pairs = tuple(sorted(labels.items()))
         ctx = (decode_line(record.encode()) or {}) if record is not None else {}
-        annotations = tuple((name, t.render(value, rule.name, labels, ctx)) for name, t in rule.annotations)
+        annotations = tuple((name, t.render(value, rule.name, labels, ctx)) for name, t in rule.annotations) + extra
         self._out.append(Transition(now, rule.name, state, label_pairs, value, annotations))
         self.stats.transitions += 1
 
@@ -771,7 +831,7 @@ class Engine:
         for i, key in self._dirty:
             series = self._series[i].get(key)
             if series is not None:
-                upserts.setdefault(self._prep[i].rule_id, {})[_key_bytes(key)] = _json(self._dump(i, series))
+                upserts.setdefault(self._prep[i].rule_id, {})[_key_bytes(key)] = _json(self._dump(i, series, key))
         deletes: dict[str, list[bytes]] = {}
         for i, key in self._deleted:
             if key not in self._series[i]:
@@ -789,11 +849,17 @@ class Engine:
         self._dirty, self._deleted, self._pending_new = set(), set(), []
         return changes
 
-    def _dump(self, i: int, series: Series) -> list[Any]:
+    def _dump(self, i: int, series: AnySeries, series_key: GroupKey = ()) -> list[Any]:
         """The stored form of a series. A count series may wait on a timer earlier than the one its times
         give (an earlier timer is kept when events arrive, see _reschedule); that timer is stored too, so a
         restart evaluates the series at the same instants as an uninterrupted run and stores the same."""
         data = series.dump()
+        flap = self._flaps.get((i, series_key)) if self._flaps else None
+        if flap is not None:  # ---- hook: alerts/flap.py
+            if data and type(data[-1]) is dict:
+                data[-1]["fl"] = flap.dump()
+            else:
+                data.append({"fl": flap.dump()})
         if type(series) is CountSeries and series.due is not None:
             computed = self._next_due(i, series)
             if computed is None or series.due < computed:
@@ -849,7 +915,10 @@ class Engine:
                 key = tuple(orjson.loads(raw_key))
                 if key not in self._series[i]:
                     self._grew()
-                series = self._series[i][key] = _load_series(prep, orjson.loads(raw_state))
+                data = orjson.loads(raw_state)
+                if data and type(data[-1]) is dict and "fl" in data[-1]:  # ---- hook: alerts/flap.py
+                    self._flaps[(i, key)] = Flap.load(data[-1].pop("fl"))
+                series = self._series[i][key] = _load_series(prep, data)
                 if series.due is not None:  # a stored earlier timer (see _dump): armed as it was
                     heapq.heappush(self._timers, (series.due, i, key))
                 self._schedule(i, key)
@@ -874,10 +943,11 @@ class Engine:
         """The series whose alert fires now, as (rule, group key) in rule order (a reload resolves those of
         rules it changes or removes)."""
         out: list[tuple[Rule, GroupKey]] = []
-        for rule, table in zip(self.rules, self._series, strict=True):
+        for rule_index, (rule, table) in enumerate(zip(self.rules, self._series, strict=True)):
             for key in sorted(table):
                 series = table[key]
-                if series.firing if isinstance(series, AbsenceSeries) else series.phase.firing:
+                flap = self._flaps.get((rule_index, key))
+                if series.firing if isinstance(series, AbsenceSeries) else series.phase.firing or (flap and flap.since):
                     out.append((rule, key))
         return out
 
@@ -897,15 +967,19 @@ def _json(value: Any) -> bytes:
     return bytes(memoryview(orjson.dumps(value)))
 
 
-def _new_series(rule: Rule, prep: _Prepared, now: int) -> Series:
+def _new_series(rule: Rule, prep: _Prepared, now: int) -> AnySeries:
     if rule.kind == "absence":
         return AbsenceSeries(now)
+    if prep.kind is not None:
+        return prep.kind.new()
     return CountSeries() if prep.field is None else AggregateSeries()
 
 
-def _load_series(prep: _Prepared, data: list[Any]) -> Series:
+def _load_series(prep: _Prepared, data: list[Any]) -> AnySeries:
     if prep.rule.kind == "absence":
         return AbsenceSeries.load(data)
+    if prep.kind is not None:
+        return prep.kind.load(data)
     if prep.field is None:
         return CountSeries.load(data)
     return AggregateSeries.load(data)
@@ -916,7 +990,9 @@ def _prepare(rule: Rule) -> _Prepared:
     condition = rule.condition
     if condition is not None:
         prep.window_s = rule.window_ms / 1000
-        if condition.counts:
+        if condition.kind:
+            prep.kind = kind_of(rule)
+        elif condition.counts:
             prep.capacity = condition.exact_events(rule.window_ms)
             prep.count_test = _count_test(condition.op, condition.count_threshold(rule.window_ms))
             prep.grows_only = condition.op in (">", ">=")

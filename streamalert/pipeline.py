@@ -58,7 +58,11 @@ def rule_ttls(rules: list[Rule], lateness_ms: int) -> dict[str, int]:
         if rule.kind == "absence":
             ttl[rule_id] = keys.LONG_TTL_MS
         else:
-            ttl[rule_id] = rule.window_ms + rule.for_ms + lateness_ms + keys.WINDOW_TTL_MARGIN_MS
+            # A series outlives its window by keep_firing_for, the flapping period, new(F)'s lookback and the
+            # offset of a `count offset D` comparison.
+            held = rule.keep_ms + (rule.flapping[1] if rule.flapping else 0) + rule.lookback_ms
+            held += rule.condition.offset_ms if rule.condition else 0
+            ttl[rule_id] = rule.window_ms + rule.for_ms + held + lateness_ms + keys.WINDOW_TTL_MARGIN_MS
     return ttl
 
 

@@ -28,6 +28,23 @@ from streamalert.rules.template import Template, parse_template
 _parse_template = functools.lru_cache(maxsize=4096)(parse_template)
 
 
+class RatioSpec(BaseModel):
+    """`ratio: {where: MATCH}`: the share of the rule's matched records (the base) that also match `where`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    where: dict[str, Any]
+
+
+class FlappingSpec(BaseModel):
+    """`flapping: {changes: N, within: 10m}`: more than N firing/resolved changes within the period flap."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    changes: int = Field(ge=1)
+    within: str
+
+
 class RuleSpec(BaseModel):
     """One rule as written in YAML; unknown keys are errors."""
 
@@ -39,6 +56,11 @@ class RuleSpec(BaseModel):
     condition: str | None = None
     group_by: list[str] = Field(default_factory=list)
     for_: str | None = Field(default=None, alias="for")
+    ratio: RatioSpec | None = None
+    keep_firing_for: str | None = None
+    flapping: FlappingSpec | None = None
+    lookback: str | None = None
+    min_base: int | None = Field(default=None, ge=1)
     absent_for: str | None = None
     expect: list[dict[str, str | int | bool]] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
@@ -91,10 +113,15 @@ class Rule:
     window_ms: int = 0
     condition: Condition | None = None
     for_ms: int = 0
+    keep_ms: int = 0  # keep_firing_for
+    flapping: tuple[int, int] | None = None  # (changes, within ms): alerts/flap.py
+    lookback_ms: int = 0  # new(F): how long a value stays known
+    min_base: int = 1  # change: the fewest events the past window needs to compare with
     absent_ms: int = 0
     expect: tuple[tuple[str, ...], ...] = ()
     keeps_record: bool = False
     match_spec: dict[str, Any] = field(default_factory=dict)
+    ratio_where: dict[str, Any] | None = None  # `ratio: {where: ...}`: the records counted over the base
 
 
 def load_rules(path: str | Path) -> list[Rule]:
@@ -286,11 +313,11 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         problem("group_by", "repeated field")
 
     kind: Literal["window", "absence"]
-    window_ms = for_ms = absent_ms = 0
+    window_ms = for_ms = keep_ms = flap_ms = lookback_ms = absent_ms = 0
     condition: Condition | None = None
     if present("absent_for"):
         kind = "absence"
-        for key in ("window", "condition", "for"):
+        for key in ("window", "condition", "for", "ratio", "keep_firing_for", "flapping", "lookback", "min_base"):
             if present(key):
                 problem(key, "not allowed with absent_for (an absence rule has no window or condition)")
         absent_ms = duration("absent_for", text("absent_for"))
@@ -309,16 +336,36 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
             problem("condition", "required, e.g. `count >= 1`")
         window_ms = duration("window", text("window"))
         for_ms = duration("for", text("for"), positive=False)
+        keep_ms = duration("keep_firing_for", text("keep_firing_for"), positive=False)
+        raw_flapping = item.get("flapping")
+        if isinstance(raw_flapping, dict) and isinstance(raw_flapping.get("within"), str):
+            flap_ms = duration("flapping.within", raw_flapping["within"])
         condition_text = text("condition")
         if condition_text is not None:
             try:
                 condition = parse_condition(condition_text)
             except ValueError as exc:
                 problem("condition", str(exc))
+        _check_ratio(item, condition, problem)
+        aggregate = condition.aggregate if condition is not None else None
+        if present("lookback") != (aggregate == "new") and condition is not None:
+            problem(
+                "lookback",
+                "required by new(FIELD), e.g. lookback: 7d" if aggregate == "new" else "only with new(FIELD)",
+            )
+        lookback_ms = duration("lookback", text("lookback"))
+        if present("min_base") and condition is not None and aggregate != "change":
+            problem("min_base", "only with `count OP K * count offset D`")
 
     if spec is None or len(problems) > before:
         return None
-    digest_source = _json_bytes([kind, spec.match, spec.group_by, window_ms, spec.condition, for_ms, absent_ms])
+    ratio_where = spec.ratio.where if spec.ratio is not None else None
+    semantics: list[Any] = [kind, spec.match, spec.group_by, window_ms, spec.condition, for_ms, absent_ms]
+    flapping = (spec.flapping.changes, flap_ms) if spec.flapping is not None else None
+    min_base = spec.min_base or 1
+    if ratio_where is not None or keep_ms or flapping or lookback_ms or min_base != 1:
+        semantics += [ratio_where, keep_ms, flapping, lookback_ms, min_base]  # only when set: digests stay
+    digest_source = _json_bytes(semantics)
     return Rule(
         name=spec.name,
         source=file,
@@ -330,10 +377,15 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         window_ms=window_ms,
         condition=condition,
         for_ms=for_ms,
+        keep_ms=keep_ms,
+        flapping=flapping,
+        lookback_ms=lookback_ms,
+        min_base=min_base,
         absent_ms=absent_ms,
         expect=tuple(tuple(_label_value(group[k]) for k in spec.group_by) for group in spec.expect),
         keeps_record=any(t.uses_record for _, t in templates),
         match_spec=spec.match,
+        ratio_where=ratio_where,
     )
 
 
@@ -411,6 +463,23 @@ def _load_loki_file(name: str, text: str, problems: list[Problem]) -> list[tuple
             continue
         out.append((rule_name, _compile(name, rule_name, loki.rule, problems)))
     return out
+
+
+def _check_ratio(item: dict[str, Any], condition: Condition | None, problem: Callable[[str | None, str], None]) -> None:
+    """`ratio:` goes with a `ratio` condition and the other way round; its `where` is a match map."""
+    raw = item.get("ratio")
+    if condition is not None and condition.aggregate == "ratio" and raw is None:
+        problem("ratio", "required by a ratio condition: `ratio: {where: MATCH}` names the share of the base")
+    if raw is None:
+        return
+    if condition is not None and condition.aggregate != "ratio":
+        problem("ratio", "only allowed with a `ratio OP N` condition")
+    where = raw.get("where") if isinstance(raw, dict) else None
+    if isinstance(where, dict):
+        errors: list[MatchError] = []
+        compile_match(where, "ratio.where", errors=errors)
+        for error in errors:
+            problem(error.path, error.message)
 
 
 def _label_value(value: Any) -> str:

@@ -1,4 +1,8 @@
-"""Parse and evaluate a window condition such as `count >= 10`, `rate > 0.1` or `sum(tokens_used) > 1e6`."""
+"""Parse and evaluate a window condition such as `count >= 10`, `rate > 0.1` or `sum(tokens_used) > 1e6`.
+
+The SLO / anomaly kinds (`ratio`, `p95(F)`, `quantile(0.9, F)`, `distinct(F)`) parse here too; their
+series live in rules/kinds.py.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-Aggregate = Literal["count", "rate", "sum", "max", "min", "avg"]
+from streamalert.durations import parse_duration
+
+Aggregate = Literal["count", "rate", "sum", "max", "min", "avg", "ratio", "quantile", "distinct", "new", "change"]
+# The kinds whose series live in rules/kinds.py and rules/kinds_past.py (not CountSeries / AggregateSeries).
+KINDS = ("ratio", "quantile", "distinct", "new", "change")
+_PERCENTILES = {"p50": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -19,8 +28,13 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
 }
 _CONDITION = re.compile(
-    r"\s*(count|rate|sum|max|min|avg)\s*(?:\(\s*([A-Za-z_@][\w.@-]*)\s*\))?\s*(>=|<=|==|>|<)\s*"
+    r"\s*(count|rate|sum|max|min|avg|ratio|distinct|new|quantile|p50|p75|p90|p95|p99|p999)\s*"
+    r"(?:\(\s*(?:(0?\.\d+|1(?:\.0*)?|0)\s*,\s*)?([A-Za-z_@][\w.@-]*)\s*\))?\s*(>=|<=|==|>|<)\s*"
     r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"
+)
+# `count > 3 * count offset 1h`: the window's count against the same window `offset` earlier.
+_CHANGE = re.compile(
+    r"\s*count\s*(>=|<=|==|>|<)\s*(?:([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*\s*)?count\s+offset\s+(\S+)\s*"
 )
 # Count windows keep at least this many newest event times, so that `value` is exact in ordinary use.
 MIN_EXACT_EVENTS = 1024
@@ -35,6 +49,13 @@ class Condition:
     op: str
     threshold: float
     text: str
+    quantile: float | None = None  # the q of `quantile(q, F)` / `pNN(F)`
+    offset_ms: int = 0  # change: `count OP K * count offset D`, threshold K
+
+    @property
+    def kind(self) -> bool:
+        """A kind whose series lives in rules/kinds.py."""
+        return self.aggregate in KINDS
 
     @property
     def counts(self) -> bool:
@@ -58,17 +79,40 @@ class Condition:
 
 def parse_condition(text: str) -> Condition:
     """Parse a condition; raise ValueError with a hint on the accepted grammar."""
+    change = _CHANGE.fullmatch(text)
+    if change is not None:
+        op, factor, offset = change.groups()
+        try:
+            offset_ms = parse_duration(offset)
+        except ValueError as exc:
+            raise ValueError(f"invalid condition {text!r}: {exc}") from None
+        if offset_ms <= 0:
+            raise ValueError(f"invalid condition {text!r}: the offset must be greater than zero")
+        return Condition("change", None, op, float(factor or 1), text.strip(), offset_ms=offset_ms)
     found = _CONDITION.fullmatch(text)
     if found is None:
         raise ValueError(
-            f"invalid condition {text!r}: expected `count|rate OP N` or `sum|max|min|avg(FIELD) OP N` "
+            f"invalid condition {text!r}: expected `count|rate|ratio OP N`, "
+            "`sum|max|min|avg|distinct|new|p50|p90|p95|p99(FIELD) OP N`, `quantile(Q, FIELD) OP N` "
+            "or `count OP K * count offset DURATION` "
             "with OP one of > >= < <= =="
         )
-    aggregate, field, op, number = found.groups()
+    aggregate, q, field, op, number = found.groups()
     if not math.isfinite(float(number)):
         raise ValueError(f"invalid condition {text!r}: the threshold {number} is not a finite number")
-    if aggregate in ("count", "rate") and field is not None:
+    quantile: float | None = None
+    if aggregate in _PERCENTILES:
+        quantile, aggregate = _PERCENTILES[aggregate], "quantile"
+    if q is not None:
+        if aggregate != "quantile":
+            raise ValueError(f"invalid condition {text!r}: only quantile(Q, FIELD) takes a Q")
+        quantile = float(q)
+        if not 0 < quantile <= 1:
+            raise ValueError(f"invalid condition {text!r}: the quantile {q} must be in (0, 1]")
+    elif aggregate == "quantile" and quantile is None:
+        raise ValueError(f"invalid condition {text!r}: quantile needs a Q and a field, e.g. quantile(0.9, latency)")
+    if aggregate in ("count", "rate", "ratio") and field is not None:
         raise ValueError(f"invalid condition {text!r}: {aggregate} takes no field")
-    if aggregate not in ("count", "rate") and field is None:
+    if aggregate not in ("count", "rate", "ratio") and field is None:
         raise ValueError(f"invalid condition {text!r}: {aggregate} needs a field, e.g. {aggregate}(duration_ms)")
-    return Condition(aggregate, field, op, float(number), text.strip())  # type: ignore[arg-type]
+    return Condition(aggregate, field, op, float(number), text.strip(), quantile)  # type: ignore[arg-type]

@@ -294,6 +294,8 @@ def _phase_extra(phase: Phase, record: str | None) -> dict[str, Any]:
         extra["a"] = phase.active_since
     if phase.firing:
         extra["f"] = 1
+    if phase.quiet_since is not None:
+        extra["q"] = phase.quiet_since  # keep_firing_for: quiet since then
     if record is not None:
         extra["r"] = record
     return extra
@@ -301,7 +303,7 @@ def _phase_extra(phase: Phase, record: str | None) -> dict[str, Any]:
 
 def _phase_from(extra: dict[str, Any]) -> tuple[Phase, str | None]:
     since, firing = extra.get("a"), bool(extra.get("f"))
-    return (INACTIVE if since is None and not firing else Phase(since, firing)), extra.get("r")
+    return (INACTIVE if since is None and not firing else Phase(since, firing, extra.get("q"))), extra.get("r")
 
 
 def _phase_load(data: list[Any]) -> Phase:

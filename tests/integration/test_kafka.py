@@ -112,7 +112,7 @@ def test_run_on_kafka_emits_what_replay_emits(tmp_path: Path, kafka_bootstrap: s
     assert code == 0, err.read_text()
     assert out.read_bytes().splitlines() == expected
     assert ready["checks"]["sources"] == "3 partitions assigned"
-    assert 'streamalert_events_in_total{source="kafka"} 5502.0' in metrics
+    assert 'streamalert_events_in_total{source="kafka"} 5642.0' in metrics
     assert 'streamalert_events_malformed_total{source="kafka"} 3.0' in metrics
     assert 'streamalert_events_late_total{source="kafka"} 0.0' in metrics
 
@@ -265,8 +265,8 @@ def test_a_standby_takes_over_a_killed_writer(
         procs[writer].kill()
         mark = stored_offsets(plain, namespace)
         procs[writer].wait(timeout=10)
-        assert stored_offsets(plain, namespace) < 5502, "the stream ended before the kill: the test proves nothing"
-        poll(lambda: stored_offsets(plain, namespace) == 5502, 60, "the standby to finish", procs[standby])
+        assert stored_offsets(plain, namespace) < 5642, "the stream ended before the kill: the test proves nothing"
+        poll(lambda: stored_offsets(plain, namespace) == 5642, 60, "the standby to finish", procs[standby])
         poll(lambda: len(logged_transitions(plain, namespace)) >= len(expected), 30, "the transitions", procs[standby])
         assert _status(ports[standby], "/readyz") == 200
     finally:
@@ -314,7 +314,7 @@ def test_two_replicas_split_partitions_and_emit_each_transition_once(
         receiver.close()
     assert codes == [0, 0]
     assert all(count > 0 for count in intake), intake
-    assert sum(intake) == 5502
+    assert sum(intake) == 5642
     assert logged_transitions(plain, namespace) == expected
     printed = printed_by_both(tmp_path)
     assert sorted(printed) == sorted(expected)
@@ -372,8 +372,8 @@ def test_a_replica_killed_mid_stream_loses_and_doubles_nothing(
         poll(lambda: _sum(plain, forwarded) >= 1500, 60, "progress")
         procs[doomed].kill()  # the records are spread evenly, so both replicas are mid-stream here
         procs[doomed].wait(timeout=10)
-        assert _sum(plain, forwarded) < 5502, "the stream ended before the kill: the test proves nothing"
-        poll(lambda: _sum(plain, forwarded) == 5502, 60, "the survivor to forward everything", procs[survivor])
+        assert _sum(plain, forwarded) < 5642, "the stream ended before the kill: the test proves nothing"
+        poll(lambda: _sum(plain, forwarded) == 5642, 60, "the survivor to forward everything", procs[survivor])
         try:
             poll(lambda: len(logged_transitions(plain, namespace)) >= len(expected), 60, "the transitions")
         except AssertionError as error:

@@ -96,7 +96,7 @@ def test_check_config_prints_ok_and_counts(tmp_path: Path, capsys: pytest.Captur
     assert main(["check", "--config", str(config)]) == 0
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [
-        "OK: 15 rules, 4 routes, 4 receivers with 4 sinks, 1 inhibit rules, 1 silences"
+        "OK: 18 rules, 4 routes, 4 receivers with 4 sinks, 1 inhibit rules, 1 silences"
     ]
     _no_secret(captured.out + captured.err)
 
@@ -105,7 +105,7 @@ def test_check_config_without_notifications_counts_zero(tmp_path: Path, capsys: 
     config = write_config(tmp_path, "")
     assert main(["check", "--config", str(config)]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "OK: 15 rules, 0 routes, 0 receivers with 0 sinks, 0 inhibit rules, 0 silences"
+        "OK: 18 rules, 0 routes, 0 receivers with 0 sinks, 0 inhibit rules, 0 silences"
     ]
 
 
@@ -248,7 +248,7 @@ def test_check_config_reads_secret_files(tmp_path: Path, capsys: pytest.CaptureF
     config = write_config(tmp_path, present, name="present.yaml")
     assert main(["check", "--config", str(config)]) == 0
     captured = capsys.readouterr()
-    assert captured.out.startswith("OK: 15 rules, 4 routes")
+    assert captured.out.startswith("OK: 18 rules, 4 routes")
     _no_secret(captured.out + captured.err)
 
 

@@ -95,7 +95,7 @@ def test_shipped_rule_pack_passes_with_a_one_line_summary(capsys: pytest.Capture
     assert main(["check", str(ROOT / "config" / "rules")]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1
-    assert out[0].startswith("OK: 15 rules")
+    assert out[0].startswith("OK: 18 rules")
 
 
 def test_replay_cli_prints_jsonl_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,7 +104,7 @@ def test_replay_cli_prints_jsonl_and_a_summary(capsys: pytest.CaptureFixture[str
     assert code == 0
     captured = capsys.readouterr()
     assert captured.out.encode() == (ROOT / "examples" / "expected-transitions.jsonl").read_bytes()
-    assert "5502 lines read, 3 skipped as malformed, 0 late" in captured.err
+    assert "5642 lines read, 3 skipped as malformed, 0 late" in captured.err
 
 
 EVERY_KIND = """

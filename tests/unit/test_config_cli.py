@@ -77,14 +77,14 @@ receivers:
     elsewhere.mkdir()
     done = streamalert("check", "--config", folder / "service.yaml", cwd=elsewhere)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("OK: 15 rules, 1 routes, 1 receivers with 1 sinks")
+    assert done.stdout.startswith("OK: 18 rules, 1 routes, 1 receivers with 1 sinks")
 
 
 def test_demo_live_config_passes_check_on_a_fresh_machine(tmp_path: Path) -> None:
     """config/demo-live.yaml needs no variable, secret or service: `check --config` passes from any folder."""
     done = streamalert("check", "--config", ROOT / "config" / "demo-live.yaml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("OK: 15 rules, 1 routes, 1 receivers with 1 sinks")
+    assert done.stdout.startswith("OK: 18 rules, 1 routes, 1 receivers with 1 sinks")
     assert done.stderr == ""
 
 
@@ -104,7 +104,7 @@ def test_check_of_a_file_without_rules_warns_and_counts_the_file(tmp_path: Path)
     done = streamalert("check", empty)
     assert f"warning: no rules in {empty}" in done.stderr
     assert "in 1 file(s)" in done.stdout
-    assert "OK: 15 rules (14 window, 1 absence) in 2 file(s)" in streamalert("check", RULES).stdout
+    assert "OK: 18 rules (17 window, 1 absence) in 3 file(s)" in streamalert("check", RULES).stdout
 
 
 PLAIN_ALERTMANAGER = """

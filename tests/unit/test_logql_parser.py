@@ -188,7 +188,7 @@ def test_lexer_units_strings_and_comments() -> None:
 
 REFUSALS = [
     ('topk(3, count_over_time({a="b"}[1m]))', 1, 1, "`topk` is not supported"),
-    ('quantile_over_time(0.9, {a="b"} | unwrap x [1m])', 1, 1, "`quantile_over_time` is not supported"),
+    ('quantile_over_time({a="b"} | unwrap x [1m])', 1, 20, "takes the quantile first"),
     ('count_over_time({a="b"} | line_format "{{.x}}" [1m])', 1, 27, "`| line_format` is not supported"),
     ('count_over_time({a="b"} | label_format x=y [1m])', 1, 27, "`| label_format` is not supported"),
     ('count_over_time({a="b"} | unpack [1m])', 1, 27, "`| unpack` is not supported"),

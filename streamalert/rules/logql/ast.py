@@ -135,6 +135,7 @@ class RangeAggregation:
     grouping: Grouping | None
     line: int
     column: int
+    param: Number | None = None  # the q of quantile_over_time(q, ...)
 
 
 @dataclass(frozen=True, slots=True)

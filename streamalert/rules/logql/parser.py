@@ -48,13 +48,13 @@ from streamalert.rules.logql.lexer import Token, tokenize
 
 RANGE_OPS = frozenset(
     {"count_over_time", "rate", "bytes_over_time", "absent_over_time", "sum_over_time", "avg_over_time"}
-    | {"max_over_time", "min_over_time", "first_over_time", "last_over_time"}
+    | {"max_over_time", "min_over_time", "first_over_time", "last_over_time", "quantile_over_time"}
 )
 VECTOR_OPS = frozenset(("sum", "count", "max", "min", "avg"))
 # Known LogQL functions outside the subset, refused by name (lex.go functionTokens).
 _REFUSED_FUNCTIONS = {
     "bytes_rate": "bytes_rate", "rate_counter": "rate_counter", "stddev_over_time": "stddev_over_time",
-    "stdvar_over_time": "stdvar_over_time", "quantile_over_time": "quantile_over_time", "topk": "topk",
+    "stdvar_over_time": "stdvar_over_time", "topk": "topk",
     "bottomk": "bottomk", "approx_topk": "approx_topk", "stddev": "stddev", "stdvar": "stdvar",
     "sort": "sort", "sort_desc": "sort_desc", "label_replace": "label_replace", "vector": "vector",
 }  # fmt: skip
@@ -145,6 +145,10 @@ class _Parser:
 
     def parse_operand(self) -> Expr:
         expr = self.parse_primary()
+        if self.tok.is_op("/") and not isinstance(expr, Number) and self.peek().kind != "NUMBER":
+            op = self.advance()  # a ratio of two metrics: the translation decides whether it is exact
+            self.refuse_binop_modifiers()
+            expr = BinaryOp("/", expr, self.parse_primary(), op.line, op.column)
         if self.tok.is_op(*_ARITHMETIC):
             raise self.fail(f"arithmetic (`{self.tok.text}`) is not supported: compare with a number instead")
         return expr
@@ -212,12 +216,20 @@ class _Parser:
         if self.tok.is_word("by", "without"):
             raise self.fail(f"a grouping goes after `{name.text}(...)`, not before")
         self.expect_op("(", f"after `{name.text}`")
-        if self.tok.kind == "NUMBER":
+        param: Number | None = None
+        if name.text.lower() == "quantile_over_time":
+            tok = self.tok
+            if tok.kind != "NUMBER":
+                raise self.fail("`quantile_over_time` takes the quantile first, e.g. quantile_over_time(0.99, ...)")
+            self.advance()
+            param = Number(float(tok.text), tok.text, tok.line, tok.column)
+            self.expect_op(",", "after the quantile")
+        elif self.tok.kind == "NUMBER":
             raise self.fail(f"`{name.text}` takes no parameter")
         log_range = self.parse_log_range()
         self.expect_op(")", f"to close `{name.text}(`")
         grouping = self.parse_grouping()
-        return RangeAggregation(name.text.lower(), log_range, grouping, name.line, name.column)
+        return RangeAggregation(name.text.lower(), log_range, grouping, name.line, name.column, param)
 
     # -- log ranges ----------------------------------------------------------------------------------
     def parse_log_range(self) -> LogRange:

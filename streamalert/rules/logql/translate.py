@@ -36,12 +36,14 @@ from streamalert.rules.logql.parser import parse
 _AGGREGATES = {
     "count_over_time": "count", "rate": "rate", "bytes_over_time": "bytes", "sum_over_time": "sum",
     "avg_over_time": "avg", "max_over_time": "max", "min_over_time": "min", "first_over_time": "first",
-    "last_over_time": "last",
+    "last_over_time": "last", "quantile_over_time": "quantile",
 }  # fmt: skip
 _UNWRAPPED = frozenset(op for op in _AGGREGATES if op.endswith("_over_time")) - {"count_over_time", "bytes_over_time"}
 # Loki's RangeAggregationExpr.validate (pkg/logql/syntax/ast.go) and metric_queries.md: "Except for
 # sum_over_time, absent_over_time, rate and rate_counter, unwrapped range aggregations support grouping".
-_GROUPABLE = frozenset(("avg_over_time", "max_over_time", "min_over_time", "first_over_time", "last_over_time"))
+_GROUPABLE = frozenset(
+    ("avg_over_time", "max_over_time", "min_over_time", "first_over_time", "last_over_time", "quantile_over_time")
+)
 _NEW_AGGREGATES = {"bytes_over_time": "bytes", "first_over_time": "first", "last_over_time": "last"}
 # outer vector op -> the range ops whose per-stream values it combines into the same aggregate of all lines
 _EXACT_OUTER = {
@@ -87,6 +89,9 @@ def translate(expr: str) -> Translation:
     if absent is not None:
         return absent
     cond = _condition(tree)
+    if cond.aggregate == "ratio":  # _ratio put `ratio: {where: ...}` into the base
+        rule = {**cond.base, "condition": f"ratio {cond.op} {cond.threshold.text}"}
+        return Translation(rule, cond.needs, cond.notes)
     rule = {**cond.base, "condition": f"{cond.aggregate} {cond.op} {cond.threshold.text}"}
     return Translation(rule, cond.needs, cond.notes)
 
@@ -98,9 +103,9 @@ def _condition(node: Expr) -> _Condition:
         if node.op == "!=":
             raise LogQLError("the comparison `!=` is not supported (use >, >=, <, <= or ==)", node.line, node.column)
         if isinstance(node.right, Number) and not isinstance(node.left, Number):
-            return _metric(node.left, node.op, node.right)
+            return _ratio_or_metric(node.left, node.op, node.right)
         if isinstance(node.left, Number) and not isinstance(node.right, Number):
-            return _metric(node.right, _FLIP[node.op], node.left)
+            return _ratio_or_metric(node.right, _FLIP[node.op], node.left)
         raise LogQLError("a comparison needs one metric side and one number", node.line, node.column)
     if isinstance(node, Number):
         raise LogQLError("a number alone is not an alert condition", node.line, node.column)
@@ -110,6 +115,39 @@ def _condition(node: Expr) -> _Condition:
     raise LogQLError(
         f"`{getattr(node, 'op', '?')}` without a comparison: add one such as `> 0`", node.line, node.column
     )
+
+
+def _ratio_or_metric(node: Expr, op: str, threshold: Number) -> _Condition:
+    if isinstance(node, BinaryOp) and node.op == "/":
+        return _ratio(node, op, threshold)
+    return _metric(node, op, threshold)
+
+
+def _ratio(node: BinaryOp, op: str, threshold: Number) -> _Condition:
+    """`sum(count_over_time(A[W])) / sum(count_over_time(B[W])) OP x` (same W, same grouping) as the ratio
+    kind: exact when A is B with more filters (then the share of B's lines that A keeps), refused otherwise."""
+    zero = Number(0.0, "0", node.line, node.column)
+    top, bottom = _metric(node.left, ">", zero), _metric(node.right, ">", zero)
+    if top.aggregate != "count" or bottom.aggregate != "count":
+        raise LogQLError(
+            "a ratio is supported between two count_over_time queries (summed alike)", node.line, node.column
+        )
+    top_match, bottom_match = top.base["match"], bottom.base["match"]
+    same = {k: v for k, v in top.base.items() if k != "match"} == {k: v for k, v in bottom.base.items() if k != "match"}
+    if not same or any(top_match.get(k) != v for k, v in bottom_match.items()):
+        raise LogQLError(
+            "a ratio is exact only when the numerator is the denominator's query with more filters, over the "
+            "same range and grouping",
+            node.line,
+            node.column,
+        )
+    where = {k: v for k, v in top_match.items() if k not in bottom_match}
+    if not where:
+        raise LogQLError("the numerator and the denominator are the same query", node.line, node.column)
+    base = {**bottom.base, "ratio": {"where": where}}
+    needs = tuple(dict.fromkeys((*bottom.needs, *top.needs)))
+    notes = (*dict.fromkeys((*bottom.notes, *top.notes)), "an empty denominator never fires (Loki: no sample)")
+    return _Condition(base, "ratio", op, threshold, needs, notes)
 
 
 def _metric(node: Expr, op: str, threshold: Number) -> _Condition:
@@ -179,8 +217,19 @@ def _metric(node: Expr, op: str, threshold: Number) -> _Condition:
             aggregate = "sum"
             threshold = _times_window(threshold, rng.seconds)
             notes.append(f"rate of an unwrapped range is its sum per second: threshold multiplied by {rng.range_text}")
-        aggregate = f"{aggregate}({field})"
+        aggregate = f"{aggregate}({field})" if node.param is None else _quantile(node.param, field, notes)
     return _Condition(base, aggregate, op, threshold, tuple(builder.needs), tuple(notes))
+
+
+def _quantile(q: Number, field: str, notes: list[str]) -> str:
+    """`quantile_over_time(q, ... | unwrap F [W])` as `quantile(q, F)`, with the difference in a note."""
+    if not 0 < q.value <= 1:
+        raise LogQLError(f"the quantile {q.text} must be in (0, 1]", q.line, q.column)
+    notes.append(
+        "quantile_over_time: Loki interpolates between the two nearest samples (as Prometheus); "
+        "streamalert's quantile is the nearest-rank sample, so a value can differ between neighbours"
+    )
+    return f"quantile({q.text}, {field})"
 
 
 def _group(base: dict[str, Any], builder: MatchBuilder, grouping: Grouping | None) -> None:

@@ -1,0 +1,93 @@
+"""How a rule of one of the SLO / anomaly kinds takes its sample from a matched record and makes its series
+(the series themselves are in rules/kinds.py and rules/kinds_past.py). The engine's only entry point."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from streamalert.decode import MISSING, get_path
+from streamalert.durations import parse_duration
+from streamalert.model import Fields
+from streamalert.rules.condition import Condition
+from streamalert.rules.kinds import DistinctSeries, QuantileSeries, RatioSeries
+from streamalert.rules.kinds_past import ChangeSeries, NewValueSeries
+from streamalert.rules.matchers import as_number, compile_match
+
+if TYPE_CHECKING:
+    from streamalert.config.rules import Rule
+
+KindSeries = RatioSeries | QuantileSeries | DistinctSeries | NewValueSeries | ChangeSeries
+KIND_TYPES = (RatioSeries, QuantileSeries, DistinctSeries, NewValueSeries, ChangeSeries)
+
+
+class Kind:
+    """One rule's kind: what it samples and how its series are made and loaded."""
+
+    __slots__ = ("aggregate", "field", "lookback_ms", "min_base", "offset_ms", "where")
+
+    def __init__(
+        self, condition: Condition, where: Callable[[Fields], bool] | None, lookback_ms: int = 0, min_base: int = 1
+    ) -> None:
+        self.aggregate = condition.aggregate
+        self.field = condition.field
+        self.where = where
+        self.lookback_ms = lookback_ms
+        self.offset_ms = condition.offset_ms
+        self.min_base = min_base
+
+    def sample(self, fields: Fields) -> Any:
+        """What the series observes from a matched record; None when the record carries nothing to use."""
+        aggregate = self.aggregate
+        if aggregate == "change":
+            return True
+        if aggregate == "ratio":
+            assert self.where is not None
+            return bool(self.where(fields))
+        assert self.field is not None
+        raw = get_path(fields, self.field)
+        if raw is MISSING or raw is None:
+            return None
+        if aggregate in ("distinct", "new"):
+            return raw if type(raw) is str else _spelling(raw)
+        number = as_number(raw)
+        if number is None and type(raw) is str:
+            try:
+                return parse_duration(raw) / 1000  # a duration string ("1m30s") in seconds
+            except ValueError:
+                return None
+        if number is not None and number.is_integer() and abs(number) < 2**53:
+            return int(number)  # integer samples stay ints: "300" and 300 are one value
+        return number
+
+    def new(self) -> KindSeries:
+        return self.load(None)
+
+    def load(self, data: list[Any] | None) -> KindSeries:
+        """A new series (data None) or one rebuilt from its stored form."""
+        aggregate = self.aggregate
+        if aggregate == "ratio":
+            return RatioSeries() if data is None else RatioSeries.load(data)
+        if aggregate == "quantile":
+            return QuantileSeries() if data is None else QuantileSeries.load(data)
+        if aggregate == "distinct":
+            return DistinctSeries() if data is None else DistinctSeries.load(data)
+        if aggregate == "new":
+            lookback = self.lookback_ms
+            return NewValueSeries(lookback) if data is None else NewValueSeries.load(data, lookback)
+        if data is None:
+            return ChangeSeries(self.offset_ms, self.min_base)
+        return ChangeSeries.load(data, self.offset_ms, self.min_base)
+
+
+def kind_of(rule: Rule) -> Kind:
+    """The Kind of a rule whose condition is one of the kinds."""
+    assert rule.condition is not None
+    where = compile_match(rule.ratio_where) if rule.ratio_where is not None else None
+    return Kind(rule.condition, where, rule.lookback_ms, rule.min_base)
+
+
+def _spelling(value: Any) -> str:
+    from streamalert.config.rules import label_value  # noqa: PLC0415 (config imports the rules package)
+
+    return label_value(value)

@@ -1,0 +1,416 @@
+"""Series of the SLO / anomaly kinds: `ratio`, quantiles (`p95(F)`, `quantile(q, F)`) and `distinct(F)`.
+
+Same contract as rules/series.py: windows are half-open, (t - w, t]; events reach a series in time order;
+`dump` / `load` give a compact JSON form that rebuilds the series exactly (a restart continues with the same
+values). Every series is bounded in memory whatever the event rate:
+
+- RatioSeries: two integer counts per distinct millisecond, so the share is an exact fraction.
+- QuantileSeries: the window's samples as a value -> count map (plus per-millisecond maps for eviction).
+  Exact while the window holds at most EXACT_QUANTILE_EVENTS samples; samples arriving beyond that are
+  rounded to the centre of a logarithmic bucket (the DDSketch mapping) of relative width QUANTILE_ALPHA, so
+  at most about 2,500 distinct values per sign over 1e-9..1e12 add to the exact ones. Each sample then is
+  within QUANTILE_ALPHA of its own value, so every order statistic (every quantile) is too.
+- DistinctSeries: the exact set of values with their last time while it holds at most EXACT_DISTINCT values;
+  beyond, a sliding-window HyperLogLog (each register keeps the (time, rank) pairs no newer pair dominates,
+  Chabchoub & Hebrail 2010), 2^12 registers: standard error 1.04 / 64 = 1.6 %, exact in event time.
+
+Sketch libraries (ddsketch, datasketches) were not used: neither supports removing a sample, which a
+sliding window needs at every eviction, and their serialised forms are opaque blobs. The structures here
+are small, deletable, and checkpoint as plain JSON.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import hashlib
+import heapq
+import itertools
+import math
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+from streamalert.alerts.lifecycle import INACTIVE, Phase
+from streamalert.rules.condition import OPS, Condition
+from streamalert.rules.series import _phase_extra, _phase_from
+
+EXACT_QUANTILE_EVENTS = 10_000
+QUANTILE_ALPHA = 0.01
+EXACT_DISTINCT = 10_000
+HLL_BITS = 12
+HLL_REGISTERS = 1 << HLL_BITS
+HLL_ERROR = 1.04 / math.sqrt(HLL_REGISTERS)  # the standard error of the estimate, 1.6 %
+
+QUANTILE_ACCURACY = f"within {QUANTILE_ALPHA:.0%} (more than {EXACT_QUANTILE_EVENTS} samples in the window)"
+DISTINCT_ACCURACY = f"{HLL_ERROR:.1%} standard error (more than {EXACT_DISTINCT} values: HyperLogLog)"
+
+_GAMMA = (1 + QUANTILE_ALPHA) / (1 - QUANTILE_ALPHA)
+_LOG_GAMMA = math.log(_GAMMA)
+
+
+class _KindSeries:
+    """What every kind's series shares with the engine: its lifecycle phase, record and timer."""
+
+    __slots__ = ("due", "phase", "record")
+
+    def __init__(self) -> None:
+        self.phase: Phase = INACTIVE
+        self.record: str | None = None  # the last matching line, when an annotation reads record fields
+        self.due: int | None = None  # the engine's next timer for this series
+
+
+class RatioSeries(_KindSeries):
+    """Per distinct millisecond: [time, base records, those also matching `ratio.where`]."""
+
+    __slots__ = ("base", "entries", "hits")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: deque[list[int]] = deque()
+        self.base = 0
+        self.hits = 0
+
+    def observe(self, now: int, hit: bool) -> None:
+        entries = self.entries
+        if not entries or entries[-1][0] != now:
+            entries.append([now, 0, 0])
+        entries[-1][1] += 1
+        entries[-1][2] += hit
+        self.base += 1
+        self.hits += hit
+
+    def evict(self, now: int, window_ms: int) -> None:
+        cutoff, entries = now - window_ms, self.entries
+        while entries and entries[0][0] <= cutoff:
+            _, base, hits = entries.popleft()
+            self.base -= base
+            self.hits -= hits
+
+    def measure(self, condition: Condition) -> tuple[float, bool]:
+        """The share and whether the condition holds, compared as exact fractions; an empty base never holds."""
+        if not self.base:
+            return 0.0, False
+        share = Fraction(self.hits, self.base)
+        test: Callable[[Any, Any], bool] = OPS[condition.op]
+        return float(share), test(share, Fraction(str(condition.threshold)))
+
+    def empty(self) -> bool:
+        return not self.entries
+
+    def next_expiry(self, window_ms: int) -> int | None:
+        return self.entries[0][0] + window_ms if self.entries else None
+
+    def dump(self) -> list[Any]:
+        """[gap, base, hits] per millisecond flattened (gaps after the first time), then the phase map."""
+        out: list[Any] = []
+        last = 0
+        for time, base, hits in self.entries:
+            out += (time - last, base, hits)
+            last = time
+        return _with_phase(out, self)
+
+    @classmethod
+    def load(cls, data: list[Any]) -> RatioSeries:
+        series = cls()
+        data = _load_phase(data, series)
+        last = 0
+        for k in range(0, len(data), 3):
+            last += data[k]
+            series.entries.append([last, data[k + 1], data[k + 2]])
+            series.base += data[k + 1]
+            series.hits += data[k + 2]
+        return series
+
+
+def quantize(value: float) -> float:
+    """The centre of value's logarithmic bucket: within QUANTILE_ALPHA of value (relative), sign kept."""
+    if value == 0:
+        return 0.0
+    size = abs(value)
+    index = math.ceil(math.log(size) / _LOG_GAMMA)
+    centre = 2 * _GAMMA**index / (_GAMMA + 1)
+    return math.copysign(centre, value)
+
+
+class QuantileSeries(_KindSeries):
+    """The window's samples as a sorted set of distinct values with counts; see the module docstring."""
+
+    __slots__ = ("approx", "counts", "entries", "n", "values")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: deque[list[Any]] = deque()  # [time, {value: count}, rounded samples] per distinct ms
+        # Parallel lists: the distinct values ascending and how many samples have each. Finding a rank is
+        # then a C-speed running sum and a bisection (evaluation cost: linear in the distinct values).
+        self.values: list[float] = []
+        self.counts: list[int] = []
+        self.n = 0
+        self.approx = 0  # samples in the window that were rounded (0: the quantile is exact)
+
+    def observe(self, now: int, sample: float, exact_limit: int = EXACT_QUANTILE_EVENTS) -> None:
+        rounded = self.n >= exact_limit
+        if rounded:
+            sample = quantize(sample)
+        entries = self.entries
+        if not entries or entries[-1][0] != now:
+            entries.append([now, {}, 0])
+        entry = entries[-1]
+        entry[1][sample] = entry[1].get(sample, 0) + 1
+        entry[2] += rounded
+        self._add(sample, 1)
+        self.approx += rounded
+
+    def _add(self, value: float, count: int) -> None:
+        values = self.values
+        k = bisect.bisect_left(values, value)
+        if k < len(values) and values[k] == value:
+            self.counts[k] += count
+        else:
+            values.insert(k, value)
+            self.counts.insert(k, count)
+        self.n += count
+
+    def evict(self, now: int, window_ms: int) -> None:
+        cutoff, entries, counts, values = now - window_ms, self.entries, self.counts, self.values
+        while entries and entries[0][0] <= cutoff:
+            _, samples, rounded = entries.popleft()
+            self.approx -= rounded
+            for value, count in samples.items():
+                self.n -= count
+                k = bisect.bisect_left(values, value)
+                counts[k] -= count
+                if not counts[k]:
+                    del counts[k], values[k]
+
+    def quantile(self, q: float) -> float:
+        """The nearest-rank quantile: the smallest sample with at least ceil(q * n) samples at or below it."""
+        n = self.n
+        if not n:
+            return 0.0
+        rank = max(1, math.ceil(_fraction(q) * n))
+        return self.values[bisect.bisect_left(list(itertools.accumulate(self.counts)), rank)]
+
+    def measure(self, condition: Condition) -> tuple[float, bool]:
+        if not self.n:
+            return 0.0, False
+        assert condition.quantile is not None
+        value = self.quantile(condition.quantile)
+        return value, condition.holds(value)
+
+    def exact(self) -> bool:
+        return not self.approx
+
+    def accuracy(self) -> str | None:
+        """None while exact, else the stated error (the `accuracy` annotation of a transition)."""
+        return None if not self.approx else QUANTILE_ACCURACY
+
+    def empty(self) -> bool:
+        return not self.entries
+
+    def next_expiry(self, window_ms: int) -> int | None:
+        return self.entries[0][0] + window_ms if self.entries else None
+
+    def dump(self) -> list[Any]:
+        """[gap, [value, count, ...], rounded] per millisecond flattened, then the phase map."""
+        out: list[Any] = []
+        last = 0
+        for time, samples, rounded in self.entries:
+            out += (time - last, [x for pair in samples.items() for x in pair], rounded)
+            last = time
+        return _with_phase(out, self)
+
+    @classmethod
+    def load(cls, data: list[Any]) -> QuantileSeries:
+        series = cls()
+        data = _load_phase(data, series)
+        last = 0
+        for k in range(0, len(data), 3):
+            last += data[k]
+            flat = data[k + 1]
+            samples = {flat[j]: flat[j + 1] for j in range(0, len(flat), 2)}
+            series.entries.append([last, samples, data[k + 2]])
+            for value, count in samples.items():
+                series._add(value, count)
+            series.approx += data[k + 2]
+        return series
+
+
+@functools.lru_cache(maxsize=64)
+def _fraction(q: float) -> Fraction:
+    """q as the exact decimal it was written as (0.99 is 99/100, not the nearest double)."""
+    return Fraction(str(q))
+
+
+def _hash64(value: str) -> int:
+    """A hash that is the same in every process (Python's hash() of a str is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
+
+
+class DistinctSeries(_KindSeries):
+    """Distinct values in the window: exact (value -> last time, oldest first) up to EXACT_DISTINCT values,
+    a sliding HyperLogLog beyond; it goes back to exact counting once its window has emptied.
+
+    The HyperLogLog keeps, per register, the (time, rank) pairs no newer pair of higher or equal rank
+    follows, so the first pair is the register's maximum over the window. The estimate's sum of 2^-rank is
+    kept as an integer scaled by 2^64, updated when a register's first pair changes: exact whatever the order
+    of updates, so a series rebuilt from its stored registers gives the same estimate. A heap of the first
+    pairs' times finds the next expiry without scanning the registers.
+    """
+
+    __slots__ = ("heap", "hll", "last", "seen", "total")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: OrderedDict[str, int] | None = OrderedDict()
+        self.hll: dict[int, list[int]] | None = None  # register -> [time, rank, time, rank, ...]
+        self.total = 0  # sum over registers of 2^(64 - rank), an empty register counting rank 0
+        self.heap: list[tuple[int, int]] = []  # (time of a register's first pair, register); stale ones skipped
+        self.last = 0  # the newest time observed
+
+    def observe(self, now: int, value: str, exact_limit: int = EXACT_DISTINCT) -> None:
+        self.last = now
+        seen = self.seen
+        if seen is not None:
+            seen[value] = now
+            seen.move_to_end(value)
+            if len(seen) <= exact_limit:
+                return
+            self.seen, self.hll, self.total, self.heap = None, {}, HLL_REGISTERS << 64, []
+            for old, at in seen.items():  # oldest first, so each register's pairs stay in time order
+                self._hll_add(at, old)
+            return
+        self._hll_add(now, value)
+
+    def _hll_add(self, now: int, value: str) -> None:
+        assert self.hll is not None
+        h = _hash64(value)
+        register = h >> (64 - HLL_BITS)
+        rest = h & ((1 << (64 - HLL_BITS)) - 1)
+        rank = (64 - HLL_BITS) - rest.bit_length() + 1
+        pairs = self.hll.get(register)
+        if pairs is None:
+            pairs = self.hll[register] = []
+        first = pairs[1] if pairs else 0
+        while pairs and pairs[-1] <= rank:  # an older pair of no higher rank is never the maximum again
+            del pairs[-2:]
+        pairs += (now, rank)
+        if len(pairs) == 2:  # the new pair is the register's maximum now
+            self.total += (1 << (64 - rank)) - (1 << (64 - first))
+            heapq.heappush(self.heap, (now, register))
+            if len(self.heap) > 2 * len(self.hll) + 64:
+                self.heap = [(p[0], r) for r, p in self.hll.items()]
+                heapq.heapify(self.heap)
+
+    def evict(self, now: int, window_ms: int) -> None:
+        cutoff = now - window_ms
+        seen = self.seen
+        if seen is not None:
+            while seen:
+                value, at = next(iter(seen.items()))
+                if at > cutoff:
+                    break
+                del seen[value]
+            return
+        hll, heap = self.hll, self.heap
+        assert hll is not None
+        if self.last <= cutoff:
+            self.seen, self.hll, self.total, self.heap = OrderedDict(), None, 0, []
+            return
+        while heap and heap[0][0] <= cutoff:
+            at, register = heapq.heappop(heap)
+            pairs = hll.get(register)
+            if not pairs or pairs[0] != at:
+                continue  # stale: the register's first pair changed since
+            old = pairs[1]
+            k = 0
+            while k < len(pairs) and pairs[k] <= cutoff:
+                k += 2
+            del pairs[:k]
+            self.total += (1 << (64 - pairs[1] if pairs else 64)) - (1 << (64 - old))
+            if pairs:
+                heapq.heappush(heap, (pairs[0], register))
+            else:
+                del hll[register]
+
+    def count(self) -> float:
+        if self.seen is not None:
+            return len(self.seen)
+        assert self.hll is not None
+        m = HLL_REGISTERS
+        estimate = 0.7213 / (1 + 1.079 / m) * m * m / (self.total / 2.0**64)
+        zeros = m - len(self.hll)
+        if estimate <= 2.5 * m and zeros:
+            estimate = m * math.log(m / zeros)  # linear counting: exacter for small counts
+        return float(round(estimate))
+
+    def exact(self) -> bool:
+        return self.seen is not None
+
+    def accuracy(self) -> str | None:
+        return None if self.seen is not None else DISTINCT_ACCURACY
+
+    def measure(self, condition: Condition) -> tuple[float, bool]:
+        value = self.count()
+        return value, bool(value) and condition.holds(value)
+
+    def empty(self) -> bool:
+        return not self.seen if self.seen is not None else not self.hll
+
+    def next_expiry(self, window_ms: int) -> int | None:
+        if self.seen is not None:
+            return next(iter(self.seen.values())) + window_ms if self.seen else None
+        heap, hll = self.heap, self.hll
+        assert hll is not None
+        while heap and (heap[0][1] not in hll or hll[heap[0][1]][0] != heap[0][0]):
+            heapq.heappop(heap)  # stale entries on top
+        return heap[0][0] + window_ms if heap else None
+
+    def dump(self) -> list[Any]:
+        """Exact: [value, gap, value, gap, ...] oldest first (gaps after the first time); a sliding HLL:
+        [{register: pairs}, last]. Then the phase map."""
+        if self.seen is None:
+            assert self.hll is not None
+            return _with_phase([{str(k): v for k, v in self.hll.items()}, self.last], self)
+        out: list[Any] = []
+        last = 0
+        for value, at in self.seen.items():
+            out += (value, at - last)
+            last = at
+        return _with_phase(out, self)
+
+    @classmethod
+    def load(cls, data: list[Any]) -> DistinctSeries:
+        series = cls()
+        data = _load_phase(data, series)
+        if data and type(data[0]) is dict:
+            series.seen = None
+            series.hll = {int(k): list(v) for k, v in data[0].items()}
+            series.last = data[1]
+            series.total = (HLL_REGISTERS - len(series.hll)) << 64
+            series.total += sum(1 << (64 - pairs[1]) for pairs in series.hll.values())
+            series.heap = sorted((pairs[0], register) for register, pairs in series.hll.items())
+            return series
+        assert series.seen is not None
+        last = 0
+        for k in range(0, len(data), 2):
+            last += data[k + 1]
+            series.seen[data[k]] = last
+        series.last = last
+        return series
+
+
+def _with_phase(out: list[Any], series: _KindSeries) -> list[Any]:
+    extra = _phase_extra(series.phase, series.record)  # the same map as rules/series.py's series
+    if extra:
+        out.append(extra)
+    return out
+
+
+def _load_phase(data: list[Any], series: _KindSeries) -> list[Any]:
+    """The data without its trailing phase map, which is applied to the series."""
+    if data and type(data[-1]) is dict:  # a sliding HLL's [registers, last] ends in an int
+        series.phase, series.record = _phase_from(data[-1])
+        data = data[:-1]
+    return data

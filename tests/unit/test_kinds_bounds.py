@@ -1,0 +1,176 @@
+"""The kinds' series against exact computation on random data: quantiles within their stated relative error
+(exact below the limit), distinct counts exact below the limit and within the HyperLogLog's error above it,
+and every series rebuilt from its stored form continuing exactly as the original."""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamalert.rules.kinds import HLL_ERROR, QUANTILE_ALPHA, DistinctSeries, QuantileSeries, RatioSeries
+from streamalert.rules.kinds_past import ChangeSeries, NewValueSeries
+
+WINDOW = 1_000
+_samples = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.floats(min_value=1e-6, max_value=1e9),
+    st.floats(min_value=-1e9, max_value=-1e-6),
+    st.just(0),
+)
+# (time offset step, sample): times ascend, several samples may share a millisecond.
+_timed = st.lists(st.tuples(st.integers(0, 40), _samples), min_size=1, max_size=300)
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(timed=_timed, q=st.sampled_from([0.01, 0.5, 0.9, 0.95, 0.99, 1.0]), limit=st.integers(0, 120))
+def test_quantile_within_alpha_of_the_exact_one_and_exact_below_the_limit(
+    timed: list[tuple[int, float]], q: float, limit: int
+) -> None:
+    """Beyond `limit` samples in the window new samples are rounded: every quantile stays within alpha
+    (relative) of the exact nearest-rank one over the window, and equals it while nothing was rounded."""
+    series = QuantileSeries()
+    now, seen = 0, []
+    for step, sample in timed:
+        now += step
+        series.observe(now, sample, exact_limit=limit)
+        seen.append((now, sample))
+        series.evict(now, WINDOW)
+        window = [x for t, x in seen if t > now - WINDOW]
+        exact, got = nearest_rank(window, q), series.quantile(q)
+        if series.exact():
+            assert got == exact
+        else:
+            assert abs(got - exact) <= QUANTILE_ALPHA * abs(exact) * (1 + 1e-9)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(timed=_timed, cut=st.integers(0, 300), limit=st.integers(0, 120))
+def test_quantile_series_rebuilt_from_its_dump_continues_identically(
+    timed: list[tuple[int, float]], cut: int, limit: int
+) -> None:
+    """dump -> JSON -> load at any point, then the same samples: the same quantiles and the same dump."""
+    one, now = QuantileSeries(), 0
+    for k, (step, sample) in enumerate(timed):
+        if k == cut:
+            one = QuantileSeries.load(orjson.loads(orjson.dumps(one.dump())))
+        now += step
+        one.observe(now, sample, exact_limit=limit)
+        one.evict(now, WINDOW)
+    two, now = QuantileSeries(), 0
+    for step, sample in timed:
+        now += step
+        two.observe(now, sample, exact_limit=limit)
+        two.evict(now, WINDOW)
+    assert one.dump() == two.dump()
+    assert [one.quantile(q) for q in (0.5, 0.99)] == [two.quantile(q) for q in (0.5, 0.99)]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(n=st.integers(1, 6_000), seed=st.integers(0, 10**9))
+def test_distinct_beyond_the_limit_is_within_four_standard_errors(n: int, seed: int) -> None:
+    """n distinct values with a limit of 100: exact up to 100, then within 4 x 1.6 % of n."""
+    series = DistinctSeries()
+    for k in range(n):
+        series.observe(k, f"{seed}:{k}", exact_limit=100)
+    got = series.count()
+    if n <= 100:
+        assert series.exact()
+        assert got == n
+    else:
+        assert not series.exact()
+        assert abs(got - n) <= 4 * HLL_ERROR * n
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(
+    timed=st.lists(st.tuples(st.integers(0, 30), st.integers(0, 400)), min_size=1, max_size=400),
+    limit=st.integers(0, 50),
+)
+def test_sliding_distinct_equals_a_fresh_count_of_the_window(timed: list[tuple[int, int]], limit: int) -> None:
+    """After every eviction the sliding series gives what a new series fed only the values whose last sighting
+    is in the window gives: exactly their number below the limit, the same HyperLogLog estimate above it."""
+    series, now, last = DistinctSeries(), 0, {}
+    for step, value in timed:
+        now += step
+        series.observe(now, str(value), exact_limit=limit)
+        last[str(value)] = now
+        series.evict(now, WINDOW)
+        window = [v for v, t in sorted(last.items(), key=lambda kv: kv[1]) if t > now - WINDOW]
+        if series.exact():
+            assert series.count() == len(window)
+            continue
+        fresh = DistinctSeries()
+        fresh.observe(0, "", exact_limit=-1)  # straight to the HyperLogLog...
+        fresh.hll = {}  # ...emptied, then fed the window's values
+        for kept in window:
+            fresh.observe(1, kept)
+        assert series.count() == fresh.count()
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(timed=st.lists(st.tuples(st.integers(0, 300), st.booleans()), min_size=1, max_size=200))
+def test_ratio_is_the_exact_share_of_the_window(timed: list[tuple[int, bool]]) -> None:
+    """hits / base over (now - w, now], whatever the spacing; the stored form rebuilds it."""
+    series, now, seen = RatioSeries(), 0, []
+    for step, hit in timed:
+        now += step
+        series.observe(now, hit)
+        seen.append((now, hit))
+        series.evict(now, WINDOW)
+        window = [h for t, h in seen if t > now - WINDOW]
+        assert (series.base, series.hits) == (len(window), sum(window))
+        again = RatioSeries.load(orjson.loads(orjson.dumps(series.dump())))
+        assert (again.base, again.hits, list(again.entries)) == (series.base, series.hits, list(series.entries))
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(
+    gaps=st.lists(st.integers(0, 700), min_size=1, max_size=150),
+    offset=st.integers(1, 3_000),
+    cut=st.integers(0, 150),
+)
+def test_change_counts_both_windows_exactly_and_survive_a_dump(gaps: list[int], offset: int, cut: int) -> None:
+    """At every event time the window's count and the count `offset` earlier equal a brute-force count, also
+    after the series was rebuilt from its stored form part way."""
+    series, now, seen = ChangeSeries(offset, 1), 0, []
+    for k, gap in enumerate(gaps):
+        if k == cut:
+            series = ChangeSeries.load(orjson.loads(orjson.dumps(series.dump())), offset, 1)
+        now += gap
+        series.observe(now)
+        seen.append(now)
+        series.evict(now, WINDOW)
+        current = sum(now - WINDOW < t <= now for t in seen)
+        past = sum(now - offset - WINDOW < t <= now - offset for t in seen)
+        assert (series.current, series.base) == (current, past)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(
+    timed=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 12)), min_size=1, max_size=150),
+    lookback=st.integers(1, 3_000),
+    cut=st.integers(0, 150),
+)
+def test_new_values_are_those_unseen_for_the_lookback(timed: list[tuple[int, int]], lookback: int, cut: int) -> None:
+    """The first sightings in the window are exactly the sightings with no earlier one in the lookback before
+    them (brute force), also after the series was rebuilt from its stored form part way."""
+    series, now = NewValueSeries(lookback), 0
+    seen: list[tuple[int, int, bool]] = []
+    for k, (gap, value) in enumerate(timed):
+        if k == cut:
+            series = NewValueSeries.load(orjson.loads(orjson.dumps(series.dump())), lookback)
+        now += gap
+        series.observe(now, str(value))
+        new = not any(v == value and now - lookback < t for t, v, _ in seen)
+        seen.append((now, value, new))
+        series.evict(now, WINDOW)
+        expected = [(t, str(v)) for t, v, fresh in seen if fresh and t > now - WINDOW]
+        assert list(series.fresh) == expected
