@@ -1,5 +1,6 @@
-"""`advance` and `finish` bounded by `max_instants` stop after whole instants and, called again until done,
-decide exactly what one unbounded call decides."""
+"""`advance` and `finish` bounded by `max_work` (possibly inside an instant) or `max_changes` (between
+instants), called again until done, decide exactly what one unbounded call decides, also when input or a
+checkpoint comes between two bounded calls."""
 
 from __future__ import annotations
 
