@@ -264,7 +264,7 @@ def test_dockerfile_builds_reproducibly_and_checks_health() -> None:
     for line in (ROOT / "constraints.txt").read_text("utf-8").splitlines():
         if line and not line.startswith("#"):
             name, _, version = line.partition("==")
-            assert re.fullmatch(r"\d+(\.\d+)*", version), line
+            assert re.fullmatch(r"\d+(\.\d+)*(\.post\d+)?", version), line
             pinned[re.sub(r"[-_.]+", "-", name).lower()] = version
     project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
     for requirement in project["dependencies"]:
