@@ -134,8 +134,9 @@ def test_resume_split_at_one_millisecond_gives_one_runs_transitions(redis_url: s
     """The incident split between two lines of 10:30:00.000: `replay A --state`, then `replay B --resume`,
     prints one run's transitions (A's provisional lines aside), QuestionnaireEvaluationFailures at 10:30:00
     value 6. (Before: HighAuthFailureRate fired at 10:35:30.500 instead of 10:35:30.000.)"""
-    cut = 2902
     lines = INCIDENT.read_bytes().splitlines(keepends=True)
+    stamp = b'{"timestamp": "2026-01-26T10:30:00.000Z"'
+    cut = next(k for k in range(1, len(lines)) if lines[k - 1].startswith(stamp) and lines[k].startswith(stamp))
     first, rest = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     first.write_bytes(b"".join(lines[:cut]))
     rest.write_bytes(b"".join(lines[cut:]))
