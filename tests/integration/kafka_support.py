@@ -106,7 +106,8 @@ def start_run(config: Path, out: Path, err: Path) -> subprocess.Popen[bytes]:
 
 def notify_config(url: str) -> str:
     """Routes for the notification tests: every alert to a webhook, one group per rule and labels, no repeats
-    (live mode's clock is months after the incident: repeats would differ from replay's)."""
+    (live mode's clock is months after the incident: repeats would differ from replay's). `external_url` is
+    set, as replicas behind one service set it: the default names each process's own listen port."""
     return f"""
 route:
   receiver: hook
@@ -117,7 +118,7 @@ route:
 receivers:
   - name: hook
     webhook_configs: [{{url: "{url}", timeout: 5s}}]
-notify: {{retry_initial: 50ms, retry_max: 1s, tick: 200ms}}
+notify: {{retry_initial: 50ms, retry_max: 1s, tick: 200ms, external_url: "http://streamalert.example:8080"}}
 """
 
 
