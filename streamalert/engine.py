@@ -82,6 +82,7 @@ class _Prepared:
 
     rule: Rule
     rule_id: str
+    key_of: Callable[[Fields], GroupKey]  # the group key of a matched record (see _key_function)
     capacity: int = 0
     count_test: Callable[[int], bool] | None = None
     window_s: float = 0.0
@@ -514,6 +515,15 @@ class Engine:
                     self._schedule(i, key)
 
     def _instant(self, now: int, batch: list[_Pending]) -> None:
+        timers = self._timers
+        if len(batch) == 1 and len(batch[0][4]) == 1 and not (timers and timers[0][0] == now):
+            # The common instant (one event of one rule, no timer due): the general path below without its
+            # bookkeeping. Most events of a busy stream are alone in their millisecond.
+            _, _, line, fields, matched = batch[0]
+            ref = self._observe(matched[0], fields, line, now)
+            if ref is not None:
+                self._evaluate(ref[0], ref[1], now)
+            return
         touched: dict[SeriesRef, None] = {}
         if batch:
             if len(batch) > 1:
@@ -524,7 +534,7 @@ class Engine:
                     ref = observe(i, fields, line, now)
                     if ref is not None:
                         touched[ref] = None
-        timers, tables = self._timers, self._series
+        tables = self._series
         while timers and timers[0][0] == now:
             _, i, key = heapq.heappop(timers)
             series = tables[i].get(key)
@@ -574,7 +584,7 @@ class Engine:
     def _observe(self, i: int, fields: Fields, line: bytes, now: int) -> SeriesRef | None:
         prep = self._prep[i]
         rule = prep.rule
-        key = tuple(label_value(_group_value(fields, f)) for f in rule.group_by) if rule.group_by else ()
+        key = prep.key_of(fields)
         table = self._series[i]
         series = table.get(key)
         sample: float | None = None
@@ -787,6 +797,27 @@ class Engine:
         return out
 
 
+def _no_key(fields: Fields) -> GroupKey:
+    return ()
+
+
+def _key_function(group_by: Sequence[str]) -> Callable[[Fields], GroupKey]:
+    """The group key of a record, as label values of the `group_by` fields. Built once per rule: the common
+    single top-level field costs one dict lookup per matched event, not a generator and a path walk."""
+    if not group_by:
+        return _no_key
+    if len(group_by) == 1 and "." not in group_by[0]:
+        name = group_by[0]
+
+        def single(fields: Fields) -> GroupKey:
+            value = fields.get(name)  # absent and null both give "" (get_path finds the literal key first)
+            return (value if type(value) is str else label_value(value),)
+
+        return single
+    paths = tuple(group_by)
+    return lambda fields: tuple([label_value(_group_value(fields, f)) for f in paths])
+
+
 def _group_value(fields: Fields, path: str) -> Any:
     value = get_path(fields, path)
     return None if value is MISSING else value
@@ -817,7 +848,7 @@ def _load_series(prep: _Prepared, data: list[Any]) -> Series:
 
 
 def _prepare(rule: Rule) -> _Prepared:
-    prep = _Prepared(rule, f"{rule.name}:{rule.digest}")
+    prep = _Prepared(rule, f"{rule.name}:{rule.digest}", _key_function(rule.group_by))
     condition = rule.condition
     if condition is not None:
         prep.window_s = rule.window_ms / 1000
