@@ -572,7 +572,8 @@ class Engine:
         if self._prep[i].grows_only and series.phase.active_since is None and type(series) is CountSeries:
             # `count > n` cannot start to hold when events leave the window: an inactive series needs no
             # timer until its window empties (when it ends).
-            return series.times[-1] + rule.window_ms if series.times else None
+            last = series.last()
+            return None if last is None else last + rule.window_ms
         expiry = series.next_expiry(rule.window_ms)
         pending = series.phase.due(rule.for_ms)
         if expiry is None:
@@ -603,7 +604,7 @@ class Engine:
             series.observe(now)
         elif type(series) is CountSeries:
             series.observe(now, prep.capacity, rule.window_ms)
-            if len(series.times) < prep.min_count and series.phase is INACTIVE and series.older is None:
+            if series.size() < prep.min_count and series.phase is INACTIVE and series.older is None:
                 # `count >= n` cannot hold with fewer than n events in the window, whatever leaves it: this
                 # instant decides nothing for the series. It is stored, and needs a timer only to end.
                 ref = (i, key)
