@@ -94,13 +94,16 @@ class _Prepared:
 
 # A replayed line held until the next line of its lane tells whether the stream jumped: (time, raw line,
 # matched rule indexes, fields). Checkpointed whole (Changes.held), so a restart holds it again.
-_Held = tuple[int, bytes, list[int], Fields]
+_Held = tuple[int, bytes, Sequence[int], Fields]
 
 # A buffered event: (time, arrival sequence, raw line, fields, matched rule indexes). Tuples compare in C;
 # the sequence is unique, so comparison never reaches the later items. The buffer is a list appended to in
 # arrival order and sorted when instants run: arrival is nearly in time order, so that sort is a merge of a
-# few runs, cheaper than a heap push and pop per event.
-_Pending = tuple[int, int, bytes, Fields, list[int]]
+# few runs, cheaper than a heap push and pop per event. The intake paths store the matched rule indexes as a
+# tuple, not the matcher's list: the collector stops tracking a tuple of ints after one pass, never a list,
+# and the buffer (up to `lateness` of matched events) reaches the old generation, whose full collections walk
+# every tracked object in it (bench/README.md, "Series benchmark": the collector's share of a matched line).
+_Pending = tuple[int, int, bytes, Fields, Sequence[int]]
 
 
 class Engine:
@@ -216,11 +219,11 @@ class Engine:
         late = late_lines(stamps, max(self._done_before, newest - lateness), lateness, low_ms)
         # Full records of the matched lines, decoded before anything changes: a line the full decoder refuses
         # sends the batch down the line-by-line path, which counts it as malformed.
-        taken: list[tuple[int, list[int], Fields]] = []
+        taken: list[tuple[int, tuple[int, ...], Fields]] = []
         try:
             for k, matched in enumerate(map(rules.match, records)):
                 if matched and k not in late:
-                    taken.append((k, matched, decode_record(lines[k])))
+                    taken.append((k, tuple(matched), decode_record(lines[k])))
         except DECODE_ERRORS:
             return False
         self.stats.late += len(late)
@@ -234,13 +237,13 @@ class Engine:
             if earliest_ms is not None and (self._min_accepted is None or earliest_ms < self._min_accepted):
                 self._min_accepted = earliest_ms
         buffer, pending_new, seq = self._buffer, self._pending_new, self._seq
-        for k, matched, fields in taken:
+        for k, hit, fields in taken:
             time_ms = stamp_ms(stamps[k])
             if time_ms is None:
                 raise AssertionError("stamps were checked with the batch")
             line = lines[k]
             seq += 1
-            buffer.append((time_ms, seq, line, fields, matched))
+            buffer.append((time_ms, seq, line, fields, hit))
             pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
         self.stats.matched += seq - self._seq
         self._seq = seq
@@ -288,8 +291,9 @@ class Engine:
                     millis = millis_of.get(stamp[20:23])
                     if millis is not None:
                         second, second_ms = stamp[:20], time_ms - millis
-            matched = match(record)
+            matched: Sequence[int] = match(record)
             if matched:
+                matched = tuple(matched)  # buffered: see _Pending
                 try:
                     fields = full(line)  # before the clock moves: a line refused here is malformed, nothing else
                 except DECODE_ERRORS:
