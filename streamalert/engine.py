@@ -99,11 +99,13 @@ _Held = tuple[int, bytes, Sequence[int], Fields]
 # A buffered event: (time, arrival sequence, raw line, fields, matched rule indexes). Tuples compare in C;
 # the sequence is unique, so comparison never reaches the later items. The buffer is a list appended to in
 # arrival order and sorted when instants run: arrival is nearly in time order, so that sort is a merge of a
-# few runs, cheaper than a heap push and pop per event. The intake paths store the matched rule indexes as a
-# tuple, not the matcher's list: the collector stops tracking a tuple of ints after one pass, never a list,
-# and the buffer (up to `lateness` of matched events) reaches the old generation, whose full collections walk
-# every tracked object in it (bench/README.md, "Series benchmark": the collector's share of a matched line).
-_Pending = tuple[int, int, bytes, Fields, Sequence[int]]
+# few runs, cheaper than a heap push and pop per event.
+# The bulk and line-by-line intake buffer no fields (None: decoded from the line when the event is applied)
+# and the matched rule indexes as a tuple, not the matcher's list. The buffer holds up to `lateness` of
+# matched events and reaches the collector's old generation, whose full passes walk every tracked object in
+# it; a tuple of ints, bytes and None is untracked after one pass, while a dict or a list inside keeps it
+# tracked. Decoding twice costs less than those passes did (bench/README.md, "Series benchmark").
+_Pending = tuple[int, int, bytes, Fields | None, Sequence[int]]
 
 
 class Engine:
@@ -218,12 +220,13 @@ class Engine:
             return False  # replay: some line may be far ahead of the stream (held, see _accept_each)
         late = late_lines(stamps, max(self._done_before, newest - lateness), lateness, low_ms)
         # Full records of the matched lines, decoded before anything changes: a line the full decoder refuses
-        # sends the batch down the line-by-line path, which counts it as malformed.
-        taken: list[tuple[int, tuple[int, ...], Fields]] = []
+        # sends the batch down the line-by-line path, which counts it as malformed. (Not kept: see _Pending.)
+        taken: list[tuple[int, tuple[int, ...]]] = []
         try:
             for k, matched in enumerate(map(rules.match, records)):
                 if matched and k not in late:
-                    taken.append((k, tuple(matched), decode_record(lines[k])))
+                    decode_record(lines[k])
+                    taken.append((k, tuple(matched)))
         except DECODE_ERRORS:
             return False
         self.stats.late += len(late)
@@ -237,13 +240,13 @@ class Engine:
             if earliest_ms is not None and (self._min_accepted is None or earliest_ms < self._min_accepted):
                 self._min_accepted = earliest_ms
         buffer, pending_new, seq = self._buffer, self._pending_new, self._seq
-        for k, hit, fields in taken:
+        for k, hit in taken:
             time_ms = stamp_ms(stamps[k])
             if time_ms is None:
                 raise AssertionError("stamps were checked with the batch")
             line = lines[k]
             seq += 1
-            buffer.append((time_ms, seq, line, fields, hit))
+            buffer.append((time_ms, seq, line, None, hit))
             pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
         self.stats.matched += seq - self._seq
         self._seq = seq
@@ -339,7 +342,7 @@ class Engine:
                 min_accepted = time_ms
             if matched:
                 seq += 1
-                buffer.append((time_ms, seq, line, fields, matched))
+                buffer.append((time_ms, seq, line, None, matched))  # fields decoded when applied: see _Pending
                 pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
         if held is not None:
             self._held[self._lane] = held
@@ -524,7 +527,7 @@ class Engine:
             # The common instant (one event of one rule, no timer due): the general path below without its
             # bookkeeping. Most events of a busy stream are alone in their millisecond.
             _, _, line, fields, matched = batch[0]
-            ref = self._observe(matched[0], fields, line, now)
+            ref = self._observe(matched[0], decode_record(line) if fields is None else fields, line, now)
             if ref is not None:
                 self._evaluate(ref[0], ref[1], now)
             return
@@ -534,8 +537,9 @@ class Engine:
                 batch.sort(key=lambda p: p[2])  # same-ms events in a stable order, whatever their arrival
             observe = self._observe
             for _, _, line, fields, matched in batch:
+                record = decode_record(line) if fields is None else fields  # decoded once at intake already
                 for i in matched:
-                    ref = observe(i, fields, line, now)
+                    ref = observe(i, record, line, now)
                     if ref is not None:
                         touched[ref] = None
         tables = self._series
