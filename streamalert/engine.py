@@ -87,6 +87,7 @@ class _Prepared:
 
     rule: Rule
     rule_id: str
+    key_of: Callable[[Fields], GroupKey]  # the group key of a matched record (see _key_function)
     capacity: int = 0
     count_test: Callable[[int], bool] | None = None
     window_s: float = 0.0
@@ -99,13 +100,18 @@ class _Prepared:
 
 # A replayed line held until the next line of its lane tells whether the stream jumped: (time, raw line,
 # matched rule indexes, fields). Checkpointed whole (Changes.held), so a restart holds it again.
-_Held = tuple[int, bytes, list[int], Fields]
+_Held = tuple[int, bytes, Sequence[int], Fields]
 
 # A buffered event: (time, arrival sequence, raw line, fields, matched rule indexes). Tuples compare in C;
 # the sequence is unique, so comparison never reaches the later items. The buffer is a list appended to in
 # arrival order and sorted when instants run: arrival is nearly in time order, so that sort is a merge of a
 # few runs, cheaper than a heap push and pop per event.
-_Pending = tuple[int, int, bytes, Fields, list[int]]
+# The bulk and line-by-line intake buffer no fields (None: decoded from the line when the event is applied)
+# and the matched rule indexes as a tuple, not the matcher's list. The buffer holds up to `lateness` of
+# matched events and reaches the collector's old generation, whose full passes walk every tracked object in
+# it; a tuple of ints, bytes and None is untracked after one pass, while a dict or a list inside keeps it
+# tracked. Decoding twice costs less than those passes did (bench/README.md, "Series benchmark").
+_Pending = tuple[int, int, bytes, Fields | None, Sequence[int]]
 
 # (rule index, group, instant, window value, phase after the instant): every value the engine computes for a
 # series, for `replay --report` (streamalert/report/). An absence series gives its silence in seconds.
@@ -244,12 +250,13 @@ class Engine:
             return False  # replay: some line may be far ahead of the stream (held, see _accept_each)
         late = late_lines(stamps, max(self._done_before, newest - lateness), lateness, low_ms)
         # Full records of the matched lines, decoded before anything changes: a line the full decoder refuses
-        # sends the batch down the line-by-line path, which counts it as malformed.
-        taken: list[tuple[int, list[int], Fields]] = []
+        # sends the batch down the line-by-line path, which counts it as malformed. (Not kept: see _Pending.)
+        taken: list[tuple[int, tuple[int, ...]]] = []
         try:
             for k, matched in enumerate(map(rules.match, records)):
                 if matched and k not in late:
-                    taken.append((k, matched, decode_record(lines[k])))
+                    decode_record(lines[k])
+                    taken.append((k, tuple(matched)))
         except DECODE_ERRORS:
             return False
         self.stats.late += len(late)
@@ -263,13 +270,13 @@ class Engine:
             if earliest_ms is not None and (self._min_accepted is None or earliest_ms < self._min_accepted):
                 self._min_accepted = earliest_ms
         buffer, pending_new, seq = self._buffer, self._pending_new, self._seq
-        for k, matched, fields in taken:
+        for k, hit in taken:
             time_ms = stamp_ms(stamps[k])
             if time_ms is None:
                 raise AssertionError("stamps were checked with the batch")
             line = lines[k]
             seq += 1
-            buffer.append((time_ms, seq, line, fields, matched))
+            buffer.append((time_ms, seq, line, None, hit))
             pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
         self.stats.matched += seq - self._seq
         self._seq = seq
@@ -317,8 +324,9 @@ class Engine:
                     millis = millis_of.get(stamp[20:23])
                     if millis is not None:
                         second, second_ms = stamp[:20], time_ms - millis
-            matched = match(record)
+            matched: Sequence[int] = match(record)
             if matched:
+                matched = tuple(matched)  # buffered: see _Pending
                 try:
                     fields = full(line)  # before the clock moves: a line refused here is malformed, nothing else
                 except DECODE_ERRORS:
@@ -364,7 +372,7 @@ class Engine:
                 min_accepted = time_ms
             if matched:
                 seq += 1
-                buffer.append((time_ms, seq, line, fields, matched))
+                buffer.append((time_ms, seq, line, None, matched))  # fields decoded when applied: see _Pending
                 pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
         if held is not None:
             self._held[self._lane] = held
@@ -541,6 +549,18 @@ class Engine:
             stop = pos
             while stop < count and ready[stop][0] == instant:
                 stop += 1
+            if stop == pos + 1 and len(ready[pos][4]) == 1 and not (timers and timers[0][0] == instant):
+                # The common instant (one event of one rule, no timer due): applied and evaluated without the
+                # bookkeeping of an instant that can be cut. Most events of a busy stream are alone in their
+                # millisecond.
+                _, _, line, fields, matched = ready[pos]
+                ref = self._observe(matched[0], decode_record(line) if fields is None else fields, line, instant)
+                if ref is not None:
+                    self._evaluate(ref[0], ref[1], instant)
+                self._budget -= 2
+                pos = stop
+                begun = True
+                continue
             self._partial = _Instant(instant, ready[pos:stop])
             pos = stop
             begun = True
@@ -570,8 +590,9 @@ class Engine:
                     _, _, line, fields, matched = events[work.observed]
                     work.observed += 1
                     self._budget -= len(matched)
+                    record = decode_record(line) if fields is None else fields  # see _Pending
                     for i in matched:
-                        ref = observe(i, fields, line, now)
+                        ref = observe(i, record, line, now)
                         if ref is not None:
                             touched[ref] = None
             timers, tables = self._timers, self._series
@@ -658,7 +679,8 @@ class Engine:
         if self._prep[i].grows_only and series.phase.active_since is None and type(series) is CountSeries:
             # `count > n` cannot start to hold when events leave the window: an inactive series needs no
             # timer until its window empties (when it ends).
-            return series.times[-1] + rule.window_ms if series.times else None
+            last = series.last()
+            return None if last is None else last + rule.window_ms
         expiry = series.next_expiry(rule.window_ms)
         pending = series.phase.due(rule.for_ms, rule.keep_ms)
         if expiry is None:
@@ -670,7 +692,7 @@ class Engine:
     def _observe(self, i: int, fields: Fields, line: bytes, now: int) -> SeriesRef | None:
         prep = self._prep[i]
         rule = prep.rule
-        key = tuple(label_value(_group_value(fields, f)) for f in rule.group_by) if rule.group_by else ()
+        key = prep.key_of(fields)
         table = self._series[i]
         series = table.get(key)
         sample: Any = None
@@ -693,7 +715,7 @@ class Engine:
             series.observe(now)
         elif type(series) is CountSeries:
             series.observe(now, prep.capacity, rule.window_ms)
-            if len(series.times) < prep.min_count and series.phase is INACTIVE and series.older is None:
+            if series.size() < prep.min_count and series.phase is INACTIVE and series.older is None:
                 # `count >= n` cannot hold with fewer than n events in the window, whatever leaves it: this
                 # instant decides nothing for the series. It is stored, and needs a timer only to end.
                 ref = (i, key)
@@ -952,6 +974,27 @@ class Engine:
         return out
 
 
+def _no_key(fields: Fields) -> GroupKey:
+    return ()
+
+
+def _key_function(group_by: Sequence[str]) -> Callable[[Fields], GroupKey]:
+    """The group key of a record, as label values of the `group_by` fields. Built once per rule: the common
+    single top-level field costs one dict lookup per matched event, not a generator and a path walk."""
+    if not group_by:
+        return _no_key
+    if len(group_by) == 1 and "." not in group_by[0]:
+        name = group_by[0]
+
+        def single(fields: Fields) -> GroupKey:
+            value = fields.get(name)  # absent and null both give "" (get_path finds the literal key first)
+            return (value if type(value) is str else label_value(value),)
+
+        return single
+    paths = tuple(group_by)
+    return lambda fields: tuple([label_value(_group_value(fields, f)) for f in paths])
+
+
 def _group_value(fields: Fields, path: str) -> Any:
     value = get_path(fields, path)
     return None if value is MISSING else value
@@ -986,7 +1029,7 @@ def _load_series(prep: _Prepared, data: list[Any]) -> AnySeries:
 
 
 def _prepare(rule: Rule) -> _Prepared:
-    prep = _Prepared(rule, f"{rule.name}:{rule.digest}")
+    prep = _Prepared(rule, f"{rule.name}:{rule.digest}", _key_function(rule.group_by))
     condition = rule.condition
     if condition is not None:
         prep.window_s = rule.window_ms / 1000

@@ -11,11 +11,14 @@ import itertools
 import operator
 from array import array
 from collections import deque
+from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any
 
 from streamalert.alerts.lifecycle import INACTIVE, Phase
 
+# The times of every series that holds none: observe replaces it, never appends to it.
+_NO_TIMES: array[int] = array("q")
 # Count windows fold events beyond their exact capacity into this many sub-buckets per window.
 BUCKETS_PER_WINDOW = 64
 
@@ -25,25 +28,47 @@ class CountSeries:
 
     Deciding `count OP n` needs only the n+1 newest times, so memory is bounded by the threshold, not the
     event rate; `value` is exact while the window holds at most `capacity` events and estimated from buckets
-    (error below one bucket, 1/64 of the window) beyond that. The times are a packed int64 array (8 bytes a
-    time, 72 bytes for an idle series' one time) and the buckets a dict only while some exist.
+    (error below one bucket, 1/64 of the window) beyond that. An idle series (one event in its window) holds
+    its one time as a plain int (32 bytes); from the second event on the times are a packed int64 array
+    (8 bytes a time plus the array's 88), and the buckets a dict only while some exist.
     """
 
-    __slots__ = ("due", "older", "phase", "record", "times")
+    __slots__ = ("_t", "due", "older", "phase", "record")
 
     def __init__(self) -> None:
-        self.times = array("q")
+        self._t: int | array[int] = _NO_TIMES  # one time as an int, else an array (shared while empty)
         self.older: dict[int, int] | None = None
         self.phase: Phase = INACTIVE
         self.record: str | None = None  # the last matching line, when an annotation reads record fields
         self.due: int | None = None  # the engine's next timer for this series
 
+    @property
+    def times(self) -> array[int]:
+        """A copy of the exact times, oldest first."""
+        t = self._t
+        return array("q", (t,)) if isinstance(t, int) else array("q", t)
+
+    def size(self) -> int:
+        """How many exact times are held."""
+        t = self._t
+        return 1 if isinstance(t, int) else len(t)
+
+    def last(self) -> int | None:
+        t = self._t
+        if isinstance(t, int):
+            return t
+        return t[-1] if t else None
+
     def observe(self, now: int, capacity: int, window_ms: int) -> None:
-        times = self.times
-        if not times:
-            self.times = array("q", (now,))  # sized exactly: an idle series holds one time (append takes 4)
+        t = self._t
+        if isinstance(t, int):
+            times = self._t = array("q", (t, now))
+        elif not t:
+            self._t = now  # an idle series holds its one time as an int
             return
-        times.append(now)
+        else:
+            times = t
+            times.append(now)
         if len(times) > capacity:
             oldest = times.pop(0)
             width = max(1, window_ms // BUCKETS_PER_WINDOW)
@@ -54,13 +79,18 @@ class CountSeries:
 
     def evict(self, now: int, capacity: int, window_ms: int) -> None:
         cutoff = now - window_ms  # events at or before the cutoff are out
-        times = self.times
-        if times and times[0] <= cutoff:
-            del times[: bisect.bisect_right(times, cutoff)]
+        t = self._t
+        if isinstance(t, int):
+            if t <= cutoff:
+                self._t = _NO_TIMES
+        elif t and t[0] <= cutoff:
+            del t[: bisect.bisect_right(t, cutoff)]
+            if len(t) <= 1:
+                self._t = t[0] if t else _NO_TIMES  # back to idle: the array is given back
         older = self.older
         if older is None:
             return
-        if len(times) < capacity:
+        if self.size() < capacity:
             self.older = None  # every folded event is older than the evicted exact ones
             return
         width = max(1, window_ms // BUCKETS_PER_WINDOW)
@@ -72,7 +102,7 @@ class CountSeries:
     def count(self, now: int, window_ms: int) -> int:
         """Events in (now - window, now]: exact unless events were folded into buckets; a bucket that
         straddles the window's start counts in proportion to its overlap."""
-        exact = len(self.times)
+        exact = self.size()
         if not self.older:
             return exact
         width = max(1, window_ms // BUCKETS_PER_WINDOW)
@@ -86,18 +116,25 @@ class CountSeries:
         return exact + round(folded)
 
     def empty(self) -> bool:
-        return not self.times
+        t = self._t
+        return not isinstance(t, int) and not t
 
     def next_expiry(self, window_ms: int) -> int | None:
-        return self.times[0] + window_ms if self.times else None
+        t = self._t
+        if isinstance(t, int):
+            return t + window_ms
+        return t[0] + window_ms if t else None
 
     def dump(self) -> list[Any]:
         """Compact: the first time, then the gaps between times, then (only when not all default) a map of
         the rest: "o" folded buckets, "a" active since, "f" firing, "r" the record; the engine adds "d", a
         pending timer earlier than the one the times give (so a restart evaluates the series when the
         uninterrupted run would have)."""
-        times = self.times
-        out: list[Any] = [times[0], *map(operator.sub, times[1:], times[:-1])] if times else []
+        t = self._t
+        if isinstance(t, int):
+            out: list[Any] = [t]
+        else:
+            out = [t[0], *map(operator.sub, t[1:], t[:-1])] if t else []
         extra = _phase_extra(self.phase, self.record)
         if self.older:
             extra["o"] = sorted(self.older.items())
@@ -105,17 +142,21 @@ class CountSeries:
             out.append(extra)
         return out
 
+    def _set_times(self, times: Iterable[int]) -> None:
+        packed = array("q", times)
+        self._t = packed[0] if len(packed) == 1 else packed if packed else _NO_TIMES
+
     @classmethod
     def load(cls, data: list[Any]) -> CountSeries:
         series = cls()
         if data and type(data[0]) is list:  # the first format: [times, buckets, [since, firing], record]
-            series.times = array("q", data[0])
+            series._set_times(data[0])
             series.older = {int(k): int(v) for k, v in data[1]} or None
             series.phase = _phase_load(data[2])
             series.record = data[3]
             return series
         extra: dict[str, Any] = data.pop() if data and type(data[-1]) is dict else {}
-        series.times = array("q", itertools.accumulate(data))
+        series._set_times(itertools.accumulate(data))
         series.older = {int(k): int(v) for k, v in extra.get("o", ())} or None
         series.phase, series.record = _phase_from(extra)
         series.due = extra.get("d")  # a timer earlier than the one its times give (the engine re-arms it)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import orjson
 
 from streamalert.alerts.lifecycle import INACTIVE, Phase
@@ -68,3 +70,34 @@ def test_checkpoints_of_the_first_format_still_load() -> None:
     assert (aggregate.value("sum"), aggregate.value("max"), aggregate.n) == (5, 4, 2)
     absence = AbsenceSeries.load([T, True, 3000, None])
     assert (absence.last_seen, absence.firing, absence.silence_ms) == (T, True, 3000)
+
+
+def test_an_idle_count_series_costs_an_object_and_an_int() -> None:
+    """One time held as an int, not an array: 10,000 idle series take under 112 bytes each (with an array: 168)."""
+    times = [T + k for k in range(10_000)]  # the ints exist before: a series only refers to its time
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = [CountSeries() for _ in times]
+    for series, t in zip(kept, times, strict=True):
+        series.observe(t, 3, 64_000)
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert used / len(kept) < 112, used / len(kept)  # the object (72) and its list slot (8), no array (88)
+    assert [s.size() for s in kept[:2]] == [1, 1]
+
+
+def test_a_count_series_back_to_one_time_counts_and_stores_as_before() -> None:
+    """Growing to several times and evicting back to one or none keeps count, expiry and the stored form."""
+    series = _count(T, T + 10, T + 20, T + 30, T + 40)  # capacity 3: the two oldest fold into buckets
+    assert (series.size(), series.count(T + 40, 64_000), series.last()) == (3, 5, T + 40)
+    series.evict(T + 64_035, 3, 64_000)  # only T + 40 is left in the window
+    assert (series.size(), series.count(T + 64_035, 64_000), series.next_expiry(64_000)) == (1, 1, T + 64_040)
+    assert list(series.times) == [T + 40]
+    assert series.dump() == [T + 40]
+    assert list(CountSeries.load(series.dump()).times) == [T + 40]
+    series.observe(T + 64_036, 3, 64_000)
+    assert list(series.times) == [T + 40, T + 64_036]
+    series.evict(T + 64_036 + 64_000, 3, 64_000)
+    assert (series.empty(), series.last(), series.next_expiry(64_000), series.dump()) == (True, None, None, [])
+    series.observe(T + 200_000, 3, 64_000)
+    assert (series.size(), series.dump()) == (1, [T + 200_000])
