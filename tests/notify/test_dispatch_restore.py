@@ -8,7 +8,7 @@ from streamalert.notify.model import Notification
 from .test_dispatch_timelines import ROUTE, T0, S, Timeline, at, config, fire, resolve, summary
 
 RECEIVERS = [{"name": "team", "stdout_configs": [{}]}, {"name": "db", "stdout_configs": [{}]}]
-DB_ROUTE = {"receiver": "db", "matchers": ['team="db"']}
+DB_ROUTE: dict[str, object] = {"receiver": "db", "matchers": ['team="db"']}
 
 
 def _reloaded(first: Timeline, routes: list[dict[str, object]]) -> Timeline:
