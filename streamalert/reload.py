@@ -52,9 +52,10 @@ class Setup:
 
     @property
     def digest(self) -> str:
-        """What replicas compare to agree on the configuration in force: the settings (secrets appear
-        masked, as pydantic dumps them) and every rule's name, semantics, labels and annotations."""
-        parts = [self.config.model_dump_json().encode()]
+        """What replicas compare to agree on the configuration in force: the settings except each process's
+        own (`http`, and the rules' path: the rules count by content), secrets masked as pydantic dumps them;
+        and every rule's name, semantics, labels and annotations."""
+        parts = [self.config.model_dump_json(exclude={"http", "rules"}).encode()]
         for rule in self.rules:
             notes = sorted((name, template.parts) for name, template in rule.annotations)
             parts.append(repr((rule.name, rule.digest, sorted(rule.labels), notes)).encode())
@@ -213,7 +214,9 @@ class ConfigSync:
     def describe(self) -> str:
         """`/readyz`'s `config` check."""
         mine = self.reloader.latest.digest
-        if self.published is None or self.published == mine:
+        if self.published is None:
+            return f"{mine} (not compared yet)"
+        if self.published == mine:
             return f"{mine} (the namespace's)"
         return f"{mine}, the namespace runs {self.published}: {self.problem or 'switching'}"
 

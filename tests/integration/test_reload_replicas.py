@@ -1,0 +1,102 @@
+"""Hot reload in replicas mode: two `streamalert run` replicas on a real Tansu broker and redis-server. A
+reload accepted by one is published through Redis; the other follows only when its own files give the same
+configuration, and reports the disagreement (and refuses a file it cannot validate) meanwhile."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from streamalert.clock import WallClock
+from streamalert.decode import format_ms
+from streamalert.testing import free_port
+from tests.integration.kafka_support import create_topic, logged_transitions, produce, start_run, unique, write_config
+from tests.integration.test_kafka import _fetch, poll
+
+pytestmark = pytest.mark.redis
+
+V1 = "rules:\n  - {name: errors, match: {level: error}, window: 1m, condition: count >= 1}\n"
+# `fatal` needs three records: one per partition, so both replicas' intake must match with the new rules
+V2 = V1 + "  - {name: fatal, match: {level: fatal}, window: 1m, condition: count >= 3}\n"
+BROKEN = V2.replace("window: 1m, condition: count >= 3", "window: often, condition: count >= 3")
+
+
+def _checks(port: int) -> dict[str, str]:
+    status, body = _fetch(port, "/readyz")
+    return dict(orjson.loads(body)["checks"]) if status else {}
+
+
+def _metric(port: int, name: str) -> float | None:
+    status, body = _fetch(port, "/metrics")
+    for line in body.decode().splitlines() if status == 200 else []:
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def _agreed(port: int) -> str | None:
+    """The replica's config digest when it runs the namespace's published configuration."""
+    check = _checks(port).get("config", "")
+    return check.split()[0] if check.endswith("(the namespace's)") else None
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=30)
+
+
+def test_replicas_agree_on_a_reload_and_refuse_what_they_cannot_validate(
+    tmp_path: Path, kafka_bootstrap: str, redis_url: str
+) -> None:
+    """SIGHUP to replica a with new rules: a publishes them; b, whose file is broken, refuses (reload metric
+    0, /readyz and the mismatch metric say so) and keeps running; once b's file matches it follows by
+    itself. Then a rule only the new file has fires from records split over both replicas' partitions."""
+    topic = create_topic(kafka_bootstrap, partitions=3)
+    namespace = unique("reload")
+    group = unique("group")
+    ports, procs, folders = [free_port(), free_port()], [], []
+    for name, port in zip("ab", ports, strict=True):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "rules.yaml").write_text(V1)
+        state = f"{redis_url}?namespace={namespace}"
+        config = write_config(
+            folder, kafka_bootstrap, topic, state, port, rules=folder / "rules.yaml", group=group, replicas=True
+        )
+        procs.append(start_run(config, folder / "out.jsonl", folder / "err.log"))
+        folders.append(folder)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        poll(lambda: all(_agreed(port) for port in ports), 60, "both replicas on the published config")
+        poll(lambda: all(_checks(port).get("sources", "0")[0] != "0" for port in ports), 60, "partitions split")
+        first = _agreed(ports[0])
+        assert _agreed(ports[1]) == first
+        (folders[0] / "rules.yaml").write_text(V2)
+        (folders[1] / "rules.yaml").write_text(BROKEN)
+        procs[0].send_signal(signal.SIGHUP)
+        poll(lambda: _agreed(ports[0]) not in (None, first), 30, "a runs and published the new config", procs[0])
+        poll(lambda: _metric(ports[1], "streamalert_config_digest_mismatch") == 1, 30, "b reports it", procs[1])
+        poll(lambda: "window" in _checks(ports[1]).get("config", ""), 30, "b names the refused field", procs[1])
+        assert _metric(ports[1], "streamalert_config_last_reload_successful") == 0
+        assert _checks(ports[1])["config"].startswith(f"{first}, the namespace runs {_agreed(ports[0])}")
+        (folders[1] / "rules.yaml").write_text(V2)
+        poll(lambda: _agreed(ports[1]) == _agreed(ports[0]), 30, "b follows once its file matches", procs[1])
+        assert _metric(ports[1], "streamalert_config_digest_mismatch") == 0
+        now = format_ms(WallClock().now_ms())
+        produce(kafka_bootstrap, topic, [orjson.dumps({"timestamp": now, "level": "fatal"})] * 3, spread=3)
+        fired = lambda: [t for t in map(orjson.loads, logged_transitions(client, namespace)) if t["rule"] == "fatal"]  # noqa: E731
+        poll(lambda: bool(fired()), 60, "the new rule to fire from both replicas' records")
+        assert (fired()[0]["state"], fired()[0]["value"]) == ("firing", 3)
+    finally:
+        codes = [_stop(proc) for proc in procs if proc.poll() is None]
+        client.close()
+    assert codes == [0, 0]
+    logs = [(folder / "err.log").read_text() for folder in folders]
+    assert "config_published" in logs[0]
+    assert "config_reload_failed" in logs[1]
+    assert "config_followed" in logs[1]
