@@ -4,9 +4,11 @@ configuration, and reports the disagreement (and refuses a file it cannot valida
 
 from __future__ import annotations
 
+import functools
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -43,6 +45,12 @@ def _agreed(port: int) -> str | None:
     """The replica's config digest when it runs the namespace's published configuration."""
     check = _checks(port).get("config", "")
     return check.split()[0] if check.endswith("(the namespace's)") else None
+
+
+def _fired(client: redis.Redis, namespace: str) -> list[dict[str, Any]]:
+    """The logged transitions of the rule only the new file has."""
+    logged = [cast(dict[str, Any], orjson.loads(t)) for t in logged_transitions(client, namespace)]
+    return [t for t in logged if t["rule"] == "fatal"]
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:
@@ -89,7 +97,7 @@ def test_replicas_agree_on_a_reload_and_refuse_what_they_cannot_validate(
         assert _metric(ports[1], "streamalert_config_digest_mismatch") == 0
         now = format_ms(WallClock().now_ms())
         produce(kafka_bootstrap, topic, [orjson.dumps({"timestamp": now, "level": "fatal"})] * 3, spread=3)
-        fired = lambda: [t for t in map(orjson.loads, logged_transitions(client, namespace)) if t["rule"] == "fatal"]  # noqa: E731
+        fired = functools.partial(_fired, client, namespace)
         poll(lambda: bool(fired()), 60, "the new rule to fire from both replicas' records")
         assert (fired()[0]["state"], fired()[0]["value"]) == ("firing", 3)
     finally:
