@@ -74,7 +74,15 @@ def test_replicas_agree_on_a_reload_and_refuse_what_they_cannot_validate(
         (folder / "rules.yaml").write_text(V1)
         state = f"{redis_url}?namespace={namespace}"
         config = write_config(
-            folder, kafka_bootstrap, topic, state, port, rules=folder / "rules.yaml", group=group, replicas=True
+            folder,
+            kafka_bootstrap,
+            topic,
+            state,
+            port,
+            rules=folder / "rules.yaml",
+            group=group,
+            replicas=True,
+            extra="lateness: 6s\nmax_delay: 0s",
         )
         procs.append(start_run(config, folder / "out.jsonl", folder / "err.log"))
         folders.append(folder)
