@@ -34,7 +34,7 @@ from streamalert.notify.notifier import Notifier
 from streamalert.notify.sender import Sender, build_sinks
 from streamalert.output import JsonLinesWriter
 from streamalert.pipeline import Health, Notify, run_live
-from streamalert.reload import ConfigSync, Loader, Reloader, Setup, retired
+from streamalert.reload import ConfigSync, Loader, Reloader, Setup, retired, watch
 from streamalert.replicas import IntakeSource, Replica
 from streamalert.sources.kafka import KafkaSource
 from streamalert.sources.vector_http import VectorHttpSource
@@ -119,7 +119,7 @@ async def serve(
     loop.add_signal_handler(signal.SIGHUP, reloader.reload)
     if replica is not None:
         replica.start(stop)
-    monitors += [asyncio.create_task(sync.run(stop))] if sync is not None else []  # replicas mode
+    monitors += _reloading(config, reloader, sync, stop)
     sink = FlushingWriter(out if out is not None else sys.stdout.buffer)
     code = 0
     retire: list[Transition] = []
@@ -405,6 +405,16 @@ def _replica(config: AppConfig, store: Store, clock: Clock, metrics: Metrics, ru
 def _intake(config: AppConfig, rules: list[Rule]) -> Engine:
     """Replicas mode's intake-only engine for a configuration."""
     return Engine(rules, lateness_ms=config.ms("lateness"), future_skew_ms=config.ms("future_skew"))
+
+
+def _reloading(config: AppConfig, reloader: Reloader, sync: ConfigSync | None, stop: _Stop) -> list[asyncio.Task[None]]:
+    """Background parts of reload: the watched rules (`reload.watch`), and replicas' agreement on the config."""
+    tasks = []
+    if config.reload.watch and reloader.loader is not None:
+        tasks.append(asyncio.create_task(watch(reloader, config.rules, config.reload.debounce, stop)))
+    if sync is not None:
+        tasks.append(asyncio.create_task(sync.run(stop)))
+    return tasks
 
 
 def _sync(reloader: Reloader, store: Store, replica: Replica | None) -> ConfigSync | None:

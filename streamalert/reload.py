@@ -23,16 +23,19 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
+from watchfiles import awatch
 
 from streamalert.clock import Clock, Stopwatch
 from streamalert.config.app import AppConfig
 from streamalert.config.rules import Rule
+from streamalert.durations import parse_duration
 from streamalert.engine import Engine
 from streamalert.model import AlertState, Transition
 from streamalert.notify.sinks.base import Sink
@@ -138,12 +141,30 @@ class Reloader:
         return web.post("/-/reload", handle)
 
 
+def watched(rules: Path) -> tuple[Path, bool]:
+    """The folder `watch` watches for `rules`, and whether recursively (a rules folder)."""
+    rules = rules.resolve()
+    return (rules, True) if rules.is_dir() else (rules.parent, False)
+
+
+async def watch(reloader: Reloader, rules: Path, debounce: str, stop: asyncio.Event) -> None:
+    """`reload.watch`: a change in the rules folder (or in the folder holding the rules file) reloads through
+    the same validation as SIGHUP; changes within `debounce` of each other make one reload. The folder is
+    watched, not the file: editors replace files by renaming, and a Kubernetes ConfigMap volume swaps a
+    `..data` symlink beside them. Editors' swap and backup files are ignored (watchfiles' default filter)."""
+    folder, recursive = await asyncio.to_thread(watched, rules)
+    async for changes in awatch(folder, debounce=parse_duration(debounce), stop_event=stop, recursive=recursive):
+        _log.info("config_files_changed", files=sorted(path for _, path in changes)[:10])
+        reloader.reload()
+
+
 def _unchangeable(old: AppConfig, new: AppConfig) -> None:
     """Refuse changes a term cannot take: they are fixed for the life of the process."""
     fixed = [
         ("state", old.state, new.state),
         ("http", old.http, new.http),
         ("lease_ttl", old.lease_ttl, new.lease_ttl),
+        ("reload", old.reload, new.reload),
         ("sources (kind)", old.sources.vector is None, new.sources.vector is None),
     ]
     if old.sources.vector is not None and new.sources.vector is not None:
