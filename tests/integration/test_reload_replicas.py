@@ -16,12 +16,18 @@ import redis
 
 from streamalert.clock import WallClock
 from streamalert.decode import format_ms
+from streamalert.state import keys
 from streamalert.testing import free_port
 from tests.integration.kafka_support import create_topic, logged_transitions, produce, start_run, unique, write_config
 from tests.integration.test_kafka import _fetch, poll
 
 pytestmark = pytest.mark.redis
 
+# The new rule fires once the evaluation's horizon passes its records: lateness + max_delay after they are
+# produced. Short keeps the test quick; long enough that a loaded machine delivers them before they are late.
+# max_delay is not 0: a fresh evaluation engine (the namespace never saw an event) starts its clock at
+# wall - max_delay, and the records' stamp may be a few ms older than the evaluator's new term.
+LATENESS = "lateness: 8s\nmax_delay: 2s"
 V1 = "rules:\n  - {name: errors, match: {level: error}, window: 1m, condition: count >= 1}\n"
 # `fatal` needs three records: one per partition, so both replicas' intake must match with the new rules
 V2 = V1 + "  - {name: fatal, match: {level: fatal}, window: 1m, condition: count >= 3}\n"
@@ -39,6 +45,11 @@ def _metric(port: int, name: str) -> float | None:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     return None
+
+
+def _late(port: int) -> list[str]:
+    body = _fetch(port, "/metrics")[1]
+    return [line for line in body.decode().splitlines() if line.startswith("streamalert_events_late_total")]
 
 
 def _agreed(port: int) -> str | None:
@@ -82,7 +93,7 @@ def test_replicas_agree_on_a_reload_and_refuse_what_they_cannot_validate(
             rules=folder / "rules.yaml",
             group=group,
             replicas=True,
-            extra="lateness: 6s\nmax_delay: 0s",
+            extra=LATENESS,
         )
         procs.append(start_run(config, folder / "out.jsonl", folder / "err.log"))
         folders.append(folder)
@@ -106,7 +117,12 @@ def test_replicas_agree_on_a_reload_and_refuse_what_they_cannot_validate(
         now = format_ms(WallClock().now_ms())
         produce(kafka_bootstrap, topic, [orjson.dumps({"timestamp": now, "level": "fatal"})] * 3, spread=3)
         fired = functools.partial(_fired, client, namespace)
-        poll(lambda: bool(fired()), 60, "the new rule to fire from both replicas' records")
+        try:
+            poll(lambda: bool(fired()), 60, "the new rule to fire from both replicas' records")
+        except AssertionError as error:
+            late = [_late(port) for port in ports]
+            status = client.hgetall(keys.lane_status(namespace))
+            raise AssertionError(f"{error}; late: {late}; lanes: {status} at {WallClock().now_ms()}") from None
         assert (fired()[0]["state"], fired()[0]["value"]) == ("firing", 3)
     finally:
         codes = [_stop(proc) for proc in procs if proc.poll() is None]
