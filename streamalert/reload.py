@@ -10,9 +10,10 @@ removed rules resolve their firing alerts explicitly (`retired`), and notificati
 outbox are in the store, so nothing of them is lost.
 
 What a term cannot change is refused with a message: the state store, the listener, the lease TTL, the
-Vector path, and Kafka's replicas mode (those need a restart). In replicas mode a reload accepted by one
-replica is published to the others through Redis, which read their own files again and switch only to the
-same configuration (its `digest`): see streamalert.replicas.ConfigSync.
+Vector path, Kafka's replicas mode and, in replicas mode, every Kafka setting (those need a restart).
+In replicas mode a reload accepted by one replica is published to the others through Redis; they read their
+own files again and switch only to the same configuration (`Setup.digest`): see `ConfigSync`. With
+`reload.watch`, a change in the rules folder reloads too (`watch`).
 """
 
 from __future__ import annotations
