@@ -34,7 +34,7 @@ from streamalert.notify.notifier import Notifier
 from streamalert.notify.sender import Sender, build_sinks
 from streamalert.output import JsonLinesWriter
 from streamalert.pipeline import Health, Notify, run_live
-from streamalert.reload import Loader, Reloader, Setup, retired
+from streamalert.reload import ConfigSync, Loader, Reloader, Setup, retired, watch
 from streamalert.replicas import IntakeSource, Replica
 from streamalert.sources.kafka import KafkaSource
 from streamalert.sources.vector_http import VectorHttpSource
@@ -104,12 +104,13 @@ async def serve(
     replica = _replica(config, store, clock, metrics, rules)
     sinks = build_sinks(config) if config.route is not None else None  # a missing secret file fails the start
     reloader = Reloader(Setup(config, rules, sinks), loader, metrics, clock)
+    sync = _sync(reloader, store, replica)
     term = _Term()
-    runner = await _listen(config, store, clock, metrics, reloader, replica, writer, term)
+    runner = await _listen(config, store, clock, metrics, reloader, replica, writer, term, sync)
     watcher = asyncio.create_task(watch_loop(metrics))
     current = lambda: (reloader.current.config, reloader.current.sinks)  # noqa: E731
     probe = lambda: (replica.kafka if replica else term.source, term.health.store_error)  # noqa: E731
-    monitor = asyncio.create_task(selfmon.run(current, store, metrics, clock, probe))
+    monitors = [asyncio.create_task(selfmon.run(current, store, metrics, clock, probe))]
     _log.info("started", listen=config.http.listen, rules=len(rules), state=redact(config.state))
     stop = _Stop()
     loop = asyncio.get_running_loop()
@@ -118,6 +119,7 @@ async def serve(
     loop.add_signal_handler(signal.SIGHUP, reloader.reload)
     if replica is not None:
         replica.start(stop)
+    monitors += _reloading(config, reloader, sync, stop)
     sink = FlushingWriter(out if out is not None else sys.stdout.buffer)
     code = 0
     retire: list[Transition] = []
@@ -143,7 +145,7 @@ async def serve(
             break
     finally:
         stop.set()
-        code = await _shut_down(config, code, writer, replica, runner, store, watcher, stop, monitor)
+        code = await _shut_down(config, code, writer, replica, runner, store, watcher, stop, monitors)
     _log.info("stopped", code=code)
     return code
 
@@ -157,6 +159,7 @@ async def _listen(
     replica: Replica | None,
     writer: _Writer,
     term: _Term,
+    sync: ConfigSync | None,
 ) -> web.AppRunner:
     """The HTTP listener, up for the life of the process: operations, the API, reload and Vector's ingest."""
     ingest = _Ingest(config.sources.vector.path, term) if config.sources.vector is not None else None
@@ -166,7 +169,7 @@ async def _listen(
     host, port = parse_listen(config.http.listen)
     routes = [ingest.route()] if ingest is not None else []
     source_name = "vector" if ingest is not None else ("intake" if replica is not None else "kafka")
-    app = build_app(metrics, _readiness(replica, writer, term), routes, source=source_name, api=api)
+    app = build_app(metrics, _readiness(replica, writer, term, sync), routes, source=source_name, api=api)
     runner = await start_server(app, host, port)
     return runner
 
@@ -291,14 +294,15 @@ async def _shut_down(
     store: Store,
     watcher: asyncio.Task[None],
     stop: _Stop,
-    monitor: asyncio.Task[None],
+    monitors: list[asyncio.Task[None]],
 ) -> int:
     """Stop intake, give the lease up, close the listener and the store: all within `shutdown_timeout`
     (a store that does not answer cannot hold the exit up). Returns the exit code."""
     budget = config.ms("shutdown_timeout") / 1000
-    monitor.cancel()  # self-monitoring ends first: a closing store is not an outage
-    with contextlib.suppress(asyncio.CancelledError):
-        await monitor
+    for monitor in monitors:  # self-monitoring (and config sync) end first: a closing store is not an outage
+        monitor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await monitor
 
     def left() -> float:
         return stop.left(budget)
@@ -351,7 +355,7 @@ class _Ingest:
         return await handler(request)
 
 
-def _readiness(replica: Replica | None, writer: _Writer, term: _Term) -> Readiness:
+def _readiness(replica: Replica | None, writer: _Writer, term: _Term, sync: ConfigSync | None) -> Readiness:
     """What `/readyz` checks: the store, the lease (or evaluation role), the source."""
 
     async def readiness() -> tuple[bool, dict[str, str]]:
@@ -363,6 +367,8 @@ def _readiness(replica: Replica | None, writer: _Writer, term: _Term) -> Readine
                 "sources": _kafka_check(lanes, fetching, replica.kafka.problems()),
                 "evaluation": "running here" if writer.holding else "standby (another replica evaluates)",
             }
+            if sync is not None:  # reported, not failed: a ConfigMap update reaches pods at different times
+                checks["config"] = sync.describe()
             return intake_health.ready and bool(lanes) and fetching, checks
         health, source = term.health, term.source
         checks = {"store": health.store_error or ("ok" if health.ready else "starting")}
@@ -393,8 +399,31 @@ def _replica(config: AppConfig, store: Store, clock: Clock, metrics: Metrics, ru
     if kafka is None or not kafka.replicas:
         return None
     assert isinstance(store, RedisStore)  # validated by AppConfig
-    intake = Engine(rules, lateness_ms=config.ms("lateness"), future_skew_ms=config.ms("future_skew"))
-    return Replica(intake, kafka, store.client, store.namespace, clock, metrics)
+    return Replica(_intake(config, rules), kafka, store.client, store.namespace, clock, metrics)
+
+
+def _intake(config: AppConfig, rules: list[Rule]) -> Engine:
+    """Replicas mode's intake-only engine for a configuration."""
+    return Engine(rules, lateness_ms=config.ms("lateness"), future_skew_ms=config.ms("future_skew"))
+
+
+def _reloading(config: AppConfig, reloader: Reloader, sync: ConfigSync | None, stop: _Stop) -> list[asyncio.Task[None]]:
+    """Background parts of reload: the watched rules (`reload.watch`), and replicas' agreement on the config."""
+    tasks = []
+    if config.reload.watch and reloader.loader is not None:
+        tasks.append(asyncio.create_task(watch(reloader, config.rules, config.reload.debounce, stop)))
+    if sync is not None:
+        tasks.append(asyncio.create_task(sync.run(stop)))
+    return tasks
+
+
+def _sync(reloader: Reloader, store: Store, replica: Replica | None) -> ConfigSync | None:
+    """In replicas mode, the agreement on the configuration in force (streamalert.reload.ConfigSync)."""
+    if replica is None:
+        return None
+    assert isinstance(store, RedisStore)
+    switch = lambda setup: replica.forwarder.switch(_intake(setup.config, setup.rules))  # noqa: E731
+    return ConfigSync(reloader, store.client, store.namespace, switch)
 
 
 def _source(config: AppConfig, clock: Clock, metrics: Metrics, replica: Replica | None) -> Source:

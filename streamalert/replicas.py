@@ -64,6 +64,7 @@ class Forwarder:
         self.health = Health()
         self._unstarted: set[str] = set()  # assigned partitions never forwarded: their start is forwarded once
         self.forwarded = 0  # batches appended
+        self._next: Engine | None = None  # a reloaded configuration's intake, taken at the next batch
         self.refused = 0  # batches refused (another replica had forwarded the partition further)
 
     async def positions(self, lanes: list[str]) -> dict[str, int]:
@@ -81,10 +82,24 @@ class Forwarder:
         self._unstarted |= set(lanes) - set(stored)
         return stored
 
+    def switch(self, engine: Engine) -> None:
+        """Match with a reloaded configuration's rules from the next batch on (a batch boundary)."""
+        self._next = engine
+
+    def _switched(self, source: KafkaSource) -> Engine:
+        new, self._next = self._next, None
+        if new is not None:
+            for lane in source.assigned():  # lateness goes on from each partition's newest time
+                new.set_lane(lane, self.engine.lane_newest(lane))
+            self.engine = new
+            _log.info("intake_switched", rules=len(new.rules))
+        return self.engine
+
     async def run(self, source: KafkaSource) -> None:
         """Until the source ends (after `close()`)."""
-        engine, stats = self.engine, self.engine.stats
         async for batch in source.batches():
+            engine = self._switched(source)
+            stats = engine.stats
             wall = self._clock.now_ms()
             if batch.lines:
                 before = (stats.matched, stats.late, stats.untimed, stats.clamped)

@@ -146,6 +146,21 @@ class SelfMonitoringConfig(BaseModel):
         return parse_duration(self.interval)
 
 
+class ReloadConfig(BaseModel):
+    """`reload:` hot reload by watching the rules (streamalert.reload.watch); SIGHUP and POST /-/reload always work."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    watch: bool = False  # reload when the rules file, or a file in the rules folder, changes
+    debounce: str = "1s"  # changes this close together make one reload (an editor's or a ConfigMap's several writes)
+
+    @field_validator("debounce")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
 class AppConfig(NotifyConfig):
     """Everything `streamalert run` needs. Durations are strings such as 30s; *_ms properties give ms.
     The notification keys (route, receivers, inhibit_rules, silences, notify) come from NotifyConfig."""
@@ -166,6 +181,7 @@ class AppConfig(NotifyConfig):
     sources: SourcesConfig
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     self_monitoring: SelfMonitoringConfig = Field(default_factory=SelfMonitoringConfig)
+    reload: ReloadConfig = Field(default_factory=ReloadConfig)
 
     @field_validator("lateness", "max_delay", "future_skew", "shutdown_timeout", "lease_ttl")
     @classmethod

@@ -165,13 +165,14 @@ class Dispatch:
 
     def restore(self, stored: Mapping[bytes, bytes]) -> None:
         """Continue from stored groups. Groups the current route tree would not make (a route removed or
-        moved, its receiver or group_by changed) are dissolved and their alerts routed again, keeping what
-        was already sent: nothing pages twice and every resolve still finds its alert."""
+        moved, its receiver or group_by changed, a route added before it that now takes their alerts) are
+        dissolved and their alerts routed again, keeping what was already sent and when the group is due: nothing
+        pages twice, a pending group is not flushed early or late, and every resolve still finds its alert."""
         orphans: list[Group] = []
         for raw_id, raw in stored.items():
             group = Group.load(raw_id.decode(), raw)
             route = self.routes.get(group.route_id)
-            if route is not None and _fits(route, group):
+            if route is not None and _fits(route, group) and self._routed_here(route, group):
                 self.groups[group.id] = group
                 heapq.heappush(self._due, (group.due_ms, group.id))
             else:
@@ -181,6 +182,10 @@ class Dispatch:
             for entry in group.alerts.values():
                 self._reroute(entry, group)
         self.version += 1
+
+    def _routed_here(self, route: Route, group: Group) -> bool:
+        """Every alert of the group still goes to its route (a route added before it may now take some)."""
+        return all(route.id in {r.id for r in self.root.match(a.labels)} for a in group.alerts.values())
 
     def _reroute(self, entry: AlertEntry, old: Group) -> None:
         for route in self.root.match(entry.labels):

@@ -66,6 +66,12 @@ def intake_lanes(namespace: str) -> str:
     return f"{_tag(namespace)}:intake-lanes"
 
 
+def config_digest(namespace: str) -> str:
+    """STRING (replicas mode): the digest of the configuration the namespace's replicas should run (the last
+    one a replica started with first or accepted on reload); see streamalert.replicas.ConfigSync."""
+    return f"{_tag(namespace)}:config-digest"
+
+
 def lane_status(namespace: str) -> str:
     """HASH (replicas mode): "topic/partition" -> "highwater fetched wall_ms" from the replica that owns it."""
     return f"{_tag(namespace)}:lane-status"

@@ -213,6 +213,12 @@ class Metrics:
             "1 when the last configuration reload succeeded (or none was asked for), 0 when it was refused.",
             registry=r,
         )
+        self.config_digest_mismatch = Gauge(
+            PREFIX + "config_digest_mismatch",
+            "Replicas mode: 1 while this replica runs another configuration than the one published for its "
+            "namespace (its files differ or do not validate), else 0.",
+            registry=r,
+        )
         self.config_reload_time = Gauge(
             PREFIX + "config_last_reload_success_timestamp_seconds",
             "When the configuration was last loaded successfully (start or reload), as a Unix time.",

@@ -136,3 +136,31 @@ async def test_a_removed_rule_resolves_and_reload_needs_the_api_token(service: S
     assert (resolved["rule"], resolved["state"]) == ("errors", "resolved")
     assert resolved["annotations"] == {"reason": "rule removed by a config reload"}
     assert service.stop() == 0
+
+
+async def test_a_watched_rules_file_reloads_when_written(tmp_path: Path) -> None:
+    """`reload.watch: true`: writing the rules file reloads it (a removed rule resolves with the reason);
+    writing a broken one is refused (metric 0, process up, old rules kept); fixing it reloads again."""
+    service = Service(tmp_path, "memory://", extra="reload: {watch: true, debounce: 100ms}")
+    try:
+        (tmp_path / "rules.yaml").write_text(RULES)
+        await service.wait_ready()
+        assert await service.post([_line("error"), _line("error")]) == 200
+        assert service.read_transition()["state"] == "firing"
+        (tmp_path / "rules.yaml").write_text(RULES.replace("window: 1m", "window: often"))
+        await _until_metric(service, "streamalert_config_last_reload_successful", "0.0")
+        assert service.proc.poll() is None
+        (tmp_path / "rules.yaml").write_text(RULES[: RULES.index("  - name: warnings")].replace("errors", "other"))
+        resolved = service.read_transition()
+        assert (resolved["rule"], resolved["state"]) == ("errors", "resolved")
+        assert resolved["annotations"] == {"reason": "rule removed by a config reload"}
+        await _until_metric(service, "streamalert_config_last_reload_successful", "1.0")
+        assert service.stop() == 0
+        assert service.proc.stderr is not None
+        logs = service.proc.stderr.read().decode()
+        assert "config_files_changed" in logs
+        assert "config_reload_failed" in logs
+    finally:
+        if service.proc.poll() is None:
+            service.proc.kill()
+            service.proc.wait()
