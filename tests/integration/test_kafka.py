@@ -48,7 +48,9 @@ def plain(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture(params=["redis", "cluster"])
+# The Redis Cluster run of the kill -9 test takes a minute: `make test-slow` runs it (the store contract suite
+# covers the cluster in `make test`, and the kill9-quick fault row a kill -9 under Kafka load).
+@pytest.fixture(params=["redis", pytest.param("cluster", marks=pytest.mark.slow)])
 def state(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, redis.Redis]]:
     """(state URL, namespace, a plain client on the node holding it): on a single Redis, and on a Redis Cluster
     with the namespace's slot on a master the URL does not name."""
@@ -346,7 +348,7 @@ def _metric(port: int, name: str) -> float:
     return 0.0
 
 
-@pytest.mark.parametrize("victim", ["evaluating", "intake only"])
+@pytest.mark.parametrize("victim", ["evaluating", pytest.param("intake only", marks=pytest.mark.slow)])
 def test_a_replica_killed_mid_stream_loses_and_doubles_nothing(
     tmp_path: Path, kafka_bootstrap: str, redis_url: str, plain: redis.Redis, victim: str
 ) -> None:
