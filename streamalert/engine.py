@@ -28,7 +28,6 @@ from streamalert.decode import (
     MILLIS,
     MISSING,
     decode_line,
-    decode_record,
     get_path,
     parse_time,
     time_from,
@@ -152,7 +151,7 @@ class Engine:
         self._ceiling = _FOREVER  # the latest usable stamp of the batch being taken in (wall + skew, live)
         self.stats = EngineStats()
         self._prep = [_prepare(rule) for rule in rules]
-        self._rules = compile_rules([rule.match_spec for rule in rules])
+        self._rules = compile_rules([r.match_spec for r in rules], [pair for r in rules for pair in r.extract])
         self._series: list[dict[GroupKey, AnySeries]] = [{} for _ in rules]
         # (due, rule index, group): a timer is current while its series' `due` equals it; others are skipped.
         self._timers: list[tuple[int, int, GroupKey]] = []
@@ -249,7 +248,7 @@ class Engine:
         try:
             for k, matched in enumerate(map(rules.match, records)):
                 if matched and k not in late:
-                    taken.append((k, matched, decode_record(lines[k])))
+                    taken.append((k, matched, self._rules.fields(lines[k])))
         except DECODE_ERRORS:
             return False
         self.stats.late += len(late)
@@ -282,7 +281,7 @@ class Engine:
         """
         decode, match, millis_of = self._rules.decode, self._rules.match, MILLIS
         second, second_ms = "\0", 0  # the last standard stamp's "YYYY-MM-DDTHH:MM:SS." and its epoch ms
-        full, unset = decode_record, msgspec.UNSET  # full: for matched lines only
+        full, unset = self._rules.fields, msgspec.UNSET  # full: for matched lines only
         stats, lateness = self.stats, self.lateness_ms
         until = _FOREVER if self.until_ms is None else self.until_ms
         ceiling, wall = self._ceiling, self._wall
@@ -406,7 +405,7 @@ class Engine:
                 continue
             try:
                 matched = self._rules.match(self._rules.decode(line))
-                fields = decode_record(line)
+                fields = self._rules.fields(line)
             except DECODE_ERRORS:
                 continue  # the intake decoded it; a replica with other rules may forward what we cannot use
             if matched:
@@ -903,7 +902,7 @@ class Engine:
             at, raw = int.from_bytes(stored[:8], "big", signed=True), stored[8:]
             try:
                 matched = self._rules.match(self._rules.decode(raw))
-                fields = decode_record(raw) if matched else {}
+                fields = self._rules.fields(raw) if matched else {}
             except DECODE_ERRORS:
                 matched, fields = [], {}
             self._held[lane] = (at, raw, matched, fields)
@@ -926,7 +925,7 @@ class Engine:
             seq, raw = int.from_bytes(member[:8], "big"), member[8:]
             try:
                 matched = self._rules.match(self._rules.decode(raw))
-                fields = decode_record(raw)
+                fields = self._rules.fields(raw)
             except DECODE_ERRORS:
                 continue  # cannot happen for lines this engine buffered; a foreign entry is skipped
             if matched:

@@ -25,7 +25,6 @@ from streamalert.decode import (
     DECODE_ERRORS,
     MISSING,
     TIME_KEYS,
-    decode_record,
     event_time_ms,
     format_ms,
     get_message,
@@ -153,20 +152,21 @@ class Explainer:
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = list(rules)
-        self._compiled = compile_rules([rule.match_spec for rule in self.rules])  # as Engine.__init__ does
+        # as Engine.__init__ does
+        self._compiled = compile_rules([r.match_spec for r in self.rules], [x for r in self.rules for x in r.extract])
 
     def engine_matches(self, line: bytes) -> list[int]:
         """The indexes of the rules the engine matches this line with (raises NotARecord)."""
         try:
             matched = self._compiled.match(self._compiled.decode(line))
-            decode_record(line)  # the engine also decodes a matched line in full, and skips it if that fails
+            self._compiled.fields(line)  # the engine also decodes a matched line in full, and skips it if that fails
         except DECODE_ERRORS as exc:
             raise NotARecord(f"not a JSON object: {exc}") from None
         return matched
 
     def explain(self, line: bytes) -> Explanation:
         matched = set(self.engine_matches(line))
-        fields = decode_record(line)
+        fields = self._compiled.fields(line)  # with the labels of `| regexp` / `| pattern`
         time_key = next((k for k in TIME_KEYS if fields.get(k) is not None), None)
         out = Explanation(fields, event_time_ms(fields), time_key)
         for i, rule in enumerate(self.rules):

@@ -16,6 +16,7 @@ and random rule sets.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from typing import Any
 
 import msgspec
 
-from streamalert.decode import LINE_FIELD, MESSAGE_KEYS, MISSING, TIME_KEYS
+from streamalert.decode import LINE_FIELD, MESSAGE_KEYS, MISSING, TIME_KEYS, decode_record
+from streamalert.rules.extract import DUPLICATE_SUFFIX, Extractor, apply, compile_extractor, merge_names
 from streamalert.rules.index import RuleIndex, anchor_options, pick_anchor
 from streamalert.rules.matchers import ValueTest, as_number, compile_match, compile_value_test
 
@@ -153,12 +155,14 @@ class CompiledRules:
     decode: Callable[[bytes], Record]  # raises msgspec.DecodeError for anything but one JSON object
     match: Check
     time_attrs: tuple[str, ...]  # attributes of timestamp, @timestamp, time, ts: always a0..a3, in that order
+    fields: Callable[[bytes], dict[str, Any]] = decode_record  # the full record, extracted fields included
 
 
-def compile_rules(specs: Sequence[Mapping[str, Any]]) -> CompiledRules:
+def compile_rules(specs: Sequence[Mapping[str, Any]], extract: Sequence[tuple[str, str]] = ()) -> CompiledRules:
     """Compile every rule's `match`; rule i is reported as index i, ascending.
 
-    A spec that compile_match refuses raises the same MatchError here.
+    `extract` lists the rules' (regexp|pattern, expression) parsers (rules/extract.py): their labels become
+    record fields of every line. A spec that compile_match refuses raises the same MatchError here.
     """
     for spec in specs:
         compile_match(spec)  # the reference's checks and errors, before anything below relies on the spec
@@ -167,6 +171,13 @@ def compile_rules(specs: Sequence[Mapping[str, Any]]) -> CompiledRules:
     message_attrs = tuple(builder.attr(k) for k in MESSAGE_KEYS)
     assert time_attrs == ("a0", "a1", "a2", "a3"), "the engine reads `timestamp` as a0"
     assert message_attrs == ("a4", "a5", "a6"), "the virtual `message` field reads a4..a6"
+    extractors = list({(k, e): compile_extractor(k, e) for k, e in extract}.values())
+    merge_names(extractors)  # config/rules.py reports a clash first, as a problem of the rule file
+    for name in merge_names(extractors):
+        builder.attr(name)  # read to tell whether the line's record has the label already
+        builder.attr(name + DUPLICATE_SUFFIX)
+    if extractors:
+        builder.attr(LINE_FIELD)
     index = RuleIndex()
     tests: list[str | None] = []  # per rule: what is left to test once its anchor held (None: nothing)
     residual: list[int] = []
@@ -205,7 +216,42 @@ def compile_rules(specs: Sequence[Mapping[str, Any]]) -> CompiledRules:
     line_attr = builder.attrs.get(LINE_FIELD)
     if line_attr is not None:  # only rule sets with a LogQL line filter pay for the raw line
         decode = _with_line(decode, line_attr)
-    return CompiledRules(record_type, decode, namespace["_match"], time_attrs)
+    if not extractors:
+        return CompiledRules(record_type, decode, namespace["_match"], time_attrs)
+    assert line_attr is not None
+    pairs = [(name, builder.attrs[name], builder.attrs[name + DUPLICATE_SUFFIX]) for name in merge_names(extractors)]
+    return CompiledRules(
+        record_type,
+        _with_extracted(decode, line_attr, extractors, pairs),
+        namespace["_match"],
+        time_attrs,
+        functools.partial(_full_with_extracted, extractors),
+    )
+
+
+def _with_extracted(
+    decode: Callable[[bytes], Record], line_attr: str, extractors: list[Extractor], attrs: list[tuple[str, str, str]]
+) -> Callable[[bytes], Record]:
+    """`decode`, then the extracted labels as attributes (NAME_extracted when the line's record has NAME)."""
+    slots = {name: (attr, dup) for name, attr, dup in attrs}
+
+    def decode_extracting(line: bytes) -> Record:
+        record = decode(line)
+        text = getattr(record, line_attr)
+        for extractor in extractors:
+            for name, value in extractor.extract(text):
+                attr, dup = slots[name]
+                setattr(record, attr if getattr(record, attr) is msgspec.UNSET else dup, value)
+        return record
+
+    return decode_extracting
+
+
+def _full_with_extracted(extractors: list[Extractor], line: bytes) -> dict[str, Any]:
+    fields = decode_record(line)
+    text = fields.get(LINE_FIELD)
+    apply(fields, text if type(text) is str else line.decode(), extractors)
+    return fields
 
 
 def _with_line(decode: Callable[[bytes], Record], attr: str) -> Callable[[bytes], Record]:

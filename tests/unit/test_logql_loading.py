@@ -86,7 +86,7 @@ def test_a_loki_file_reports_every_refused_alert_with_file_positions(tmp_path: P
       - alert: Ok
         expr: count_over_time({app="x"} |= "boom" [1m]) > 0
       - alert: Pat
-        expr: sum(count_over_time({app="x"} | pattern "<_> <level>" | level="error" [1m])) > 0
+        expr: sum(count_over_time({app="x"} | pattern "<a><b>" | a="error" [1m])) > 0
       - alert: Fmt
         expr: |
           sum(count_over_time({app="x"}
@@ -96,10 +96,10 @@ def test_a_loki_file_reports_every_refused_alert_with_file_positions(tmp_path: P
 """,
     )
     assert problems == [
+        "F: group 'g' rule 'Pat': expr line 1, column 33: the pattern '<a><b>' has consecutive captures <a><b> "
+        "(F:7:47)",
         "F: group 'g' rule 'Fmt': expr line 2, column 5: `| line_format` is not supported (F:11:15)",
         "F: group 'g' rule #4: recording rules (`record:`) are not alerts and are not supported",
-        "F: group 'g' rule 'Pat': expr line 1, column 33: not supported yet: `| pattern` extracts fields from the raw "
-        "line: the engine has no line parser yet (F:7:47)",
     ]
 
 

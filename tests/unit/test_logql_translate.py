@@ -137,8 +137,9 @@ TRANSLATIONS: list[tuple[str, dict[str, Any], list[str]]] = [
             },
             "window": "1m",
             "condition": "count > 0",
+            "extract": [{"pattern": "<ip> <_>"}],
         },
-        ["parser:logfmt", "parser:pattern"],
+        ["parser:logfmt"],
     ),
     (
         f"sum without (pod) (sum_over_time({SVC} | unwrap bytes(size) [1m])) > 5",

@@ -176,7 +176,7 @@ def _metric(node: Expr, op: str, threshold: Number) -> _Condition:
     for stage in rng.stages:
         builder.add_stage(stage)
     notes: list[str] = []
-    base: dict[str, Any] = {"match": builder.match(), "window": _window(rng.range_text, rng.seconds)}
+    base = _base(builder, "window", rng.range_text, rng.seconds)
     if outer is not None:
         if node.op not in _EXACT_OUTER.get(outer.op, ()):
             raise LogQLError(
@@ -255,6 +255,14 @@ def _times_window(threshold: Number, seconds: float) -> Number:
     return Number(float(scaled), text, threshold.line, threshold.column)
 
 
+def _base(builder: MatchBuilder, key: str, range_text: str, seconds: float) -> dict[str, Any]:
+    """The rule's match, its window (or absent_for) and the `extract` list of its regexp / pattern parsers."""
+    base: dict[str, Any] = {"match": builder.match(), key: _window(range_text, seconds)}
+    if builder.extract:
+        base["extract"] = builder.extract
+    return base
+
+
 def _window(text: str, seconds: float) -> str:
     try:
         parse_duration(text)
@@ -286,7 +294,7 @@ def _absent(tree: Expr) -> Translation | None:
     builder.add_selector(rng.selector, rng.line, rng.column)
     for stage in rng.stages:
         builder.add_stage(stage)
-    rule: dict[str, Any] = {"match": builder.match(), "absent_for": _window(rng.range_text, rng.seconds)}
+    rule = _base(builder, "absent_for", rng.range_text, rng.seconds)
     # Loki's absentLabels (pkg/logql/evaluator.go): the `=` labels, minus any name another matcher also uses.
     names = [m.name for m in rng.selector]
     labels = {m.name: m.value for m in rng.selector if m.op == "=" and m.value and names.count(m.name) == 1}

@@ -1,0 +1,176 @@
+"""LogQL's `| regexp` and `| pattern` parsers as field extractors: labels taken from the raw line into the record.
+
+A rule written in LogQL with one of these parsers carries `extract: [{regexp: "..."}]` or `[{pattern: "..."}]`
+(rules/logql/translate.py). The compiled rule set (rules/codegen.py) then runs every distinct extractor of the
+set on each line, so the extracted labels are ordinary record fields for matchers, `group_by` and unwrapped
+values alike. Rule sets without extractors pay nothing.
+
+Semantics are Loki's (grafana/loki pkg/logql/log/parser.go, RegexpParser / PatternParser.Process):
+- regexp: `FindSubmatch` (leftmost-first search, unanchored) on the whole line; a named group that does not
+  take part in the match sets its label to ""; no match sets nothing. Go's regexp is RE2, as here.
+- pattern (pkg/logql/log/pattern/pattern.go, Matcher.Matches): a leading literal must start the line; each
+  capture then takes the text up to the *first* occurrence of the next literal; when that literal does not
+  occur, the capture takes the rest of the line and matching stops (the captures so far are kept); a final
+  capture takes the rest; text after a final literal is ignored; an empty line extracts nothing. This is
+  compiled into one RE2 expression (non-greedy capture then literal, with a "rest of the line" alternative at
+  each step), so extraction keeps RE2's linear time.
+- a label that the line's own record already has is extracted as `NAME_extracted` (Loki's duplicateSuffix
+  for a label the stream already carries).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import re2
+
+EXTRACTOR_KINDS = ("regexp", "pattern")
+DUPLICATE_SUFFIX = "_extracted"
+_CAPTURE = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")  # pkg/logql/log/pattern/lexer.rl: identifier in <>
+_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Extractor:
+    """One compiled `regexp` or `pattern` parser: (group index, label) pairs over one RE2 expression."""
+
+    kind: str
+    expression: str
+    regex: re2._Regexp
+    groups: tuple[tuple[int, str], ...]
+    empty_if_unset: bool  # regexp: a named group outside the match reads "" (Go's FindSubmatch gives nil)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(name for _, name in self.groups))
+
+    def extract(self, text: str) -> list[tuple[str, str]]:
+        """(label, value) pairs of the line, in capture order; [] when the line does not match."""
+        if not text:
+            return []  # both parsers: an empty line extracts nothing
+        found = self.regex.search(text)
+        if found is None:
+            return []
+        out: list[tuple[str, str]] = []
+        for index, name in self.groups:
+            value = found.group(index)
+            if value is not None:
+                out.append((name, value))
+            elif self.empty_if_unset:
+                out.append((name, ""))
+        return out
+
+
+def compile_extractor(kind: str, expression: str) -> Extractor:
+    """The extractor of `| regexp "expression"` or `| pattern "expression"`; ValueError says what is wrong."""
+    if kind == "regexp":
+        return _regexp(expression)
+    if kind == "pattern":
+        return _pattern(expression)
+    raise ValueError(f"unknown extractor {kind!r}: expected one of {', '.join(EXTRACTOR_KINDS)}")
+
+
+def _options() -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False
+    return options
+
+
+def _regexp(expression: str) -> Extractor:
+    # NewRegexpParser: it must compile, have a named group, and no name twice.
+    try:
+        regex = re2.compile(expression, _options())
+    except re2.error as exc:
+        raise ValueError(f"invalid regular expression {expression!r}") from exc
+    index: dict[str, int] = dict(regex.groupindex)
+    if not index:
+        raise ValueError(f"the regexp {expression!r} has no named capture group (?P<name>...)")
+    for name in index:
+        if not _LABEL.fullmatch(name):
+            raise ValueError(f"invalid extracted label name {name!r}")
+    if expression.count("(?P<") + expression.count("(?<") > len(index):
+        raise ValueError(f"the regexp {expression!r} names a capture group twice")
+    groups = tuple(sorted((i, name) for name, i in index.items()))
+    return Extractor("regexp", expression, regex, groups, empty_if_unset=True)
+
+
+def _pattern(expression: str) -> Extractor:
+    nodes = _pattern_nodes(expression)
+    names = [n for is_capture, n in nodes if is_capture and n != "_"]
+    if not names:
+        raise ValueError(f"the pattern {expression!r} needs at least one named capture")  # ErrNoCapture
+    if len(set(names)) != len(names):
+        raise ValueError(f"the pattern {expression!r} names a capture twice")
+    for (a, x), (b, y) in itertools.pairwise(nodes):
+        if a and b:
+            raise ValueError(f"the pattern {expression!r} has consecutive captures <{x}><{y}>")
+    groups: list[tuple[int, str]] = []
+    head = ""
+    if not nodes[0][0]:
+        head = re.escape(nodes[0][1])
+        nodes = nodes[1:]
+    source = "(?s)^" + head + _captures(nodes, groups)
+    regex = re2.compile(source, _options())
+    return Extractor("pattern", expression, regex, tuple(groups), empty_if_unset=False)
+
+
+def _captures(nodes: Sequence[tuple[bool, str]], groups: list[tuple[int, str]]) -> str:
+    """RE2 for `capture literal capture literal ...` (starting with a capture), groups numbered as emitted."""
+    name = nodes[0][1]
+
+    def group(body: str) -> str:
+        if name == "_":
+            return body
+        groups.append((len(groups) + 1, name))
+        return f"({body})"
+
+    if len(nodes) == 1:
+        return group(".*")  # ending on a capture: the rest of the line
+    first = group(".*?") + re.escape(nodes[1][1])  # up to the first occurrence of the literal
+    rest = _captures(nodes[2:], groups) if len(nodes) > 2 else ""
+    fallback = group(".*")  # the literal does not occur: the capture takes the rest and matching stops
+    return f"(?:{first}{rest}|{fallback})"
+
+
+def _pattern_nodes(expression: str) -> list[tuple[bool, str]]:
+    """(is_capture, text) nodes of a pattern: captures `<name>` / `<_>`, literals between them."""
+    nodes: list[tuple[bool, str]] = []
+    pos = 0
+    for found in _CAPTURE.finditer(expression):
+        if found.start() > pos:
+            nodes.append((False, expression[pos : found.start()]))
+        nodes.append((True, found.group(1)))
+        pos = found.end()
+    if pos < len(expression):
+        nodes.append((False, expression[pos:]))
+    if not nodes:
+        raise ValueError("the pattern is empty")
+    return nodes
+
+
+def merge_names(extractors: Sequence[Extractor]) -> dict[str, Extractor]:
+    """label -> its extractor over a rule set; ValueError when two different parsers extract the same label
+    (one record holds one value per field, so the two rules could not both see theirs)."""
+    owner: dict[str, Extractor] = {}
+    for extractor in extractors:
+        for name in extractor.names:
+            other = owner.setdefault(name, extractor)
+            if (other.kind, other.expression) != (extractor.kind, extractor.expression):
+                raise ValueError(
+                    f"the label {name!r} is extracted by two different parsers (`| {other.kind} "
+                    f"{other.expression!r}` and `| {extractor.kind} {extractor.expression!r}`): "
+                    "one record holds one value per field, rename one capture"
+                )
+    return owner
+
+
+def apply(fields: dict[str, object], text: str, extractors: Sequence[Extractor]) -> None:
+    """Add each extractor's labels of the line `text` to the decoded record `fields` (NAME_extracted when
+    the record already has NAME)."""
+    base = set(fields) if extractors else set()
+    for extractor in extractors:
+        for name, value in extractor.extract(text):
+            fields[name + DUPLICATE_SUFFIX if name in base else name] = value
