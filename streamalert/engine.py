@@ -674,7 +674,7 @@ class Engine:
         series = table.get(key)
         sample: Any = None
         if prep.kind is not None:  # ---- hook: rules/kinds.py
-            sample = prep.kind.sample(fields)
+            sample = prep.kind.sample(fields, line)
             if sample is None:
                 return None  # matched, but carries nothing the kind can use
         elif prep.field is not None:

@@ -54,7 +54,7 @@ def _problems(tmp_path: Path, text: str) -> list[str]:
 
 
 def test_expr_problems_name_rule_and_position_in_the_file(tmp_path: Path) -> None:
-    """A refused construct, an unmet engine need and expr next to match: each named with rule, line and column."""
+    """Refused constructs and expr next to match: each named with rule, line and column."""
     problems = _problems(
         tmp_path,
         """rules:
@@ -65,14 +65,15 @@ def test_expr_problems_name_rule_and_position_in_the_file(tmp_path: Path) -> Non
   - name: Both
     expr: 'count_over_time({app="x"}[1m]) > 0'
     match: {a: b}
-  - name: Bytes
-    expr: sum(bytes_over_time({app="x"}[1m])) > 10
+  - name: Without
+    expr: sum without (a) (bytes_over_time({app="x"} | json [1m])) > 10
 """,
     )
     assert problems == [
         "F: rule 'Top': expr: line 1, column 1: `topk` is not supported (F:4:7)",
         "F: rule 'Both': expr: replaces match: give either expr or those (grouping: `sum by (...)`)",
-        "F: rule 'Bytes': expr: line 1, column 5: not supported yet: the engine has no `bytes` aggregate yet (F:10:15)",
+        "F: rule 'Without': expr: line 1, column 5: `without (...)` after `| json` would group by every field of each "
+        "line (an open set a log record cannot bound): use `by (...)`, or `| json a, b` to name the labels (F:10:15)",
     ]
 
 

@@ -51,7 +51,9 @@ class MatchBuilder:
     parsed: bool = False  # a parser stage is present: Loki's series then carry every extracted label
     extract: list[dict[str, str]] = field(default_factory=list)  # the rule's `extract` (regexp / pattern)
     extracted: set[str] = field(default_factory=set)  # labels those extract
+    labels: list[str] = field(default_factory=list)  # labels the parsers add, in order (regexp, pattern, json a=)
     filtered: dict[str, tuple[int, int]] = field(default_factory=dict)  # label -> its first filter's position
+    open_parser: Parser | None = None  # the first `| json` / `| logfmt` without a list of labels
 
     def need(self, feature: str, detail: str, line: int, column: int) -> None:
         if all(n.feature != feature for n in self.needs):
@@ -94,13 +96,17 @@ class MatchBuilder:
 
     def add_parser(self, p: Parser) -> None:
         self.parsed = True
+        if not p.extractions and p.kind in ("json", "logfmt") and self.open_parser is None:
+            self.open_parser = p  # every field of the line becomes a label: the label set is open
         if p.kind == "json":
             for label, path in p.extractions:
                 self.aliases[label] = _json_path(path, p.line, p.column)
+                self.labels.append(label)
             return
         if p.kind in ("regexp", "pattern"):
             self.add_extractor(p)
             return
+        self.labels.extend(label for label, _ in p.extractions)  # `| logfmt a, b`
         self.need(
             f"parser:{p.kind}",
             f"`| {p.kind}` extracts fields from the raw line: the engine has no line parser yet",
@@ -128,6 +134,7 @@ class MatchBuilder:
                     *earlier,
                 )
             self.extracted.add(name)
+            self.labels.append(name)
         self.extract.append({p.kind: p.expression})
 
     def add_label_filter(self, f: LabelFilter) -> None:
