@@ -33,6 +33,7 @@ from streamalert.decode import (
 from streamalert.engine import _group_value
 from streamalert.model import Fields
 from streamalert.rules.codegen import compile_rules
+from streamalert.rules.kind import kind_of
 from streamalert.rules.matchers import as_number, compile_match, compile_value_test
 
 
@@ -174,12 +175,12 @@ class Explainer:
             verdict = RuleVerdict(rule, i in matched, stages)
             verdict.disagrees = verdict.matched != all(s.passed for s in stages)
             if verdict.matched:
-                verdict.group, verdict.series = _series(rule, fields)
+                verdict.group, verdict.series = _series(rule, fields, line)
             out.verdicts.append(verdict)
         return out
 
 
-def _series(rule: Rule, fields: Fields) -> tuple[tuple[str, ...], str]:
+def _series(rule: Rule, fields: Fields, line: bytes) -> tuple[tuple[str, ...], str]:
     """The group key a matched record lands in (as Engine._observe computes it) and what it adds."""
     key = tuple(label_value(_group_value(fields, name)) for name in rule.group_by)
     if rule.kind == "absence":
@@ -190,9 +191,12 @@ def _series(rule: Rule, fields: Fields) -> tuple[tuple[str, ...], str]:
     condition = rule.condition
     assert condition is not None, "a window rule has a condition"
     window = f"{rule.window_ms / 1000:g}s window, condition {condition.text}"
+    if condition.aggregate == "bytes":
+        return key, f"bytes series: +{kind_of(rule).sample(fields, line)} bytes in the {window}"
     if condition.field is None:
         return key, f"{condition.aggregate} series: +1 event in the {window}"
-    sample = as_number(get_path(fields, condition.field))
+    # a converted field (`duration(F)`, `bytes(F)`) is parsed as the engine's kind hook parses it
+    sample = kind_of(rule).sample(fields, line) if condition.unit else as_number(get_path(fields, condition.field))
     if sample is None:
         return key, f"no series updated: {condition.field!r} holds no number ({condition.aggregate} needs one)"
     return key, f"{condition.aggregate}({condition.field}) series: sample {sample:g} in the {window}"

@@ -11,9 +11,11 @@ import yaml
 
 from streamalert.cli import main
 from streamalert.config.rules import RuleLoadError, load_rules
+from streamalert.explain import Explainer
 from streamalert.rules.codegen import compile_rules
 from streamalert.rules.extract import compile_extractor
 from streamalert.rules.logql import LogQLError, load_loki_rules, translate
+from streamalert.testing import rules_from_yaml
 
 # grafana/loki pkg/logql/log/pattern/pattern_test.go `fixtures` (commit 65e30f8488e8a5ea2013c6881675f8103a8f6bc7):
 # (pattern, line, the captures Matcher.Matches returns), every case of that table.
@@ -171,3 +173,16 @@ def test_extracted_labels_filter_group_and_unwrap_in_the_engine(
         (_at(60_100), "ServerErrors", "resolved", {"code": "500"}),  # the 500 at 0.100 leaves the window
         (_at(60_100), "SlowRoute", "resolved", {"route": "/a"}),  # so does its 1200 ms
     ]
+
+
+def test_explain_shows_extracted_labels_and_the_converted_sample() -> None:
+    """`explain` decodes as the engine does: the regexp's labels in the record, the group, the duration in seconds."""
+    rules = rules_from_yaml(
+        'rules:\n  - name: Slow\n    expr: >-\n      sum by (route) (sum_over_time({app="api"}'
+        ' | regexp "(?P<route>/[a-z]+) took (?P<took>[0-9.]+m?s)" | unwrap duration(took) [1m])) > 1\n'
+    )
+    explanation = Explainer(rules).explain(b'{"app": "api", "msg": "GET /a took 1.5s"}')
+    assert (explanation.record["route"], explanation.record["took"]) == ("/a", "1.5s")
+    (verdict,) = explanation.verdicts
+    assert (verdict.matched, verdict.disagrees, verdict.group) == (True, False, ("/a",))
+    assert "sample 1.5 in the 60s window" in verdict.series
