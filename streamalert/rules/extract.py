@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import re2
 
+from streamalert.decode import LINE_FIELD
+
 EXTRACTOR_KINDS = ("regexp", "pattern")
 DUPLICATE_SUFFIX = "_extracted"
 _CAPTURE = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>")  # pkg/logql/log/pattern/lexer.rl: identifier in <>
@@ -66,11 +68,12 @@ class Extractor:
 
 def compile_extractor(kind: str, expression: str) -> Extractor:
     """The extractor of `| regexp "expression"` or `| pattern "expression"`; ValueError says what is wrong."""
-    if kind == "regexp":
-        return _regexp(expression)
-    if kind == "pattern":
-        return _pattern(expression)
-    raise ValueError(f"unknown extractor {kind!r}: expected one of {', '.join(EXTRACTOR_KINDS)}")
+    if kind not in EXTRACTOR_KINDS:
+        raise ValueError(f"unknown extractor {kind!r}: expected one of {', '.join(EXTRACTOR_KINDS)}")
+    extractor = _regexp(expression) if kind == "regexp" else _pattern(expression)
+    if LINE_FIELD in extractor.names:
+        raise ValueError(f"`{LINE_FIELD}` is reserved for the raw line and cannot name an extracted label")
+    return extractor
 
 
 def _options() -> re2.Options:

@@ -186,3 +186,20 @@ def test_explain_shows_extracted_labels_and_the_converted_sample() -> None:
     (verdict,) = explanation.verdicts
     assert (verdict.matched, verdict.disagrees, verdict.group) == (True, False, ("/a",))
     assert "sample 1.5 in the 60s window" in verdict.series
+
+
+def test_bad_extract_entries_in_a_yaml_rule_are_located_problems(tmp_path: Path) -> None:
+    """A YAML rule's `extract:` names its faulty entry: unknown parser, no named group, reserved `_line`."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "rules:\n  - name: r\n    match: {app: api}\n    window: 1m\n    condition: count > 1\n"
+        '    extract: [{regex: "(?P<a>x)"}, {regexp: "(x)"}, {pattern: "<_line> <_>"}, {regexp: "(?P<ok>y)"}]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(RuleLoadError) as info:
+        load_rules(path)
+    assert [(p.field, p.message.split(":")[0]) for p in info.value.problems] == [
+        ("extract[0]", "unknown extractor 'regex'"),
+        ("extract[1]", "the regexp '(x)' has no named capture group (?P<name>...)"),
+        ("extract[2]", "`_line` is reserved for the raw line and cannot name an extracted label"),
+    ]
