@@ -5,9 +5,12 @@ Same contract as rules/series.py: windows are half-open, (t - w, t]; events reac
 (ties in arrival order); `dump` / `load` rebuild the series exactly. Memory is bounded by the distinct
 milliseconds in the window, as for AggregateSeries:
 
-- EdgeSeries keeps, per distinct millisecond, the first and the last sample of that millisecond: the window's
-  first sample is the oldest entry's first, its last the newest entry's last (grafana/loki
-  pkg/logql/range_vector.go, first_over_time / last_over_time: the first / last sample of the range).
+- EdgeSeries keeps, per distinct millisecond, the smallest and the largest sample of that millisecond: the
+  window's first sample is the oldest millisecond's smallest, its last the newest millisecond's largest
+  (grafana/loki pkg/logql/range_vector.go, first_over_time / last_over_time: the first / last sample of the
+  range). Loki orders samples of one timestamp as ingested; here samples of one millisecond are ordered by
+  value, so that the result does not depend on arrival order within the lateness (the engine's promise,
+  tests/contract/test_kinds_backends.py).
 - ConvertedSeries is AggregateSeries (exact running sums) taking converted samples from the kind hook: the
   line's size in bytes for `bytes`, Go-duration seconds or go-humanize bytes for `duration(F)` / `bytes(F)`.
 """
@@ -23,7 +26,7 @@ from streamalert.rules.series import AggregateSeries
 
 
 class EdgeSeries(_KindSeries):
-    """[time, first sample, last sample] per distinct millisecond, ascending."""
+    """[time, smallest sample, largest sample] per distinct millisecond, ascending."""
 
     __slots__ = ("entries",)
 
@@ -34,7 +37,9 @@ class EdgeSeries(_KindSeries):
     def observe(self, now: int, sample: float) -> None:
         entries = self.entries
         if entries and entries[-1][0] == now:
-            entries[-1][2] = sample
+            last = entries[-1]
+            last[1] = min(last[1], sample)
+            last[2] = max(last[2], sample)
         else:
             entries.append([now, sample, sample])
 

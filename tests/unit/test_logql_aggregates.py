@@ -64,12 +64,12 @@ def test_without_after_an_open_parser_is_refused_at_its_position() -> None:
 
 
 def test_edge_and_converted_series_rebuild_exactly() -> None:
-    """first/last per millisecond (ties in arrival order) and converted sums survive dump/load unchanged."""
+    """first/last (ties in one millisecond: smallest first, largest last) and converted sums survive dump/load."""
     edge = EdgeSeries()
-    for now, sample in [(10, 4), (10, 6), (20, 1)]:
+    for now, sample in [(10, 6), (10, 4), (20, 1), (20, 2)]:
         edge.observe(now, sample)
     first, last = parse_condition("first(v) > 3"), parse_condition("last(v) > 3")
-    assert (edge.measure(first), edge.measure(last)) == ((4, True), (1, False))
+    assert (edge.measure(first), edge.measure(last)) == ((4, True), (2, False))
     again = EdgeSeries.load(edge.dump())
     again.evict(70, 60)  # (10, 70] drops the millisecond 10
     assert again.measure(first) == (1, False)
