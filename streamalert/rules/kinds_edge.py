@@ -8,9 +8,9 @@ milliseconds in the window, as for AggregateSeries:
 - EdgeSeries keeps, per distinct millisecond, the smallest and the largest sample of that millisecond: the
   window's first sample is the oldest millisecond's smallest, its last the newest millisecond's largest
   (grafana/loki pkg/logql/range_vector.go, first_over_time / last_over_time: the first / last sample of the
-  range). Loki orders samples of one timestamp as ingested; here samples of one millisecond are ordered by
-  value, so that the result does not depend on arrival order within the lateness (the engine's promise,
-  tests/contract/test_kinds_backends.py).
+  range). Loki orders samples of one timestamp as ingested; the engine applies one millisecond's lines in
+  byte order (arrival order within the lateness never matters, tests/contract/test_kinds_backends.py), which
+  would make the tie depend on how a line is spelled: here it depends on the values only.
 - ConvertedSeries is AggregateSeries (exact running sums) taking converted samples from the kind hook: the
   line's size in bytes for `bytes`, Go-duration seconds or go-humanize bytes for `duration(F)` / `bytes(F)`.
 """

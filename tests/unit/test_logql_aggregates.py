@@ -141,3 +141,30 @@ def test_new_aggregates_fire_and_resolve_at_loki_times(tmp_path: Path, capsys: p
         (_at(62_500), "Without", "resolved", api),  # one line left
         (_at(120_000), "First", "firing", api),  # a new window: first sample 9
     ]
+
+
+@pytest.mark.parametrize("order", [(1, 9), (9, 1)])
+def test_first_and_last_do_not_depend_on_arrival_within_a_millisecond(
+    order: tuple[int, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two samples of one millisecond in either arrival order: first is the smaller, last the larger (the
+    engine applies one millisecond's lines in byte order, which here puts the larger sample first)."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n"
+        "  - {name: First, match: {app: api}, window: 1m, condition: first(v) < 5}\n"
+        "  - {name: Last, match: {app: api}, window: 1m, condition: last(v) > 5}\n",
+        encoding="utf-8",
+    )
+    events = tmp_path / "events.jsonl"
+    tag = {9: "a", 1: "b"}  # the line of 9 sorts first
+    events.write_text(
+        "".join(json.dumps({"timestamp": _at(500), "app": "api", "k": tag[v], "v": v}) + "\n" for v in order),
+        encoding="utf-8",
+    )
+    assert main(["replay", str(events), "--rules", str(rules)]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(t["at"], t["rule"], t["state"], t["value"]) for t in out] == [
+        (_at(500), "First", "firing", 1),
+        (_at(500), "Last", "firing", 9),
+    ]
