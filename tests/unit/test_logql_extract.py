@@ -61,6 +61,23 @@ def test_regexp_is_a_search_and_unset_groups_read_empty() -> None:
         compile_extractor("regexp", "(x)")
 
 
+@pytest.mark.parametrize(
+    ("expression", "guard", "line", "expected"),
+    [
+        ('"code": (?P<c>[0-9]+)', '"code": ', '{"code": 503}', [("c", "503")]),
+        ("ab?(?P<c>c)", "a", "xacx", [("c", "c")]),
+        ("(?i)err(?P<c>.)", "", "ERR!", [("c", "!")]),  # a flag: no guard, the match is case-insensitive
+        ("x|(?P<c>y)", "", "y", [("c", "y")]),  # an alternation: no guard
+    ],
+)
+def test_regexp_guard_skips_only_lines_that_cannot_match(
+    expression: str, guard: str, line: str, expected: list[tuple[str, str]]
+) -> None:
+    """The literal guard is the plain leading literal, none under flags or alternation; matches are unchanged."""
+    extractor = compile_extractor("regexp", expression)
+    assert (extractor.guard, extractor.extract(line)) == (guard, expected)
+
+
 def test_translation_lists_the_parsers_as_extract() -> None:
     """A regexp and a pattern stage become the rule's `extract` list; the label filters read the labels as fields."""
     done = translate(
