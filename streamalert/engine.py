@@ -151,7 +151,7 @@ class Engine:
         self._ceiling = _FOREVER  # the latest usable stamp of the batch being taken in (wall + skew, live)
         self.stats = EngineStats()
         self._prep = [_prepare(rule) for rule in rules]
-        self._rules = compile_rules([r.match_spec for r in rules], [pair for r in rules for pair in r.extract])
+        self._rules = compile_rules([r.match_spec for r in rules], [r.extract for r in rules])
         self._series: list[dict[GroupKey, AnySeries]] = [{} for _ in rules]
         # (due, rule index, group): a timer is current while its series' `due` equals it; others are skipped.
         self._timers: list[tuple[int, int, GroupKey]] = []

@@ -154,7 +154,7 @@ class Explainer:
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = list(rules)
         # as Engine.__init__ does
-        self._compiled = compile_rules([r.match_spec for r in self.rules], [x for r in self.rules for x in r.extract])
+        self._compiled = compile_rules([r.match_spec for r in self.rules], [r.extract for r in self.rules])
 
     def engine_matches(self, line: bytes) -> list[int]:
         """The indexes of the rules the engine matches this line with (raises NotARecord)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import pytest
 import yaml
 
@@ -133,7 +134,8 @@ def test_two_rules_extracting_one_label_differently_is_a_load_problem(tmp_path: 
 def test_only_rule_sets_with_extractors_pay_and_existing_fields_win() -> None:
     """Without extractors the decoder is msgspec's own; with one, a label the record already has is NAME_extracted."""
     assert compile_rules([{"app": "api"}]).decode.__name__ == "decode"
-    compiled = compile_rules([{"code": "500"}, {"code_extracted": "500"}], [("regexp", "GET (?P<code>[0-9]{3})")])
+    get = ("regexp", "GET (?P<code>[0-9]{3})")
+    compiled = compile_rules([{"code": "500"}, {"code_extracted": "500"}], [[get], [get]])
     assert compiled.match(compiled.decode(b'{"msg": "GET 500"}')) == [0]
     assert compiled.match(compiled.decode(b'{"code": "200", "msg": "GET 500"}')) == [1]
     assert compiled.fields(b'{"code": "200", "msg": "GET 500"}') == {
@@ -220,3 +222,20 @@ def test_bad_extract_entries_in_a_yaml_rule_are_located_problems(tmp_path: Path)
         ("extract[1]", "the regexp '(x)' has no named capture group (?P<name>...)"),
         ("extract[2]", "`_line` is reserved for the raw line and cannot name an extracted label"),
     ]
+
+
+def test_extractors_run_only_on_lines_their_rules_selectors_admit() -> None:
+    """The gate is the rule's match without its extracted-label terms: other lines keep no label, in both decoders."""
+    get = ("regexp", "GET (?P<code>[0-9]{3})")
+    gated = compile_rules([{"app": "api", "_line": {"contains": "GET"}, "code": "500"}], [[get]])
+    api, web = b'{"app": "api", "msg": "GET 500"}', b'{"app": "web", "msg": "GET 500"}'
+    assert gated.match(gated.decode(api)) == [0]
+    assert gated.decode(web).a7 is msgspec.UNSET  # `code`: the selector refuses the line, no extraction ran
+    assert (gated.fields(api), gated.fields(web)) == (
+        {"app": "api", "msg": "GET 500", "code": "500"},
+        {"app": "web", "msg": "GET 500"},
+    )
+    converted = b'{"app": "api", "_line": "GET 500 from text", "message": "GET 500 from text"}'
+    assert gated.fields(converted)["_line"] == "GET 500 from text"  # a converted line keeps its original text
+    ungated = compile_rules([{"code": "500"}], [[get]])  # nothing but the extracted label: every line
+    assert ungated.match(ungated.decode(web)) == [0]
