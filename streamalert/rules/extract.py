@@ -1,9 +1,9 @@
 """LogQL's `| regexp` and `| pattern` parsers as field extractors: labels taken from the raw line into the record.
 
 A rule written in LogQL with one of these parsers carries `extract: [{regexp: "..."}]` or `[{pattern: "..."}]`
-(rules/logql/translate.py). The compiled rule set (rules/codegen.py) then runs every distinct extractor of the
-set on each line, so the extracted labels are ordinary record fields for matchers, `group_by` and unwrapped
-values alike. Rule sets without extractors pay nothing.
+(rules/logql/translate.py). The compiled rule set (rules/codegen.py) then runs each distinct extractor of the
+set on the lines one of its rules could match (its gate), so the extracted labels are ordinary record fields
+for matchers, `group_by` and unwrapped values alike. Rule sets without extractors pay nothing.
 
 Semantics are Loki's (grafana/loki pkg/logql/log/parser.go, RegexpParser / PatternParser.Process):
 - regexp: `FindSubmatch` (leftmost-first search, unanchored) on the whole line; a named group that does not
