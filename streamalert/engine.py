@@ -28,7 +28,6 @@ from streamalert.decode import (
     MILLIS,
     MISSING,
     decode_line,
-    decode_record,
     get_path,
     parse_time,
     time_from,
@@ -158,7 +157,7 @@ class Engine:
         self._ceiling = _FOREVER  # the latest usable stamp of the batch being taken in (wall + skew, live)
         self.stats = EngineStats()
         self._prep = [_prepare(rule) for rule in rules]
-        self._rules = compile_rules([rule.match_spec for rule in rules])
+        self._rules = compile_rules([r.match_spec for r in rules], [r.extract for r in rules])
         self._series: list[dict[GroupKey, AnySeries]] = [{} for _ in rules]
         # (due, rule index, group): a timer is current while its series' `due` equals it; others are skipped.
         self._timers: list[tuple[int, int, GroupKey]] = []
@@ -255,7 +254,7 @@ class Engine:
         try:
             for k, matched in enumerate(map(rules.match, records)):
                 if matched and k not in late:
-                    decode_record(lines[k])
+                    self._rules.fields(lines[k])
                     taken.append((k, tuple(matched)))
         except DECODE_ERRORS:
             return False
@@ -289,7 +288,7 @@ class Engine:
         """
         decode, match, millis_of = self._rules.decode, self._rules.match, MILLIS
         second, second_ms = "\0", 0  # the last standard stamp's "YYYY-MM-DDTHH:MM:SS." and its epoch ms
-        full, unset = decode_record, msgspec.UNSET  # full: for matched lines only
+        full, unset = self._rules.fields, msgspec.UNSET  # full: for matched lines only
         stats, lateness = self.stats, self.lateness_ms
         until = _FOREVER if self.until_ms is None else self.until_ms
         ceiling, wall = self._ceiling, self._wall
@@ -414,7 +413,7 @@ class Engine:
                 continue
             try:
                 matched = self._rules.match(self._rules.decode(line))
-                fields = decode_record(line)
+                fields = self._rules.fields(line)
             except DECODE_ERRORS:
                 continue  # the intake decoded it; a replica with other rules may forward what we cannot use
             if matched:
@@ -554,7 +553,7 @@ class Engine:
                 # bookkeeping of an instant that can be cut. Most events of a busy stream are alone in their
                 # millisecond.
                 _, _, line, fields, matched = ready[pos]
-                ref = self._observe(matched[0], decode_record(line) if fields is None else fields, line, instant)
+                ref = self._observe(matched[0], self._rules.fields(line) if fields is None else fields, line, instant)
                 if ref is not None:
                     self._evaluate(ref[0], ref[1], instant)
                 self._budget -= 2
@@ -590,7 +589,7 @@ class Engine:
                     _, _, line, fields, matched = events[work.observed]
                     work.observed += 1
                     self._budget -= len(matched)
-                    record = decode_record(line) if fields is None else fields  # see _Pending
+                    record = self._rules.fields(line) if fields is None else fields  # see _Pending
                     for i in matched:
                         ref = observe(i, record, line, now)
                         if ref is not None:
@@ -697,7 +696,7 @@ class Engine:
         series = table.get(key)
         sample: Any = None
         if prep.kind is not None:  # ---- hook: rules/kinds.py
-            sample = prep.kind.sample(fields)
+            sample = prep.kind.sample(fields, line)
             if sample is None:
                 return None  # matched, but carries nothing the kind can use
         elif prep.field is not None:
@@ -925,7 +924,7 @@ class Engine:
             at, raw = int.from_bytes(stored[:8], "big", signed=True), stored[8:]
             try:
                 matched = self._rules.match(self._rules.decode(raw))
-                fields = decode_record(raw) if matched else {}
+                fields = self._rules.fields(raw) if matched else {}
             except DECODE_ERRORS:
                 matched, fields = [], {}
             self._held[lane] = (at, raw, matched, fields)
@@ -948,7 +947,7 @@ class Engine:
             seq, raw = int.from_bytes(member[:8], "big"), member[8:]
             try:
                 matched = self._rules.match(self._rules.decode(raw))
-                fields = decode_record(raw)
+                fields = self._rules.fields(raw)
             except DECODE_ERRORS:
                 continue  # cannot happen for lines this engine buffered; a foreign entry is skipped
             if matched:

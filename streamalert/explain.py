@@ -25,7 +25,6 @@ from streamalert.decode import (
     DECODE_ERRORS,
     MISSING,
     TIME_KEYS,
-    decode_record,
     event_time_ms,
     format_ms,
     get_message,
@@ -34,6 +33,7 @@ from streamalert.decode import (
 from streamalert.engine import _group_value
 from streamalert.model import Fields
 from streamalert.rules.codegen import compile_rules
+from streamalert.rules.kind import kind_of
 from streamalert.rules.matchers import as_number, compile_match, compile_value_test
 
 
@@ -153,20 +153,21 @@ class Explainer:
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = list(rules)
-        self._compiled = compile_rules([rule.match_spec for rule in self.rules])  # as Engine.__init__ does
+        # as Engine.__init__ does
+        self._compiled = compile_rules([r.match_spec for r in self.rules], [r.extract for r in self.rules])
 
     def engine_matches(self, line: bytes) -> list[int]:
         """The indexes of the rules the engine matches this line with (raises NotARecord)."""
         try:
             matched = self._compiled.match(self._compiled.decode(line))
-            decode_record(line)  # the engine also decodes a matched line in full, and skips it if that fails
+            self._compiled.fields(line)  # the engine also decodes a matched line in full, and skips it if that fails
         except DECODE_ERRORS as exc:
             raise NotARecord(f"not a JSON object: {exc}") from None
         return matched
 
     def explain(self, line: bytes) -> Explanation:
         matched = set(self.engine_matches(line))
-        fields = decode_record(line)
+        fields = self._compiled.fields(line)  # with the labels of `| regexp` / `| pattern`
         time_key = next((k for k in TIME_KEYS if fields.get(k) is not None), None)
         out = Explanation(fields, event_time_ms(fields), time_key)
         for i, rule in enumerate(self.rules):
@@ -174,12 +175,12 @@ class Explainer:
             verdict = RuleVerdict(rule, i in matched, stages)
             verdict.disagrees = verdict.matched != all(s.passed for s in stages)
             if verdict.matched:
-                verdict.group, verdict.series = _series(rule, fields)
+                verdict.group, verdict.series = _series(rule, fields, line)
             out.verdicts.append(verdict)
         return out
 
 
-def _series(rule: Rule, fields: Fields) -> tuple[tuple[str, ...], str]:
+def _series(rule: Rule, fields: Fields, line: bytes) -> tuple[tuple[str, ...], str]:
     """The group key a matched record lands in (as Engine._observe computes it) and what it adds."""
     key = tuple(label_value(_group_value(fields, name)) for name in rule.group_by)
     if rule.kind == "absence":
@@ -190,9 +191,12 @@ def _series(rule: Rule, fields: Fields) -> tuple[tuple[str, ...], str]:
     condition = rule.condition
     assert condition is not None, "a window rule has a condition"
     window = f"{rule.window_ms / 1000:g}s window, condition {condition.text}"
+    if condition.aggregate == "bytes":
+        return key, f"bytes series: +{kind_of(rule).sample(fields, line)} bytes in the {window}"
     if condition.field is None:
         return key, f"{condition.aggregate} series: +1 event in the {window}"
-    sample = as_number(get_path(fields, condition.field))
+    # a converted field (`duration(F)`, `bytes(F)`) is parsed as the engine's kind hook parses it
+    sample = kind_of(rule).sample(fields, line) if condition.unit else as_number(get_path(fields, condition.field))
     if sample is None:
         return key, f"no series updated: {condition.field!r} holds no number ({condition.aggregate} needs one)"
     return key, f"{condition.aggregate}({condition.field}) series: sample {sample:g} in the {window}"

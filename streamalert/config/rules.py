@@ -19,6 +19,7 @@ from streamalert.config.yaml_load import safe_load, yaml_problem
 from streamalert.decode import LINE_FIELD
 from streamalert.durations import format_duration, parse_duration
 from streamalert.rules.condition import Condition, parse_condition
+from streamalert.rules.extract import Extractor, compile_extractor, merge_names
 from streamalert.rules.logql import LogQLError, Translation, translate
 from streamalert.rules.logql.rulefile import Located, read_loki_rules
 from streamalert.rules.matchers import MatchError, compile_match
@@ -57,6 +58,8 @@ class RuleSpec(BaseModel):
     group_by: list[str] = Field(default_factory=list)
     for_: str | None = Field(default=None, alias="for")
     ratio: RatioSpec | None = None
+    # `[{regexp: "(?P<x>...)"}]` / `[{pattern: "<_> <x>"}]`: fields taken from the raw line (rules/extract.py)
+    extract: list[dict[str, str]] = Field(default_factory=list)
     keep_firing_for: str | None = None
     flapping: FlappingSpec | None = None
     lookback: str | None = None
@@ -122,6 +125,7 @@ class Rule:
     keeps_record: bool = False
     match_spec: dict[str, Any] = field(default_factory=dict)
     ratio_where: dict[str, Any] | None = None  # `ratio: {where: ...}`: the records counted over the base
+    extract: tuple[tuple[str, str], ...] = ()  # (regexp|pattern, expression): fields from the raw line
 
 
 def load_rules(path: str | Path) -> list[Rule]:
@@ -139,9 +143,23 @@ def load_rules(path: str | Path) -> list[Rule]:
             seen[name] = str(file)
             if rule is not None:
                 rules.append(rule)
+    _check_extract_names(rules, problems)
     if problems:
         raise RuleLoadError(problems)
     return rules
+
+
+def _check_extract_names(rules: list[Rule], problems: list[Problem]) -> None:
+    """Two rules may not extract one label with different parsers: the record holds one value per field."""
+    seen: list[Extractor] = []
+    for rule in rules:
+        mine = [compile_extractor(kind, expression) for kind, expression in rule.extract]
+        try:
+            merge_names([*seen, *mine])
+        except ValueError as exc:
+            problems.append(Problem(rule.source, rule.name, "extract", str(exc)))
+            continue
+        seen += mine
 
 
 def _rule_files(path: Path) -> list[Path]:
@@ -256,6 +274,7 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
     def present(key: str) -> bool:
         return item.get(key) is not None
 
+    extract = _check_extract(item.get("extract"), problem)
     match = item.get("match")
     if isinstance(match, dict):
         match_errors: list[MatchError] = []
@@ -365,6 +384,8 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
     min_base = spec.min_base or 1
     if ratio_where is not None or keep_ms or flapping or lookback_ms or min_base != 1:
         semantics += [ratio_where, keep_ms, flapping, lookback_ms, min_base]  # only when set: digests stay
+    if extract:
+        semantics.append(extract)
     digest_source = _json_bytes(semantics)
     return Rule(
         name=spec.name,
@@ -386,13 +407,35 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         keeps_record=any(t.uses_record for _, t in templates),
         match_spec=spec.match,
         ratio_where=ratio_where,
+        extract=extract,
     )
+
+
+def _check_extract(raw: Any, problem: Callable[[str | None, str], None]) -> tuple[tuple[str, str], ...]:
+    """The (kind, expression) pairs of `extract:`, each compiled once to report what is wrong with it."""
+    if not isinstance(raw, list):
+        return ()  # absent, or the model reports the type
+    out: list[tuple[str, str]] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or len(item) != 1:
+            problem(f"extract[{i}]", "must be one `regexp: EXPRESSION` or `pattern: EXPRESSION`")
+            continue
+        [(kind, expression)] = item.items()
+        if not isinstance(expression, str):
+            continue  # the model reports the type
+        try:
+            compile_extractor(str(kind), expression)
+        except ValueError as exc:
+            problem(f"extract[{i}]", str(exc))
+            continue
+        out.append((str(kind), expression))
+    return tuple(out)
 
 
 # The translation's engine needs (rules/logql) that the engine meets: `_line` through rules/codegen.py, and
 # `| logfmt` because a logfmt line's fields are what the input format decoded with the same parser.
 _MET_NEEDS = frozenset((LINE_FIELD, "parser:logfmt"))
-_EXPR_REPLACES = ("match", "window", "condition", "absent_for", "expect", "group_by")
+_EXPR_REPLACES = ("match", "window", "condition", "absent_for", "expect", "group_by", "extract")
 
 
 def _from_expr(item: dict[str, Any], problem: Callable[[str | None, str], None]) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ and random rule sets.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from typing import Any
 
 import msgspec
 
-from streamalert.decode import LINE_FIELD, MESSAGE_KEYS, MISSING, TIME_KEYS
+from streamalert.decode import LINE_FIELD, MESSAGE_KEYS, MISSING, TIME_KEYS, decode_record
+from streamalert.rules.extract import DUPLICATE_SUFFIX, Extractor, apply, compile_extractor, merge_names
 from streamalert.rules.index import RuleIndex, anchor_options, pick_anchor
 from streamalert.rules.matchers import ValueTest, as_number, compile_match, compile_value_test
 
@@ -153,12 +155,18 @@ class CompiledRules:
     decode: Callable[[bytes], Record]  # raises msgspec.DecodeError for anything but one JSON object
     match: Check
     time_attrs: tuple[str, ...]  # attributes of timestamp, @timestamp, time, ts: always a0..a3, in that order
+    fields: Callable[[bytes], dict[str, Any]] = decode_record  # the full record, extracted fields included
 
 
-def compile_rules(specs: Sequence[Mapping[str, Any]]) -> CompiledRules:
+def compile_rules(
+    specs: Sequence[Mapping[str, Any]], extract: Sequence[Sequence[tuple[str, str]]] = ()
+) -> CompiledRules:
     """Compile every rule's `match`; rule i is reported as index i, ascending.
 
-    A spec that compile_match refuses raises the same MatchError here.
+    `extract[i]` lists rule i's (regexp|pattern, expression) parsers (rules/extract.py): their labels become
+    record fields. Each distinct parser runs on the lines that pass its gate: the match of one of its rules
+    without the terms on extracted labels (or every line, if such a rule has no other term). A spec that
+    compile_match refuses raises the same MatchError here.
     """
     for spec in specs:
         compile_match(spec)  # the reference's checks and errors, before anything below relies on the spec
@@ -167,6 +175,15 @@ def compile_rules(specs: Sequence[Mapping[str, Any]]) -> CompiledRules:
     message_attrs = tuple(builder.attr(k) for k in MESSAGE_KEYS)
     assert time_attrs == ("a0", "a1", "a2", "a3"), "the engine reads `timestamp` as a0"
     assert message_attrs == ("a4", "a5", "a6"), "the virtual `message` field reads a4..a6"
+    per_rule = list(extract) or [()] * len(specs)
+    extractors = list({(k, e): compile_extractor(k, e) for pairs in per_rule for k, e in pairs}.values())
+    merge_names(extractors)  # config/rules.py reports a clash first, as a problem of the rule file
+    gates = _gate_specs(specs, per_rule, extractors)
+    for name in merge_names(extractors):
+        builder.attr(name)  # read to tell whether the line's record has the label already
+        builder.attr(name + DUPLICATE_SUFFIX)
+    if extractors:
+        builder.attr(LINE_FIELD)
     index = RuleIndex()
     tests: list[str | None] = []  # per rule: what is left to test once its anchor held (None: nothing)
     residual: list[int] = []
@@ -182,6 +199,9 @@ def compile_rules(specs: Sequence[Mapping[str, Any]]) -> CompiledRules:
         rest = {k: v for k, v in spec.items() if k != anchor.entry} if anchor.exact else dict(spec)
         tests.append(builder.conjunction(rest) if rest else None)
     source = index.source(builder, tests, residual)
+    for j, gate in enumerate(gates):  # extractor j runs when one of its rules' other terms hold
+        if gate is not None:
+            source += f"\ndef _gate{j}(r):\n    return " + " or ".join(builder.conjunction(g) for g in gate) + "\n"
     record_type = msgspec.defstruct(  # after the source: it names every attribute the code reads
         "Record",
         [(name, Any, msgspec.UNSET) for name in builder.attrs.values()],
@@ -205,7 +225,78 @@ def compile_rules(specs: Sequence[Mapping[str, Any]]) -> CompiledRules:
     line_attr = builder.attrs.get(LINE_FIELD)
     if line_attr is not None:  # only rule sets with a LogQL line filter pay for the raw line
         decode = _with_line(decode, line_attr)
-    return CompiledRules(record_type, decode, namespace["_match"], time_attrs)
+    if not extractors:
+        return CompiledRules(record_type, decode, namespace["_match"], time_attrs)
+    assert line_attr is not None
+    pairs = [(name, builder.attrs[name], builder.attrs[name + DUPLICATE_SUFFIX]) for name in merge_names(extractors)]
+    plan = [(e, namespace.get(f"_gate{j}")) for j, e in enumerate(extractors)]
+    full_plan = [
+        (e, None if g is None else [compile_match(spec) for spec in g]) for e, g in zip(extractors, gates, strict=True)
+    ]
+    return CompiledRules(
+        record_type,
+        _with_extracted(decode, line_attr, plan, pairs),
+        namespace["_match"],
+        time_attrs,
+        functools.partial(_full_with_extracted, full_plan),
+    )
+
+
+def _gate_specs(
+    specs: Sequence[Mapping[str, Any]], per_rule: Sequence[Sequence[tuple[str, str]]], extractors: list[Extractor]
+) -> list[list[dict[str, Any]] | None]:
+    """Per extractor, the match maps of its rules without the terms that read extracted labels (`any:`
+    included: it may); None when one of them is then empty, i.e. the extractor runs on every line."""
+    owners = merge_names(extractors)
+    extracted = {*owners, *(name + DUPLICATE_SUFFIX for name in owners)}
+    index = {(e.kind, e.expression): j for j, e in enumerate(extractors)}
+    gates: list[list[dict[str, Any]] | None] = [[] for _ in extractors]
+    for spec, pairs in zip(specs, per_rule, strict=True):
+        gate = {k: v for k, v in spec.items() if k != "any" and k.split(".")[0] not in extracted}
+        for pair in pairs:
+            j = index[pair]
+            current = gates[j]
+            gates[j] = None if current is None or not gate else [*current, gate]
+    return gates
+
+
+def _with_extracted(
+    decode: Callable[[bytes], Record],
+    line_attr: str,
+    plan: list[tuple[Extractor, Callable[[Record], bool] | None]],
+    attrs: list[tuple[str, str, str]],
+) -> Callable[[bytes], Record]:
+    """`decode`, then the extracted labels as attributes (NAME_extracted when the line's record has NAME)."""
+    slots = {name: (attr, dup) for name, attr, dup in attrs}
+
+    def decode_extracting(line: bytes) -> Record:
+        record = decode(line)
+        text = getattr(record, line_attr)
+        for extractor, gate in plan:
+            if gate is not None and not gate(record):
+                continue
+            for name, value in extractor.extract(text):
+                attr, dup = slots[name]
+                setattr(record, attr if getattr(record, attr) is msgspec.UNSET else dup, value)
+        return record
+
+    return decode_extracting
+
+
+def _full_with_extracted(
+    plan: list[tuple[Extractor, list[Callable[[Any], bool]] | None]], line: bytes
+) -> dict[str, Any]:
+    """decode_record, then the labels of the extractors whose gate holds (judged before any is added)."""
+    fields = decode_record(line)
+    original = fields.get(LINE_FIELD)
+    converted = type(original) is str  # a converted logfmt / text line holds its original text
+    text = original if isinstance(original, str) else line.decode()
+    fields[LINE_FIELD] = text  # line filters in a gate read the raw line, as the compiled matcher does
+    passing = [e for e, gate in plan if gate is None or any(holds(fields) for holds in gate)]
+    if not converted:
+        del fields[LINE_FIELD]
+    apply(fields, text, passing)
+    return fields
 
 
 def _with_line(decode: Callable[[bytes], Record], attr: str) -> Callable[[bytes], Record]:

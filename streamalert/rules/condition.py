@@ -16,9 +16,17 @@ from typing import Literal
 
 from streamalert.durations import parse_duration
 
-Aggregate = Literal["count", "rate", "sum", "max", "min", "avg", "ratio", "quantile", "distinct", "new", "change"]
-# The kinds whose series live in rules/kinds.py and rules/kinds_past.py (not CountSeries / AggregateSeries).
-KINDS = ("ratio", "quantile", "distinct", "new", "change")
+Aggregate = Literal[
+    "count", "rate", "sum", "max", "min", "avg", "ratio", "quantile", "distinct", "new", "change", "bytes", "first",
+    "last",
+]  # fmt: skip
+# The kinds whose series live in rules/kinds.py, kinds_past.py and kinds_edge.py (not CountSeries /
+# AggregateSeries). An aggregate of a converted field (`sum(duration(F))`) is one too.
+KINDS = ("ratio", "quantile", "distinct", "new", "change", "bytes", "first", "last")
+# LogQL's `unwrap duration(F)` / `duration_seconds(F)` / `bytes(F)`: the field's text parsed as a Go duration
+# (seconds) or a go-humanize size (bytes), as the `unit` of the matchers does.
+UNITS = ("duration", "duration_seconds", "bytes")
+_UNIT_AGGREGATES = ("sum", "max", "min", "avg", "first", "last", "quantile")
 _PERCENTILES = {"p50": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -28,8 +36,10 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
 }
 _CONDITION = re.compile(
-    r"\s*(count|rate|sum|max|min|avg|ratio|distinct|new|quantile|p50|p75|p90|p95|p99|p999)\s*"
-    r"(?:\(\s*(?:(0?\.\d+|1(?:\.0*)?|0)\s*,\s*)?([A-Za-z_@][\w.@-]*)\s*\))?\s*(>=|<=|==|>|<)\s*"
+    r"\s*(count|rate|bytes|sum|max|min|avg|first|last|ratio|distinct|new|quantile|p50|p75|p90|p95|p99|p999)\s*"
+    r"(?:\(\s*(?:(0?\.\d+|1(?:\.0*)?|0)\s*,\s*)?"
+    r"(?:(duration|duration_seconds|bytes)\(\s*([A-Za-z_@][\w.@-]*)\s*\)|([A-Za-z_@][\w.@-]*))\s*\))?"
+    r"\s*(>=|<=|==|>|<)\s*"
     r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*"
 )
 # `count > 3 * count offset 1h`: the window's count against the same window `offset` earlier.
@@ -51,11 +61,12 @@ class Condition:
     text: str
     quantile: float | None = None  # the q of `quantile(q, F)` / `pNN(F)`
     offset_ms: int = 0  # change: `count OP K * count offset D`, threshold K
+    unit: str = ""  # `sum(duration(F))`: one of UNITS, the field's text is converted
 
     @property
     def kind(self) -> bool:
-        """A kind whose series lives in rules/kinds.py."""
-        return self.aggregate in KINDS
+        """A kind whose series lives in rules/kinds.py, kinds_past.py or kinds_edge.py."""
+        return self.aggregate in KINDS or bool(self.unit)
 
     @property
     def counts(self) -> bool:
@@ -92,12 +103,17 @@ def parse_condition(text: str) -> Condition:
     found = _CONDITION.fullmatch(text)
     if found is None:
         raise ValueError(
-            f"invalid condition {text!r}: expected `count|rate|ratio OP N`, "
-            "`sum|max|min|avg|distinct|new|p50|p90|p95|p99(FIELD) OP N`, `quantile(Q, FIELD) OP N` "
+            f"invalid condition {text!r}: expected `count|rate|ratio|bytes OP N`, "
+            "`sum|max|min|avg|first|last|distinct|new|p50|p90|p95|p99(FIELD) OP N`, `quantile(Q, FIELD) OP N` "
+            "(FIELD or duration(FIELD) / bytes(FIELD)) "
             "or `count OP K * count offset DURATION` "
             "with OP one of > >= < <= =="
         )
-    aggregate, q, field, op, number = found.groups()
+    aggregate, q, unit, converted, field, op, number = found.groups()
+    if unit is not None:
+        if aggregate not in (*_UNIT_AGGREGATES, *_PERCENTILES):
+            raise ValueError(f"invalid condition {text!r}: {aggregate} takes no {unit}(FIELD)")
+        field = converted
     if not math.isfinite(float(number)):
         raise ValueError(f"invalid condition {text!r}: the threshold {number} is not a finite number")
     quantile: float | None = None
@@ -111,8 +127,8 @@ def parse_condition(text: str) -> Condition:
             raise ValueError(f"invalid condition {text!r}: the quantile {q} must be in (0, 1]")
     elif aggregate == "quantile" and quantile is None:
         raise ValueError(f"invalid condition {text!r}: quantile needs a Q and a field, e.g. quantile(0.9, latency)")
-    if aggregate in ("count", "rate", "ratio") and field is not None:
+    if aggregate in ("count", "rate", "ratio", "bytes") and field is not None:
         raise ValueError(f"invalid condition {text!r}: {aggregate} takes no field")
-    if aggregate not in ("count", "rate", "ratio") and field is None:
+    if aggregate not in ("count", "rate", "ratio", "bytes") and field is None:
         raise ValueError(f"invalid condition {text!r}: {aggregate} needs a field, e.g. {aggregate}(duration_ms)")
-    return Condition(aggregate, field, op, float(number), text.strip(), quantile)  # type: ignore[arg-type]
+    return Condition(aggregate, field, op, float(number), text.strip(), quantile, unit=unit or "")  # type: ignore[arg-type]

@@ -6,25 +6,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from streamalert.decode import MISSING, get_path
+from streamalert.decode import LINE_FIELD, MISSING, get_path
 from streamalert.durations import parse_duration
 from streamalert.model import Fields
 from streamalert.rules.condition import Condition
 from streamalert.rules.kinds import DistinctSeries, QuantileSeries, RatioSeries
+from streamalert.rules.kinds_edge import ConvertedSeries, EdgeSeries
 from streamalert.rules.kinds_past import ChangeSeries, NewValueSeries
+from streamalert.rules.logql.lexer import go_duration_seconds, label_bytes
 from streamalert.rules.matchers import as_number, compile_match
 
 if TYPE_CHECKING:
     from streamalert.config.rules import Rule
 
-KindSeries = RatioSeries | QuantileSeries | DistinctSeries | NewValueSeries | ChangeSeries
-KIND_TYPES = (RatioSeries, QuantileSeries, DistinctSeries, NewValueSeries, ChangeSeries)
+KindSeries = (
+    RatioSeries | QuantileSeries | DistinctSeries | NewValueSeries | ChangeSeries | EdgeSeries | ConvertedSeries
+)
+KIND_TYPES = (RatioSeries, QuantileSeries, DistinctSeries, NewValueSeries, ChangeSeries, EdgeSeries, ConvertedSeries)
 
 
 class Kind:
     """One rule's kind: what it samples and how its series are made and loaded."""
 
-    __slots__ = ("aggregate", "field", "lookback_ms", "min_base", "offset_ms", "where")
+    __slots__ = ("aggregate", "convert", "field", "lookback_ms", "min_base", "offset_ms", "where")
 
     def __init__(
         self, condition: Condition, where: Callable[[Fields], bool] | None, lookback_ms: int = 0, min_base: int = 1
@@ -35,12 +39,16 @@ class Kind:
         self.lookback_ms = lookback_ms
         self.offset_ms = condition.offset_ms
         self.min_base = min_base
+        self.convert = _CONVERSIONS.get(condition.unit)
 
-    def sample(self, fields: Fields) -> Any:
-        """What the series observes from a matched record; None when the record carries nothing to use."""
+    def sample(self, fields: Fields, line: bytes = b"") -> Any:
+        """What the series observes from a matched record (and its raw line); None when it carries nothing."""
         aggregate = self.aggregate
         if aggregate == "change":
             return True
+        if aggregate == "bytes":  # LogQL bytes_over_time: the log line's size; a converted line's original text
+            original = fields.get(LINE_FIELD)
+            return len(original.encode()) if type(original) is str else len(line)
         if aggregate == "ratio":
             assert self.where is not None
             return bool(self.where(fields))
@@ -50,8 +58,11 @@ class Kind:
             return None
         if aggregate in ("distinct", "new"):
             return raw if type(raw) is str else _spelling(raw)
+        if self.convert is not None:
+            number = self.convert(raw)
+            return None if number is None else _exact_int(number)
         number = as_number(raw)
-        if number is None and type(raw) is str:
+        if number is None and type(raw) is str and aggregate == "quantile":
             try:
                 return parse_duration(raw) / 1000  # a duration string ("1m30s") in seconds
             except ValueError:
@@ -72,6 +83,10 @@ class Kind:
             return QuantileSeries() if data is None else QuantileSeries.load(data)
         if aggregate == "distinct":
             return DistinctSeries() if data is None else DistinctSeries.load(data)
+        if aggregate in ("first", "last"):
+            return EdgeSeries() if data is None else EdgeSeries.load(data)
+        if aggregate in ("bytes", "sum", "max", "min", "avg"):  # bytes, or an aggregate of a converted field
+            return ConvertedSeries() if data is None else ConvertedSeries.load(data)
         if aggregate == "new":
             lookback = self.lookback_ms
             return NewValueSeries(lookback) if data is None else NewValueSeries.load(data, lookback)
@@ -85,6 +100,29 @@ def kind_of(rule: Rule) -> Kind:
     assert rule.condition is not None
     where = compile_match(rule.ratio_where) if rule.ratio_where is not None else None
     return Kind(rule.condition, where, rule.lookback_ms, rule.min_base)
+
+
+def _duration(raw: Any) -> float | None:
+    """Loki's unwrap duration(F) / duration_seconds(F): time.ParseDuration of the text, in seconds."""
+    return go_duration_seconds(raw) if type(raw) is str else None
+
+
+def _bytes(raw: Any) -> float | None:
+    """Loki's unwrap bytes(F): humanize.ParseBytes of the text; a JSON number is its digits, i.e. bytes."""
+    if type(raw) is str:
+        return label_bytes(raw)
+    return as_number(raw)
+
+
+_CONVERSIONS: dict[str, Callable[[Any], float | None]] = {
+    "duration": _duration,
+    "duration_seconds": _duration,
+    "bytes": _bytes,
+}
+
+
+def _exact_int(number: float) -> float | int:
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number
 
 
 def _spelling(value: Any) -> str:

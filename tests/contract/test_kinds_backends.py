@@ -1,4 +1,5 @@
-"""The contract suite's three properties for the SLO / anomaly kinds and the damping keys: random streams give
+"""The contract suite's three properties for the SLO / anomaly kinds (LogQL's first/last/bytes and converted
+fields included) and the damping keys: random streams give
 the same transitions and state on MemoryStore and RedisStore, across restarts, and across arrival orders
 within the lateness (the streams and stores of test_engine_backends.py)."""
 
@@ -53,6 +54,23 @@ rules:
     window: 10s
     condition: count > 1.5 * count offset 10s
     min_base: 1
+  - name: n_first                               # LogQL first_over_time / last_over_time (rules/kinds_edge.py)
+    match: {svc: a}
+    window: 10s
+    condition: first(n) >= 5
+    group_by: [host]
+  - name: n_last
+    match: {svc: b}
+    window: 10s
+    condition: last(n) < 1
+  - name: error_bytes                           # LogQL bytes_over_time: the lines' sizes
+    match: {level: error}
+    window: 10s
+    condition: bytes > 150
+  - name: n_as_bytes                            # LogQL unwrap bytes(n)
+    match: {level: info}
+    window: 10s
+    condition: sum(bytes(n)) > 12
 """
 )
 RULE_IDS = Engine(RULES).rule_ids

@@ -54,7 +54,7 @@ def _problems(tmp_path: Path, text: str) -> list[str]:
 
 
 def test_expr_problems_name_rule_and_position_in_the_file(tmp_path: Path) -> None:
-    """A refused construct, an unmet engine need and expr next to match: each named with rule, line and column."""
+    """Refused constructs and expr next to match: each named with rule, line and column."""
     problems = _problems(
         tmp_path,
         """rules:
@@ -65,14 +65,15 @@ def test_expr_problems_name_rule_and_position_in_the_file(tmp_path: Path) -> Non
   - name: Both
     expr: 'count_over_time({app="x"}[1m]) > 0'
     match: {a: b}
-  - name: Bytes
-    expr: sum(bytes_over_time({app="x"}[1m])) > 10
+  - name: Without
+    expr: sum without (a) (bytes_over_time({app="x"} | json [1m])) > 10
 """,
     )
     assert problems == [
         "F: rule 'Top': expr: line 1, column 1: `topk` is not supported (F:4:7)",
         "F: rule 'Both': expr: replaces match: give either expr or those (grouping: `sum by (...)`)",
-        "F: rule 'Bytes': expr: line 1, column 5: not supported yet: the engine has no `bytes` aggregate yet (F:10:15)",
+        "F: rule 'Without': expr: line 1, column 5: `without (...)` after `| json` would group by every field of each "
+        "line (an open set a log record cannot bound): use `by (...)`, or `| json a, b` to name the labels (F:10:15)",
     ]
 
 
@@ -86,7 +87,7 @@ def test_a_loki_file_reports_every_refused_alert_with_file_positions(tmp_path: P
       - alert: Ok
         expr: count_over_time({app="x"} |= "boom" [1m]) > 0
       - alert: Pat
-        expr: sum(count_over_time({app="x"} | pattern "<_> <level>" | level="error" [1m])) > 0
+        expr: sum(count_over_time({app="x"} | pattern "<a><b>" | a="error" [1m])) > 0
       - alert: Fmt
         expr: |
           sum(count_over_time({app="x"}
@@ -96,10 +97,10 @@ def test_a_loki_file_reports_every_refused_alert_with_file_positions(tmp_path: P
 """,
     )
     assert problems == [
+        "F: group 'g' rule 'Pat': expr line 1, column 33: the pattern '<a><b>' has consecutive captures <a><b> "
+        "(F:7:47)",
         "F: group 'g' rule 'Fmt': expr line 2, column 5: `| line_format` is not supported (F:11:15)",
         "F: group 'g' rule #4: recording rules (`record:`) are not alerts and are not supported",
-        "F: group 'g' rule 'Pat': expr line 1, column 33: not supported yet: `| pattern` extracts fields from the raw "
-        "line: the engine has no line parser yet (F:7:47)",
     ]
 
 

@@ -120,12 +120,12 @@ TRANSLATIONS: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         f"sum(bytes_over_time({SVC}[1m])) > 1000000",
         {"match": {"service": "revel"}, "window": "1m", "condition": "bytes > 1000000"},
-        ["bytes_over_time"],
+        [],
     ),
     (
         f"last_over_time({SVC} | unwrap v [1m]) by (h) > 1",
         {"match": {"service": "revel"}, "window": "1m", "condition": "last(v) > 1", "group_by": ["h"]},
-        ["last_over_time"],
+        [],
     ),
     (
         f'sum(count_over_time({SVC} | logfmt | pattern "<ip> <_>" | dur > 2s, size >= 1MB [1m])) > 0',
@@ -137,13 +137,14 @@ TRANSLATIONS: list[tuple[str, dict[str, Any], list[str]]] = [
             },
             "window": "1m",
             "condition": "count > 0",
+            "extract": [{"pattern": "<ip> <_>"}],
         },
-        ["parser:logfmt", "parser:pattern"],
+        ["parser:logfmt"],
     ),
     (
         f"sum without (pod) (sum_over_time({SVC} | unwrap bytes(size) [1m])) > 5",
-        {"match": {"service": "revel"}, "window": "1m", "condition": "sum(bytes(size)) > 5", "group_without": ["pod"]},
-        ["unwrap:bytes", "without"],
+        {"match": {"service": "revel"}, "window": "1m", "condition": "sum(bytes(size)) > 5", "group_by": ["service"]},
+        [],
     ),
 ]
 

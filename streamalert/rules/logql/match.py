@@ -5,8 +5,9 @@ stream selector"): `=~`/`!~` regexes are anchored at both ends, and a missing la
 string, so a matcher that accepts "" also accepts a record without the field. Each is translated exactly
 with `exists`/`not`. Line filters (`|=`, `!=`, `|~`, `!~`) test the whole raw line, which for JSON input is
 the JSON text; they become matchers on the reserved virtual field `_line`, which the engine does not offer
-yet (listed as a need). `| json` is a no-op on JSON records except for its `label="path"` aliases; the
-other parsers read the raw line and are needs too. Label filters are numeric for numbers, durations and
+yet (listed as a need). `| json` is a no-op on JSON records except for its `label="path"` aliases;
+`| regexp` and `| pattern` become the rule's `extract` list, which the compiled rule set applies to the raw
+line (rules/extract.py) so their labels are record fields. Label filters are numeric for numbers, durations and
 sizes ("Label filter expression" in the same document): durations and sizes compare label text such as
 "1.5s" or "10MB", parsed by the matchers' `unit` (rules/matchers.py).
 """
@@ -20,6 +21,7 @@ from typing import Any
 import re2
 
 from streamalert.decode import LINE_FIELD  # the reserved virtual field: the raw line, as Loki sees it
+from streamalert.rules.extract import compile_extractor
 from streamalert.rules.logql.ast import LabelBinary, LabelExpr, LabelFilter, LineFilter, Matcher, Parser
 from streamalert.rules.logql.ast import Stage as StageNode
 from streamalert.rules.logql.errors import LogQLError
@@ -47,6 +49,11 @@ class MatchBuilder:
     needs: list[Need] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)  # label -> record field path (from `| json a="p"`)
     parsed: bool = False  # a parser stage is present: Loki's series then carry every extracted label
+    extract: list[dict[str, str]] = field(default_factory=list)  # the rule's `extract` (regexp / pattern)
+    extracted: set[str] = field(default_factory=set)  # labels those extract
+    labels: list[str] = field(default_factory=list)  # labels the parsers add, in order (regexp, pattern, json a=)
+    filtered: dict[str, tuple[int, int]] = field(default_factory=dict)  # label -> its first filter's position
+    open_parser: Parser | None = None  # the first `| json` / `| logfmt` without a list of labels
 
     def need(self, feature: str, detail: str, line: int, column: int) -> None:
         if all(n.feature != feature for n in self.needs):
@@ -89,16 +96,46 @@ class MatchBuilder:
 
     def add_parser(self, p: Parser) -> None:
         self.parsed = True
+        if not p.extractions and p.kind in ("json", "logfmt") and self.open_parser is None:
+            self.open_parser = p  # every field of the line becomes a label: the label set is open
         if p.kind == "json":
             for label, path in p.extractions:
                 self.aliases[label] = _json_path(path, p.line, p.column)
+                self.labels.append(label)
             return
+        if p.kind in ("regexp", "pattern"):
+            self.add_extractor(p)
+            return
+        self.labels.extend(label for label, _ in p.extractions)  # `| logfmt a, b`
         self.need(
             f"parser:{p.kind}",
             f"`| {p.kind}` extracts fields from the raw line: the engine has no line parser yet",
             p.line,
             p.column,
         )
+
+    def add_extractor(self, p: Parser) -> None:
+        """`| regexp` / `| pattern`: the rule's `extract` list makes the labels record fields (rules/extract.py)."""
+        try:
+            extractor = compile_extractor(p.kind, p.expression)
+        except ValueError as exc:
+            raise LogQLError(str(exc), p.line, p.column) from None
+        for name in extractor.names:
+            if name in self.extracted:
+                raise LogQLError(f"the label {name!r} is extracted twice in this query", p.line, p.column)
+            if name == LINE_FIELD:
+                _check_label(name, p.line, p.column)
+            earlier = self.filtered.get(name)
+            if earlier is not None:
+                # In Loki the filter runs before the label exists (it reads ""); here the record holds one
+                # value for the whole query, so the order could not be kept: refused rather than changed.
+                raise LogQLError(
+                    f"the label filter on {name!r} comes before the parser that extracts it: move it after",
+                    *earlier,
+                )
+            self.extracted.add(name)
+            self.labels.append(name)
+        self.extract.append({p.kind: p.expression})
 
     def add_label_filter(self, f: LabelFilter) -> None:
         term = self.label_term(f.expr)
@@ -118,6 +155,7 @@ class MatchBuilder:
                 return {}  # no parse or unwrap errors exist here: malformed lines never reach the rules
             raise LogQLError('only `__error__=""` is supported on __error__', expr.line, expr.column)
         _check_label(expr.name, expr.line, expr.column)
+        self.filtered.setdefault(expr.name, (expr.line, expr.column))
         name = self.field_of(expr.name)
         if expr.kind == "string":
             assert isinstance(expr.value, str)  # the parser keeps string values as text

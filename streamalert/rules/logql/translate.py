@@ -3,8 +3,10 @@
 Semantics (grafana/loki docs/sources/query/metric_queries.md):
 - `count_over_time(L[W])` counts lines in W -> `count`; `rate(L[W])` is that count / W seconds -> `rate`,
   which the engine turns into an exact count threshold; `sum_over_time`/`avg`/`max`/`min` of `| unwrap F`
-  -> `sum(F)`/`avg(F)`/`max(F)`/`min(F)`. `bytes_over_time`, `first_over_time`, `last_over_time` and
-  `unwrap duration()/bytes()` have no engine aggregate yet: translated in the same spelling and listed.
+  -> `sum(F)`/`avg(F)`/`max(F)`/`min(F)`; `bytes_over_time` sums the lines' sizes in bytes -> `bytes`;
+  `first_over_time`/`last_over_time` -> `first(F)`/`last(F)`; `unwrap duration(F)`/`duration_seconds(F)`/
+  `bytes(F)` -> `sum(duration(F))`, ...: the field's text parsed by Go's ParseDuration (seconds) or
+  go-humanize's ParseBytes (rules/kind.py; series in rules/kinds_edge.py).
 - An outer `sum by (a, b)` of counts, rates, byte counts or sums adds per-stream values up within each
   group, which is exactly the same aggregate over all lines of the group -> `group_by: [a, b]`; `max` of
   `max_over_time` and `min` of `min_over_time` likewise. Any other pairing (avg of counts, count of
@@ -28,7 +30,15 @@ from decimal import Decimal
 from typing import Any
 
 from streamalert.durations import format_duration, parse_duration
-from streamalert.rules.logql.ast import BinaryOp, Expr, Grouping, Number, RangeAggregation, VectorAggregation
+from streamalert.rules.logql.ast import (
+    BinaryOp,
+    Expr,
+    Grouping,
+    LogRange,
+    Number,
+    RangeAggregation,
+    VectorAggregation,
+)
 from streamalert.rules.logql.errors import LogQLError
 from streamalert.rules.logql.match import MatchBuilder, Need
 from streamalert.rules.logql.parser import parse
@@ -44,7 +54,6 @@ _UNWRAPPED = frozenset(op for op in _AGGREGATES if op.endswith("_over_time")) - 
 _GROUPABLE = frozenset(
     ("avg_over_time", "max_over_time", "min_over_time", "first_over_time", "last_over_time", "quantile_over_time")
 )
-_NEW_AGGREGATES = {"bytes_over_time": "bytes", "first_over_time": "first", "last_over_time": "last"}
 # outer vector op -> the range ops whose per-stream values it combines into the same aggregate of all lines
 _EXACT_OUTER = {
     "sum": frozenset(("count_over_time", "rate", "bytes_over_time", "sum_over_time")),
@@ -176,7 +185,7 @@ def _metric(node: Expr, op: str, threshold: Number) -> _Condition:
     for stage in rng.stages:
         builder.add_stage(stage)
     notes: list[str] = []
-    base: dict[str, Any] = {"match": builder.match(), "window": _window(rng.range_text, rng.seconds)}
+    base = _base(builder, "window", rng.range_text, rng.seconds)
     if outer is not None:
         if node.op not in _EXACT_OUTER.get(outer.op, ()):
             raise LogQLError(
@@ -186,9 +195,9 @@ def _metric(node: Expr, op: str, threshold: Number) -> _Condition:
                 outer.line,
                 outer.column,
             )
-        _group(base, builder, outer.grouping)
+        _group(base, builder, outer.grouping, rng, notes)
     elif node.grouping is not None:
-        _group(base, builder, node.grouping)
+        _group(base, builder, node.grouping, rng, notes)
     else:
         if builder.parsed:
             raise LogQLError(
@@ -205,13 +214,9 @@ def _metric(node: Expr, op: str, threshold: Number) -> _Condition:
             f"({', '.join(varying) or 'none, so one series'}), exact only if those are all the stream labels"
         )
     aggregate = _AGGREGATES[node.op]
-    if node.op in _NEW_AGGREGATES:
-        builder.need(node.op, f"the engine has no `{aggregate}` aggregate yet", node.line, node.column)
     if rng.unwrap is not None:
         field = builder.field_of(rng.unwrap.name)
-        if rng.unwrap.conversion:
-            u = rng.unwrap
-            builder.need(f"unwrap:{u.conversion}", f"`{u.conversion}({u.name})` parses text values", u.line, u.column)
+        if rng.unwrap.conversion:  # the kind hook parses the text as Loki's unwrap does (rules/kind.py)
             field = f"{rng.unwrap.conversion}({field})"
         if node.op == "rate":  # metric_queries.md: "per second rate of the sum of all values"
             aggregate = "sum"
@@ -232,20 +237,35 @@ def _quantile(q: Number, field: str, notes: list[str]) -> str:
     return f"quantile({q.text}, {field})"
 
 
-def _group(base: dict[str, Any], builder: MatchBuilder, grouping: Grouping | None) -> None:
+def _group(
+    base: dict[str, Any], builder: MatchBuilder, grouping: Grouping | None, rng: LogRange, notes: list[str]
+) -> None:
     if grouping is None or (not grouping.labels and not grouping.without):
         return
-    fields = [builder.field_of(label) for label in grouping.labels]
-    if grouping.without:
-        builder.need(
-            "without",
-            "`without (...)` groups by every label but these: the engine groups only by named fields",
+    if not grouping.without:
+        base["group_by"] = [builder.field_of(label) for label in grouping.labels]
+        return
+    # `without (a)` keeps every label of the series but a. A series' labels are its stream labels plus what
+    # the parsers extracted, minus an unwrapped label (Loki's LabelExtractorWithStages adds it to `without`).
+    # A record has no stream labels, so the selector's labels stand for them (the assumption a bare range
+    # aggregation makes too, with the same note); a json / logfmt parser without a label list makes every
+    # field of the line a label, a set no rule can name: refused.
+    if builder.open_parser is not None:
+        p = builder.open_parser
+        raise LogQLError(
+            f"`without (...)` after `| {p.kind}` would group by every field of each line (an open set a log "
+            f"record cannot bound): use `by (...)`, or `| {p.kind} a, b` to name the labels",
             grouping.line,
             grouping.column,
         )
-        base["group_without"] = fields
-    else:
-        base["group_by"] = fields
+    dropped = {*grouping.labels, *([rng.unwrap.name] if rng.unwrap is not None else [])}
+    kept = [name for name in dict.fromkeys([*(m.name for m in rng.selector), *builder.labels]) if name not in dropped]
+    if kept:
+        base["group_by"] = [builder.field_of(label) for label in kept]
+    notes.append(
+        f"without ({', '.join(grouping.labels)}): grouped by the selector's and the parsers' labels but those "
+        f"({', '.join(kept) or 'none, so one series'}), exact only if the selector names all the stream labels"
+    )
 
 
 def _times_window(threshold: Number, seconds: float) -> Number:
@@ -253,6 +273,14 @@ def _times_window(threshold: Number, seconds: float) -> Number:
     scaled = Decimal(threshold.text) * Decimal(round(seconds * 1000)) / Decimal(1000)
     text = format(scaled.normalize(), "f")
     return Number(float(scaled), text, threshold.line, threshold.column)
+
+
+def _base(builder: MatchBuilder, key: str, range_text: str, seconds: float) -> dict[str, Any]:
+    """The rule's match, its window (or absent_for) and the `extract` list of its regexp / pattern parsers."""
+    base: dict[str, Any] = {"match": builder.match(), key: _window(range_text, seconds)}
+    if builder.extract:
+        base["extract"] = builder.extract
+    return base
 
 
 def _window(text: str, seconds: float) -> str:
@@ -286,7 +314,7 @@ def _absent(tree: Expr) -> Translation | None:
     builder.add_selector(rng.selector, rng.line, rng.column)
     for stage in rng.stages:
         builder.add_stage(stage)
-    rule: dict[str, Any] = {"match": builder.match(), "absent_for": _window(rng.range_text, rng.seconds)}
+    rule = _base(builder, "absent_for", rng.range_text, rng.seconds)
     # Loki's absentLabels (pkg/logql/evaluator.go): the `=` labels, minus any name another matcher also uses.
     names = [m.name for m in rng.selector]
     labels = {m.name: m.value for m in rng.selector if m.op == "=" and m.value and names.count(m.name) == 1}
