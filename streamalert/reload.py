@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import orjson
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
@@ -34,7 +35,7 @@ from redis.exceptions import RedisError
 from watchfiles import awatch
 
 from streamalert.clock import Clock, Stopwatch
-from streamalert.config.app import AppConfig
+from streamalert.config.app import AppConfig, default_external_url
 from streamalert.config.rules import Rule
 from streamalert.durations import parse_duration
 from streamalert.engine import Engine
@@ -57,9 +58,14 @@ class Setup:
     @property
     def digest(self) -> str:
         """What replicas compare to agree on the configuration in force: the settings except each process's
-        own (`http`, and the rules' path: the rules count by content), secrets masked as pydantic dumps them;
+        own (`http`, the rules' path: the rules count by content, and an `external_url` derived from the
+        listener), secrets masked as pydantic dumps them;
         and every rule's name, semantics, labels and annotations."""
-        parts = [self.config.model_dump_json(exclude={"http", "rules"}).encode()]
+        settings = self.config.model_dump(mode="json", exclude={"http", "rules"})
+        notify = settings.get("notify")
+        if isinstance(notify, dict) and notify.get("external_url") == default_external_url(self.config.http.listen):
+            notify["external_url"] = ""  # derived from this process's own listener when not set: its own
+        parts = [orjson.dumps(settings, option=orjson.OPT_SORT_KEYS)]
         for rule in self.rules:
             notes = sorted((name, template.parts) for name, template in rule.annotations)
             parts.append(repr((rule.name, rule.digest, sorted(rule.labels), notes)).encode())
