@@ -61,14 +61,50 @@ class _KindSeries:
         self.due: int | None = None  # the engine's next timer for this series
 
 
-class RatioSeries(_KindSeries):
-    """Per distinct millisecond: [time, base records, those also matching `ratio.where`]."""
+class _WindowSeries(_KindSeries):
+    """A kind whose window is one entry per distinct millisecond, [time, ...], ascending: it is empty without
+    entries, and its oldest entry leaves the window first."""
 
-    __slots__ = ("base", "entries", "hits")
+    __slots__ = ("entries",)
 
     def __init__(self) -> None:
         super().__init__()
-        self.entries: deque[list[int]] = deque()
+        self.entries: deque[list[Any]] = deque()
+
+    def empty(self) -> bool:
+        return not self.entries
+
+    def next_expiry(self, window_ms: int) -> int | None:
+        return self.entries[0][0] + window_ms if self.entries else None
+
+
+def _dump_triples(entries: deque[list[Any]]) -> list[Any]:
+    """[time, a, b] entries flattened with each time as the gap after the previous one (the first after 0)."""
+    out: list[Any] = []
+    last = 0
+    for time, a, b in entries:
+        out += (time - last, a, b)
+        last = time
+    return out
+
+
+def _load_triples(data: list[Any]) -> deque[list[Any]]:
+    """The entries `_dump_triples` flattened."""
+    entries: deque[list[Any]] = deque()
+    last = 0
+    for k in range(0, len(data), 3):
+        last += data[k]
+        entries.append([last, data[k + 1], data[k + 2]])
+    return entries
+
+
+class RatioSeries(_WindowSeries):
+    """Per distinct millisecond: [time, base records, those also matching `ratio.where`]."""
+
+    __slots__ = ("base", "hits")
+
+    def __init__(self) -> None:
+        super().__init__()
         self.base = 0
         self.hits = 0
 
@@ -96,31 +132,16 @@ class RatioSeries(_KindSeries):
         test: Callable[[Any, Any], bool] = OPS[condition.op]
         return float(share), test(share, Fraction(str(condition.threshold)))
 
-    def empty(self) -> bool:
-        return not self.entries
-
-    def next_expiry(self, window_ms: int) -> int | None:
-        return self.entries[0][0] + window_ms if self.entries else None
-
     def dump(self) -> list[Any]:
         """[gap, base, hits] per millisecond flattened (gaps after the first time), then the phase map."""
-        out: list[Any] = []
-        last = 0
-        for time, base, hits in self.entries:
-            out += (time - last, base, hits)
-            last = time
-        return _with_phase(out, self)
+        return _with_phase(_dump_triples(self.entries), self)
 
     @classmethod
     def load(cls, data: list[Any]) -> RatioSeries:
         series = cls()
-        data = _load_phase(data, series)
-        last = 0
-        for k in range(0, len(data), 3):
-            last += data[k]
-            series.entries.append([last, data[k + 1], data[k + 2]])
-            series.base += data[k + 1]
-            series.hits += data[k + 2]
+        series.entries = _load_triples(_load_phase(data, series))
+        series.base = sum(entry[1] for entry in series.entries)
+        series.hits = sum(entry[2] for entry in series.entries)
         return series
 
 
@@ -134,14 +155,13 @@ def quantize(value: float) -> float:
     return math.copysign(centre, value)
 
 
-class QuantileSeries(_KindSeries):
+class QuantileSeries(_WindowSeries):
     """The window's samples as a sorted set of distinct values with counts; see the module docstring."""
 
-    __slots__ = ("approx", "counts", "entries", "n", "values")
+    __slots__ = ("approx", "counts", "n", "values")
 
     def __init__(self) -> None:
-        super().__init__()
-        self.entries: deque[list[Any]] = deque()  # [time, {value: count}, rounded samples] per distinct ms
+        super().__init__()  # entries: [time, {value: count}, rounded samples] per distinct ms
         # Parallel lists: the distinct values ascending and how many samples have each. Finding a rank is
         # then a C-speed running sum and a bisection (evaluation cost: linear in the distinct values).
         self.values: list[float] = []
@@ -205,12 +225,6 @@ class QuantileSeries(_KindSeries):
     def accuracy(self) -> str | None:
         """None while exact, else the stated error (the `accuracy` annotation of a transition)."""
         return None if not self.approx else QUANTILE_ACCURACY
-
-    def empty(self) -> bool:
-        return not self.entries
-
-    def next_expiry(self, window_ms: int) -> int | None:
-        return self.entries[0][0] + window_ms if self.entries else None
 
     def dump(self) -> list[Any]:
         """[gap, [value, count, ...], rounded] per millisecond flattened, then the phase map."""

@@ -17,22 +17,15 @@ milliseconds in the window, as for AggregateSeries:
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from streamalert.rules.condition import Condition
-from streamalert.rules.kinds import _KindSeries, _load_phase, _with_phase
+from streamalert.rules.kinds import _dump_triples, _load_phase, _load_triples, _WindowSeries, _with_phase
 from streamalert.rules.series import AggregateSeries
 
 
-class EdgeSeries(_KindSeries):
+class EdgeSeries(_WindowSeries):
     """[time, smallest sample, largest sample] per distinct millisecond, ascending."""
-
-    __slots__ = ("entries",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: deque[list[Any]] = deque()
 
     def observe(self, now: int, sample: float) -> None:
         entries = self.entries
@@ -55,29 +48,14 @@ class EdgeSeries(_KindSeries):
         value = self.entries[0][1] if condition.aggregate == "first" else self.entries[-1][2]
         return value, condition.holds(value)
 
-    def empty(self) -> bool:
-        return not self.entries
-
-    def next_expiry(self, window_ms: int) -> int | None:
-        return self.entries[0][0] + window_ms if self.entries else None
-
     def dump(self) -> list[Any]:
         """[gap, first, last] per millisecond flattened (gaps after the first time), then the phase map."""
-        out: list[Any] = []
-        last = 0
-        for time, first, final in self.entries:
-            out += (time - last, first, final)
-            last = time
-        return _with_phase(out, self)
+        return _with_phase(_dump_triples(self.entries), self)
 
     @classmethod
     def load(cls, data: list[Any]) -> EdgeSeries:
         series = cls()
-        data = _load_phase(data, series)
-        last = 0
-        for k in range(0, len(data), 3):
-            last += data[k]
-            series.entries.append([last, data[k + 1], data[k + 2]])
+        series.entries = _load_triples(_load_phase(data, series))
         return series
 
 
