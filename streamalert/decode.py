@@ -29,9 +29,14 @@ _ISO_TAIL = re.compile(r"(?:[.,]([0-9]+))?(Z|z|[+-][0-9][0-9](?::?[0-9][0-9])?)?
 _CANONICAL_HEAD = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIME_MS: Final = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-# "YYYY-MM-DDTHH:MM:SS" -> epoch ms of that second (UTC).
-SECOND_CACHE: dict[str, int] = {}
+# "YYYY-MM-DDTHH" -> epoch ms of that hour (UTC). Per hour, not per second: an entry lives as long as the
+# cache, and every small object a long-lived process allocates while a flood of series comes and goes keeps
+# a whole 1 MiB arena of CPython's allocator from being returned once they have gone (one entry per second
+# of a 36 s flood held 150 MB after its series expired; bench/README.md "Series benchmark").
+HOUR_CACHE: dict[str, int] = {}
 MILLIS: Final = {f"{ms:03d}": ms for ms in range(1000)}  # "123" -> 123: faster than int(), and digits only
+# "MM:SS" -> ms into the hour, for minutes and seconds 00-59 only (a leap second's "59:60" is not a key)
+MINUTE_SECOND: Final = {f"{m:02d}:{s:02d}": (m * 60 + s) * 1000 for m in range(60) for s in range(60)}
 
 
 _RECORD_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
@@ -84,16 +89,19 @@ def _parse_iso(text: str) -> int | None:
     # read by hand. Anything else goes to datetime.fromisoformat.
     if len(text) < 19 or _CANONICAL_HEAD.match(text) is None:
         return _parse_iso_slow(text)
-    head = text[:19]
-    base = SECOND_CACHE.get(head)
-    if base is None:
+    hour = HOUR_CACHE.get(text[:13])
+    if hour is None:
         try:
-            base = _ms(datetime.fromisoformat(head).replace(tzinfo=UTC))
+            hour = _ms(datetime.fromisoformat(text[:13] + ":00:00").replace(tzinfo=UTC))
         except ValueError:
             return None
-        if len(SECOND_CACHE) > 100_000:
-            SECOND_CACHE.clear()
-        SECOND_CACHE[head] = base
+        if len(HOUR_CACHE) > 100_000:
+            HOUR_CACHE.clear()
+        HOUR_CACHE[text[:13]] = hour
+    within = MINUTE_SECOND.get(text[14:19])
+    if within is None:
+        return None  # minute or second 60 or more: datetime.fromisoformat refuses them too
+    base = hour + within
     if len(text) == 24 and text[19] == "." and text[23] == "Z":
         millis = MILLIS.get(text[20:23])  # the common structlog spelling, "...T09:15:00.123Z"
         return None if millis is None else base + millis

@@ -181,6 +181,7 @@ class Engine:
         self._budget: float = math.inf  # work left in the current bounded run
         self._max_changes = _FOREVER  # a bounded run stops between instants once this many series changed
         self.sampler: Sampler | None = None  # None (the default) costs one test per evaluation
+        self.compactions = 0  # times the series tables were rebuilt smaller (most series ended)
         self._flaps: dict[SeriesRef, Flap] = {}  # series of rules with `flapping:` that changed lately
 
     # ---- input ---------------------------------------------------------------------------------------------
@@ -627,6 +628,7 @@ class Engine:
         self._series = [dict(table) for table in self._series]
         self._drop_stale_timers()
         self._peak = self._live
+        self.compactions += 1  # the live loop gives the freed memory back (telemetry/memory.py)
 
     def _drop_stale_timers(self) -> None:
         tables, timers = self._series, self._timers
@@ -752,7 +754,7 @@ class Engine:
             self.sampler(i, key, now, (now - series.last_seen) / 1000, Phase(None, series.firing))
         self._reschedule(i, key, series)
 
-    def _evaluate(self, i: int, key: GroupKey, now: int) -> None:
+    def _evaluate(self, i: int, key: GroupKey, now: int) -> None:  # noqa: PLR0915 (one flat dispatch per kind)
         table = self._series[i]
         series = table.get(key)
         if series is None:
@@ -775,6 +777,11 @@ class Engine:
             series.evict(now, rule.window_ms)
             value = series.value(rule.condition.aggregate)
             holds = not series.empty() and rule.condition.holds(value)
+        elif type(series) is QuantileSeries:  # the quantile itself only where it is shown (below)
+            assert rule.condition is not None
+            series.evict(now, rule.window_ms)
+            holds = series.holds(rule.condition)
+            value = math.nan
         else:  # ---- hook: rules/kinds.py
             assert isinstance(series, KIND_TYPES)
             assert rule.condition is not None
@@ -784,6 +791,11 @@ class Engine:
         change = Change.NONE
         if holds or phase.active_since is not None or phase.firing:  # else: inactive stays inactive
             series.phase, change = step(phase, holds, now, rule.for_ms, rule.keep_ms)
+        if type(series) is QuantileSeries and (
+            change is not Change.NONE or rule.flapping is not None or self.sampler is not None
+        ):
+            assert rule.condition is not None
+            value = series.measure(rule.condition)[0]
         if rule.flapping is not None:  # ---- hook: alerts/flap.py
             change = self._flap(i, key, now, change, series.phase.firing, value, series.record)
         if change is Change.FIRING or change is Change.RESOLVED:

@@ -22,6 +22,7 @@ from streamalert.output import transition_json
 from streamalert.sources import Batch, Source
 from streamalert.state import keys
 from streamalert.state.base import Changes, Store
+from streamalert.telemetry.memory import give_back
 from streamalert.telemetry.metrics import Metrics
 
 T = TypeVar("T")
@@ -160,7 +161,7 @@ class _Commit:
                 on_batch(self.batch)
 
 
-async def run_live(
+async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they run)
     engine: Engine,
     source: Source,
     store: Store,
@@ -204,6 +205,7 @@ async def run_live(
 
     if initial:
         await commit({}, clock.now_ms(), initial)
+    compactions = engine.compactions
     async for batch in source.batches():
         wall = clock.now_ms()
         before = (stats.matched, stats.late, stats.untimed, stats.clamped)
@@ -229,6 +231,9 @@ async def run_live(
             metrics.batch_size.observe(taken)
         await commit(batch.meta, wall)
         await source.ack(batch)
+        if engine.compactions != compactions:  # most series ended: return what they used to the system
+            compactions = engine.compactions
+            await asyncio.to_thread(give_back)
 
 
 def _checkpoint(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import operator
 
-from streamalert.decode import MILLIS, SECOND_CACHE, format_ms, parse_time
+from streamalert.decode import HOUR_CACHE, MILLIS, MINUTE_SECOND, format_ms, parse_time
 
 _SHAPE = b"0000-00-00T00:00:00.000Z"
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
@@ -32,9 +32,10 @@ def canonical(stamps: list[str]) -> bool:
 
 
 def stamp_ms(stamp: str) -> int | None:
-    """Epoch ms of a canonical stamp: two dictionary lookups once its second has been seen."""
-    base = SECOND_CACHE.get(stamp[:19])
-    return parse_time(stamp) if base is None else base + MILLIS[stamp[20:23]]
+    """Epoch ms of a canonical stamp (minutes and seconds checked below 60): three dictionary lookups once
+    its hour has been seen."""
+    hour = HOUR_CACHE.get(stamp[:13])
+    return parse_time(stamp) if hour is None else hour + MINUTE_SECOND[stamp[14:19]] + MILLIS[stamp[20:23]]
 
 
 def late_lines(stamps: list[str], floor: int, lateness: int, low_ms: int) -> set[int]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 STALL_BOUND_S = 1.0
+# Memory a row may still hold once its load has gone (RSS after minus RSS before, where a row measures it):
+# "near its baseline" (issue "Never fall over"), above the noise of the allocator's own caches.
+KEPT_BOUND_MB = 32.0
 
 
 @dataclass
@@ -25,6 +28,7 @@ class Result:
     lag_gauge_s: float | None = None  # streamalert_event_loop_lag_max_seconds, when exposed
     exits: int = 0  # exits nobody asked for (the process was restarted each time)
     stop_codes: list[int] = field(default_factory=list)
+    kept_mb: float | None = None  # RSS after the row's series expired minus RSS before its fault
     catchup_s: float | None = None  # after the load ended, until every expected transition was in the log
     seconds: float = 0.0  # the whole row
     notes: list[str] = field(default_factory=list)
@@ -44,6 +48,8 @@ class Result:
             problems.append(f"{self.exits} unasked exit(s)")
         if any(code != 0 for code in self.stop_codes):
             problems.append(f"SIGTERM exit codes {self.stop_codes}")
+        if self.kept_mb is not None and self.kept_mb > KEPT_BOUND_MB:
+            problems.append(f"kept {self.kept_mb:.0f} MB > {KEPT_BOUND_MB:.0f} MB after expiry")
         if self.stall_s > stall_bound:
             problems.append(f"stall {self.stall_s:.2f}s > {stall_bound}s")
         return problems

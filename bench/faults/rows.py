@@ -5,6 +5,7 @@ measures (harness.py says how lost and double are counted exactly)."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ class Env:
     namespace: str = ""
     memory: bool = False  # memory state: transitions are read from stdout, not from the Redis log
     after: Callable[[Result], None] | None = None  # more checks once the transitions are tallied
+    kept_mb: float | None = None  # set by a fault that measures the memory kept after its load has gone
 
 
 Fault = Callable[[Env], str]  # applies the fault while the load runs; returns a note
@@ -126,6 +128,7 @@ def _measured(result: Result, env: Env) -> Iterator[None]:
         tail = StdoutTail(service.out) if env.memory else LogTail(env.redis.url, env.namespace)
         with Probe(service.port, env.folder) as probe, tail:
             yield
+            result.kept_mb = env.kept_mb
             _finish(result, env, tail)
             late = service.metric(f'streamalert_events_late_total{{source="{service.source}"}}')
             result.late = None if late is None else int(late)
@@ -210,8 +213,10 @@ def vector_row(
     max_delay: str = "5s",
     state: str = "",
     rules_text: str = "",
+    service_env: dict[str, str] | None = None,
 ) -> Result:
-    """Tracked lines POSTed to /vector (Redis state); with `hook`, fault_page alerts notified to it."""
+    """Tracked lines POSTed to /vector (Redis state); with `hook`, fault_page alerts notified to it;
+    `service_env`: variables added to the service's environment."""
     folder.mkdir(parents=True, exist_ok=True)
     result = Result(name, fault_name)
     redis_server = RedisServer(folder / "redis")
@@ -228,7 +233,7 @@ def vector_row(
             extra=notify_config(hook.url) if hook else "",
             rules_text=(PAGE_RULES if hook else "") + rules_text,
         )
-        service = Service(folder, config, port)
+        service = Service(folder, config, port, env={**os.environ, **service_env} if service_env else None)
         load = VectorLoad(port, name, rate, page_every=int(rate // 2) if hook else 0)
         env = Env(folder, service, redis_server, load, namespace=namespace, memory=state.startswith("memory"))
         if hook is not None:

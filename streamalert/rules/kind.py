@@ -28,7 +28,7 @@ KIND_TYPES = (RatioSeries, QuantileSeries, DistinctSeries, NewValueSeries, Chang
 class Kind:
     """One rule's kind: what it samples and how its series are made and loaded."""
 
-    __slots__ = ("aggregate", "convert", "field", "lookback_ms", "min_base", "offset_ms", "where")
+    __slots__ = ("aggregate", "convert", "field", "lookback_ms", "min_base", "offset_ms", "threshold", "where")
 
     def __init__(
         self, condition: Condition, where: Callable[[Fields], bool] | None, lookback_ms: int = 0, min_base: int = 1
@@ -38,6 +38,7 @@ class Kind:
         self.where = where
         self.lookback_ms = lookback_ms
         self.offset_ms = condition.offset_ms
+        self.threshold = condition.threshold
         self.min_base = min_base
         self.convert = _CONVERSIONS.get(condition.unit)
 
@@ -80,7 +81,8 @@ class Kind:
         if aggregate == "ratio":
             return RatioSeries() if data is None else RatioSeries.load(data)
         if aggregate == "quantile":
-            return QuantileSeries() if data is None else QuantileSeries.load(data)
+            t = self.threshold
+            return QuantileSeries(t) if data is None else QuantileSeries.load(data, t)
         if aggregate == "distinct":
             return DistinctSeries() if data is None else DistinctSeries.load(data)
         if aggregate in ("first", "last"):

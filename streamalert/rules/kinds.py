@@ -158,16 +158,22 @@ def quantize(value: float) -> float:
 class QuantileSeries(_WindowSeries):
     """The window's samples as a sorted set of distinct values with counts; see the module docstring."""
 
-    __slots__ = ("approx", "counts", "n", "values")
+    __slots__ = ("approx", "below", "counts", "equal", "n", "threshold", "values")
 
-    def __init__(self) -> None:
+    def __init__(self, threshold: float = 0.0) -> None:
         super().__init__()  # entries: [time, {value: count}, rounded samples] per distinct ms
         # Parallel lists: the distinct values ascending and how many samples have each. Finding a rank is
-        # then a C-speed running sum and a bisection (evaluation cost: linear in the distinct values).
+        # then a C-speed running sum and a bisection (linear in the distinct values): done only for a value
+        # that is shown (a transition, the report), not for every evaluation; see holds().
         self.values: list[float] = []
         self.counts: list[int] = []
         self.n = 0
         self.approx = 0  # samples in the window that were rounded (0: the quantile is exact)
+        # The condition's threshold T and how many samples lie below it and at it: whether the quantile
+        # compares with T is then a comparison of counts with the rank (holds()).
+        self.threshold = threshold
+        self.below = 0
+        self.equal = 0
 
     def observe(self, now: int, sample: float, exact_limit: int = EXACT_QUANTILE_EVENTS) -> None:
         rounded = self.n >= exact_limit
@@ -191,6 +197,11 @@ class QuantileSeries(_WindowSeries):
             values.insert(k, value)
             self.counts.insert(k, count)
         self.n += count
+        if value <= self.threshold:
+            if value < self.threshold:
+                self.below += count
+            else:
+                self.equal += count
 
     def evict(self, now: int, window_ms: int) -> None:
         cutoff, entries, counts, values = now - window_ms, self.entries, self.counts, self.values
@@ -199,6 +210,11 @@ class QuantileSeries(_WindowSeries):
             self.approx -= rounded
             for value, count in samples.items():
                 self.n -= count
+                if value <= self.threshold:
+                    if value < self.threshold:
+                        self.below -= count
+                    else:
+                        self.equal -= count
                 k = bisect.bisect_left(values, value)
                 counts[k] -= count
                 if not counts[k]:
@@ -219,6 +235,29 @@ class QuantileSeries(_WindowSeries):
         value = self.quantile(condition.quantile)
         return value, condition.holds(value)
 
+    def holds(self, condition: Condition) -> bool:
+        """measure()'s verdict without the quantile (the engine's evaluation of every event). The nearest-rank
+        quantile is the smallest sample with at least `rank` samples at or below it, so it is above T exactly
+        when fewer than `rank` samples are at or below T, and so on for each operator. Requires
+        condition.threshold == self.threshold (the series was made for this condition)."""
+        n = self.n
+        if not n:
+            return False
+        assert condition.quantile is not None
+        q = _fraction(condition.quantile)
+        rank = max(1, -((-q.numerator * n) // q.denominator))  # ceil(q * n), exactly
+        below, at_or_below = self.below, self.below + self.equal
+        op = condition.op
+        if op == ">":
+            return at_or_below < rank
+        if op == ">=":
+            return below < rank
+        if op == "<":
+            return below >= rank
+        if op == "<=":
+            return at_or_below >= rank
+        return below < rank <= at_or_below  # ==
+
     def exact(self) -> bool:
         return not self.approx
 
@@ -236,8 +275,8 @@ class QuantileSeries(_WindowSeries):
         return _with_phase(out, self)
 
     @classmethod
-    def load(cls, data: list[Any]) -> QuantileSeries:
-        series = cls()
+    def load(cls, data: list[Any], threshold: float = 0.0) -> QuantileSeries:
+        series = cls(threshold)
         data = _load_phase(data, series)
         last = 0
         for k in range(0, len(data), 3):

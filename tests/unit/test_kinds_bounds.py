@@ -10,6 +10,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamalert.rules.condition import Condition
 from streamalert.rules.kinds import HLL_ERROR, QUANTILE_ALPHA, DistinctSeries, QuantileSeries, RatioSeries
 from streamalert.rules.kinds_past import ChangeSeries, NewValueSeries
 
@@ -174,3 +175,31 @@ def test_new_values_are_those_unseen_for_the_lookback(timed: list[tuple[int, int
         series.evict(now, WINDOW)
         expected = [(t, str(v)) for t, v, fresh in seen if fresh and t > now - WINDOW]
         assert list(series.fresh) == expected
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    timed=_timed,
+    q=st.sampled_from([0.01, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0]),
+    op=st.sampled_from([">", ">=", "<", "<=", "=="]),
+    pick=st.integers(0, 10**6),
+    limit=st.integers(0, 120),
+    reload_at=st.integers(0, 300),
+)
+def test_quantile_verdict_without_the_quantile_equals_the_quantile_compared(
+    timed: list[tuple[int, float]], q: float, op: str, pick: int, limit: int, reload_at: int
+) -> None:
+    """holds() (counts below and at the threshold against the rank, what the engine evaluates per event)
+    agrees with comparing the quantile itself after every sample and eviction, rounded samples and a series
+    rebuilt from its stored form included; the threshold is often one of the samples."""
+    threshold = float(timed[pick % len(timed)][1]) if pick % 3 else pick / 7 - 1000
+    condition = Condition("quantile", "x", op, threshold, f"quantile({q}, x) {op} {threshold}", quantile=q)
+    series, now = QuantileSeries(threshold), 0
+    for k, (step, sample) in enumerate(timed):
+        now += step
+        series.evict(now, WINDOW)
+        series.observe(now, sample, limit)
+        if k == reload_at:
+            series = QuantileSeries.load(orjson.loads(orjson.dumps(series.dump())), threshold)
+        value, holds = series.measure(condition)
+        assert series.holds(condition) == holds, (value, series.below, series.equal, series.n)
