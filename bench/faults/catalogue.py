@@ -160,9 +160,9 @@ def _sink_row(name: str, mode: str, seconds: float) -> Callable[[Path], Result]:
 
 
 ROWS = [
-    Row(
+    Row(  # not in CI: tests/integration/test_kafka.py's kill -9 under Kafka load runs there (50 s each)
         "kill9-quick",
-        True,
+        False,
         lambda f: kafka_row(f, "kill9-quick", "2 × kill -9 under Kafka load", kills(2, 3), lease_ttl="2s"),
     ),
     Row(

@@ -270,7 +270,7 @@ class QuantileSeries(_WindowSeries):
         out: list[Any] = []
         last = 0
         for time, samples, rounded in self.entries:
-            out += (time - last, [x for pair in samples.items() for x in pair], rounded)
+            out += (time - last, list(itertools.chain.from_iterable(samples.items())), rounded)
             last = time
         return _with_phase(out, self)
 

@@ -49,7 +49,8 @@ def plain(redis_url: str) -> Iterator[redis.Redis]:
 
 
 # The Redis Cluster run of the kill -9 test takes a minute: `make test-slow` runs it (the store contract suite
-# covers the cluster in `make test`, and the kill9-quick fault row a kill -9 under Kafka load).
+# covers the cluster in `make test`; this test is CI's kill -9 under Kafka load, the fault suite's kill9 rows
+# run by hand).
 @pytest.fixture(params=["redis", pytest.param("cluster", marks=pytest.mark.slow)])
 def state(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, redis.Redis]]:
     """(state URL, namespace, a plain client on the node holding it): on a single Redis, and on a Redis Cluster
