@@ -27,8 +27,11 @@ if TYPE_CHECKING:  # LogQL (`expr:` rules, Loki rule files) is imported when a f
     from streamalert.rules.logql import Translation
     from streamalert.rules.logql.rulefile import Located
 
-# Rule files repeat their annotation texts; a Template is immutable, and a bad one raises every time.
+# Rule files repeat their annotation texts, conditions and durations; a Template, a Condition and an int are
+# immutable, and a bad text raises every time (lru_cache keeps no exceptions).
 _parse_template = functools.lru_cache(maxsize=4096)(parse_template)
+_parse_condition = functools.lru_cache(maxsize=4096)(parse_condition)
+_parse_duration = functools.lru_cache(maxsize=4096)(parse_duration)
 
 
 class RatioSpec(BaseModel):
@@ -290,7 +293,7 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         if value is None:
             return 0
         try:
-            ms = parse_duration(value)
+            ms = _parse_duration(value)
         except ValueError as exc:
             problem(field_name, str(exc))
             return 0
@@ -366,7 +369,7 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         condition_text = text("condition")
         if condition_text is not None:
             try:
-                condition = parse_condition(condition_text)
+                condition = _parse_condition(condition_text)
             except ValueError as exc:
                 problem("condition", str(exc))
         _check_ratio(item, condition, problem)
