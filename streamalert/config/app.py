@@ -12,9 +12,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamalert.config.notify import LabelName, NotifyConfig, ReceiverSpec
-from streamalert.config.yaml_load import yaml_problem
+from streamalert.config.yaml_load import safe_load, yaml_problem
 from streamalert.durations import parse_duration
-from streamalert.notify.templates import TemplateError, Templates
 from streamalert.sources.kafka_config import KafkaConfig
 from streamalert.sources.vector_config import VectorHttpConfig
 from streamalert.state.stores import check_url
@@ -256,10 +255,13 @@ def load_config(path: str | Path, *, unset: list[str] | None = None) -> AppConfi
     except ValidationError as exc:
         raise ConfigError(f"{file}: {_problems(exc)}") from None
     _resolve_paths(config, file.parent)  # relative to the config file, not the working directory
-    try:  # the template files are read and compiled now: a broken one fails check, start and reload alike
-        Templates(config.templates)
-    except TemplateError as exc:
-        raise ConfigError(f"{file}: {exc}") from None
+    if config.templates:  # the files are read and compiled now: a broken one fails check, start and reload alike
+        from streamalert.notify.templates import TemplateError, Templates  # noqa: PLC0415 (jinja2: only with files)
+
+        try:
+            Templates(config.templates)
+        except TemplateError as exc:
+            raise ConfigError(f"{file}: {exc}") from None
     return config
 
 
@@ -287,7 +289,7 @@ def load_routing(path: str | Path, *, unset: list[str]) -> NotifyConfig:
 def _read(file: Path) -> dict[str, Any]:
     """The file's YAML, which must be a map; ConfigError naming the file (and line) otherwise."""
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        raw = safe_load(file.read_text(encoding="utf-8"))  # yaml.safe_load's result and errors, faster
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read: {exc}") from None
     except yaml.YAMLError as exc:

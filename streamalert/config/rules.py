@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import yaml
@@ -20,13 +20,18 @@ from streamalert.decode import LINE_FIELD
 from streamalert.durations import format_duration, parse_duration
 from streamalert.rules.condition import Condition, parse_condition
 from streamalert.rules.extract import Extractor, compile_extractor, merge_names
-from streamalert.rules.logql import LogQLError, Translation, translate
-from streamalert.rules.logql.rulefile import Located, read_loki_rules
 from streamalert.rules.matchers import MatchError, compile_match
 from streamalert.rules.template import Template, parse_template
 
-# Rule files repeat their annotation texts; a Template is immutable, and a bad one raises every time.
+if TYPE_CHECKING:  # LogQL (`expr:` rules, Loki rule files) is imported when a file uses it: a quicker `check`
+    from streamalert.rules.logql import Translation
+    from streamalert.rules.logql.rulefile import Located
+
+# Rule files repeat their annotation texts, conditions and durations; a Template, a Condition and an int are
+# immutable, and a bad text raises every time (lru_cache keeps no exceptions).
 _parse_template = functools.lru_cache(maxsize=4096)(parse_template)
+_parse_condition = functools.lru_cache(maxsize=4096)(parse_condition)
+_parse_duration = functools.lru_cache(maxsize=4096)(parse_duration)
 
 
 class RatioSpec(BaseModel):
@@ -212,6 +217,8 @@ def _load_file(file: Path, problems: list[Problem]) -> list[tuple[str, Rule | No
         before = len(problems)
         out.append((rule_name, _compile(name, rule_name, item, problems)))
         if "expr" in item:
+            from streamalert.rules.logql.rulefile import Located  # noqa: PLC0415 (LogQL loads on use)
+
             at = Located(text, name, ("rules", index, "expr"))
             problems[before:] = [_with_file_position(p, at) for p in problems[before:]]
     return out
@@ -286,7 +293,7 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         if value is None:
             return 0
         try:
-            ms = parse_duration(value)
+            ms = _parse_duration(value)
         except ValueError as exc:
             problem(field_name, str(exc))
             return 0
@@ -362,7 +369,7 @@ def _compile(file: str, rule_name: str, item: dict[str, Any], problems: list[Pro
         condition_text = text("condition")
         if condition_text is not None:
             try:
-                condition = parse_condition(condition_text)
+                condition = _parse_condition(condition_text)
             except ValueError as exc:
                 problem("condition", str(exc))
         _check_ratio(item, condition, problem)
@@ -443,6 +450,8 @@ def _from_expr(item: dict[str, Any], problem: Callable[[str | None, str], None])
     clash = [key for key in _EXPR_REPLACES if key in item]
     if clash:
         problem("expr", f"replaces {', '.join(clash)}: give either expr or those (grouping: `sum by (...)`)")
+    from streamalert.rules.logql import LogQLError, translate  # noqa: PLC0415 (LogQL loads on use)
+
     expr = item["expr"]
     if not isinstance(expr, str) or not expr.strip():
         problem("expr", "must be a LogQL expression (a string)")
@@ -493,6 +502,8 @@ def _with_file_position(problem: Problem, at: Located) -> Problem:
 
 def _load_loki_file(name: str, text: str, problems: list[Problem]) -> list[tuple[str, Rule | None]]:
     """The alerts of a Loki/Prometheus rule-group file (`groups:`), translated from LogQL and compiled."""
+    from streamalert.rules.logql.rulefile import Located, read_loki_rules  # noqa: PLC0415 (LogQL loads on use)
+
     loaded, refused = read_loki_rules(text, name)
     problems.extend(Problem(name, None, None, message.removeprefix(f"{name}: ")) for message in refused)
     out: list[tuple[str, Rule | None]] = []

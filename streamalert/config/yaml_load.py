@@ -2,9 +2,10 @@
 
 `streamalert check` on 10,000 rules spent 36 s in PyYAML's pure-Python parser; even PyYAML's C loader
 spends seconds composing nodes. Here, in order:
-1. libyaml's events (PyYAML's C extension) become objects directly: every scalar's tag comes from PyYAML's
-   own resolver (memoized: rule files repeat their keys and values), strings are taken as they are, and
-   every other scalar (numbers, booleans, null, dates) is made by PyYAML's SafeConstructor. A document
+1. libyaml's events (PyYAML's C extension, read with `get_event` in one loop) become objects directly:
+   every scalar's tag comes from PyYAML's own resolver, strings are taken as they are, and every other
+   scalar (numbers, booleans, null, dates) is made by PyYAML's SafeConstructor; each scalar's value is
+   memoized by its text and style (rule files repeat their keys and values). A document
    with anything else (anchors, aliases, explicit tags, merge keys, non-scalar keys, several documents)
    goes to step 2.
 2. PyYAML's C loader composes the nodes; maps, lists and strings are built in one walk, and every other
@@ -26,6 +27,7 @@ from yaml.events import (
     ScalarEvent,
     SequenceEndEvent,
     SequenceStartEvent,
+    StreamEndEvent,
 )
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
@@ -60,69 +62,72 @@ class _Unusual(Exception):
 _NO_KEY: Any = object()
 
 
-class _Scalars:
-    """Scalar events to values: tags from PyYAML's resolver, non-strings from SafeConstructor (memoized)."""
+def _from_events(loader: type[Any], text: str) -> Any:  # noqa: PLR0915 (one flat loop: per-event calls cost)
+    """Step 1 of the module docstring; raises _Unusual for anything it does not take.
 
-    def __init__(self) -> None:
-        self.resolver: Any = Resolver()
-        self.constructor = SafeConstructor()
-        self.tags: dict[tuple[str, Any], str] = {}
-        self.made: dict[tuple[str, str], Any] = {}
-
-    def value(self, event: Any) -> tuple[str, Any]:
-        """(tag, value) of a scalar event."""
-        if event.anchor is not None or event.tag not in (None, "!"):
-            raise _Unusual
-        key = (event.value, event.implicit)
-        tag = self.tags.get(key)
-        if tag is None:
-            tag = self.tags[key] = self.resolver.resolve(ScalarNode, event.value, event.implicit)
-        if tag == _STR:
-            return tag, event.value
-        made = self.made.get((tag, event.value), _NO_KEY)
-        if made is _NO_KEY:  # values of these tags are immutable (numbers, booleans, None, dates)
-            node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
-            made = self.made[(tag, event.value)] = self.constructor.construct_object(node, deep=True)
-        return tag, made
-
-
-def _from_events(loader: type[Any], text: str) -> Any:
-    """Step 1 of the module docstring; raises _Unusual for anything it does not take."""
-    scalars = _Scalars()
-    stack: list[list[Any]] = []  # [container, pending key (maps)]
+    One pass over libyaml's events with the open containers on a stack; a scalar's value is memoized by its
+    text and style (`implicit`), which fix its tag: rule files repeat their keys and most of their values.
+    """
+    resolver: Any = Resolver()
+    resolve = resolver.resolve
+    construct = SafeConstructor().construct_object
+    scalars: dict[tuple[str, Any], Any] = {}  # (text, implicit) -> value; strings as they are
     roots: list[Any] = []
-    event: Any
-    for event in yaml.parse(text, Loader=loader):
-        kind = type(event)
-        if kind is ScalarEvent:
-            tag, value = scalars.value(event)
-        elif kind is MappingStartEvent or kind is SequenceStartEvent:
-            if event.anchor is not None or event.tag not in (None, "!"):
+    stack: list[tuple[Any, bool, Any]] = []  # the enclosing containers: (container, is a list, pending key)
+    top: Any = roots  # the innermost open container, whether it is a list, and a map's key awaiting its value
+    in_list = True
+    pending: Any = _NO_KEY
+    parser = loader(text)
+    try:
+        get_event = parser.get_event
+        while True:
+            event = get_event()
+            kind = type(event)
+            if kind is ScalarEvent:
+                if event.anchor is not None or event.tag not in (None, "!"):
+                    raise _Unusual
+                key = (event.value, event.implicit)
+                value = scalars.get(key, _NO_KEY)
+                if value is _NO_KEY:
+                    tag = resolve(ScalarNode, event.value, event.implicit)
+                    if tag == _STR:
+                        value = event.value
+                    elif tag in _SPECIAL_KEYS:
+                        raise _Unusual  # a merge key (`<<`) or a `=`: PyYAML's composer and constructor decide
+                    else:  # values of these tags are immutable (numbers, booleans, None, dates)
+                        node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+                        value = construct(node, deep=True)
+                    scalars[key] = value
+                if in_list:
+                    top.append(value)
+                elif pending is _NO_KEY:
+                    pending = value
+                else:
+                    top[pending] = value
+                    pending = _NO_KEY
+                continue
+            if kind is MappingStartEvent or kind is SequenceStartEvent:
+                if event.anchor is not None or event.tag not in (None, "!"):
+                    raise _Unusual
+                opened: Any = {} if kind is MappingStartEvent else []
+                if in_list:
+                    top.append(opened)
+                elif pending is _NO_KEY:
+                    raise _Unusual  # a map or list as a key
+                else:
+                    top[pending] = opened
+                    pending = _NO_KEY
+                stack.append((top, in_list, pending))
+                top, in_list, pending = opened, kind is SequenceStartEvent, _NO_KEY
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                top, in_list, pending = stack.pop()
+            elif kind is AliasEvent:
                 raise _Unusual
-            tag, value = "", {} if kind is MappingStartEvent else []
-        elif kind is MappingEndEvent or kind is SequenceEndEvent:
-            stack.pop()
-            continue
-        elif kind is AliasEvent:
-            raise _Unusual
-        else:  # stream and document start and end
-            continue
-        if not stack:
-            roots.append(value)
-        else:
-            top = stack[-1]
-            container = top[0]
-            if type(container) is list:
-                container.append(value)
-            elif top[1] is _NO_KEY:
-                if tag == "" or tag in _SPECIAL_KEYS:
-                    raise _Unusual  # a map or list as a key, a merge key, a `=` key
-                top[1] = value
-            else:
-                container[top[1]] = value
-                top[1] = _NO_KEY
-        if tag == "":
-            stack.append([value, _NO_KEY])
+            elif kind is StreamEndEvent:
+                break
+            # stream start, document start and end: nothing to build
+    finally:
+        parser.dispose()
     if len(roots) > 1:
         raise _Unusual  # several documents: PyYAML's own error
     return roots[0] if roots else None

@@ -26,14 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import jinja2
 import re2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-from markupsafe import Markup
 
 from streamalert.notify.model import ZERO_TIME, Alert, Notification, fingerprint
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # jinja2 is imported when a template is compiled: loading a config without any skips it
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     from streamalert.config.notify import NotifyConfig
 
 FIELDS = ("title", "text", "subject", "html", "summary")
@@ -132,13 +132,19 @@ def _regex(pattern: str) -> Any:
         raise TemplateError(f"invalid RE2 pattern {pattern!r}") from exc
 
 
+def _markup(text: str) -> Any:
+    from markupsafe import Markup  # noqa: PLC0415 (with jinja2, on use)
+
+    return Markup(text)
+
+
 HELPERS: dict[str, Callable[..., Any]] = {
     "toUpper": lambda s: str(s).upper(),
     "toLower": lambda s: str(s).lower(),
     "title": lambda s: str(s).title(),
     "trimSpace": lambda s: str(s).strip(),
     "join": _join,
-    "safeHtml": lambda s: Markup(str(s)),  # the point of the helper: the template author vouches for the HTML
+    "safeHtml": lambda s: _markup(str(s)),  # the point of the helper: the template author vouches for the HTML
     "sortedPairs": lambda m: [Pair(str(k), str(v)) for k, v in sorted(dict(m).items())],
     "reReplaceAll": lambda pattern, repl, text: _regex(pattern).sub(repl.replace("$", "\\"), str(text)),
     "match": lambda pattern, text: _regex(pattern).search(str(text)) is not None,
@@ -158,6 +164,8 @@ class Templates:
     """The compiled template files and every field template, in a text and an HTML (autoescaping) sandbox."""
 
     def __init__(self, patterns: Sequence[Path] = ()) -> None:
+        import jinja2  # noqa: PLC0415 (on use: see TYPE_CHECKING above)
+
         self.files: dict[str, str] = {}  # file name -> source
         for path in template_files(patterns):
             try:
@@ -180,6 +188,9 @@ class Templates:
                 self._macros[macro] = name
 
     def _environment(self, html: bool) -> ImmutableSandboxedEnvironment:
+        import jinja2  # noqa: PLC0415 (on use: see TYPE_CHECKING above)
+        from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: PLC0415
+
         def load(name: str) -> tuple[str, str, Callable[[], bool]] | None:  # the file name: errors can say it
             return (self.files[name], name, lambda: True) if name in self.files else None
 
@@ -195,6 +206,8 @@ class Templates:
         key = (html, source)
         found = self._compiled.get(key)
         if found is None:
+            import jinja2  # noqa: PLC0415 (imported by __init__ already: a dictionary lookup)
+
             try:
                 found = self._envs[html].from_string(source)
             except jinja2.TemplateSyntaxError as exc:
@@ -253,6 +266,9 @@ class Templates:
 
 def check_syntax(source: str) -> str:
     """Config check of one field template (without the files' macros: those are checked by `check`)."""
+    import jinja2  # noqa: PLC0415 (on use: see TYPE_CHECKING above)
+    from jinja2.sandbox import ImmutableSandboxedEnvironment  # noqa: PLC0415
+
     try:
         ImmutableSandboxedEnvironment().parse(source)
     except jinja2.TemplateSyntaxError as exc:
@@ -289,6 +305,8 @@ def sample_notification(receiver: str, sink: str, external_url: str = "") -> Not
 def check_all(config: NotifyConfig) -> list[str]:
     """`check`: the template files load, and every sink's templates render against a sample notification.
     Each problem says where: `templates: FILE: ...` or `receivers: NAME: KIND_configs.N.FIELD: ...`."""
+    if not config.templates and not any(s.template_sources() for r in config.receivers for _, _, s in r.sinks):
+        return []  # nothing to load or render (and jinja2 stays unimported)
     try:
         templates = Templates(config.templates)
     except TemplateError as exc:

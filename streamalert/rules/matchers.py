@@ -58,6 +58,9 @@ def as_number(value: Any) -> float | None:
     return None
 
 
+_BAD_FIELD_CHAR = re.compile(r'["\\\x00-\x1f]')  # a quote, a backslash or a control character
+
+
 def compile_match(spec: Any, path: str = "match", errors: list[MatchError] | None = None) -> Predicate:
     """A predicate that holds when every entry of the match map holds (`any:` entries are ORs).
 
@@ -65,7 +68,7 @@ def compile_match(spec: Any, path: str = "match", errors: list[MatchError] | Non
     to it and compilation goes on, so one call reports them all; the predicate returned is then only
     meaningful if nothing was appended.
     """
-    if not isinstance(spec, Mapping):
+    if type(spec) is not dict and not isinstance(spec, Mapping):  # (a dict first: ABC checks are slow)
         return _fail(errors, MatchError(path, "must be a map of field: matcher"))
     parts: list[Predicate] = []
     for key, sub in spec.items():
@@ -80,7 +83,7 @@ def compile_match(spec: Any, path: str = "match", errors: list[MatchError] | Non
         if not isinstance(key, str) or not key:
             parts.append(_fail(errors, MatchError(key_path, "field names must be non-empty strings")))
             continue
-        if any(ch in key for ch in '"\\') or any(ord(ch) < 0x20 for ch in key):
+        if _BAD_FIELD_CHAR.search(key) is not None:
             message = "field names cannot contain quotes, backslashes or control characters"
             parts.append(_fail(errors, MatchError(key_path, message)))
             continue
@@ -126,7 +129,7 @@ def compile_value_test(
 
     `errors` works as in compile_match: None raises the first problem, a list collects all of them.
     """
-    if not isinstance(spec, Mapping):
+    if type(spec) is not dict and not isinstance(spec, Mapping):
         if isinstance(spec, list):
             return _fail(errors, MatchError(path, "a list is not a matcher; use {in: [...]} for a set of values"))
         try:

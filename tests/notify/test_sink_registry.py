@@ -12,6 +12,7 @@ import pytest
 from streamalert.config.notify import NotifyConfig
 from streamalert.notify.sender import build_sinks
 from streamalert.notify.sinks import BUILTIN, registry
+from streamalert.notify.sinks.base import SinkKind
 
 PLUGIN = """
 from pydantic import SecretStr
@@ -60,6 +61,9 @@ def test_every_builtin_sink_is_in_the_table() -> None:
         "alertmanager", "apprise", "discord", "email", "msteamsv2", "opsgenie", "pagerduty", "slack", "stdout",
         "telegram", "webhook",
     ]  # fmt: skip
+    for name, kind in BUILTIN.items():  # each imported on first use: the table names its module rightly
+        assert isinstance(kind, SinkKind)
+        assert kind.name == name
 
 
 def test_a_third_party_sink_is_found_through_its_entry_point(installed_plugin: None) -> None:

@@ -29,6 +29,10 @@ DOCUMENTS = [
     "\ta: b\n",  # a tab
     "a: *missing\n",  # an undefined alias
     "a: 'é ✓ \U0001f600'\n",
+    "a:\n  - b: 1\n    c: [x, {y: [z, 1.5, ~]}]\n  - {}\n  - []\n  - d\ne: f\n",  # nesting: back to the outer map
+    "{a: 1, a: 2, b: 3}\n",  # a duplicate key keeps its first place
+    "<<: {a: 1}\nb: 2\n",  # a merge key without an alias
+    "a: =\n",  # a value key: no constructor, PyYAML's error
 ]
 
 

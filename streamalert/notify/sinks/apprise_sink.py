@@ -19,7 +19,6 @@ its blocking send runs in a worker thread with the sink's `timeout` as its socke
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import re
@@ -184,6 +183,8 @@ class AppriseSink:
         return [] if ok else capture.records or [_no_record()]
 
     async def send(self, notification: Notification, http: aiohttp.ClientSession) -> None:
+        import asyncio  # noqa: PLC0415 (on use: loading a config needs no event loop)
+
         records = await asyncio.to_thread(
             self._send_blocking, notification.title(), body(notification), notify_type(notification), notification.id
         )
