@@ -50,8 +50,8 @@ BATCH_LINES = 4096
 SEED = 20240514
 GENERATOR_VERSION = 2  # bump whenever the generator's output changes, so stale cached files are not reused
 
-TARGET_MEMORY = 0.5  # replay (memory store) lines/s as a fraction of parse-only lines/s
-TARGET_REDIS = 0.4
+TARGET_MEMORY = 0.6  # issue "Fast at real scale"
+TARGET_REDIS = 0.5
 PARSE_RUNS = 3
 REPLAY_RUNS = 2
 
@@ -804,15 +804,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", help="use this running Redis instead (namespace `bench`, reset first)")
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis replay")
     parser.add_argument("--profile", action="store_true", help="also cProfile a memory replay (top 25 by tottime)")
+    parser.add_argument(
+        "--rules",
+        nargs="+",
+        type=Path,
+        default=[RULES_DIR],
+        help="rule files or folders (default: config/rules, the shipped pack; the figures before 2026-12-03 were "
+        "measured with its mailer.yaml and revel.yaml only, before slo.yaml joined it)",
+    )
     args = parser.parse_args(argv)
     if args.lines <= 0:
         parser.error("--lines must be positive")
 
     path = input_file(args.lines)
     lines = path.read_bytes().splitlines()
-    rules = load_rules(RULES_DIR)
+    rules = [rule for source in args.rules for rule in load_rules(source)]
     print(f"input      {path.relative_to(ROOT)} ({path.stat().st_size / 1e6:,.1f} MB)")
-    print(f"rules      {len(rules)} from {RULES_DIR.relative_to(ROOT)}")
+    print(f"rules      {len(rules)} from {', '.join(str(source) for source in args.rules)}")
 
     parse_s = time_parse(lines)
     parse_lps = len(lines) / parse_s
