@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -34,6 +35,8 @@ from streamalert.sources import Batch
 from streamalert.sources.formats import live_format
 from streamalert.sources.kafka_config import KafkaConfig as KafkaConfig  # noqa: PLC0414 (re-exported: imported from here)
 from streamalert.sources.kafka_offsets import OffsetGuard
+from streamalert.sources.kafka_records import install as _install_raw_records
+from streamalert.sources.kafka_records import raw_values
 from streamalert.telemetry.metrics import Metrics
 
 _BROKER_WAIT_S = 5.0  # best-effort calls to the brokers (offset commits, leaving the group) wait no longer
@@ -41,6 +44,9 @@ OFFSET = "offset:"  # checkpoint meta key prefix: "offset:topic/partition" -> th
 _NEVER = -(2**62)  # "no record yet" for the idle rule
 T = TypeVar("T")
 _log = structlog.get_logger("streamalert.kafka")
+# Records as aiokafka's C parser makes them, not one ConsumerRecord each (kafka_records.py); aiokafka's own path
+# if this aiokafka is not shaped as expected (the source reads only `offset` and `value`, which both have).
+_RAW_RECORDS = _install_raw_records()
 
 
 def lane_of(tp: TopicPartition) -> str:
@@ -123,10 +129,15 @@ class KafkaSource:
                 if fetched is None:
                     break  # closed while fetching
                 data = fetched
+                limit = self.config.max_batch_lines
                 for tp in sorted(data):
-                    batch = self._batch(tp, data[tp])
-                    if batch is not None:
-                        yield self._handed(batch)
+                    records = data[tp]
+                    if _RAW_RECORDS:
+                        records = list(itertools.chain.from_iterable(records))
+                    for start in range(0, len(records), limit):
+                        batch = self._batch(tp, records[start : start + limit])
+                        if batch is not None:
+                            yield self._handed(batch)
                 moved = await self._settle(consumer, refused)
                 for batch in moved:
                     yield self._handed(batch)
@@ -273,7 +284,9 @@ class KafkaSource:
         after = kept[-1].offset + 1
         self._fetched[tp] = after
         self._last_data[tp] = self._clock.now_ms()
-        lines = [b"" if r.value is None else r.value for r in kept]  # a tombstone counts as malformed
+        lines = [r.value for r in kept]
+        if None in lines:
+            lines = [b"" if value is None else value for value in lines]  # a tombstone counts as malformed
         if self._format is not None:
             lines = self._format.convert(lines, self._last_data[tp])  # logfmt/text: the fetch is their arrival
         self._position += len(lines)
@@ -293,7 +306,10 @@ class KafkaSource:
         )
         async for attempt in retrying:
             with attempt:
-                consumer = AIOKafkaConsumer(**config.consumer_options())
+                options = config.consumer_options()
+                if _RAW_RECORDS:  # getmany hands out one list per record batch; batches() bounds the lines
+                    options.update(value_deserializer=raw_values, max_poll_records=None)
+                consumer = AIOKafkaConsumer(**options)
                 try:
                     await consumer.start()
                 except BaseException:
