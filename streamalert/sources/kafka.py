@@ -94,6 +94,7 @@ class KafkaSource:
         self._settled.set()
         self._position = 0
         self._generation = 0  # bumped by every revocation and assignment
+        self._moved: dict[TopicPartition, int] = {}  # per partition: how often rewind or _move set its position
         self._since_commit = Stopwatch()  # since offsets were last committed to Kafka
         self._guard = OffsetGuard(config.offset_out_of_range, self._clock, metrics)
         self._format = live_format(self.name, config.format, config.time_pattern, metrics)
@@ -134,7 +135,13 @@ class KafkaSource:
                     records = data[tp]
                     if _RAW_RECORDS:
                         records = list(itertools.chain.from_iterable(records))
+                    mark = (self._generation, self._moved.get(tp, 0))
                     for start in range(0, len(records), limit):
+                        if (self._generation, self._moved.get(tp, 0)) != mark:
+                            # rewound, moved, or a rebalance (aiokafka's is eager: every partition is revoked and
+                            # its position set again) since the last slice: the partition is read again from
+                            # there; a later slice must not claim to continue a position the earlier one left
+                            break
                         batch = self._batch(tp, records[start : start + limit])
                         if batch is not None:
                             yield self._handed(batch)
@@ -199,6 +206,7 @@ class KafkaSource:
         if self._in_flight == 0:
             self._settled.set()
         self._stored[batch.lane] = offset
+        self._moved[chunk.tp] = self._moved.get(chunk.tp, 0) + 1
         if chunk.tp in self._owned and self._consumer is not None:
             self._consumer.seek(chunk.tp, offset)
             self._fetched[chunk.tp] = offset
@@ -427,6 +435,7 @@ class KafkaSource:
         It spans [the offset stored so far, `offset`): replicas mode forwards it like any other batch."""
         lane = lane_of(tp)
         start = self._stored.get(lane, self._fetched.get(tp, offset))
+        self._moved[tp] = self._moved.get(tp, 0) + 1
         consumer.seek(tp, offset)
         self._fetched[tp] = offset
         return Batch([], self._position, Chunk(tp, start, offset), lane, {OFFSET + lane: offset})
