@@ -3,21 +3,29 @@
 Run by hand, never in CI (it starts a private Tansu broker and a private redis-server):
 
     python bench/live_bench.py [--lines N] [--partitions P] [--rate R] [--seconds S] [--send-every-ms MS]
-                               [--latency-partitions P] [--fetch-max-wait-ms MS [MS ...]]
-                               [--skip-throughput] [--skip-latency] [--profile]
+                               [--latency-partitions P] [--fetch-max-wait-ms MS [MS ...]] [--runs R]
+                               [--rules PATH [PATH ...]] [--max-batch-lines N] [--max-partition-fetch-bytes B]
+                               [--stock-records] [--skip-throughput] [--skip-latency] [--profile]
+
+Every measurement is repeated `--runs` times (3), each with its floor measured right before it, and printed
+per run and as median (min-max), the streamalert figure also as a ratio to its floor.
 
 Throughput: N lines from the replay benchmark's generator (bench/replay_bench.py, cached in bench/data/) are
 shifted by whole seconds so that the newest lies a minute before the wall clock, and produced to a fresh
 topic of P partitions before anything is timed. Then the production live loop
 (`streamalert.pipeline.run_live` with a `KafkaSource` in a fresh consumer group, `auto_offset_reset=earliest`,
-`config/rules` with the default lateness, a `RedisStore`) reads the topic. The clock starts when the first
-non-empty batch comes out of the source, so the consumer group join is not timed (nor is the first getmany),
-and stops when the last line's batch is acknowledged, i.e. after its checkpoint (state and offset) is committed
-to Redis. The figure is lines per second of one process (one event loop; the broker and Redis run beside it).
-The same topic is first drained by a bare aiokafka `getmany` loop (no group, nothing done with the records):
-the ceiling for this consumer on this broker. A breakdown splits the timed interval into fetch (waiting for
-the source's next batch), engine (accept_lines, advance, drain, checkpoint), Redis commit (the pipeline's own
-store latency histogram) and ack (the Kafka offset commit); "other" is metrics, the sink and the event loop.
+the rules of `--rules` (default config/rules) with the default lateness, a `RedisStore`) reads the topic. The
+clock starts when the first non-empty batch comes out of the source, so the consumer group join is not timed
+(nor is the first getmany), and stops when the last line's batch is acknowledged, i.e. after its checkpoint
+(state and offset) is committed to Redis. The figure is lines per second of one process (one event loop; the
+broker and Redis run beside it). The floor: the same topic drained by a bare aiokafka `getmany` loop (no group,
+nothing done with the records but taking their values out of aiokafka's ConsumerRecords), the issue's "Tansu +
+aiokafka consume floor". The same drain on raw records (kafka_records.py, what the source reads) is printed
+too. A breakdown splits the timed interval into fetch (waiting for the source's next batch, which includes
+aiokafka reading and parsing the fetch responses), engine (accept_lines, advance, drain, checkpoint), Redis
+commit (the pipeline's own store latency histogram) and ack (the Kafka offset commit); "other" is metrics,
+the sink and the event loop. `--stock-records` adds, in each run, the same live run on aiokafka's
+ConsumerRecords (the source before kafka_records.py): an A/B in one run.
 
 Latency: a separate (spawned) producer process sends R lines/s for S seconds, a batch every MS ms paced on
 the monotonic clock (not a fixed sleep per message), each batch stamped with the wall clock when it is handed
@@ -25,18 +33,19 @@ to librdkafka (linger 1 ms), to a topic that `run_live` already consumes (caught
 One line in PROBE_EVERY is a probe (`event: bench_probe`, unique `probe_id`); a rule written by this script to
 a temporary file (count >= 1 over 1 s, group_by probe_id) fires on every probe, so each probe gives one firing
 transition whose event time is its produce stamp. Latency = wall clock when the sink receives the transition
-(after the Redis commit) - that stamp, in whole milliseconds. config/rules runs alongside, so the engine does
+(after the Redis commit) - that stamp, in whole milliseconds. The `--rules` run alongside, so the engine does
 its usual work. The engine runs with lateness 0: an instant is decided once it falls behind `newest - lateness`,
 so the end-to-end latency of a deployment is this figure plus its lateness (30 s by default); and with lateness
-0 a probe waits for the next, later line (here the next batch, MS ms on). The run is repeated for each
-`--fetch-max-wait-ms` (KafkaConfig.fetch_max_wait_ms, shipped default 100; aiokafka's own default is 500): Tansu
-answers a fetch that finds no new record only after sleeping on the order of that time, where Kafka answers
-once a byte arrives, so large values measure Tansu's polling more than streamalert.
+0 a probe waits for the next, later line (here the next batch, MS ms on). The floor: a bare aiokafka consumer
+(no group, same fetch_max_wait_ms) on a fresh topic fed by the same producer, timing each probe out of
+getmany. The run is repeated for each `--fetch-max-wait-ms` (default: KafkaConfig.fetch_max_wait_ms, the
+shipped 100, and 20; aiokafka's own is 500): Tansu answers a fetch that finds no new record
+only after sleeping on the order of that time, where Kafka answers once a byte arrives.
 
-Targets (from the issue): >= 200k events/s per process, p99 < 100 ms at 20k events/s. Each result is printed
-as PASS or MISS; the exit status stays 0 either way. `--profile` adds a cProfile run of the live throughput
-(separate, on a fresh consumer group) and prints the top functions by tottime. Only streamalert.clock reads the
-time (Stopwatch, WallClock); CPU use comes from resource.getrusage.
+Targets (issue 10): >= 200k lines/s per process, p99 < 50 ms at 20k lines/s with default Kafka settings and
+lateness 0. Each result is printed as PASS or MISS; the exit status stays 0 either way. `--profile` adds a
+cProfile run of the live throughput (separate, on a fresh consumer group) and prints the top functions by
+tottime. Only streamalert.clock reads the time (Stopwatch, WallClock); CPU use comes from resource.getrusage.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ import multiprocessing
 import os
 import pstats
 import resource
+import statistics
 import sys
 import tempfile
 import threading
@@ -76,11 +86,14 @@ for _path in (str(ROOT), str(BENCH)):  # run as a plain script from a checkout; 
 from bench.replay_bench import _Timestamps, generate, input_file  # noqa: E402
 from streamalert.clock import Stopwatch, WallClock  # noqa: E402
 from streamalert.config.rules import Rule, load_rules  # noqa: E402
+from streamalert.decode import parse_time  # noqa: E402
 from streamalert.engine import Engine  # noqa: E402
 from streamalert.model import AlertState, Transition  # noqa: E402
 from streamalert.pipeline import Health, run_live  # noqa: E402
-from streamalert.sources import Batch  # noqa: E402
+from streamalert.sources import Batch, kafka_records  # noqa: E402
+from streamalert.sources import kafka as kafka_source  # noqa: E402
 from streamalert.sources.kafka import KafkaConfig, KafkaSource  # noqa: E402
+from streamalert.sources.kafka_records import raw_values  # noqa: E402
 from streamalert.state.redis import RedisStore  # noqa: E402
 from streamalert.telemetry.logging import configure as configure_logging  # noqa: E402
 from streamalert.telemetry.metrics import Metrics  # noqa: E402
@@ -92,9 +105,10 @@ DEFAULT_PARTITIONS = 3
 DEFAULT_RATE = 20_000
 DEFAULT_SECONDS = 20.0
 TARGET_EVENTS_PER_S = 200_000
-TARGET_P99_MS = 100.0
+TARGET_P99_MS = 50.0  # issue 10
 
-MAX_BATCH_LINES = 10_000  # KafkaConfig default: records per getmany
+MAX_BATCH_LINES = KafkaConfig.model_fields["max_batch_lines"].default  # records per getmany (--max-batch-lines)
+PARTITION_FETCH_BYTES = KafkaConfig.model_fields["max_partition_fetch_bytes"].default  # --max-partition-fetch-bytes
 SHIPPED_FETCH_MAX_WAIT_MS = KafkaConfig.model_fields["fetch_max_wait_ms"].default  # streamalert's default
 TICK_MS = 100
 RECENT_MS = 60_000  # the pre-filled input ends this long before the wall clock
@@ -381,6 +395,7 @@ def _kafka_config(broker: str, topic: str, fetch_max_wait_ms: int | None = None)
         group_id=_unique("bench-group"),
         auto_offset_reset="earliest",
         max_batch_lines=MAX_BATCH_LINES,
+        max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
         tick_ms=TICK_MS,
         session_timeout_ms=6000,
     )
@@ -413,8 +428,12 @@ async def _reached(source: CountingSource, live: asyncio.Task[None]) -> None:
         reached.cancel()
 
 
-async def live_throughput(broker: str, topic: str, redis_url: str, rules: list[Rule], lines: int) -> Throughput:
-    """`run_live` over the pre-filled topic until every line is committed; timed from the first batch."""
+async def live_throughput(
+    broker: str, topic: str, redis_url: str, rules: list[Rule], lines: int, raw: bool = True
+) -> Throughput:
+    """`run_live` over the pre-filled topic until every line is committed; timed from the first batch. With
+    `raw` false, the source takes aiokafka's ConsumerRecords (as before kafka_records.py), for an A/B run."""
+    kafka_source._RAW_RECORDS = raw and kafka_records.install()
     store = _store(redis_url)
     await store.reset()
     metrics, timers = Metrics(), Timers()
@@ -442,11 +461,17 @@ async def live_throughput(broker: str, topic: str, redis_url: str, rules: list[R
     )
 
 
-async def drain_baseline(broker: str, topic: str, partitions: int, lines: int) -> tuple[float, float]:
+async def drain_baseline(broker: str, topic: str, partitions: int, lines: int, raw: bool) -> tuple[float, float]:
     """A bare aiokafka consumer (no group) reading the topic from the start, the values taken out of the
-    records and nothing else: (lines/s, CPU seconds per wall second), timed from the first non-empty getmany."""
+    records and nothing else: (lines/s, CPU seconds per wall second), timed from the first non-empty getmany.
+    `raw`: records as the source gets them (kafka_records.py), else aiokafka's own ConsumerRecords."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=broker, group_id=None, enable_auto_commit=False, max_poll_records=MAX_BATCH_LINES
+        bootstrap_servers=broker,
+        group_id=None,
+        enable_auto_commit=False,
+        max_poll_records=None if raw else MAX_BATCH_LINES,
+        max_partition_fetch_bytes=PARTITION_FETCH_BYTES,
+        value_deserializer=raw_values if raw else None,
     )
     await consumer.start()
     try:
@@ -457,7 +482,9 @@ async def drain_baseline(broker: str, topic: str, partitions: int, lines: int) -
         cpu = 0.0
         while got < lines:
             data = await consumer.getmany(timeout_ms=TICK_MS)
-            for records in data.values():
+            for fetched in data.values():
+                # raw: one list per record batch (kafka_records.py)
+                records = list(itertools.chain.from_iterable(fetched)) if raw else fetched
                 values = [r.value for r in records]
                 got += len(values)
             if data and watch is None:
@@ -673,16 +700,94 @@ async def live_latency(
     )
 
 
+async def bare_latency(
+    broker: str, partitions: int, rate: int, seconds: float, send_every_ms: float, fetch_max_wait_ms: int
+) -> list[int]:
+    """The latency floor: a bare aiokafka consumer (no group, no store, no engine) with the same
+    fetch_max_wait_ms, on a fresh topic fed by the same paced producer: wall clock when each probe comes out of
+    getmany - its produce stamp, in ms. What the broker, librdkafka and aiokafka take before streamalert does
+    anything (streamalert also waits for a later line before a probe's instant is decided, at lateness 0)."""
+    topic = create_topic(broker, partitions)
+    context = multiprocessing.get_context("spawn")
+    go = context.Event()
+    out: Queue[tuple[Any, ...]] = context.Queue()
+    producer = context.Process(
+        target=paced_producer,
+        args=(broker, topic, partitions, rate, seconds, send_every_ms / 1000, go, out),
+        daemon=True,
+    )
+    producer.start()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker,
+        group_id=None,
+        enable_auto_commit=False,
+        max_poll_records=None,
+        value_deserializer=raw_values,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+    )
+    await consumer.start()
+    clock = WallClock()
+    latencies: list[int] = []
+    probe = b'{"event":"bench_probe"'
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        await consumer.seek_to_beginning()
+        tag, warm = await asyncio.to_thread(out.get, True, 120)
+        if tag != "warm":
+            raise RuntimeError(f"the producer could not deliver {warm} warm-up records")
+        got, expected = 0, warm
+        finished = asyncio.ensure_future(asyncio.to_thread(out.get, True, seconds + 120))
+        go_sent = False
+        while not finished.done() or got < expected:
+            if finished.done() and expected == warm:
+                _, sent, _, _, _, left = finished.result()
+                if left:
+                    raise RuntimeError(f"the producer could not deliver {left} records")
+                expected = warm + sent
+            data = await consumer.getmany(timeout_ms=TICK_MS)
+            now = clock.now_ms()
+            for chunks in data.values():
+                for chunk in chunks:
+                    got += len(chunk)
+                    for record in chunk:
+                        value = record.value
+                        if value is not None and value.startswith(probe):
+                            at = _stamp_at(value)
+                            stamp = parse_time(value[at : at + STAMP_LEN].decode())
+                            if stamp is not None:
+                                latencies.append(now - stamp)
+            if not go_sent and got >= warm:
+                go.set()
+                go_sent = True
+    finally:
+        await consumer.stop()
+        producer.join(10)
+        if producer.is_alive():
+            producer.terminate()
+            producer.join(10)
+    return latencies
+
+
 # ---- main --------------------------------------------------------------------------------------------------
+
+
+def _load_rules(paths: Sequence[Path]) -> list[Rule]:
+    return [rule for path in paths for rule in load_rules(path)]
+
+
+def _ranged(values: Sequence[float], fmt: str = ",.0f") -> str:
+    """median (min-max) of several runs."""
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
 
 
 def _throughput_report(args: argparse.Namespace, broker: str, redis_url: str) -> None:
     path = input_file(args.lines)
     lines = path.read_bytes().splitlines()
-    rules = load_rules(RULES_DIR)
+    rules = _load_rules(args.rules)
     watch = Stopwatch()
     lines = restamp(lines, WallClock().now_ms() - RECENT_MS)
     print(f"input      {path.relative_to(ROOT)}, restamped to end a minute ago ({watch.elapsed():.1f} s)")
+    print(f"rules      {len(rules)} from {', '.join(str(p) for p in args.rules)}")
     topic = create_topic(broker, args.partitions)
     produce_s = prefill(broker, topic, lines, args.partitions)
     size = sum(map(len, lines))
@@ -691,35 +796,67 @@ def _throughput_report(args: argparse.Namespace, broker: str, redis_url: str) ->
         f"{produce_s:.1f} s ({len(lines) / produce_s:,.0f} lines/s, confluent-kafka, not timed below)"
     )
     del lines
-    gc.collect()
-    ceiling, ceiling_cpu = asyncio.run(drain_baseline(broker, topic, args.partitions, args.lines))
-    print(f"aiokafka   {ceiling:12,.0f} lines/s  bare getmany drain, no group (the ceiling), CPU {ceiling_cpu:.0%}")
-    gc.collect()
-    result = asyncio.run(live_throughput(broker, topic, redis_url, rules, args.lines))
-    t = result.timers
-    other = result.seconds - t.fetch - t.engine - t.store - t.ack
-    print(
-        f"run_live   {result.per_s:12,.0f} lines/s  ({result.seconds:.2f} s, "
-        f"CPU {result.cpu_seconds / result.seconds:.0%} of one core)  {result.per_s / ceiling:.2f}x the bare drain  "
-        f"target >= {TARGET_EVENTS_PER_S:,}/s  {_verdict(result.per_s >= TARGET_EVENTS_PER_S)}"
-    )
-    print(
-        "  time     "
-        + ", ".join(
-            f"{name} {seconds:.2f} s ({seconds / result.seconds:.0%})"
-            for name, seconds in (
-                ("fetch", t.fetch),
-                ("engine", t.engine),
-                ("redis commit", t.store),
-                ("kafka ack", t.ack),
-                ("other", other),
+    stock: list[float] = []
+    raw: list[float] = []
+    ours: list[float] = []
+    olds: list[float] = []
+    for run in range(args.runs):
+        gc.collect()
+        floor, floor_cpu = asyncio.run(drain_baseline(broker, topic, args.partitions, args.lines, raw=False))
+        gc.collect()
+        floor_raw, floor_raw_cpu = asyncio.run(drain_baseline(broker, topic, args.partitions, args.lines, raw=True))
+        gc.collect()
+        result = asyncio.run(live_throughput(broker, topic, redis_url, rules, args.lines))
+        if args.stock_records:
+            gc.collect()
+            before = asyncio.run(live_throughput(broker, topic, redis_url, rules, args.lines, raw=False))
+            olds.append(before.per_s)
+        stock.append(floor)
+        raw.append(floor_raw)
+        ours.append(result.per_s)
+        t = result.timers
+        other = result.seconds - t.fetch - t.engine - t.store - t.ack
+        print(f"run {run + 1}/{args.runs}")
+        print(f"  aiokafka drain, ConsumerRecords (the floor) {floor:10,.0f} lines/s, CPU {floor_cpu:.0%}")
+        print(f"  aiokafka drain, raw records (our fetch)     {floor_raw:10,.0f} lines/s, CPU {floor_raw_cpu:.0%}")
+        print(
+            f"  run_live -> Redis                           {result.per_s:10,.0f} lines/s, CPU "
+            f"{result.cpu_seconds / result.seconds:.0%} ({result.seconds:.2f} s): {result.per_s / floor:.2f}x the "
+            f"floor, {result.per_s / floor_raw:.2f}x the raw drain"
+        )
+        if args.stock_records:
+            print(
+                f"  run_live, aiokafka's ConsumerRecords (A/B)  {olds[-1]:10,.0f} lines/s: "
+                f"{olds[-1] / floor:.2f}x the floor"
+            )
+        print(
+            "  time     "
+            + ", ".join(
+                f"{name} {seconds:.2f} s ({seconds / result.seconds:.0%})"
+                for name, seconds in (
+                    ("fetch", t.fetch),
+                    ("engine", t.engine),
+                    ("redis commit", t.store),
+                    ("kafka ack", t.ack),
+                    ("other", other),
+                )
             )
         )
-    )
+        print(
+            f"  state    matched {result.matched:,}, late {result.late:,}, transitions {result.transitions:,}, "
+            f"series {result.series:,}"
+        )
+    ratios = [o / f for o, f in zip(ours, stock, strict=True)]
+    print(f"throughput, {args.runs} runs, median (min-max):")
+    print(f"  floor (aiokafka drain)  {_ranged(stock)} lines/s")
+    print(f"  raw-record drain        {_ranged(raw)} lines/s")
     print(
-        f"  state    matched {result.matched:,}, late {result.late:,}, transitions {result.transitions:,}, "
-        f"series {result.series:,}"
+        f"  run_live -> Redis       {_ranged(ours)} lines/s = {_ranged(ratios, '.2f')}x the floor  "
+        f"target >= {TARGET_EVENTS_PER_S:,}/s  {_verdict(statistics.median(ours) >= TARGET_EVENTS_PER_S)}"
     )
+    if olds:
+        ratios_old = [o / f for o, f in zip(olds, stock, strict=True)]
+        print(f"  A/B: ConsumerRecords  {_ranged(olds)} lines/s = {_ranged(ratios_old, '.2f')}x the floor")
     if args.profile:
         profile_throughput(broker, topic, redis_url, rules, args.lines)
 
@@ -732,54 +869,81 @@ def _latency_report(args: argparse.Namespace, broker: str, redis_url: str) -> No
     with tempfile.TemporaryDirectory() as tmp:
         probe_file = Path(tmp) / "probe.yaml"
         probe_file.write_text(PROBE_RULES_YAML, encoding="utf-8")
-        rules = load_rules(RULES_DIR) + load_rules(probe_file)
+        rules = _load_rules(args.rules) + load_rules(probe_file)
+    summary: list[str] = []
     for wait_ms in args.fetch_max_wait_ms:
         shipped = " (streamalert's default)" if wait_ms == SHIPPED_FETCH_MAX_WAIT_MS else ""
-        print(f"latency run, consumer fetch_max_wait_ms {wait_ms}{shipped}, lateness 0:")
-        result = asyncio.run(
-            live_latency(
-                broker,
-                redis_url,
-                rules,
-                args.latency_partitions,
-                args.rate,
-                args.seconds,
-                args.send_every_ms,
-                wait_ms,
+        p50s: list[float] = []
+        p99s: list[float] = []
+        r50s: list[float] = []
+        r99s: list[float] = []
+        for run in range(args.runs):
+            print(f"latency run {run + 1}/{args.runs}, consumer fetch_max_wait_ms {wait_ms}{shipped}, lateness 0:")
+            floor = asyncio.run(
+                bare_latency(broker, args.latency_partitions, args.rate, args.seconds, args.send_every_ms, wait_ms)
             )
-        )
-        achieved = int(args.rate * args.seconds) / result.measured_seconds
-        print(
-            f"  producer {achieved:,.0f} lines/s for {result.measured_seconds:.1f} s ({result.probes:,} probes), "
-            f"then {TAIL_S:g} s without probes, {args.latency_partitions} partition(s); at worst "
-            f"{result.worst_behind_s * 1000:.1f} ms behind schedule"
-        )
-        got = len(result.latencies_ms)
-        if not got:
-            print(f"  latency  no probe fired (late {result.late:,}, clamped {result.clamped:,})  MISS")
-            continue
-        p99 = quantile(result.latencies_ms, 0.99)
-        print(
-            f"  latency  {_spread(result.latencies_ms)} over {got:,} probes  "
-            f"target p99 < {TARGET_P99_MS:g} ms  {_verdict(p99 < TARGET_P99_MS)}"
-        )
-        print(f"  split    stamp -> deciding batch out of the source {_spread(result.to_batch_ms)}")
-        print(f"           that batch -> transition in the sink     {_spread(result.in_pipeline_ms)}")
-        t, batches = result.timers, max(1, result.batches)
-        print(
-            f"  loop     {result.batches:,} batches of {result.sent / batches:,.0f} lines on average; per batch "
-            f"engine {t.engine / batches * 1000:.2f} ms, redis commit {t.store / batches * 1000:.2f} ms, "
-            f"kafka ack {t.ack / batches * 1000:.2f} ms: busy "
-            f"{(t.engine + t.store + t.ack) / result.seconds:.0%} of the time"
-        )
-        if got != result.probes or result.late or result.clamped:
+            result = asyncio.run(
+                live_latency(
+                    broker,
+                    redis_url,
+                    rules,
+                    args.latency_partitions,
+                    args.rate,
+                    args.seconds,
+                    args.send_every_ms,
+                    wait_ms,
+                )
+            )
+            achieved = int(args.rate * args.seconds) / result.measured_seconds
             print(
-                f"  lost     {result.probes - got:,} probes gave no transition; late {result.late:,}, "
-                f"clamped {result.clamped:,} lines"
+                f"  producer {achieved:,.0f} lines/s for {result.measured_seconds:.1f} s ({result.probes:,} probes), "
+                f"then {TAIL_S:g} s without probes, {args.latency_partitions} partition(s); at worst "
+                f"{result.worst_behind_s * 1000:.1f} ms behind schedule"
             )
+            got = len(result.latencies_ms)
+            if not got or not floor:
+                print(f"  latency  no probe fired (late {result.late:,}, clamped {result.clamped:,})  MISS")
+                continue
+            p50, p99 = quantile(result.latencies_ms, 0.5), quantile(result.latencies_ms, 0.99)
+            f50, f99 = max(1, quantile(floor, 0.5)), max(1, quantile(floor, 0.99))
+            p50s.append(p50)
+            p99s.append(p99)
+            r50s.append(p50 / f50)
+            r99s.append(p99 / f99)
+            print(
+                f"  floor    bare aiokafka consumer, probe out of getmany: {_spread(floor)} over {len(floor):,} probes"
+            )
+            print(
+                f"  latency  {_spread(result.latencies_ms)} over {got:,} probes: p50 {p50 / f50:.1f}x, "
+                f"p99 {p99 / f99:.1f}x the floor  target p99 < {TARGET_P99_MS:g} ms  {_verdict(p99 < TARGET_P99_MS)}"
+            )
+            print(f"  split    stamp -> deciding batch out of the source {_spread(result.to_batch_ms)}")
+            print(f"           that batch -> transition in the sink     {_spread(result.in_pipeline_ms)}")
+            t, batches = result.timers, max(1, result.batches)
+            print(
+                f"  loop     {result.batches:,} batches of {result.sent / batches:,.0f} lines on average; per batch "
+                f"engine {t.engine / batches * 1000:.2f} ms, redis commit {t.store / batches * 1000:.2f} ms, "
+                f"kafka ack {t.ack / batches * 1000:.2f} ms: busy "
+                f"{(t.engine + t.store + t.ack) / result.seconds:.0%} of the time"
+            )
+            if got != result.probes or result.late or result.clamped:
+                print(
+                    f"  lost     {result.probes - got:,} probes gave no transition; late {result.late:,}, "
+                    f"clamped {result.clamped:,} lines"
+                )
+        if p99s:
+            summary.append(
+                f"  fetch_max_wait_ms {wait_ms:>4}{shipped}: p50 {_ranged(p50s)} ms = {_ranged(r50s, '.1f')}x, "
+                f"p99 {_ranged(p99s)} ms = {_ranged(r99s, '.1f')}x the floor  target p99 < {TARGET_P99_MS:g} ms  "
+                f"{_verdict(statistics.median(p99s) < TARGET_P99_MS)}"
+            )
+    print(f"latency at {args.rate:,} lines/s, {args.runs} runs each, median (min-max):")
+    for line in summary:
+        print(line)
 
 
 def main(argv: list[str] | None = None) -> int:
+    global MAX_BATCH_LINES, PARTITION_FETCH_BYTES  # run-wide settings of this script
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--lines", type=int, default=DEFAULT_LINES, help="pre-filled lines (default 1,000,000)")
     parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS, help="of the pre-filled topic (3)")
@@ -802,20 +966,58 @@ def main(argv: list[str] | None = None) -> int:
         "--fetch-max-wait-ms",
         type=int,
         nargs="+",
-        default=[SHIPPED_FETCH_MAX_WAIT_MS, 10],
+        default=sorted({SHIPPED_FETCH_MAX_WAIT_MS, 20}, reverse=True),
         metavar="MS",
-        help="latency run: one run per value of the consumer's fetch_max_wait_ms (default: 100 10)",
+        help=f"latency run: one run per value of the consumer's fetch_max_wait_ms (default: the shipped "
+        f"{SHIPPED_FETCH_MAX_WAIT_MS}, and 20)",
+    )
+    parser.add_argument(
+        "--rules",
+        type=Path,
+        nargs="+",
+        default=[RULES_DIR],
+        metavar="PATH",
+        help="rule files or directories (default config/rules)",
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs of each measurement, each with its floor (3)")
+    parser.add_argument(
+        "--max-batch-lines",
+        type=int,
+        default=MAX_BATCH_LINES,
+        help=f"the consumer's max_batch_lines, records per getmany (default: KafkaConfig's, {MAX_BATCH_LINES:,})",
+    )
+    parser.add_argument(
+        "--max-partition-fetch-bytes",
+        type=int,
+        default=PARTITION_FETCH_BYTES,
+        help=f"the consumer's max_partition_fetch_bytes (default: KafkaConfig's, {PARTITION_FETCH_BYTES:,})",
+    )
+    parser.add_argument(
+        "--stock-records",
+        action="store_true",
+        help="throughput: also run the source on aiokafka's ConsumerRecords in each run (A/B)",
     )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--profile", action="store_true", help="also cProfile a live throughput run")
     args = parser.parse_args(argv)
-    for name in ("lines", "partitions", "rate", "seconds", "send_every_ms", "latency_partitions"):
+    for name in (
+        "max_batch_lines",
+        "max_partition_fetch_bytes",
+        "runs",
+        "lines",
+        "partitions",
+        "rate",
+        "seconds",
+        "send_every_ms",
+        "latency_partitions",
+    ):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if min(args.fetch_max_wait_ms) < 0:
         parser.error("--fetch-max-wait-ms must not be negative")
 
+    MAX_BATCH_LINES, PARTITION_FETCH_BYTES = args.max_batch_lines, args.max_partition_fetch_bytes
     configure_logging("warning")  # the consumer's info lines (group joined, partitions assigned) are noise here
     print(f"machine    {os.cpu_count()} CPU(s), Python {sys.version.split()[0]}")
     with kafka_broker() as broker, redis_server() as redis_url:

@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import resource
 import statistics
 import sys
 from collections import Counter
@@ -135,9 +136,9 @@ async def _floor(bodies: list[bytes], concurrency: int) -> tuple[float, dict[int
 
 
 async def _streamalert(
-    bodies: list[bytes], concurrency: int, redis_url: str, start_ms: int, run: int
-) -> tuple[float, dict[int, int], int]:
-    rules = load_rules(RULES_DIR)
+    bodies: list[bytes], concurrency: int, redis_url: str, start_ms: int, run: int, rule_paths: list[Path]
+) -> tuple[float, dict[int, int], int, float, int]:
+    rules = [rule for path in rule_paths for rule in load_rules(path)]
     engine = Engine(rules)
     store = RedisStore.from_url(f"{redis_url}?namespace=vectorbench{run}")
     await store.reset()
@@ -150,13 +151,30 @@ async def _streamalert(
     sink = NullSink()
     live = asyncio.create_task(run_live(engine, source, store, sink, FollowClock(engine, start_ms), metrics, health))
     try:
+        cpu = _cpu_s()
         seconds, statuses = await asyncio.to_thread(_post_all, f"http://127.0.0.1:{port}/vector", bodies, concurrency)
+        cpu = _cpu_s() - cpu
     finally:
         await source.close()
         await asyncio.wait_for(live, 60)
         await runner.cleanup()
         await store.close()
-    return seconds, statuses, engine.stats.matched
+    return seconds, statuses, engine.stats.matched, cpu, batches_seen(metrics)
+
+
+def batches_seen(metrics: Metrics) -> int:
+    """Non-empty batches the live loop took (the pipeline's batch-size histogram count)."""
+    for metric in metrics.batch_size.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count"):
+                return int(sample.value)
+    return 0
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process (user + system; the client is another process)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def _ready(health: Health) -> tuple[bool, dict[str, str]]:
@@ -174,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument(
+        "--rules", type=Path, nargs="+", default=[RULES_DIR], metavar="PATH", help="rule files or directories"
+    )
     args = parser.parse_args(argv)
     lines = input_file(1_000_000).read_bytes().splitlines()[: args.lines]
     bodies = [b"\n".join(lines[i : i + args.body_lines]) + b"\n" for i in range(0, len(lines), args.body_lines)]
@@ -185,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         runner = uvloop.run
     print(
         f"{format_ms(WallClock().now_ms())[:10]}, {os.cpu_count()} cores, loop {args.loop}, {len(lines):,} lines in "
-        f"{len(bodies):,} bodies of {args.body_lines}, {args.concurrency} connections"
+        f"{len(bodies):,} bodies of {args.body_lines}, {args.concurrency} connections, rules "
+        f"{', '.join(str(path) for path in args.rules)}"
     )
     floors: list[float] = []
     ours: list[float] = []
@@ -194,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(args.runs):
             seconds, statuses = runner(_floor(bodies, args.concurrency))
             floor = len(lines) / seconds
-            seconds, ours_statuses, matched = runner(_streamalert(bodies, args.concurrency, redis_url, start_ms, run))
+            seconds, ours_statuses, matched, cpu, batches = runner(
+                _streamalert(bodies, args.concurrency, redis_url, start_ms, run, args.rules)
+            )
             if set(ours_statuses) != {200} or set(statuses) != {200}:
                 raise RuntimeError(f"answers other than 200: {ours_statuses} / {statuses}")
             rate = len(lines) / seconds
@@ -203,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             ratios.append(rate / floor)
             print(
                 f"run {run + 1}: floor {floor:,.0f} lines/s, streamalert {rate:,.0f} lines/s "
-                f"({rate / floor:.2f}x), matched {matched:,}"
+                f"({rate / floor:.2f}x), CPU {cpu / seconds:.0%} of one core, {batches:,} batches, matched {matched:,}"
             )
     print(f"floor       {_spread(floors)} lines/s")
     print(f"streamalert {_spread(ours)} lines/s  target >= {TARGET_LINES_PER_S:,}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -34,6 +35,8 @@ from streamalert.sources import Batch
 from streamalert.sources.formats import live_format
 from streamalert.sources.kafka_config import KafkaConfig as KafkaConfig  # noqa: PLC0414 (re-exported: imported from here)
 from streamalert.sources.kafka_offsets import OffsetGuard
+from streamalert.sources.kafka_records import install as _install_raw_records
+from streamalert.sources.kafka_records import raw_values
 from streamalert.telemetry.metrics import Metrics
 
 _BROKER_WAIT_S = 5.0  # best-effort calls to the brokers (offset commits, leaving the group) wait no longer
@@ -41,6 +44,9 @@ OFFSET = "offset:"  # checkpoint meta key prefix: "offset:topic/partition" -> th
 _NEVER = -(2**62)  # "no record yet" for the idle rule
 T = TypeVar("T")
 _log = structlog.get_logger("streamalert.kafka")
+# Records as aiokafka's C parser makes them, not one ConsumerRecord each (kafka_records.py); aiokafka's own path
+# if this aiokafka is not shaped as expected (the source reads only `offset` and `value`, which both have).
+_RAW_RECORDS = _install_raw_records()
 
 
 def lane_of(tp: TopicPartition) -> str:
@@ -88,6 +94,7 @@ class KafkaSource:
         self._settled.set()
         self._position = 0
         self._generation = 0  # bumped by every revocation and assignment
+        self._moved: dict[TopicPartition, int] = {}  # per partition: how often rewind or _move set its position
         self._since_commit = Stopwatch()  # since offsets were last committed to Kafka
         self._guard = OffsetGuard(config.offset_out_of_range, self._clock, metrics)
         self._format = live_format(self.name, config.format, config.time_pattern, metrics)
@@ -123,10 +130,21 @@ class KafkaSource:
                 if fetched is None:
                     break  # closed while fetching
                 data = fetched
+                limit = self.config.max_batch_lines
                 for tp in sorted(data):
-                    batch = self._batch(tp, data[tp])
-                    if batch is not None:
-                        yield self._handed(batch)
+                    records = data[tp]
+                    if _RAW_RECORDS:
+                        records = list(itertools.chain.from_iterable(records))
+                    mark = (self._generation, self._moved.get(tp, 0))
+                    for start in range(0, len(records), limit):
+                        if (self._generation, self._moved.get(tp, 0)) != mark:
+                            # rewound, moved, or a rebalance (aiokafka's is eager: every partition is revoked and
+                            # its position set again) since the last slice: the partition is read again from
+                            # there; a later slice must not claim to continue a position the earlier one left
+                            break
+                        batch = self._batch(tp, records[start : start + limit])
+                        if batch is not None:
+                            yield self._handed(batch)
                 moved = await self._settle(consumer, refused)
                 for batch in moved:
                     yield self._handed(batch)
@@ -188,6 +206,7 @@ class KafkaSource:
         if self._in_flight == 0:
             self._settled.set()
         self._stored[batch.lane] = offset
+        self._moved[chunk.tp] = self._moved.get(chunk.tp, 0) + 1
         if chunk.tp in self._owned and self._consumer is not None:
             self._consumer.seek(chunk.tp, offset)
             self._fetched[chunk.tp] = offset
@@ -273,7 +292,9 @@ class KafkaSource:
         after = kept[-1].offset + 1
         self._fetched[tp] = after
         self._last_data[tp] = self._clock.now_ms()
-        lines = [b"" if r.value is None else r.value for r in kept]  # a tombstone counts as malformed
+        lines = [r.value for r in kept]
+        if None in lines:
+            lines = [b"" if value is None else value for value in lines]  # a tombstone counts as malformed
         if self._format is not None:
             lines = self._format.convert(lines, self._last_data[tp])  # logfmt/text: the fetch is their arrival
         self._position += len(lines)
@@ -293,7 +314,10 @@ class KafkaSource:
         )
         async for attempt in retrying:
             with attempt:
-                consumer = AIOKafkaConsumer(**config.consumer_options())
+                options = config.consumer_options()
+                if _RAW_RECORDS:  # getmany hands out one list per record batch; batches() bounds the lines
+                    options.update(value_deserializer=raw_values, max_poll_records=None)
+                consumer = AIOKafkaConsumer(**options)
                 try:
                     await consumer.start()
                 except BaseException:
@@ -411,6 +435,7 @@ class KafkaSource:
         It spans [the offset stored so far, `offset`): replicas mode forwards it like any other batch."""
         lane = lane_of(tp)
         start = self._stored.get(lane, self._fetched.get(tp, offset))
+        self._moved[tp] = self._moved.get(tp, 0) + 1
         consumer.seek(tp, offset)
         self._fetched[tp] = offset
         return Batch([], self._position, Chunk(tp, start, offset), lane, {OFFSET + lane: offset})
