@@ -188,6 +188,7 @@ class Engine:
         self.sampler: Sampler | None = None  # None (the default) costs one test per evaluation
         self._flaps: dict[SeriesRef, Flap] = {}  # series of rules with `flapping:` that changed lately
         self._bulk_runs = True  # False: every event takes the per-instant path (the property tests compare)
+        self._any_bulk = any(prep.bulk for prep in self._prep)
 
     # ---- input ---------------------------------------------------------------------------------------------
 
@@ -542,6 +543,7 @@ class Engine:
         del buffer[:cut]
         if (
             self._bulk_runs
+            and self._any_bulk
             and len(ready) > 1
             and self._budget == math.inf
             and self._max_changes == _FOREVER
@@ -611,9 +613,13 @@ class Engine:
         fields_of, preps = self._rules.fields, self._prep
         keys_of = [prep.key_of if prep.bulk else None for prep in preps]
         groups: list[dict[GroupKey, list[_Pending]]] = [{} for _ in preps]  # per rule: group -> its events
-        slow: list[tuple[_Pending, int]] = []  # (event, rule) for the per-instant path
+        whole: list[_Pending] = []  # events of no bulk rule: per instant as they are (not decoded here)
+        slow: list[tuple[_Pending, int]] = []  # (event, rule) of the others, for the per-instant path
         for event in ready:
             _, _, line, fields, matched = event
+            if keys_of[matched[0]] is None and (len(matched) == 1 or not any(keys_of[i] for i in matched)):
+                whole.append(event)
+                continue
             record = fields_of(line) if fields is None else fields  # not kept: decoded again when needed
             for i in matched:
                 key_of = keys_of[i]
@@ -632,11 +638,12 @@ class Engine:
                 if taken < len(run):
                     slow += [(event, i) for event in run[taken:]]
         if not slow:
-            return []
+            return whole
+        slow += [(event, -1) for event in whole]  # -1: the whole event
         slow.sort()  # in time order: events compare on (time, sequence), unique
         rest: list[_Pending] = []
         for event, i in slow:
-            if len(event[4]) == 1:
+            if i < 0 or len(event[4]) == 1:
                 rest.append(event)
             elif rest and rest[-1][1] == event[1]:  # another rule of the same event
                 time_ms, seq, line, fields, matched = rest[-1]
@@ -650,24 +657,19 @@ class Engine:
         `_apply_runs` describes; return how many."""
         prep, table = self._prep[i], self._series[i]
         series = table.get(key)
-        if series is None:
-            size = 0
-        elif type(series) is CountSeries and series.phase is INACTIVE and series.older is None:
-            size = series.size()
-        else:
+        if series is not None and not (
+            type(series) is CountSeries and series.phase is INACTIVE and series.older is None
+        ):
             return 0
         limit = prep.min_count - 1  # the most times the series may hold after an instant that decides nothing
-        ref = (i, key)
         times = list(map(_TIME_OF, run))
-        count = len(times)
-        if series is not None and series.due is not None and times[-1] <= series.due and size + count <= limit:
-            series.extend(times)  # the common run: all of it before its timer, with room for all of it
-            k = count
+        if series is not None and series.extend_below(times, limit):
+            k = len(times)  # the common run: all of it before its timer, with room for all of it
         else:
-            k = self._apply_instants(i, key, series, times, size)
+            k = self._apply_instants(i, key, series, times, 0 if series is None else series.size())
             series = table.get(key)
         if k and series is not None:  # (None: its timer ended it after the run: deleted, not changed)
-            self._dirty.add(ref)
+            self._dirty.add((i, key))
             if prep.rule.keeps_record:
                 # The last event observed: the greatest line of the last instant taken (see _continue_instant).
                 first = bisect.bisect_left(times, times[k - 1], 0, k)
@@ -1148,7 +1150,7 @@ def _group_value(fields: Fields, path: str) -> Any:
 
 
 def _key_bytes(key: GroupKey) -> bytes:
-    return _json(list(key))
+    return _json(key)  # a JSON array, as a list would give
 
 
 def _json(value: Any) -> bytes:
