@@ -57,6 +57,8 @@ DEFAULT_MAX_SERIES = 1_000_000
 _COMPACT_FROM = 4096
 _NEVER = -(2**62)
 _STAMP_OF = operator.attrgetter("a0")  # `timestamp` of a record (codegen gives the time keys a0..a3)
+_TIME_OF = operator.itemgetter(0)  # of a buffered event (_Pending)
+_RULES_OF = operator.itemgetter(4)
 
 _FOREVER = 2**62
 _LANE = "lane:"  # checkpoint meta key prefix of a lane's newest event time
@@ -94,6 +96,9 @@ class _Prepared:
     grows_only: bool = False  # a count condition that events leaving the window cannot make true
     rate: bool = False  # the value is count / window in seconds
     min_count: int = 0  # grows_only: the fewest events in the window that can make the condition hold
+    # A `count >= n` (or `>`) rule without flapping whose inactive series can take runs of events in bulk
+    # while they stay below min_count (see Engine._apply_runs).
+    bulk: bool = False
     kind: Kind | None = None  # ratio, quantile, distinct: series from rules/kinds.py
 
 
@@ -183,6 +188,8 @@ class Engine:
         self.sampler: Sampler | None = None  # None (the default) costs one test per evaluation
         self.compactions = 0  # times the series tables were rebuilt smaller (most series ended)
         self._flaps: dict[SeriesRef, Flap] = {}  # series of rules with `flapping:` that changed lately
+        self._bulk_runs = True  # False: every event takes the per-instant path (the property tests compare)
+        self._any_bulk = any(prep.bulk for prep in self._prep)
 
     # ---- input ---------------------------------------------------------------------------------------------
 
@@ -535,11 +542,26 @@ class Engine:
         cut = bisect.bisect_left(buffer, (end,))  # (end,) sorts before every event at `end`
         ready = buffer[:cut]
         del buffer[:cut]
+        if (
+            self._bulk_runs
+            and self._any_bulk
+            and len(ready) > 1
+            and self._budget == math.inf
+            and self._max_changes == _FOREVER
+            and self.sampler is None
+        ):
+            ready = self._apply_runs(ready)  # what is left takes the per-instant path below
         pos, count, begun = 0, len(ready), False
         while True:
             instant = min(ready[pos][0] if pos < count else _FOREVER, timers[0][0] if timers else _FOREVER)
             if instant >= end:
                 break
+            if timers and timers[0][0] == instant and (pos == count or ready[pos][0] != instant):
+                _, i, key = timers[0]
+                series = self._series[i].get(key)
+                if series is None or series.due != instant:  # a stale timer alone at its instant: skipped
+                    heapq.heappop(timers)
+                    continue
             # The change bound stops only after some progress: a caller that never checkpoints still moves.
             if self._budget <= 0 or (begun and self.changes_pending() >= self._max_changes):
                 buffer[:0] = ready[pos:]  # still sorted: all before the rest of the buffer
@@ -571,6 +593,134 @@ class Engine:
         self._done_before = max(self._done_before, end)
         self._after_run()
         return True
+
+    def _apply_runs(self, ready: list[_Pending]) -> list[_Pending]:
+        """Apply, series by series, the runs of events that provably decide nothing; return the other events
+        (in order) for the per-instant path. Unbounded runs only: nothing cuts them in between.
+
+        A run is the first events in `ready` of one series of a `count >= n` rule (`_Prepared.bulk`) that is
+        inactive, has no folded events and holds fewer than n times after each instant of the run. Per
+        instant, such an instant decides nothing for the series (see `_observe`): its events are appended,
+        the series is marked changed, a timer is armed by the first event when it had none, and the record
+        is kept; a timer of the series due before the run's next instant evaluates it to nothing but an
+        eviction, then ends it (empty) or arms the next one. `_apply_run` does that, whole instants at a
+        time, with the series' own timers in between. The run's later events, and events of other series,
+        go the per-instant way with the other timers: they touch other series, or the same one after the
+        run, so doing the run first changes nothing (a timer entry of the series made stale here is skipped
+        there). Only the caps on live series couple series: when this batch could reach them, everything
+        takes the per-instant path. tests/unit/test_bulk_runs.py compares the two paths."""
+        if self._live + sum(map(len, map(_RULES_OF, ready))) > min(self.max_series, self.max_series_per_rule):
+            return ready  # some series could be refused: creation order would matter
+        fields_of, preps = self._rules.fields, self._prep
+        keys_of = [prep.key_of if prep.bulk else None for prep in preps]
+        groups: list[dict[GroupKey, list[_Pending]]] = [{} for _ in preps]  # per rule: group -> its events
+        whole: list[_Pending] = []  # events of no bulk rule: per instant as they are (not decoded here)
+        slow: list[tuple[_Pending, int]] = []  # (event, rule) of the others, for the per-instant path
+        for event in ready:
+            _, _, line, fields, matched = event
+            if keys_of[matched[0]] is None and (len(matched) == 1 or not any(keys_of[i] for i in matched)):
+                whole.append(event)
+                continue
+            record = fields_of(line) if fields is None else fields  # not kept: decoded again when needed
+            for i in matched:
+                key_of = keys_of[i]
+                if key_of is None:
+                    slow.append((event, i))
+                    continue
+                key = key_of(record)
+                run = groups[i].get(key)
+                if run is None:
+                    groups[i][key] = [event]
+                else:
+                    run.append(event)
+        for i, runs in enumerate(groups):
+            for key, run in runs.items():
+                taken = self._apply_run(i, key, run)
+                if taken < len(run):
+                    slow += [(event, i) for event in run[taken:]]
+        if not slow:
+            return whole
+        slow += [(event, -1) for event in whole]  # -1: the whole event
+        slow.sort()  # in time order: events compare on (time, sequence), unique
+        rest: list[_Pending] = []
+        for event, i in slow:
+            if i < 0 or len(event[4]) == 1:
+                rest.append(event)
+            elif rest and rest[-1][1] == event[1]:  # another rule of the same event
+                time_ms, seq, line, fields, matched = rest[-1]
+                rest[-1] = (time_ms, seq, line, fields, (*matched, i))
+            else:
+                rest.append((*event[:4], (i,)))
+        return rest
+
+    def _apply_run(self, i: int, key: GroupKey, run: list[_Pending]) -> int:
+        """Apply the leading events of `run` (one series' events, in time order) that decide nothing, as
+        `_apply_runs` describes; return how many."""
+        prep, table = self._prep[i], self._series[i]
+        series = table.get(key)
+        if series is not None and not (
+            type(series) is CountSeries and series.phase is INACTIVE and series.older is None
+        ):
+            return 0
+        limit = prep.min_count - 1  # the most times the series may hold after an instant that decides nothing
+        times = list(map(_TIME_OF, run))
+        if series is not None and series.extend_below(times, limit):
+            k = len(times)  # the common run: all of it before its timer, with room for all of it
+        else:
+            k = self._apply_instants(i, key, series, times, 0 if series is None else series.size())
+            series = table.get(key)
+        if k and series is not None:  # (None: its timer ended it after the run: deleted, not changed)
+            self._dirty.add((i, key))
+            if prep.rule.keeps_record:
+                # The last event observed: the greatest line of the last instant taken (see _continue_instant).
+                first = bisect.bisect_left(times, times[k - 1], 0, k)
+                series.record = max(event[2] for event in run[first:k]).decode()
+        return k
+
+    def _apply_instants(self, i: int, key: GroupKey, series: AnySeries | None, times: list[int], size: int) -> int:
+        """`_apply_run` when the run meets the series' timers or its room: instant by instant (a block of
+        instants at a time), with the timers in between; return how many times were taken."""
+        prep, table = self._prep[i], self._series[i]
+        limit, capacity, window = prep.min_count - 1, prep.capacity, prep.rule.window_ms
+        count, k = len(times), 0
+        while k < count and size <= limit:  # else its next evaluation may decide something
+            t = times[k]
+            due = None if series is None else series.due
+            if due is not None and due < t:  # its timer, before this instant: as in _evaluate
+                assert type(series) is CountSeries
+                series.due = None
+                series.evict(due, capacity, window)
+                self._dirty.add((i, key))
+                if series.empty():
+                    del table[key]
+                    self._live -= 1
+                    self._dirty.discard((i, key))
+                    self._deleted.add((i, key))
+                    series, size = None, 0
+                else:
+                    self._reschedule(i, key, series)
+                    size = series.size()
+                continue
+            # The instants up to its timer (events at the timer's instant come before it; without one, the
+            # first instant arms one at t + window) while it holds at most `limit` times.
+            j = min(count, k + limit - size, bisect.bisect_right(times, t + window if due is None else due, k))
+            if k < j < count and times[j] == times[j - 1]:
+                j = bisect.bisect_left(times, times[j], k, j)  # whole instants only
+            if j <= k:
+                break  # the instant would evaluate the series
+            if series is None:
+                series = table[key] = CountSeries()
+                self._grew()
+            assert type(series) is CountSeries
+            if series.due is None:
+                series.extend(times[k : k + 1])
+                self._reschedule(i, key, series)  # armed by the first event, as in _observe
+                series.extend(times[k + 1 : j])
+            else:
+                series.extend(times[k:j])
+            size += j - k
+            k = j
+        return k
 
     def _continue_instant(self) -> bool:
         """Carry the current instant on within the budget; True when it is finished. A unit of work is one
@@ -1012,7 +1162,7 @@ def _group_value(fields: Fields, path: str) -> Any:
 
 
 def _key_bytes(key: GroupKey) -> bytes:
-    return _json(list(key))
+    return _json(key)  # a JSON array, as a list would give
 
 
 def _json(value: Any) -> bytes:
@@ -1052,6 +1202,7 @@ def _prepare(rule: Rule) -> _Prepared:
             prep.grows_only = condition.op in (">", ">=")
             prep.rate = condition.aggregate == "rate"
             prep.min_count = next((c for c in range(1, prep.capacity + 1) if prep.count_test(c)), 0)
+            prep.bulk = prep.grows_only and prep.min_count >= 2 and rule.flapping is None and rule.kind != "absence"
         else:
             prep.field = condition.field
     return prep

@@ -225,8 +225,20 @@ class QuantileSeries(_WindowSeries):
         n = self.n
         if not n:
             return 0.0
-        rank = max(1, math.ceil(_fraction(q) * n))
-        return self.values[bisect.bisect_left(list(itertools.accumulate(self.counts)), rank)]
+        num, den = _fraction(q).as_integer_ratio()
+        rank = max(1, -(-num * n // den))  # ceil(q * n), exactly
+        counts = self.counts
+        if 2 * rank > n:
+            # Near the top (p90, p99): count down from the largest value, over a growing slice, so the cost
+            # follows the values above the rank, not all of them. `above[j]` is the sum of the last j + 1
+            # counts; the answer is the value below the last `m` of them whose sum stays within `tail`.
+            tail, size, width = n - rank, len(counts), 16
+            while width < size:
+                above = list(itertools.accumulate(counts[-1 : -width - 1 : -1]))
+                if above[-1] > tail:
+                    return self.values[size - 1 - bisect.bisect_right(above, tail)]
+                width *= 4
+        return self.values[bisect.bisect_left(list(itertools.accumulate(counts)), rank)]
 
     def measure(self, condition: Condition) -> tuple[float, bool]:
         if not self.n:

@@ -77,6 +77,37 @@ class CountSeries:
                 self.older = {}
             self.older[start] = self.older.get(start, 0) + 1
 
+    def extend_below(self, times: list[int], limit: int) -> bool:
+        """`extend` when the series then holds at most `limit` times and the last of `times` is not after its
+        timer (`due`); False, having changed nothing, otherwise. The engine's common bulk run in one call."""
+        due, t = self.due, self._t
+        if due is None or times[-1] > due:
+            return False
+        if isinstance(t, int):
+            if len(times) >= limit:
+                return False
+            self._t = array("q", (t, *times))
+        elif len(t) + len(times) > limit:
+            return False
+        elif t:
+            t.extend(times)
+        else:
+            self._t = times[0] if len(times) == 1 else array("q", times)
+        return True
+
+    def extend(self, times: list[int]) -> None:
+        """`observe` of each of `times` (ascending, none before the last time held) when they keep the series
+        within its capacity, so that nothing is folded: one call for a run of events (the engine's bulk path)."""
+        t = self._t
+        if not times:
+            return
+        if isinstance(t, int):
+            self._t = array("q", (t, *times))
+        elif t:
+            t.extend(times)
+        else:
+            self._t = times[0] if len(times) == 1 else array("q", times)
+
     def evict(self, now: int, capacity: int, window_ms: int) -> None:
         cutoff = now - window_ms  # events at or before the cutoff are out
         t = self._t
@@ -133,8 +164,13 @@ class CountSeries:
         t = self._t
         if isinstance(t, int):
             out: list[Any] = [t]
+        elif t:
+            times = t.tolist()
+            out = [times[0], *map(operator.sub, times[1:], times)]
         else:
-            out = [t[0], *map(operator.sub, t[1:], t[:-1])] if t else []
+            out = []
+        if self.phase is INACTIVE and self.record is None and self.older is None:
+            return out  # the common stored form: times only
         extra = _phase_extra(self.phase, self.record)
         if self.older:
             extra["o"] = sorted(self.older.items())
