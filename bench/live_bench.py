@@ -67,6 +67,7 @@ import threading
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
@@ -642,15 +643,7 @@ async def live_latency(
     config = _kafka_config(broker, topic, fetch_max_wait_ms)
     source = CountingSource(KafkaSource(config, metrics), metrics, timers, clock=WallClock())
     sink = LatencySink(WallClock(), source)
-    context = multiprocessing.get_context("spawn")
-    go = context.Event()
-    out: Queue[tuple[Any, ...]] = context.Queue()
-    producer = context.Process(
-        target=paced_producer,
-        args=(broker, topic, partitions, rate, seconds, send_every_ms / 1000, go, out),
-        daemon=True,
-    )
-    producer.start()
+    producer, go, out = _start_producer(broker, topic, partitions, rate, seconds, send_every_ms)
     live = asyncio.create_task(run_live(engine, source, store, sink, WallClock(), metrics, Health()))
     try:
         tag, warm = await asyncio.to_thread(out.get, True, 120)
@@ -700,14 +693,10 @@ async def live_latency(
     )
 
 
-async def bare_latency(
-    broker: str, partitions: int, rate: int, seconds: float, send_every_ms: float, fetch_max_wait_ms: int
-) -> list[int]:
-    """The latency floor: a bare aiokafka consumer (no group, no store, no engine) with the same
-    fetch_max_wait_ms, on a fresh topic fed by the same paced producer: wall clock when each probe comes out of
-    getmany - its produce stamp, in ms. What the broker, librdkafka and aiokafka take before streamalert does
-    anything (streamalert also waits for a later line before a probe's instant is decided, at lateness 0)."""
-    topic = create_topic(broker, partitions)
+def _start_producer(
+    broker: str, topic: str, partitions: int, rate: int, seconds: float, send_every_ms: float
+) -> tuple[BaseProcess, ProcessEvent, Queue[tuple[Any, ...]]]:
+    """The paced producer in a spawned process, held until `go` is set; it reports on `out`."""
     context = multiprocessing.get_context("spawn")
     go = context.Event()
     out: Queue[tuple[Any, ...]] = context.Queue()
@@ -717,6 +706,18 @@ async def bare_latency(
         daemon=True,
     )
     producer.start()
+    return producer, go, out
+
+
+async def bare_latency(
+    broker: str, partitions: int, rate: int, seconds: float, send_every_ms: float, fetch_max_wait_ms: int
+) -> list[int]:
+    """The latency floor: a bare aiokafka consumer (no group, no store, no engine) with the same
+    fetch_max_wait_ms, on a fresh topic fed by the same paced producer: wall clock when each probe comes out of
+    getmany - its produce stamp, in ms. What the broker, librdkafka and aiokafka take before streamalert does
+    anything (streamalert also waits for a later line before a probe's instant is decided, at lateness 0)."""
+    topic = create_topic(broker, partitions)
+    producer, go, out = _start_producer(broker, topic, partitions, rate, seconds, send_every_ms)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=broker,
         group_id=None,

@@ -225,8 +225,7 @@ class QuantileSeries(_WindowSeries):
         n = self.n
         if not n:
             return 0.0
-        num, den = _fraction(q).as_integer_ratio()
-        rank = max(1, -(-num * n // den))  # ceil(q * n), exactly
+        rank = _rank(q, n)
         counts = self.counts
         if 2 * rank > n:
             # Near the top (p90, p99): count down from the largest value, over a growing slice, so the cost
@@ -256,8 +255,7 @@ class QuantileSeries(_WindowSeries):
         if not n:
             return False
         assert condition.quantile is not None
-        q = _fraction(condition.quantile)
-        rank = max(1, -((-q.numerator * n) // q.denominator))  # ceil(q * n), exactly
+        rank = _rank(condition.quantile, n)
         below, at_or_below = self.below, self.below + self.equal
         op = condition.op
         if op == ">":
@@ -300,6 +298,12 @@ class QuantileSeries(_WindowSeries):
                 series._add(value, count)
             series.approx += data[k + 2]
         return series
+
+
+def _rank(q: float, n: int) -> int:
+    """The nearest rank of the q-quantile among n samples: max(1, ceil(q * n)), exactly."""
+    num, den = _fraction(q).as_integer_ratio()
+    return max(1, -(-num * n // den))
 
 
 @functools.lru_cache(maxsize=64)
