@@ -97,13 +97,13 @@ async def serve(
     With Redis state the process first takes its namespace's writer lease (waiting as a standby while
     another process holds it); when another process takes it over, it goes back to standby."""
     clock = clock or WallClock()
-    rules = load_rules(config.rules)
     store = open_store(config.state)
     metrics = Metrics()
     writer = _Writer(store.lease(config.ms("lease_ttl")) if isinstance(store, RedisStore) else None, metrics)
-    replica = _replica(config, store, clock, metrics, rules)
-    sinks = build_sinks(config) if config.route is not None else None  # a missing secret file fails the start
-    reloader = Reloader(Setup(config, rules, sinks), loader, metrics, clock)
+    # a missing secret file fails the start
+    setup = Setup(config, load_rules(config.rules), build_sinks(config) if config.route is not None else None)
+    replica = _replica(setup, store, clock, metrics)
+    reloader = Reloader(setup, loader, metrics, clock)
     sync = _sync(reloader, store, replica)
     term = _Term()
     runner = await _listen(config, store, clock, metrics, reloader, replica, writer, term, sync)
@@ -111,7 +111,7 @@ async def serve(
     current = lambda: (reloader.current.config, reloader.current.sinks)  # noqa: E731
     probe = lambda: (replica.kafka if replica else term.source, term.health.store_error)  # noqa: E731
     monitors = [asyncio.create_task(selfmon.run(current, store, metrics, clock, probe))]
-    _log.info("started", listen=config.http.listen, rules=len(rules), state=redact(config.state))
+    _log.info("started", listen=config.http.listen, rules=len(setup.rules), state=redact(config.state))
     stop = _Stop()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -210,7 +210,7 @@ async def _run_term(
         max_series_per_rule=config.max_series_per_rule,
         max_series=config.max_series,
     )
-    source = _source(config, clock, metrics, replica)
+    source = _source(setup, clock, metrics, replica, lambda: reloader.latest.digest)
     health = Health()
     term.source, term.health, term.engine = source, health, engine
     notify: Notify | None = None
@@ -393,13 +393,14 @@ def _kafka_check(lanes: list[str], fetching: bool, problems: list[str]) -> str:
     return f"{len(lanes)} partitions assigned" + ("" if fetching or not lanes else ", brokers not answering")
 
 
-def _replica(config: AppConfig, store: Store, clock: Clock, metrics: Metrics, rules: list[Rule]) -> Replica | None:
+def _replica(setup: Setup, store: Store, clock: Clock, metrics: Metrics) -> Replica | None:
     """In replicas mode, this process's intake (it runs whether or not the process holds the lease)."""
-    kafka = config.sources.kafka
+    kafka = setup.config.sources.kafka
     if kafka is None or not kafka.replicas:
         return None
     assert isinstance(store, RedisStore)  # validated by AppConfig
-    return Replica(_intake(config, rules), kafka, store.client, store.namespace, clock, metrics)
+    intake = _intake(setup.config, setup.rules)
+    return Replica(intake, kafka, store.client, store.namespace, clock, metrics, setup.digest)
 
 
 def _intake(config: AppConfig, rules: list[Rule]) -> Engine:
@@ -422,14 +423,17 @@ def _sync(reloader: Reloader, store: Store, replica: Replica | None) -> ConfigSy
     if replica is None:
         return None
     assert isinstance(store, RedisStore)
-    switch = lambda setup: replica.forwarder.switch(_intake(setup.config, setup.rules))  # noqa: E731
+    switch = lambda setup: replica.forwarder.switch(_intake(setup.config, setup.rules), setup.digest)  # noqa: E731
     return ConfigSync(reloader, store.client, store.namespace, switch)
 
 
-def _source(config: AppConfig, clock: Clock, metrics: Metrics, replica: Replica | None) -> Source:
+def _source(
+    setup: Setup, clock: Clock, metrics: Metrics, replica: Replica | None, upcoming: Callable[[], str]
+) -> Source:
     """A fresh source for one term: the one the evaluation reads."""
+    config = setup.config
     if replica is not None:
-        return replica.evaluation()
+        return replica.evaluation(setup.digest, upcoming)
     kafka = config.sources.kafka
     if kafka is not None:
         return KafkaSource(kafka, metrics, clock=clock)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import Any, cast
 
 import orjson
@@ -58,13 +58,27 @@ _INTAKE_POSITION = ("intake_ms", "intake_seq")  # checkpoint meta: the last inta
 class Forwarder:
     """Intake for the partitions assigned to this process, forwarded to the namespace's intake stream."""
 
-    def __init__(self, engine: Engine, client: aioredis.Redis, namespace: str, clock: Clock, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        client: aioredis.Redis,
+        namespace: str,
+        clock: Clock,
+        metrics: Metrics,
+        digest: str = "",
+    ) -> None:
         self.engine, self._redis, self._ns, self._clock, self._metrics = engine, client, namespace, clock, metrics
+        self.digest = digest  # the configuration `engine` matches with (reload.Setup.digest)
         self._append = client.register_script(_APPEND)
         self.health = Health()
         self._unstarted: set[str] = set()  # assigned partitions never forwarded: their start is forwarded once
         self.forwarded = 0  # batches appended
-        self._next: Engine | None = None  # a reloaded configuration's intake, taken at the next batch
+        self._next: tuple[Engine, str] | None = None  # a reloaded configuration's intake, taken at the next batch
+        # Configurations this intake ran before, kept while the evaluation may still run one of them: until it
+        # is known to run this intake's own (see `_also`).
+        self._earlier: dict[str, Engine] = {}
+        self.evaluating: str | None = None  # the configuration the evaluation runs, as last read from Redis
+        self._warned: str | None = None
         self.refused = 0  # batches refused (another replica had forwarded the partition further)
 
     async def positions(self, lanes: list[str]) -> dict[str, int]:
@@ -77,23 +91,66 @@ class Forwarder:
         offsets = cast(list[bytes | None], await self._redis.hmget(keys.intake_offsets(ns), lanes))
         newest = cast(list[bytes | None], await self._redis.hmget(keys.intake_lanes(ns), lanes))
         for lane, value in zip(lanes, newest, strict=True):
-            self.engine.set_lane(lane, None if value is None else int(value))
+            self._set_lane(lane, None if value is None else int(value))
         stored = {lane: int(value) for lane, value in zip(lanes, offsets, strict=True) if value is not None}
         self._unstarted |= set(lanes) - set(stored)
         return stored
 
-    def switch(self, engine: Engine) -> None:
+    def switch(self, engine: Engine, digest: str = "") -> None:
         """Match with a reloaded configuration's rules from the next batch on (a batch boundary)."""
-        self._next = engine
+        self._next = (engine, digest)
+
+    def _set_lane(self, lane: str, newest: int | None) -> None:
+        for engine in (self.engine, *self._earlier.values()):
+            engine.set_lane(lane, newest)
 
     def _switched(self, source: KafkaSource) -> Engine:
-        new, self._next = self._next, None
-        if new is not None:
+        switch, self._next = self._next, None
+        if switch is not None:
+            new, digest = switch
             for lane in source.assigned():  # lateness goes on from each partition's newest time
                 new.set_lane(lane, self.engine.lane_newest(lane))
-            self.engine = new
-            _log.info("intake_switched", rules=len(new.rules))
+            if digest != self.digest:
+                self._earlier[self.digest] = self.engine
+                self._earlier.pop(digest, None)
+            self.engine, self.digest = new, digest
+            _log.info("intake_switched", rules=len(new.rules), digest=digest)
         return self.engine
+
+    def _also(self) -> tuple[str, Engine] | None:
+        """While the evaluation may still run a configuration this intake ran before, that configuration and
+        its intake: each entry then holds every record either set of rules matches, so whichever set the
+        evaluating process applies it with (it matches each record again), nothing it needs is missing. The
+        evaluation switches at the end of its term, the intakes at their next batch: without this, records
+        forwarded between the two were judged by rules that had not matched them. Once the evaluation is
+        known to run this intake's configuration, the earlier ones are dropped."""
+        if not self._earlier:
+            return None
+        evaluating = self.evaluating
+        if evaluating is None:  # not read yet: the configuration switched from last is the likely one
+            return next(reversed(self._earlier.items()))
+        for digest in [d for d in self._earlier if d != evaluating]:
+            del self._earlier[digest]  # the evaluation has moved past it (to this intake's, or another)
+        engine = self._earlier.get(evaluating)
+        return None if engine is None else (evaluating, engine)
+
+    def _take(
+        self, engine: Engine, lines: list[bytes], lane: str, wall: int
+    ) -> tuple[int, list[tuple[int, bytes]], int | None, list[str]]:
+        """Intake of one batch: (malformed lines, records to forward, earliest time, configurations matched)."""
+        malformed = engine.accept_lines(lines, wall_ms=wall, lane=lane)
+        records, earliest = engine.take_accepted()
+        also = self._also()
+        if also is None:
+            return malformed, records, earliest, [self.digest]
+        digest, other = also
+        other.accept_lines(lines, wall_ms=wall, lane=lane)
+        more, sooner = other.take_accepted()
+        if more:
+            records = _union(lines, records, more)
+        if sooner is not None and (earliest is None or sooner < earliest):
+            earliest = sooner
+        return malformed, records, earliest, [self.digest, digest]
 
     async def run(self, source: KafkaSource) -> None:
         """Until the source ends (after `close()`)."""
@@ -103,33 +160,43 @@ class Forwarder:
             wall = self._clock.now_ms()
             if batch.lines:
                 before = (stats.matched, stats.late, stats.untimed, stats.clamped)
-                malformed = engine.accept_lines(batch.lines, wall_ms=wall, lane=batch.lane)
-                records, earliest = engine.take_accepted()
+                malformed, records, earliest, configs = self._take(engine, batch.lines, batch.lane, wall)
                 count_intake(self._metrics, source.name, len(batch.lines), malformed, before, stats)
-                await retry_store(
-                    functools.partial(self._forward, source, batch, records, earliest), self._metrics, self.health
-                )
+                forward = functools.partial(self._forward, source, batch, records, earliest, configs)
+                await retry_store(forward, self._metrics, self.health)
             elif isinstance(batch.token, Chunk):  # no records: the partition moved, its offset was outside its log
-                move = functools.partial(self._forward, source, batch, [], None)
+                move = functools.partial(self._forward, source, batch, [], None, [self.digest])
                 await retry_store(move, self._metrics, self.health)
             await retry_store(functools.partial(self._report, source, wall), self._metrics, self.health)
 
     async def _forward(
-        self, source: KafkaSource, batch: Batch, records: list[tuple[int, bytes]], earliest: int | None
+        self,
+        source: KafkaSource,
+        batch: Batch,
+        records: list[tuple[int, bytes]],
+        earliest: int | None,
+        configs: list[str],
     ) -> None:
         chunk = batch.token
         assert isinstance(chunk, Chunk)
-        refused_at = await self._append_entry(batch.lane, chunk.start, chunk.end, records, earliest)
+        refused_at = await self._append_entry(batch.lane, chunk.start, chunk.end, records, earliest, configs)
         if refused_at is None:
             await source.ack(batch)
             return
         source.rewind(batch, await self._rewound(batch.lane, chunk.start, refused_at))
 
     async def _append_entry(
-        self, lane: str, start: int, end: int, records: list[tuple[int, bytes]], earliest: int | None
+        self,
+        lane: str,
+        start: int,
+        end: int,
+        records: list[tuple[int, bytes]],
+        earliest: int | None,
+        configs: list[str] | None = None,
     ) -> int | None:
         """Append one entry if the partition's forwarded offset is `start` (or it has none yet): None; else
-        the offset the partition was forwarded to by someone else."""
+        the offset the partition was forwarded to by someone else. `configs`: the digests of the
+        configurations whose rules chose the records (the evaluation says when its own is not among them)."""
         newest = self.engine.lane_newest(lane)
         entry = orjson.dumps(
             {
@@ -139,6 +206,7 @@ class Forwarder:
                 "newest": newest,
                 "earliest": earliest,
                 "records": [(time_ms, line.decode()) for time_ms, line in records],
+                "config": configs if configs is not None else [self.digest],
             }
         )
         ns = self._ns
@@ -157,7 +225,7 @@ class Forwarder:
         """After a refusal: continue the lane where it was forwarded to, with the newest time stored there."""
         _log.info("intake_rewound", partition=lane, offset=offset, batch_start=start)
         lane_newest = cast(bytes | None, await self._redis.hget(keys.intake_lanes(self._ns), lane))
-        self.engine.set_lane(lane, None if lane_newest is None else int(lane_newest))
+        self._set_lane(lane, None if lane_newest is None else int(lane_newest))
         return offset
 
     async def _report(self, source: KafkaSource, wall: int) -> None:
@@ -174,8 +242,22 @@ class Forwarder:
                 pipe.hsetnx(key, lane, "0 0 0 0")
         if status:
             pipe.hset(key, mapping=status)  # type: ignore[arg-type]
-        if len(pipe):
-            await pipe.execute()
+        pipe.get(keys.evaluating_config(self._ns))
+        evaluating = cast(bytes | None, (await pipe.execute())[-1])
+        self.evaluating = None if evaluating is None else evaluating.decode()
+        if self.evaluating not in (None, self.digest, *self._earlier) and self._warned != self.evaluating:
+            self._warned = self.evaluating  # a rolling update: this intake cannot match for what is evaluated
+            _log.warning("intake_config_differs", evaluating=self.evaluating, mine=self.digest)
+
+
+def _union(
+    lines: list[bytes], records: list[tuple[int, bytes]], more: list[tuple[int, bytes]]
+) -> list[tuple[int, bytes]]:
+    """The records of one batch that either of two intakes took, each once, in the batch's order (an intake
+    keeps the line objects it was given; the time is the first intake's when both took a line)."""
+    taken = {id(line): (time_ms, line) for time_ms, line in more}
+    taken.update((id(line), (time_ms, line)) for time_ms, line in records)
+    return [taken[id(line)] for line in lines if id(line) in taken]
 
 
 class IntakeSource:
@@ -193,8 +275,15 @@ class IntakeSource:
         idle_ms: int = 10_000,
         metrics: Metrics | None = None,
         health: Health | None = None,
+        digest: str = "",
+        upcoming: Callable[[], str] = str,
     ) -> None:
         self._redis, self._ns, self._clock = client, namespace, clock
+        self._digest = digest  # the configuration this term evaluates with (published for the intakes)
+        self._upcoming = upcoming  # the configuration accepted last (the next term's, when not `digest`)
+        self._halted = False
+        self._closing = asyncio.Event()
+        self._foreign: set[str] = set()  # configurations of entries whose records were not matched for ours
         self._metrics, self._health = metrics or Metrics(), health or Health()
         self._tick_ms, self._stale_ms, self._idle_ms = tick_ms, stale_ms, idle_ms
         self._position = "0-0"
@@ -211,6 +300,11 @@ class IntakeSource:
     async def batches(self) -> AsyncIterator[Batch]:
         stream = keys.intake(self._ns)
         while not self._closed:
+            if self._halted:  # the term ends for a reload: wait for it, reading nothing more
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), self._tick_ms / 1000)
+                yield Batch([])
+                continue
             read = functools.partial(self._redis.xread, {stream: self._position}, count=100, block=self._tick_ms)
             reply = cast(list[Any], await retry_store(read, self._metrics, self._health))
             await retry_store(self._refresh, self._metrics, self._health)
@@ -219,8 +313,19 @@ class IntakeSource:
                 yield Batch([])
                 continue
             for entry_id, fields in entries:
+                entry = orjson.loads(fields[b"e"])
+                if self._closed or self._for_next(entry):
+                    self._halted = True  # not applied: the next term reads it from the stored position
+                    break
                 self._position = entry_id.decode()
-                yield self._batch(entry_id.decode(), orjson.loads(fields[b"e"]))
+                yield self._batch(entry_id.decode(), entry)
+
+    def _for_next(self, entry: dict[str, Any]) -> bool:
+        """The entry holds records matched for a configuration this process has accepted and evaluates from
+        its next term: the term ends before it, so those records are applied with the rules that need them
+        (the intakes switch at their next batch, the evaluation only when its term ends)."""
+        upcoming = self._upcoming()
+        return upcoming not in ("", self._digest) and upcoming in entry.get("config", ())
 
     def _batch(self, entry_id: str, entry: dict[str, Any]) -> Batch:
         ms, seq = (int(part) for part in entry_id.split("-"))
@@ -233,12 +338,20 @@ class IntakeSource:
             return Batch([], meta=meta, token=entry_id)  # applied before (a restart re-reads the stream's tail)
         self._applied[lane] = end
         meta[OFFSET + lane] = end
+        configs = entry.get("config")
+        if self._digest and configs and self._digest not in configs and configs[0] not in self._foreign:
+            self._foreign.add(configs[0])  # once per configuration and term: a rolling update, or a refused file
+            _log.warning("intake_config_differs", partition=lane, evaluating=self._digest, matched_for=configs)
         records = [(time_ms, line.encode()) for time_ms, line in entry["records"]]
         timed = Timed(records, entry["newest"], entry["earliest"])
         return Batch([], meta=meta, token=entry_id, lane=lane, timed=timed)
 
     async def _refresh(self) -> None:
-        raw = cast(dict[bytes, bytes], await self._redis.hgetall(keys.lane_status(self._ns)))
+        pipe = self._redis.pipeline(transaction=False)
+        if self._digest:
+            pipe.set(keys.evaluating_config(self._ns), self._digest)
+        pipe.hgetall(keys.lane_status(self._ns))
+        raw = cast(dict[bytes, bytes], (await pipe.execute())[-1])
         status: dict[str, tuple[int, int, int, int]] = {}
         for lane, value in raw.items():
             high, fetched, wall, data = (int(part) for part in value.split())
@@ -273,6 +386,7 @@ class IntakeSource:
 
     async def close(self) -> None:
         self._closed = True
+        self._closing.set()
 
 
 class Replica:
@@ -287,8 +401,9 @@ class Replica:
         namespace: str,
         clock: Clock,
         metrics: Metrics,
+        digest: str = "",
     ) -> None:
-        self.forwarder = Forwarder(engine, client, namespace, clock, metrics)
+        self.forwarder = Forwarder(engine, client, namespace, clock, metrics, digest)
         self.kafka = KafkaSource(config, metrics, positions=self.forwarder.positions, clock=clock)
         # A partition whose owner has not reported for this long holds the evaluation's clock (its replica is
         # gone, or it is between owners). Reports come after every batch and tick; hosts' clocks must agree
@@ -298,11 +413,13 @@ class Replica:
         self.intake = self.evaluation()
         self._task: asyncio.Task[None] | None = None
 
-    def evaluation(self) -> IntakeSource:
-        """A fresh evaluation source, for a term as the namespace's writer (it resumes from the checkpoint)."""
+    def evaluation(self, digest: str = "", upcoming: Callable[[], str] = str) -> IntakeSource:
+        """A fresh evaluation source, for a term as the namespace's writer (it resumes from the checkpoint)
+        running the configuration `digest`; `upcoming` gives the configuration accepted last."""
         client, namespace, clock, tick_ms, stale_ms, idle_ms = self._intake_args
+        health = self.forwarder.health
         self.intake = IntakeSource(
-            client, namespace, clock, tick_ms, stale_ms, idle_ms, self._metrics, self.forwarder.health
+            client, namespace, clock, tick_ms, stale_ms, idle_ms, self._metrics, health, digest, upcoming
         )
         return self.intake
 

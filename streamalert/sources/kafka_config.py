@@ -43,9 +43,8 @@ class KafkaConfig(pydantic.BaseModel):
     # arrive, so this costs latency only on brokers that poll (Tansu sleeps a fraction of it between looks);
     # idle, each consumer sends one fetch per broker this often (100 ms: ~10 small requests/s, 20 ms: ~50,
     # aiokafka's 500: 2). On Tansu 20 keeps p99 produce -> transition under 50 ms at lateness 0 and 100 does
-    # not (bench/README.md, "Live benchmark"); 20 is not the default yet because the faster intake exposes a
-    # replicas-reload race (records matched by the new intake rules reaching the old evaluation rules).
-    fetch_max_wait_ms: int = Field(default=100, ge=0)
+    # not (bench/README.md, "Live benchmark").
+    fetch_max_wait_ms: int = Field(default=20, ge=0)
     fetch_min_bytes: int = Field(default=1, gt=0)
     # Bytes one fetch response may carry per partition (Kafka's max.partition.fetch.bytes, 1 MiB by default),
     # and in all (fetch.max.bytes; Kafka's default is 50 MiB). The source parses a whole response in one go

@@ -72,6 +72,13 @@ def config_digest(namespace: str) -> str:
     return f"{_tag(namespace)}:config-digest"
 
 
+def evaluating_config(namespace: str) -> str:
+    """STRING (replicas mode): the digest of the configuration the evaluating process runs (written by it
+    with every read of the intake stream); an intake that switched configuration forwards what both match
+    until this shows its own (streamalert.replicas.Forwarder)."""
+    return f"{_tag(namespace)}:evaluating-config"
+
+
 def lane_status(namespace: str) -> str:
     """HASH (replicas mode): "topic/partition" -> "highwater fetched wall_ms" from the replica that owns it."""
     return f"{_tag(namespace)}:lane-status"

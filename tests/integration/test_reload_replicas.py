@@ -4,6 +4,7 @@ configuration, and reports the disagreement (and refuses a file it cannot valida
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import signal
 import subprocess
@@ -13,11 +14,16 @@ from typing import Any, cast
 import orjson
 import pytest
 import redis
+import redis.asyncio as aioredis
 
-from streamalert.clock import WallClock
+from streamalert.clock import ManualClock, WallClock
 from streamalert.decode import format_ms
+from streamalert.engine import Engine
+from streamalert.replicas import Forwarder, IntakeSource
+from streamalert.sources.kafka import KafkaConfig, KafkaSource
 from streamalert.state import keys
-from streamalert.testing import free_port
+from streamalert.telemetry.metrics import Metrics
+from streamalert.testing import free_port, rules_from_yaml
 from tests.integration.kafka_support import create_topic, logged_transitions, produce, start_run, unique, write_config
 from tests.integration.test_kafka import _fetch, poll
 
@@ -115,25 +121,18 @@ def test_replicas_agree_on_a_reload_and_refuse_what_they_cannot_validate(
         poll(lambda: _agreed(ports[1]) == _agreed(ports[0]), 30, "b follows once its file matches", procs[1])
         assert _metric(ports[1], "streamalert_config_digest_mismatch") == 0
         fired = functools.partial(_fired, client, namespace)
-        # A known race (README "Roadmap"): the evaluating replica switches rules at the end of its term, after
-        # the replicas' intake has switched, so records produced right after the reload may still be judged by
-        # the old rules. Three more lines are produced until the new rule fires (its count is then at least 3).
-        for attempt in range(4):
-            now = format_ms(WallClock().now_ms())
-            produce(kafka_bootstrap, topic, [orjson.dumps({"timestamp": now, "level": "fatal"})] * 3, spread=3)
-            try:
-                poll(
-                    lambda: bool(fired()), 15 if attempt < 3 else 60, "the new rule to fire from both replicas' records"
-                )
-                break
-            except AssertionError as error:
-                if attempt < 3:
-                    continue
-                late = [_late(port) for port in ports]
-                status = client.hgetall(keys.lane_status(namespace))
-                raise AssertionError(f"{error}; late: {late}; lanes: {status} at {WallClock().now_ms()}") from None
+        # Both replicas' intakes forward what the evaluated rules match while the evaluation switches (see
+        # test_an_intake_that_switched_forwards_what_the_still_evaluated_rules_match): three lines, once.
+        now = format_ms(WallClock().now_ms())
+        produce(kafka_bootstrap, topic, [orjson.dumps({"timestamp": now, "level": "fatal"})] * 3, spread=3)
+        try:
+            poll(lambda: bool(fired()), 60, "the new rule to fire from both replicas' records")
+        except AssertionError as error:
+            late = [_late(port) for port in ports]
+            status = client.hgetall(keys.lane_status(namespace))
+            raise AssertionError(f"{error}; late: {late}; lanes: {status} at {WallClock().now_ms()}") from None
         assert fired()[0]["state"] == "firing"
-        assert fired()[0]["value"] >= 3
+        assert fired()[0]["value"] == 3
     finally:
         codes = [_stop(proc) for proc in procs if proc.poll() is None]
         client.close()
@@ -142,3 +141,64 @@ def test_replicas_agree_on_a_reload_and_refuse_what_they_cannot_validate(
     assert "config_published" in logs[0]
     assert "config_reload_failed" in logs[1]
     assert "config_followed" in logs[1]
+
+
+async def test_an_intake_that_switched_forwards_what_the_still_evaluated_rules_match(
+    kafka_bootstrap: str, redis_url: str
+) -> None:
+    """The intake switches rules at its next batch, the evaluation only at the end of its term: until the
+    evaluation is known to run the new configuration, entries hold what either set matches (the evaluating
+    process matches each record again), so neither set loses a record to the switch. Once the evaluation
+    publishes the new digest, only the new set's records are forwarded."""
+    topic = create_topic(kafka_bootstrap, partitions=1)
+    namespace, lane = unique("ns"), f"{topic}/0"
+    client = aioredis.Redis.from_url(redis_url)
+    old = "rules:\n  - {name: errors, match: {level: error}, window: 1m, condition: count >= 1}\n"
+    new = "rules:\n  - {name: fatal, match: {level: fatal}, window: 1m, condition: count >= 1}\n"
+    clock = ManualClock(1_769_418_000_000)
+    stamp = format_ms(clock.now_ms())
+    lines = [orjson.dumps({"timestamp": stamp, "level": level, "n": n}) for n, level in enumerate(["error", "fatal"])]
+    metrics = Metrics()
+    forwarder = Forwarder(Engine(rules_from_yaml(old)), client, namespace, clock, metrics, digest="old")
+    await IntakeSource(client, namespace, clock, tick_ms=50, stale_ms=5_000, digest="old")._refresh()
+    forwarder.switch(Engine(rules_from_yaml(new)), "new")  # a reload accepted before the first batch
+    config = KafkaConfig(
+        brokers=[kafka_bootstrap], topics=[topic], group_id=unique("group"), session_timeout_ms=6000, tick_ms=50
+    )
+    source = KafkaSource(config, metrics, positions=forwarder.positions)
+    task = asyncio.create_task(forwarder.run(source))
+
+    async def forwarded(offset: int) -> list[dict[str, Any]]:
+        for _ in range(1000):  # poll with a deadline (20 s)
+            if await client.hget(keys.intake_offsets(namespace), lane) == str(offset).encode():
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError(f"offset {offset} not forwarded")
+        stream = cast(list[tuple[bytes, dict[bytes, bytes]]], await client.xrange(keys.intake(namespace)))
+        return [orjson.loads(fields[b"e"]) for _, fields in stream]
+
+    try:
+        await forwarded(0)  # the partition started (at its end: records produced from here on are read)
+        produce(kafka_bootstrap, topic, lines, partition=0)
+        during = [e for e in await forwarded(2) if e["records"]]
+        await IntakeSource(client, namespace, clock, tick_ms=50, stale_ms=5_000, digest="new")._refresh()
+        for _ in range(1000):  # the intake reads the evaluated digest with every status report (each tick)
+            if forwarder.evaluating == "new":
+                break
+            await asyncio.sleep(0.02)
+        produce(kafka_bootstrap, topic, lines, partition=0)
+        after = [e for e in await forwarded(4) if e["records"]][len(during) :]
+    finally:
+        await source.close()
+        await asyncio.wait_for(task, 20)
+        await client.aclose()
+
+    def levels(entries: list[dict[str, Any]]) -> list[str]:
+        return [orjson.loads(line)["level"] for entry in entries for _, line in entry["records"]]
+
+    assert [e["config"] for e in during] == [["new", "old"]] * len(during), during
+    assert levels(during) == ["error", "fatal"]  # batch order, each once
+    assert [e["config"] for e in during] == [["new", "old"]] * len(during)
+    assert levels(after) == ["fatal"]
+    assert [e["config"] for e in after] == [["new"]] * len(after)

@@ -113,3 +113,34 @@ async def test_a_partition_read_to_its_end_holds_the_clock_until_idle(space: tup
     await client.hset(keys.lane_status(namespace), "logs/0", f"10 10 {NOW + 2_000} {NOW}")
     await source._refresh()
     assert list(source.lagging()) == []
+
+
+async def test_an_evaluation_about_to_switch_stops_before_records_matched_for_its_next_rules(
+    space: tuple[aioredis.Redis, str],
+) -> None:
+    """A reload accepted mid-term: the term goes on to its end, but an entry whose records were matched for
+    the accepted configuration is left to the next term (which evaluates with it), with all after it."""
+    client, namespace = space
+    owner = forwarder(client, namespace)
+    line = (NOW, b'{"level":"fatal"}')
+    assert await owner._append_entry("logs/0", 0, 5, [line], NOW, ["old"]) is None
+    assert await owner._append_entry("logs/0", 5, 9, [line], NOW, ["new", "old"]) is None
+    assert await owner._append_entry("logs/0", 9, 10, [], None, ["old"]) is None
+    accepted = ["old"]
+    ending = IntakeSource(
+        client, namespace, ManualClock(NOW), tick_ms=50, stale_ms=5_000, digest="old", upcoming=lambda: accepted[0]
+    )
+    applied: list[dict[str, int]] = []
+    ticks = 0
+    async for batch in ending.batches():
+        if batch.meta:
+            applied.append(batch.meta)
+            accepted[0] = "new"  # SIGHUP: the term is asked to end; its batch in flight is finished
+        else:
+            ticks += 1
+        if ticks == 3:
+            break
+    assert [meta["offset:logs/0"] for meta in applied] == [5]
+    following = IntakeSource(client, namespace, ManualClock(NOW), tick_ms=50, stale_ms=5_000, digest="new")
+    following.resume(applied[-1])  # the checkpoint the ending term stored
+    assert [b.meta["offset:logs/0"] for b in await read(following, 2)] == [9, 10]
