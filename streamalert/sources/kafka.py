@@ -87,7 +87,8 @@ class KafkaSource:
         self._closing = asyncio.Event()  # set by close(): wakes a fetch stuck on a broker that is gone
         self._stored: dict[str, int] = {}  # lane -> next offset whose effects are committed in the store
         self._fetched: dict[TopicPartition, int] = {}  # next offset after the records handed out
-        self._last_data: dict[TopicPartition, int] = {}  # wall time of the last batch handed out, or of assignment
+        # wall time of the last batch handed out, of assignment, or of a look finding fetches unanswered (_data_ms)
+        self._last_data: dict[TopicPartition, int] = {}
         self._owned: set[TopicPartition] = set()
         self._in_flight = 0  # batches yielded and not yet acknowledged
         self._settled = asyncio.Event()  # set while nothing is in flight
@@ -180,7 +181,7 @@ class KafkaSource:
         behind: list[str] = []
         now = self._clock.now_ms()
         for tp in self._owned:
-            ends = self._read_to(consumer, tp)
+            ends, data = self._read_to(consumer, tp), self._data_ms(consumer, tp, now)
             if tp in self._guard.stopped:
                 behind.append(lane_of(tp))  # offset_out_of_range: fail; its records, once read, are not late
             elif ends is None or ends[1] < ends[0] or not self._answered(consumer, tp, self._hold_ms()):
@@ -188,7 +189,7 @@ class KafkaSource:
                 # only while fetch responses keep confirming the end (records produced meanwhile, buffered by
                 # their producers, come later with their own times and must not find the clock gone past)
                 behind.append(lane_of(tp))
-            elif now - self._last_data.get(tp, _NEVER) < self.config.idle_ms:
+            elif now - data < self.config.idle_ms:
                 behind.append(lane_of(tp))  # read to its end, but not idle yet
         owned = {lane_of(tp) for tp in self._owned}
         behind.extend(lane for lane in self.partitions() if lane not in owned)
@@ -219,11 +220,24 @@ class KafkaSource:
         report: dict[str, tuple[int, int, int]] = {}
         if consumer is None:
             return report
+        now = self._clock.now_ms()
         for tp in self._owned:
             ends = self._read_to(consumer, tp)
+            data = self._data_ms(consumer, tp, now)
             if ends is not None and self._answered(consumer, tp) and tp not in self._guard.stopped:
-                report[lane_of(tp)] = (*ends, self._last_data.get(tp, 0))
+                report[lane_of(tp)] = (*ends, data)
         return report
+
+    def _data_ms(self, consumer: AIOKafkaConsumer, tp: TopicPartition, now: int) -> int:
+        """When the partition last had a record, as far as holding the clock goes. While its fetches go
+        unanswered (a broker outage) that is now: once they are answered again it holds the clock for
+        `idle_ms` more, as after a record, because producers that buffered records during the outage
+        deliver them only after reconnecting, often later than this consumer (under load, seconds later),
+        and their records are stamped before the outage ended. Without it the clock followed the wall as soon
+        as the first empty fetch came back, and those records were late."""
+        if not self._answered(consumer, tp, self._hold_ms()):
+            self._last_data[tp] = now
+        return self._last_data.get(tp, 0)
 
     def _read_to(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> tuple[int, int] | None:
         """(high watermark, next offset to hand out) of an assigned partition, once both are known."""

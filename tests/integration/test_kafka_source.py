@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import signal
 import warnings
 from collections.abc import Callable
 
@@ -39,7 +40,9 @@ def record(second: int, level: str = "error") -> bytes:
 class Live:
     """run_live over a KafkaSource and a Redis namespace, until `stop()`."""
 
-    def __init__(self, bootstrap: str, topic: str, redis_url: str, namespace: str, group: str) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, redis_url: str, namespace: str, group: str, idle_ms: int = 300
+    ) -> None:
         config = KafkaConfig(
             brokers=[bootstrap],
             topics=[topic],
@@ -48,7 +51,7 @@ class Live:
             session_timeout_ms=6000,
             heartbeat_interval_ms=1000,
             tick_ms=50,
-            idle_ms=300,
+            idle_ms=idle_ms,
         )
         self.metrics = Metrics()
         self.source = KafkaSource(config, self.metrics)
@@ -174,3 +177,32 @@ async def test_an_unreachable_broker_is_reported_and_stops_nothing_else(redis_ur
             for task in asyncio.all_tasks():
                 task.print_stack(file=stacks)
             warnings.warn(f"cancelled live loop still running after 30 s:\n{stacks.getvalue()}", stacklevel=1)
+
+
+async def test_after_a_broker_outage_a_partition_holds_the_clock_for_idle_ms(redis_url: str) -> None:
+    """Producers buffer records while the broker is away and deliver them after reconnecting, often after
+    this consumer's first answered fetch: so once fetches are answered again the partition still holds the
+    clock (is lagging) for idle_ms, as after a record, instead of letting it follow the wall at once."""
+    with kafka_broker_process() as (bootstrap, broker):
+        topic = create_topic(bootstrap, partitions=1)
+        produce(bootstrap, topic, [record(1)])
+        live = Live(bootstrap, topic, redis_url, unique("ns"), unique("group"), idle_ms=3_000)
+        clock = WallClock()  # aiokafka stamps fetch responses with the real time
+        live.source._clock = clock
+        tp = TopicPartition(topic, 0)
+        try:
+            await eventually(lambda: live.engine.stats.matched == 1, 20, "the record")
+            await eventually(lambda: not live.source.lagging(), 20, "caught up and idle")
+            broker.send_signal(signal.SIGSTOP)
+            try:
+                await eventually(lambda: bool(live.source.lagging()), 20, "the outage to hold the clock")
+            finally:
+                broker.send_signal(signal.SIGCONT)
+            resumed = clock.now_ms()
+            consumer = live.source._consumer
+            assert consumer is not None
+            await eventually(lambda: (consumer.last_poll_timestamp(tp) or 0) > resumed, 20, "a fetch answered")
+            assert live.source.lagging() == [f"{topic}/0"]  # 3 s from the outage's end, not from the last record
+            await eventually(lambda: not live.source.lagging(), 20, "idle again")
+        finally:
+            await live.stop()
