@@ -214,6 +214,7 @@ def vector_row(
     state: str = "",
     rules_text: str = "",
     service_env: dict[str, str] | None = None,
+    lateness: str = LATENESS,
 ) -> Result:
     """Tracked lines POSTed to /vector (Redis state); with `hook`, fault_page alerts notified to it;
     `service_env`: variables added to the service's environment."""
@@ -228,7 +229,7 @@ def vector_row(
             port,
             state or f"{redis_server.url}?namespace={namespace}",
             VECTOR_SOURCE,
-            lateness=LATENESS,
+            lateness=lateness,
             max_delay=max_delay,
             extra=notify_config(hook.url) if hook else "",
             rules_text=(PAGE_RULES if hook else "") + rules_text,
