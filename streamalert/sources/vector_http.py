@@ -146,16 +146,22 @@ class VectorHttpSource:
                     yield Batch([], self._position)
                     continue
                 continue  # closed meanwhile, or the request arrived: check again
-            lines, done = self._fill(self.config.max_batch_lines)
             # One turn of the loop between batches: even with a store whose commit never waits, a large
             # request is processed batch by batch without holding the loop (health checks, the lease).
             await asyncio.sleep(0)
-            self.lines_received += len(lines)
-            self._position += len(lines)
-            self._handed.update(done)
-            if self._format is not None:
-                lines = self._format.convert(lines, self._clock.now_ms())
-            yield Batch(lines, self._position, _Carried(tuple(done)) if done else None)
+            if self._queue:
+                # made by a call, so this frame holds no reference to its lines while it waits: the last batch
+                # of a flood would otherwise live on, and keep the memory it sits in from being given back
+                yield self._next_batch()
+
+    def _next_batch(self) -> Batch:
+        lines, done = self._fill(self.config.max_batch_lines)
+        self.lines_received += len(lines)
+        self._position += len(lines)
+        self._handed.update(done)
+        if self._format is not None:
+            lines = self._format.convert(lines, self._clock.now_ms())
+        return Batch(lines, self._position, _Carried(tuple(done)) if done else None)
 
     def _fill(self, limit: int) -> tuple[list[bytes], list[_Request]]:
         """The next batch's lines, and the requests whose last line it holds (taken off the queue)."""
