@@ -208,17 +208,18 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
     compactions = engine.compactions
     async for batch in source.batches():
         wall = clock.now_ms()
+        at = wall if batch.arrived_ms is None else min(wall, batch.arrived_ms)  # as of its lines' arrival
         before = (stats.matched, stats.late, stats.untimed, stats.clamped)
         malformed = 0
         for start in range(0, len(batch.lines), SLICE_LINES):  # in slices: the loop serves others in between
             if start:
                 await asyncio.sleep(0)
-            malformed += engine.accept_lines(batch.lines[start : start + SLICE_LINES], wall_ms=wall, lane=batch.lane)
+            malformed += engine.accept_lines(batch.lines[start : start + SLICE_LINES], wall_ms=at, lane=batch.lane)
         if batch.timed is not None:
             timed = batch.timed
             engine.accept_timed(timed.records, batch.lane, timed.newest, timed.earliest)
         lagging = source.lagging()
-        clock_at = None if lagging else wall
+        clock_at = None if lagging else at
         while not engine.advance(clock_at, lagging, max_work=ADVANCE_WORK, max_changes=CHECKPOINT_CHANGES):
             await asyncio.sleep(0)  # a turn of the loop, not a wait for a state
             if engine.changes_pending() >= CHECKPOINT_CHANGES:

@@ -27,6 +27,10 @@ class Batch:
     lane: str = ""
     meta: dict[str, int] = field(default_factory=dict)
     timed: Timed | None = None
+    # Push sources: the wall time at which the earliest of its lines reached this process. Live mode judges
+    # the batch as of then (clock, lateness, future skew), so time the lines spent queued here behind a busy
+    # loop or a store outage does not make records late that were delivered on time.
+    arrived_ms: int | None = None
 
 
 @dataclass(slots=True)

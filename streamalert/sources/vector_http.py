@@ -68,6 +68,7 @@ class _Request:
 
     body: Body
     answer: asyncio.Future[int]
+    arrived_ms: int  # when its body had arrived (the source's clock)
     started: bool = False  # some of its lines are in a batch already
     settled: bool = False
 
@@ -100,7 +101,7 @@ class VectorHttpSource:
         self._closed = False
         self._handed: set[_Request] = set()  # whose last line is in a batch handed out, not yet acknowledged
         self._format = live_format(self.name, config.format, config.time_pattern, metrics)
-        self._clock = clock or WallClock()  # only to time logfmt/text lines without a timestamp by their arrival
+        self._clock = clock or WallClock()  # when requests arrive (Batch.arrived_ms; logfmt/text lines' time)
         if metrics is not None:
             metrics.ingest_requests.labels("reading").set_function(lambda: self._reading)
             metrics.ingest_requests.labels("queued").set_function(lambda: self._outstanding)
@@ -155,19 +156,21 @@ class VectorHttpSource:
                 yield self._next_batch()
 
     def _next_batch(self) -> Batch:
-        lines, done = self._fill(self.config.max_batch_lines)
+        lines, done, arrived = self._fill(self.config.max_batch_lines)
         self.lines_received += len(lines)
         self._position += len(lines)
         self._handed.update(done)
         if self._format is not None:
-            lines = self._format.convert(lines, self._clock.now_ms())
-        return Batch(lines, self._position, _Carried(tuple(done)) if done else None)
+            lines = self._format.convert(lines, arrived)
+        return Batch(lines, self._position, _Carried(tuple(done)) if done else None, arrived_ms=arrived)
 
-    def _fill(self, limit: int) -> tuple[list[bytes], list[_Request]]:
-        """The next batch's lines, and the requests whose last line it holds (taken off the queue)."""
+    def _fill(self, limit: int) -> tuple[list[bytes], list[_Request], int]:
+        """The next batch's lines, the requests whose last line it holds (taken off the queue), and when the
+        earliest of the requests it took lines from arrived."""
         lines: list[bytes] = []
         done: list[_Request] = []
         queue = self._queue
+        arrived = queue[0].arrived_ms
         while queue and len(lines) < limit:
             request = queue[0]
             room = limit - len(lines)
@@ -176,6 +179,7 @@ class VectorHttpSource:
                 if count is None or count > room:
                     break
             request.started = True
+            arrived = min(arrived, request.arrived_ms)
             lines += request.body.take(room)
             if not request.body.exhausted:
                 # A large request takes turns with those queued behind it: a 10 MB body does not hold the
@@ -183,7 +187,7 @@ class VectorHttpSource:
                 queue.rotate(-1)
                 break
             done.append(queue.popleft())
-        return lines, done
+        return lines, done, arrived
 
     async def ack(self, batch: Batch) -> None:
         """The batch is committed: answer every request whose last line it carried with 200."""
@@ -255,6 +259,7 @@ class VectorHttpSource:
         data = await self._read(request)
         if isinstance(data, web.Response):
             return data
+        arrived = self._clock.now_ms()
         if self._closed:
             return self._busy(503, "closing")
         if self._outstanding >= config.max_queued_requests:
@@ -270,7 +275,7 @@ class VectorHttpSource:
             if isinstance(body, web.Response):
                 return body
             return self._busy(503, "closing") if self._closed else web.Response(status=200)
-        pending = _Request(body, asyncio.get_running_loop().create_future())
+        pending = _Request(body, asyncio.get_running_loop().create_future(), arrived)
         self._queue.append(pending)  # from here the slot is freed by _settle (ack or close)
         self._arrived.set()
         status = await pending.answer

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
+from aiohttp import web
 
-from streamalert.clock import Stopwatch, WallClock
+from streamalert.clock import ManualClock, Stopwatch, WallClock
 from streamalert.decode import format_ms
+from streamalert.engine import Engine
+from streamalert.pipeline import Health, run_live
+from streamalert.sources.vector_http import VectorHttpConfig, VectorHttpSource
+from streamalert.state.redis import RedisStore
+from streamalert.telemetry.metrics import Metrics
+from streamalert.testing import CapturingSink, free_port, rules_from_yaml
 
 from .test_run import Service
 from .test_run_store_outage import RedisProcess
@@ -244,3 +253,58 @@ async def test_series_beyond_the_cap_are_dropped_counted_and_logged_once(tmp_pat
         assert logs.count('"series_dropped"') == 1
     finally:
         _kill(service)
+
+
+async def test_queued_lines_are_judged_as_of_their_arrival_not_when_a_stalled_pipeline_takes_them(
+    redis_proc: RedisProcess,
+) -> None:
+    """Three one-line bodies arrive 1 s apart while the store is stalled on the first one's commit; the
+    wall clock then moves on a minute before the store answers. The second body's batch must not move the
+    clock to that minute: the third body's line, delivered on time, would then be late."""
+    t0 = 1_769_418_000_000
+    clock, metrics = ManualClock(t0), Metrics()
+    source = VectorHttpSource(VectorHttpConfig(auth="none", max_batch_lines=1, tick_ms=50), metrics, clock)
+    app = web.Application()
+    app.add_routes(source.routes())
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"redis://127.0.0.1:{redis_proc.port}/0?namespace=arrival&socket_timeout=1&socket_connect_timeout=1"
+    store = RedisStore.from_url(url)
+    rules = "rules:\n  - {name: errors, match: {level: error}, window: 1h, condition: count >= 3}\n"
+    engine = Engine(rules_from_yaml(rules), lateness_ms=1_000, max_delay_ms=2_000)
+    live = asyncio.create_task(run_live(engine, source, store, CapturingSink(), clock, metrics, Health()))
+    assert redis_proc.proc is not None
+    async with aiohttp.ClientSession() as session:
+
+        async def post(at_ms: int) -> int:
+            body = orjson.dumps({"timestamp": format_ms(at_ms), "level": "error"})
+            async with session.post(f"http://127.0.0.1:{port}/vector", data=body) as response:
+                return response.status
+
+        async def until(predicate: Callable[[], bool], what: str) -> None:
+            watch = Stopwatch()
+            while not predicate():  # poll with a deadline
+                assert watch.elapsed() < 20, f"timed out waiting for {what}"
+                await asyncio.sleep(0.02)
+
+        try:
+            await until(lambda: engine.horizon_ms > 0, "the first tick")
+            os.kill(redis_proc.proc.pid, signal.SIGSTOP)
+            posts = [asyncio.create_task(post(t0))]
+            await until(lambda: source.lines_received == 1, "the first body taken (its commit stalls)")
+            for k in (1, 2):
+                clock.set(t0 + 1_000 * k)
+                posts.append(asyncio.create_task(post(t0 + 1_000 * k)))
+                await until(functools.partial(lambda n: source.queued == n, k + 1), f"body {k + 1} queued")
+            clock.set(t0 + 62_000)  # the store answers only a minute later
+            os.kill(redis_proc.proc.pid, signal.SIGCONT)
+            assert await asyncio.wait_for(asyncio.gather(*posts), 30) == [200, 200, 200]
+        finally:
+            os.kill(redis_proc.proc.pid, signal.SIGCONT)
+            await source.close()
+            await asyncio.wait_for(live, 30)
+            await store.close()
+            await runner.cleanup()
+    assert (engine.stats.matched, engine.stats.late) == (3, 0)
