@@ -56,6 +56,10 @@ DEFAULT_MAX_SERIES = 1_000_000
 # their high-water mark (of at least this many), the per-series tables are rebuilt at their current size.
 _COMPACT_FROM = 4096
 _NEVER = -(2**62)
+# Timers due in a later slot of 2**_SLOT_BITS ms than the one being processed wait in a wheel of per-slot
+# lists of group keys (8 bytes a timer, its due time being the series' own `due`); a slot's timers move into
+# the heap of (due, rule, group) when the engine reaches the slot. A heap entry per idle series cost 72 bytes.
+_SLOT_BITS = 10
 _STAMP_OF = operator.attrgetter("a0")  # `timestamp` of a record (codegen gives the time keys a0..a3)
 _TIME_OF = operator.itemgetter(0)  # of a buffered event (_Pending)
 _RULES_OF = operator.itemgetter(4)
@@ -165,7 +169,12 @@ class Engine:
         self._rules = compile_rules([r.match_spec for r in rules], [r.extract for r in rules])
         self._series: list[dict[GroupKey, AnySeries]] = [{} for _ in rules]
         # (due, rule index, group): a timer is current while its series' `due` equals it; others are skipped.
+        # The heap holds the timers of slots reached (see _SLOT_BITS); later ones wait in the wheel.
         self._timers: list[tuple[int, int, GroupKey]] = []
+        self._wheel: dict[int, dict[int, list[GroupKey]]] = {}  # slot -> rule index -> groups with a timer in it
+        self._slots: list[int] = []  # the wheel's slots, a heap
+        self._wheeled = 0  # timers in the wheel (current or stale)
+        self._reached = _NEVER >> _SLOT_BITS  # slots before this one are in the heap
         self._buffer: list[_Pending] = []
         self._newest: int | None = (
             None  # the newest event time of all lanes (of the lane being taken in, during intake)
@@ -552,8 +561,12 @@ class Engine:
         ):
             ready = self._apply_runs(ready)  # what is left takes the per-instant path below
         pos, count, begun = 0, len(ready), False
+        slots = self._slots
         while True:
             instant = min(ready[pos][0] if pos < count else _FOREVER, timers[0][0] if timers else _FOREVER)
+            if slots and (slots[0] << _SLOT_BITS) <= instant and (slots[0] << _SLOT_BITS) < end:
+                self._reach(slots[0])  # its timers join the heap before any instant in it runs
+                continue
             if instant >= end:
                 break
             if timers and timers[0][0] == instant and (pos == count or ready[pos][0] != instant):
@@ -782,9 +795,34 @@ class Engine:
 
     def _drop_stale_timers(self) -> None:
         tables, timers = self._series, self._timers
-        # In place: callers hold the list.
+        # In place: callers hold the lists.
         timers[:] = [(d, i, k) for d, i, k in timers if getattr(tables[i].get(k), "due", None) == d]
         heapq.heapify(timers)
+        wheel: dict[int, dict[int, list[GroupKey]]] = {}
+        self._wheeled = 0
+        for slot, groups in self._wheel.items():
+            for i, keys in groups.items():
+                table = tables[i]
+                kept = [k for k in dict.fromkeys(keys) if _slot_of(getattr(table.get(k), "due", None)) == slot]
+                if kept:
+                    wheel.setdefault(slot, {})[i] = kept
+                    self._wheeled += len(kept)
+        self._wheel = wheel
+        self._slots[:] = sorted(wheel)
+
+    def _reach(self, slot: int) -> None:
+        """The engine reaches `slot` (the first of the wheel): its current timers move into the heap."""
+        heapq.heappop(self._slots)
+        self._reached = max(self._reached, slot + 1)
+        tables, timers = self._series, self._timers
+        for i, keys in self._wheel.pop(slot, {}).items():
+            self._wheeled -= len(keys)
+            table = tables[i]
+            for key in keys:
+                series = table.get(key)
+                due = None if series is None else series.due
+                if due is not None and due >> _SLOT_BITS == slot:
+                    heapq.heappush(timers, (due, i, key))
 
     def _start(self, first_time: int) -> None:
         """The first event time is known: absence rules start expecting their declared groups from it."""
@@ -816,9 +854,21 @@ class Engine:
         current = series.due
         if due is not None and (current is None or due < current):
             series.due = due
-            timers = self._timers
-            heapq.heappush(timers, (due, i, key))
-            if len(timers) > 2 * self._live + _COMPACT_FROM:
+            slot = due >> _SLOT_BITS
+            if slot < self._reached:
+                heapq.heappush(self._timers, (due, i, key))
+            else:
+                groups = self._wheel.get(slot)
+                if groups is None:
+                    groups = self._wheel[slot] = {}
+                    heapq.heappush(self._slots, slot)
+                keys = groups.get(i)
+                if keys is None:
+                    groups[i] = [key]
+                else:
+                    keys.append(key)
+                self._wheeled += 1
+            if len(self._timers) + self._wheeled > 2 * self._live + _COMPACT_FROM:
                 # Entries of rescheduled or ended series wait in the heap until their time comes: with long
                 # windows that can be long, so drop them once they outnumber the live ones.
                 self._drop_stale_timers()
@@ -1133,6 +1183,10 @@ class Engine:
                 if series.firing if isinstance(series, AbsenceSeries) else series.phase.firing or (flap and flap.since):
                     out.append((rule, key))
         return out
+
+
+def _slot_of(due: int | None) -> int | None:
+    return None if due is None else due >> _SLOT_BITS
 
 
 def _no_key(fields: Fields) -> GroupKey:
