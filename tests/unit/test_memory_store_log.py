@@ -34,7 +34,8 @@ def _value(rng: random.Random) -> bytes:
 
 async def _replay(seed: int) -> None:
     rng = random.Random(seed)
-    store, model = MemoryStore(), {R1: {}, R2: {}}
+    store = MemoryStore()
+    model: dict[str, dict[bytes, bytes]] = {R1: {}, R2: {}}
     universe = 3 * _YOUNG
     for _ in range(25):
         changes = Changes(meta={})
