@@ -51,8 +51,8 @@ AnySeries = Series | KindSeries
 DEFAULT_LATENESS_MS = 30_000
 DEFAULT_MAX_DELAY_MS = 10_000
 DEFAULT_FUTURE_SKEW_MS = 60_000
-# Caps on live series, sized for a sidecar: about 0.6 KB per idle count series in memory state (README,
-# "State"), so a full engine holds about 0.6 GB; one runaway `group_by` cannot take every other rule's room.
+# Caps on live series, sized for a sidecar: about 0.3 KB per idle count series in memory state (README,
+# "State"), so a full engine holds about 0.3 GB; one runaway `group_by` cannot take every other rule's room.
 DEFAULT_MAX_SERIES_PER_RULE = 100_000
 DEFAULT_MAX_SERIES = 1_000_000
 # Python dicts and the timers heap never shrink on delete: once the live series fall below a quarter of
