@@ -42,20 +42,27 @@ from streamalert.rules.series import AbsenceSeries, AggregateSeries, CountSeries
 from streamalert.stamps import canonical, late_lines, stamp_ms
 from streamalert.state.base import Changes, Snapshot
 
-GroupKey = tuple[str, ...]
+# A series' group key: the label values of `group_by`, in its order, as a tuple; for a rule grouping by one
+# field, the value itself (a str: a 1-tuple per series cost 48 bytes). `_labels` gives the tuple either way.
+GroupKey = tuple[str, ...] | str
+Labels = tuple[str, ...]  # a group key as a tuple: what leaves the engine (firing, sampler) and what is stored
 SeriesRef = tuple[int, GroupKey]
 AnySeries = Series | KindSeries
 DEFAULT_LATENESS_MS = 30_000
 DEFAULT_MAX_DELAY_MS = 10_000
 DEFAULT_FUTURE_SKEW_MS = 60_000
-# Caps on live series, sized for a sidecar: about 0.6 KB per idle count series in memory state (README,
-# "State"), so a full engine holds about 0.6 GB; one runaway `group_by` cannot take every other rule's room.
+# Caps on live series, sized for a sidecar: about 0.3 KB per idle count series in memory state (README,
+# "State"), so a full engine holds about 0.3 GB; one runaway `group_by` cannot take every other rule's room.
 DEFAULT_MAX_SERIES_PER_RULE = 100_000
 DEFAULT_MAX_SERIES = 1_000_000
 # Python dicts and the timers heap never shrink on delete: once the live series fall below a quarter of
 # their high-water mark (of at least this many), the per-series tables are rebuilt at their current size.
 _COMPACT_FROM = 4096
 _NEVER = -(2**62)
+# Timers due in a later slot of 2**_SLOT_BITS ms than the one being processed wait in a wheel of per-slot
+# lists of group keys (8 bytes a timer, its due time being the series' own `due`); a slot's timers move into
+# the heap of (due, rule, group) when the engine reaches the slot. A heap entry per idle series cost 72 bytes.
+_SLOT_BITS = 10
 _STAMP_OF = operator.attrgetter("a0")  # `timestamp` of a record (codegen gives the time keys a0..a3)
 _TIME_OF = operator.itemgetter(0)  # of a buffered event (_Pending)
 _RULES_OF = operator.itemgetter(4)
@@ -89,6 +96,7 @@ class _Prepared:
     rule: Rule
     rule_id: str
     key_of: Callable[[Fields], GroupKey]  # the group key of a matched record (see _key_function)
+    expect: tuple[GroupKey, ...] = ()  # rule.expect as group keys
     capacity: int = 0
     count_test: Callable[[int], bool] | None = None
     window_s: float = 0.0
@@ -119,7 +127,7 @@ _Pending = tuple[int, int, bytes, Fields | None, Sequence[int]]
 
 # (rule index, group, instant, window value, phase after the instant): every value the engine computes for a
 # series, for `replay --report` (streamalert/report/). An absence series gives its silence in seconds.
-Sampler = Callable[[int, GroupKey, int, float, Phase], None]
+Sampler = Callable[[int, Labels, int, float, Phase], None]
 
 
 @dataclass(slots=True)
@@ -165,7 +173,12 @@ class Engine:
         self._rules = compile_rules([r.match_spec for r in rules], [r.extract for r in rules])
         self._series: list[dict[GroupKey, AnySeries]] = [{} for _ in rules]
         # (due, rule index, group): a timer is current while its series' `due` equals it; others are skipped.
+        # The heap holds the timers of slots reached (see _SLOT_BITS); later ones wait in the wheel.
         self._timers: list[tuple[int, int, GroupKey]] = []
+        self._wheel: dict[int, dict[int, list[GroupKey]]] = {}  # slot -> rule index -> groups with a timer in it
+        self._slots: list[int] = []  # the wheel's slots, a heap
+        self._wheeled = 0  # timers in the wheel (current or stale)
+        self._reached = _NEVER >> _SLOT_BITS  # slots before this one are in the heap
         self._buffer: list[_Pending] = []
         self._newest: int | None = (
             None  # the newest event time of all lanes (of the lane being taken in, during intake)
@@ -552,8 +565,12 @@ class Engine:
         ):
             ready = self._apply_runs(ready)  # what is left takes the per-instant path below
         pos, count, begun = 0, len(ready), False
+        slots = self._slots
         while True:
             instant = min(ready[pos][0] if pos < count else _FOREVER, timers[0][0] if timers else _FOREVER)
+            if slots and (slots[0] << _SLOT_BITS) <= instant and (slots[0] << _SLOT_BITS) < end:
+                self._reach(slots[0])  # its timers join the heap before any instant in it runs
+                continue
             if instant >= end:
                 break
             if timers and timers[0][0] == instant and (pos == count or ready[pos][0] != instant):
@@ -782,15 +799,40 @@ class Engine:
 
     def _drop_stale_timers(self) -> None:
         tables, timers = self._series, self._timers
-        # In place: callers hold the list.
+        # In place: callers hold the lists.
         timers[:] = [(d, i, k) for d, i, k in timers if getattr(tables[i].get(k), "due", None) == d]
         heapq.heapify(timers)
+        wheel: dict[int, dict[int, list[GroupKey]]] = {}
+        self._wheeled = 0
+        for slot, groups in self._wheel.items():
+            for i, keys in groups.items():
+                table = tables[i]
+                kept = [k for k in dict.fromkeys(keys) if _slot_of(getattr(table.get(k), "due", None)) == slot]
+                if kept:
+                    wheel.setdefault(slot, {})[i] = kept
+                    self._wheeled += len(kept)
+        self._wheel = wheel
+        self._slots[:] = sorted(wheel)
+
+    def _reach(self, slot: int) -> None:
+        """The engine reaches `slot` (the first of the wheel): its current timers move into the heap."""
+        heapq.heappop(self._slots)
+        self._reached = max(self._reached, slot + 1)
+        tables, timers = self._series, self._timers
+        for i, keys in self._wheel.pop(slot, {}).items():
+            self._wheeled -= len(keys)
+            table = tables[i]
+            for key in keys:
+                series = table.get(key)
+                due = None if series is None else series.due
+                if due is not None and due >> _SLOT_BITS == slot:
+                    heapq.heappush(timers, (due, i, key))
 
     def _start(self, first_time: int) -> None:
         """The first event time is known: absence rules start expecting their declared groups from it."""
         self._first_time = first_time
-        for i, rule in enumerate(self.rules):
-            for key in rule.expect:
+        for i, prep in enumerate(self._prep):
+            for key in prep.expect:
                 if key not in self._series[i]:
                     self._series[i][key] = AbsenceSeries(first_time)
                     self._grew()
@@ -816,9 +858,21 @@ class Engine:
         current = series.due
         if due is not None and (current is None or due < current):
             series.due = due
-            timers = self._timers
-            heapq.heappush(timers, (due, i, key))
-            if len(timers) > 2 * self._live + _COMPACT_FROM:
+            slot = due >> _SLOT_BITS
+            if slot < self._reached:
+                heapq.heappush(self._timers, (due, i, key))
+            else:
+                groups = self._wheel.get(slot)
+                if groups is None:
+                    groups = self._wheel[slot] = {}
+                    heapq.heappush(self._slots, slot)
+                keys = groups.get(i)
+                if keys is None:
+                    groups[i] = [key]
+                else:
+                    keys.append(key)
+                self._wheeled += 1
+            if len(self._timers) + self._wheeled > 2 * self._live + _COMPACT_FROM:
                 # Entries of rescheduled or ended series wait in the heap until their time comes: with long
                 # windows that can be long, so drop them once they outnumber the live ones.
                 self._drop_stale_timers()
@@ -856,7 +910,7 @@ class Engine:
             if sample is None:
                 return None  # matched, but carries no number to aggregate
         if series is None:
-            if (len(table) >= self.max_series_per_rule or self._live >= self.max_series) and key not in rule.expect:
+            if (len(table) >= self.max_series_per_rule or self._live >= self.max_series) and key not in prep.expect:
                 dropped = self.stats.series_dropped
                 dropped[rule.name] = dropped.get(rule.name, 0) + 1
                 return None
@@ -877,7 +931,7 @@ class Engine:
                     series.record = line.decode()
                 if self.sampler is not None:
                     count = len(series.times) - bisect.bisect_right(series.times, now - rule.window_ms)  # unevicted
-                    self.sampler(i, key, now, count / prep.window_s if prep.rate else count, INACTIVE)
+                    self.sampler(i, _labels(key), now, count / prep.window_s if prep.rate else count, INACTIVE)
                 return None
         elif type(series) is AggregateSeries:
             assert sample is not None
@@ -901,7 +955,7 @@ class Engine:
             series.firing = True
             self._emit(i, key, now, AlertState.FIRING, (now - series.last_seen) / 1000, series.record)
         if self.sampler is not None:
-            self.sampler(i, key, now, (now - series.last_seen) / 1000, Phase(None, series.firing))
+            self.sampler(i, _labels(key), now, (now - series.last_seen) / 1000, Phase(None, series.firing))
         self._reschedule(i, key, series)
 
     def _evaluate(self, i: int, key: GroupKey, now: int) -> None:  # noqa: PLR0915 (one flat dispatch per kind)
@@ -953,7 +1007,7 @@ class Engine:
             accuracy = series.accuracy() if isinstance(series, (QuantileSeries, DistinctSeries)) else None
             self._emit(i, key, now, state, value, series.record, () if accuracy is None else (("accuracy", accuracy),))
         if self.sampler is not None:
-            self.sampler(i, key, now, value, series.phase)
+            self.sampler(i, _labels(key), now, value, series.phase)
         if series.empty() and series.phase.active_since is None and (i, key) not in self._flaps:
             del table[key]  # an idle series ends; its state is forgotten (its timers go stale)
             self._live -= 1
@@ -998,7 +1052,7 @@ class Engine:
         if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
             value = int(value)  # 300.0 seconds prints as 300, identically on every backend
         labels = dict(rule.labels)
-        labels.update(zip(rule.group_by, key, strict=True))
+        labels.update(zip(rule.group_by, _labels(key), strict=True))
         label_pairs = tuple(sorted(labels.items()))
         ctx = (decode_line(record.encode()) or {}) if record is not None else {}
         annotations = tuple((name, t.render(value, rule.name, labels, ctx)) for name, t in rule.annotations) + extra
@@ -1095,7 +1149,7 @@ class Engine:
         self._first_time = meta.get("first_time")
         for i, prep in enumerate(self._prep):
             for raw_key, raw_state in snapshot.series.get(prep.rule_id, {}).items():
-                key = tuple(orjson.loads(raw_key))
+                key = _group_key(prep, tuple(orjson.loads(raw_key)))
                 if key not in self._series[i]:
                     self._grew()
                 data = orjson.loads(raw_state)
@@ -1122,17 +1176,21 @@ class Engine:
         """Live series of each rule, in rule order (the web UI's rules page)."""
         return [len(table) for table in self._series]
 
-    def firing(self) -> list[tuple[Rule, GroupKey]]:
+    def firing(self) -> list[tuple[Rule, Labels]]:
         """The series whose alert fires now, as (rule, group key) in rule order (a reload resolves those of
         rules it changes or removes)."""
-        out: list[tuple[Rule, GroupKey]] = []
+        out: list[tuple[Rule, Labels]] = []
         for rule_index, (rule, table) in enumerate(zip(self.rules, self._series, strict=True)):
             for key in sorted(table):
                 series = table[key]
                 flap = self._flaps.get((rule_index, key))
                 if series.firing if isinstance(series, AbsenceSeries) else series.phase.firing or (flap and flap.since):
-                    out.append((rule, key))
+                    out.append((rule, _labels(key)))
         return out
+
+
+def _slot_of(due: int | None) -> int | None:
+    return None if due is None else due >> _SLOT_BITS
 
 
 def _no_key(fields: Fields) -> GroupKey:
@@ -1149,9 +1207,12 @@ def _key_function(group_by: Sequence[str]) -> Callable[[Fields], GroupKey]:
 
         def single(fields: Fields) -> GroupKey:
             value = fields.get(name)  # absent and null both give "" (get_path finds the literal key first)
-            return (value if type(value) is str else label_value(value),)
+            return value if type(value) is str else label_value(value)
 
         return single
+    if len(group_by) == 1:
+        path = group_by[0]
+        return lambda fields: label_value(_group_value(fields, path))
     paths = tuple(group_by)
     return lambda fields: tuple([label_value(_group_value(fields, f)) for f in paths])
 
@@ -1161,8 +1222,17 @@ def _group_value(fields: Fields, path: str) -> Any:
     return None if value is MISSING else value
 
 
+def _labels(key: GroupKey) -> Labels:
+    return (key,) if isinstance(key, str) else key
+
+
+def _group_key(prep: _Prepared, labels: Labels) -> GroupKey:
+    """The group key of a series of this rule with these label values (see GroupKey)."""
+    return labels[0] if len(prep.rule.group_by) == 1 and len(labels) == 1 else labels
+
+
 def _key_bytes(key: GroupKey) -> bytes:
-    return _json(key)  # a JSON array, as a list would give
+    return _json(_labels(key))  # a JSON array, as a list would give
 
 
 def _json(value: Any) -> bytes:
@@ -1191,6 +1261,7 @@ def _load_series(prep: _Prepared, data: list[Any]) -> AnySeries:
 
 def _prepare(rule: Rule) -> _Prepared:
     prep = _Prepared(rule, f"{rule.name}:{rule.digest}", _key_function(rule.group_by))
+    prep.expect = tuple(_group_key(prep, key) for key in rule.expect)
     condition = rule.condition
     if condition is not None:
         prep.window_s = rule.window_ms / 1000

@@ -1,17 +1,108 @@
-"""In-process store: the default for replay; holds exactly what the Redis store holds, as bytes."""
+"""In-process store: the default for replay; holds exactly what the Redis store holds, as bytes.
+
+Series are kept per rule as an append-only log of records in one bytearray (see `_Log`), not as a dict of
+bytes: a dict entry and two bytes objects cost about 145 bytes a series, a record its own length plus 3.
+"""
 
 from __future__ import annotations
 
 import bisect
 import collections
 import itertools
+import struct
 
 from streamalert.state import keys
 from streamalert.state.base import Changes, Snapshot, requeued, silence_end
 
-# Dicts never shrink on delete: a rule's table is rebuilt at its current size once it holds less than a
-# quarter of its high-water mark (of at least this many series), so memory returns after series expire.
+# A rule's log is rewritten with only its live records once it holds more records appended since its last
+# rewrite than it then held live, and at least this many: each record is parsed a bounded number of times
+# (amortised), and memory returns after series expire.
 _COMPACT_FROM = 4096
+_YOUNG = 4096  # series of a rule kept as a dict after their last upsert (see _Log)
+_SMALL = struct.Struct("<BH")  # key length < 255, value length < 65535 (65535: deleted)
+_LARGE = struct.Struct("<BII")  # 255, then key length, value length (2**32 - 1: deleted)
+_SMALL_GONE, _LARGE_GONE = 0xFFFF, 0xFFFFFFFF
+
+
+class _Log:
+    """One rule's series. The series upserted lately are a dict (`young`, at most `_YOUNG` of them, so a busy
+    series rewritten at every checkpoint costs a dict update); the others are records (key, value) or (key,
+    deleted) appended to one bytearray in commit order, the last record of a key winning, and `young`
+    overriding them. `appended` records were added since the log was last rewritten with `live` keys."""
+
+    __slots__ = ("appended", "data", "live", "young")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.young: dict[bytes, bytes] = {}
+        self.appended = 0
+        self.live = 0
+
+    def put(self, key: bytes, value: bytes) -> None:
+        young = self.young
+        young[_own(key)] = _own(value)
+        if len(young) >= _YOUNG:
+            self._flush()
+
+    def delete(self, key: bytes) -> None:
+        self.young.pop(key, None)
+        self._append(key, None)  # the log may hold it too
+
+    def _flush(self) -> None:
+        for key, value in self.young.items():
+            self._append(key, value)
+        self.young = {}
+
+    def _append(self, key: bytes, value: bytes | None) -> None:
+        klen = len(key)
+        data = self.data
+        if value is None:
+            data += _SMALL.pack(klen, _SMALL_GONE) if klen < 255 else _LARGE.pack(255, klen, _LARGE_GONE)
+        else:
+            vlen = len(value)
+            data += _SMALL.pack(klen, vlen) if klen < 255 and vlen < _SMALL_GONE else _LARGE.pack(255, klen, vlen)
+        data += key
+        if value is not None:
+            data += value
+        self.appended += 1
+
+    def table(self) -> dict[bytes, bytes]:
+        """The live series: of each key, its young value or the last record of the log, unless a deletion."""
+        out: dict[bytes, bytes] = {}
+        data, pos, end = self.data, 0, len(self.data)
+        small, large = _SMALL.unpack_from, _LARGE.unpack_from
+        with memoryview(data) as view:
+            while pos < end:
+                klen, vlen = small(data, pos)
+                if klen < 255:
+                    pos += 3
+                    gone = vlen == _SMALL_GONE
+                else:
+                    _, klen, vlen = large(data, pos)
+                    pos += 9
+                    gone = vlen == _LARGE_GONE
+                key = bytes(view[pos : pos + klen])
+                pos += klen
+                if gone:
+                    out.pop(key, None)
+                else:
+                    out[key] = bytes(view[pos : pos + vlen])
+                    pos += vlen
+        out.update(self.young)
+        return out
+
+    def tidy(self) -> bool:
+        """Rewrite the log with only its live records once enough were appended since the last rewrite (each
+        record is then parsed a bounded number of times, amortised); False when nothing is left."""
+        if self.appended >= max(_COMPACT_FROM, self.live):
+            self._flush()
+            table = self.table()
+            self.data, self.appended = bytearray(), 0
+            for key, value in table.items():
+                self._append(key, value)
+            self.data = bytearray(self.data)  # a tight copy: appends over-allocate
+            self.appended, self.live = 0, len(table)
+        return bool(self.live or self.young or self.appended)
 
 
 def _own(raw: bytes) -> bytes:
@@ -25,8 +116,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._meta: dict[str, int] = {}
-        self._series: dict[str, dict[bytes, bytes]] = {}
-        self._peaks: dict[str, int] = {}  # per rule id: the most series since its table was last rebuilt
+        self._series: dict[str, _Log] = {}
         self._pending: list[tuple[int, bytes]] = []
         self._transitions: collections.deque[bytes] = collections.deque(maxlen=keys.TRANSITIONS_KEPT)
         self._groups: dict[bytes, bytes] = {}
@@ -41,31 +131,36 @@ class MemoryStore:
     async def load(self, rule_ids: list[str]) -> Snapshot:
         return Snapshot(
             meta=dict(self._meta),
-            series={rid: dict(self._series[rid]) for rid in rule_ids if self._series.get(rid)},
+            series={rid: table for rid, table in self._tables(rule_ids) if table},
             pending=list(self._pending),
             groups=dict(self._groups),
             held=dict(self._held),
         )
 
+    def _tables(self, rule_ids: list[str]) -> list[tuple[str, dict[bytes, bytes]]]:
+        return [(rid, self._series[rid].table()) for rid in rule_ids if rid in self._series]
+
     async def commit(self, changes: Changes, ttl_ms: dict[str, int]) -> None:
         self._meta.update(changes.meta)
         if changes.held is not None:
             self._held = {lane: bytes(value) for lane, value in changes.held.items()}
-        peaks = self._peaks
+        logs = self._series
         for rule_id, items in changes.upserts.items():
-            table = self._series.setdefault(rule_id, {})
-            table.update((_own(key), _own(value)) for key, value in items.items())
-            peaks[rule_id] = max(peaks.get(rule_id, 0), len(table))
+            if items:
+                log = logs.get(rule_id)
+                if log is None:
+                    log = logs[rule_id] = _Log()
+                for key, value in items.items():
+                    log.put(key, value)
         for rule_id, gone in changes.deletes.items():
-            table = self._series.get(rule_id, {})
-            for key in gone:
-                table.pop(key, None)
-            if not table:
-                self._series.pop(rule_id, None)
-                peaks.pop(rule_id, None)
-            elif peaks.get(rule_id, 0) >= _COMPACT_FROM and len(table) * 4 < peaks[rule_id]:
-                self._series[rule_id] = dict(table)
-                peaks[rule_id] = len(table)
+            log = logs.get(rule_id)
+            if log is not None:
+                for key in gone:
+                    log.delete(key)
+        for rule_id in {*changes.upserts, *changes.deletes}:
+            log = logs.get(rule_id)
+            if log is not None and not log.tidy():
+                del logs[rule_id]  # nothing live: the rule's log goes
         if changes.pending_add:
             # Arrival order is nearly time order: one sort of the additions, then an append, or a sort that
             # merges two runs; inserting one by one moved the whole list for every event.
@@ -90,7 +185,6 @@ class MemoryStore:
     async def reset(self) -> None:
         self._meta.clear()
         self._series.clear()
-        self._peaks.clear()
         self._pending.clear()
         self._transitions.clear()
         for table in (self._groups, self._outbox, self._attempts, self._dead, self._silences):

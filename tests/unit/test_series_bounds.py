@@ -75,5 +75,6 @@ async def test_tables_shrink_back_after_many_series_expire() -> None:
     await run(engine, source, store, CapturingSink())
     assert engine.series_count() == 0
     assert sys.getsizeof(engine._series[0]) <= sys.getsizeof({k: None for k in range(100)})
-    assert len(engine._timers) <= 4096
+    assert len(engine._timers) + engine._wheeled <= 4096
+    assert not engine._wheel
     assert not store._series
