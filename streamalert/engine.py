@@ -106,16 +106,21 @@ class _Prepared:
 # matched rule indexes, fields). Checkpointed whole (Changes.held), so a restart holds it again.
 _Held = tuple[int, bytes, Sequence[int], Fields]
 
-# A buffered event: (time, arrival sequence, raw line, fields, matched rule indexes). Tuples compare in C;
-# the sequence is unique, so comparison never reaches the later items. The buffer is a list appended to in
+# A buffered event: (time, arrival sequence, raw line, kept, matched rule indexes). Tuples compare in C; the
+# sequence is unique, so comparison never reaches the later items. The buffer is a list appended to in
 # arrival order and sorted when instants run: arrival is nearly in time order, so that sort is a merge of a
 # few runs, cheaper than a heap push and pop per event.
-# The bulk and line-by-line intake buffer no fields (None: decoded from the line when the event is applied)
-# and the matched rule indexes as a tuple, not the matcher's list. The buffer holds up to `lateness` of
-# matched events and reaches the collector's old generation, whose full passes walk every tracked object in
-# it; a tuple of ints, bytes and None is untracked after one pass, while a dict or a list inside keeps it
-# tracked. Decoding twice costs less than those passes did (bench/README.md, "Series benchmark").
-_Pending = tuple[int, int, bytes, Fields | None, Sequence[int]]
+# `kept` is what the intake computed that applying the event needs: when every matched rule's series read
+# only the group key (count and absence rules), the group key (one rule matched) or a tuple of them, one per
+# matched rule; else None (the line is decoded again when the event is applied) or, from the replica,
+# restore and held-line paths, the decoded fields. The matched rule indexes are a tuple, not the matcher's
+# list. The buffer holds up to `lateness` of matched events and reaches the collector's old generation,
+# whose full passes walk every tracked object in it; a tuple of ints, strings, bytes, None and such tuples
+# is untracked once the collector has seen what it holds, while a dict or a list inside keeps it tracked
+# (bench/README.md, "Series benchmark"). The common event, one rule, holds the key itself, not a tuple of
+# one key: each level of tuples can take the collector one more pass to untrack.
+_Kept = Fields | tuple[Any, ...] | None  # fields, a group key, or a tuple of group keys: see above
+_Pending = tuple[int, int, bytes, _Kept, Sequence[int]]
 
 # (rule index, group, instant, window value, phase after the instant): every value the engine computes for a
 # series, for `replay --report` (streamalert/report/). An absence series gives its silence in seconds.
@@ -189,6 +194,11 @@ class Engine:
         self.compactions = 0  # times the series tables were rebuilt smaller (most series ended)
         self._flaps: dict[SeriesRef, Flap] = {}  # series of rules with `flapping:` that changed lately
         self._bulk_runs = True  # False: every event takes the per-instant path (the property tests compare)
+        self._keys_of = [prep.key_of for prep in self._prep]
+        self._singles = [(i,) for i in range(len(rules))]  # the matched rules of an event of one rule: shared
+        # Per rule: its series read nothing of an event but the group key (count and absence rules), so the
+        # intake keeps the key with the buffered event instead of the line being decoded again (see _Pending).
+        self._key_only = [prep.kind is None and prep.field is None for prep in self._prep]
         self._any_bulk = any(prep.bulk for prep in self._prep)
 
     # ---- input ---------------------------------------------------------------------------------------------
@@ -256,15 +266,8 @@ class Engine:
         if self._wall is None and (self._lane in self._held or high_ms > base + self.future_skew_ms):
             return False  # replay: some line may be far ahead of the stream (held, see _accept_each)
         late = late_lines(stamps, max(self._done_before, newest - lateness), lateness, low_ms)
-        # Full records of the matched lines, decoded before anything changes: a line the full decoder refuses
-        # sends the batch down the line-by-line path, which counts it as malformed. (Not kept: see _Pending.)
-        taken: list[tuple[int, tuple[int, ...]]] = []
-        try:
-            for k, matched in enumerate(map(rules.match, records)):
-                if matched and k not in late:
-                    self._rules.fields(lines[k])
-                    taken.append((k, tuple(matched)))
-        except DECODE_ERRORS:
+        events = self._matched_events(lines, records, stamps, late)
+        if events is None:
             return False
         self.stats.late += len(late)
         if len(late) == len(stamps):
@@ -276,18 +279,51 @@ class Engine:
             earliest_ms = parse_time(earliest)
             if earliest_ms is not None and (self._min_accepted is None or earliest_ms < self._min_accepted):
                 self._min_accepted = earliest_ms
-        buffer, pending_new, seq = self._buffer, self._pending_new, self._seq
-        for k, hit in taken:
-            time_ms = stamp_ms(stamps[k])
-            if time_ms is None:
-                raise AssertionError("stamps were checked with the batch")
-            line = lines[k]
-            seq += 1
-            buffer.append((time_ms, seq, line, None, hit))
-            pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
-        self.stats.matched += seq - self._seq
-        self._seq = seq
+        self._buffer += events
+        self._pending_new += [(event[0], event[1].to_bytes(8, "big") + event[2]) for event in events]
+        self.stats.matched += len(events)
+        self._seq += len(events)
         return True
+
+    def _matched_events(
+        self, lines: Sequence[bytes], records: list[Any], stamps: list[str], late: set[int]
+    ) -> list[_Pending] | None:
+        """The bulk path's buffered events of the matched lines that are not late, numbered from the next
+        sequence; None when the full decoder refuses one of them (the batch goes line by line, which counts
+        it as malformed). Nothing changes here. What applying an event needs is kept (see _Pending). Stamps of
+        one second share its epoch ms: only the milliseconds of the others are read."""
+        rules = self._rules
+        fields_of, key_only, keys_of, singles = rules.fields, self._key_only, self._keys_of, self._singles
+        events: list[_Pending] = []
+        second, second_ms, millis_of = "\0", 0, MILLIS
+        seq = self._seq
+        try:
+            for k, matched in enumerate(map(rules.match, records)):
+                if not matched or k in late:
+                    continue
+                line = lines[k]
+                fields = fields_of(line)
+                if len(matched) == 1:
+                    i = matched[0]
+                    hit: tuple[int, ...] = singles[i]
+                    kept: _Kept = keys_of[i](fields) if key_only[i] else None
+                else:
+                    hit = tuple(matched)
+                    kept = tuple([keys_of[i](fields) for i in hit]) if all(key_only[i] for i in hit) else None
+                stamp = stamps[k]
+                if stamp.startswith(second):
+                    time_ms = second_ms + millis_of[stamp[20:23]]
+                else:
+                    first_ms = stamp_ms(stamp)
+                    if first_ms is None:
+                        raise AssertionError("stamps were checked with the batch")
+                    time_ms = first_ms
+                    second, second_ms = stamp[:20], first_ms - millis_of[stamp[20:23]]
+                seq += 1
+                events.append((time_ms, seq, line, kept, hit))
+        except DECODE_ERRORS:
+            return None
+        return events
 
     def _accept_each(self, lines: Iterable[bytes]) -> int:  # noqa: PLR0915 (one flat loop, measured in bench/)
         """The line-by-line path: any mix of malformed, untimed, shuffled or differently stamped lines.
@@ -297,6 +333,7 @@ class Engine:
         decode, match, millis_of = self._rules.decode, self._rules.match, MILLIS
         second, second_ms = "\0", 0  # the last standard stamp's "YYYY-MM-DDTHH:MM:SS." and its epoch ms
         full, unset = self._rules.fields, msgspec.UNSET  # full: for matched lines only
+        key_only, keys_of, singles = self._key_only, self._keys_of, self._singles
         stats, lateness = self.stats, self.lateness_ms
         until = _FOREVER if self.until_ms is None else self.until_ms
         ceiling, wall = self._ceiling, self._wall
@@ -379,7 +416,13 @@ class Engine:
                 min_accepted = time_ms
             if matched:
                 seq += 1
-                buffer.append((time_ms, seq, line, None, matched))  # fields decoded when applied: see _Pending
+                if len(matched) == 1:
+                    i = matched[0]
+                    kept: _Kept = keys_of[i](fields) if key_only[i] else None
+                    matched = singles[i]
+                else:
+                    kept = tuple([keys_of[i](fields) for i in matched]) if all(key_only[i] for i in matched) else None
+                buffer.append((time_ms, seq, line, kept, matched))  # no fields: see _Pending
                 pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
         if held is not None:
             self._held[self._lane] = held
@@ -575,8 +618,11 @@ class Engine:
                 # The common instant (one event of one rule, no timer due): applied and evaluated without the
                 # bookkeeping of an instant that can be cut. Most events of a busy stream are alone in their
                 # millisecond.
-                _, _, line, fields, matched = ready[pos]
-                ref = self._observe(matched[0], self._rules.fields(line) if fields is None else fields, line, instant)
+                _, _, line, kept, matched = ready[pos]
+                if isinstance(kept, tuple):  # its group key (see _Pending)
+                    ref = self._observe(matched[0], None, line, instant, kept)
+                else:
+                    ref = self._observe(matched[0], self._rules.fields(line) if kept is None else kept, line, instant)
                 if ref is not None:
                     self._evaluate(ref[0], ref[1], instant)
                 self._budget -= 2
@@ -617,17 +663,25 @@ class Engine:
         whole: list[_Pending] = []  # events of no bulk rule: per instant as they are (not decoded here)
         slow: list[tuple[_Pending, int]] = []  # (event, rule) of the others, for the per-instant path
         for event in ready:
-            _, _, line, fields, matched = event
+            _, _, line, kept, matched = event
             if keys_of[matched[0]] is None and (len(matched) == 1 or not any(keys_of[i] for i in matched)):
                 whole.append(event)
                 continue
-            record = fields_of(line) if fields is None else fields  # not kept: decoded again when needed
-            for i in matched:
+            if type(kept) is tuple and len(matched) == 1:  # the common event: its key kept by the intake
+                i = matched[0]
+                run = groups[i].get(kept)
+                if run is None:
+                    groups[i][kept] = [event]
+                else:
+                    run.append(event)
+                continue
+            keys, record = (kept, None) if isinstance(kept, tuple) else ((), fields_of(line) if kept is None else kept)
+            for j, i in enumerate(matched):
                 key_of = keys_of[i]
                 if key_of is None:
                     slow.append((event, i))
                     continue
-                key = key_of(record)
+                key = keys[j] if record is None else key_of(record)
                 run = groups[i].get(key)
                 if run is None:
                     groups[i][key] = [event]
@@ -646,11 +700,17 @@ class Engine:
         for event, i in slow:
             if i < 0 or len(event[4]) == 1:
                 rest.append(event)
-            elif rest and rest[-1][1] == event[1]:  # another rule of the same event
-                time_ms, seq, line, fields, matched = rest[-1]
-                rest[-1] = (time_ms, seq, line, fields, (*matched, i))
+                continue
+            kept = event[3]
+            if type(kept) is tuple:  # the key of this rule (see _Pending)
+                kept = kept[event[4].index(i)]
+            if rest and rest[-1][1] == event[1]:  # another rule of the same event
+                time_ms, seq, line, before, matched = rest[-1]
+                if type(before) is tuple:
+                    kept = (before, kept) if len(matched) == 1 else (*before, kept)
+                rest[-1] = (time_ms, seq, line, kept, (*matched, i))
             else:
-                rest.append((*event[:4], (i,)))
+                rest.append((*event[:3], kept, (i,)))
         return rest
 
     def _apply_run(self, i: int, key: GroupKey, run: list[_Pending]) -> int:
@@ -737,10 +797,16 @@ class Engine:
                 while work.observed < len(events):
                     if self._budget <= 0:
                         return False
-                    _, _, line, fields, matched = events[work.observed]
+                    _, _, line, kept, matched = events[work.observed]
                     work.observed += 1
                     self._budget -= len(matched)
-                    record = self._rules.fields(line) if fields is None else fields  # see _Pending
+                    if isinstance(kept, tuple):  # the group keys, kept by the intake (see _Pending)
+                        for i, key in zip(matched, (kept,) if len(matched) == 1 else kept, strict=True):
+                            ref = observe(i, None, line, now, key)
+                            if ref is not None:
+                                touched[ref] = None
+                        continue
+                    record = self._rules.fields(line) if kept is None else kept
                     for i in matched:
                         ref = observe(i, record, line, now)
                         if ref is not None:
@@ -840,18 +906,26 @@ class Engine:
 
     # ---- series --------------------------------------------------------------------------------------------
 
-    def _observe(self, i: int, fields: Fields, line: bytes, now: int) -> SeriesRef | None:
+    def _observe(
+        self, i: int, fields: Fields | None, line: bytes, now: int, key: GroupKey | None = None
+    ) -> SeriesRef | None:
+        """Apply one event to rule i's series. `fields` may be None when the intake kept the group `key` and
+        the rule reads nothing else (count and absence rules: Engine._key_only)."""
         prep = self._prep[i]
         rule = prep.rule
-        key = prep.key_of(fields)
+        if key is None:
+            assert fields is not None
+            key = prep.key_of(fields)
         table = self._series[i]
         series = table.get(key)
         sample: Any = None
         if prep.kind is not None:  # ---- hook: rules/kinds.py
+            assert fields is not None
             sample = prep.kind.sample(fields, line)
             if sample is None:
                 return None  # matched, but carries nothing the kind can use
         elif prep.field is not None:
+            assert fields is not None
             sample = as_number(get_path(fields, prep.field))
             if sample is None:
                 return None  # matched, but carries no number to aggregate
