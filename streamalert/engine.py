@@ -10,6 +10,7 @@ then evaluate every series touched by them or by a timer due at T, in (rule, gro
 from __future__ import annotations
 
 import bisect
+import gc
 import heapq
 import math
 import operator
@@ -61,6 +62,14 @@ _TIME_OF = operator.itemgetter(0)  # of a buffered event (_Pending)
 _RULES_OF = operator.itemgetter(4)
 
 _FOREVER = 2**62
+# The collector's young-generation threshold in a process that runs an engine (`streamalert run` and
+# `replay`, cli.py; the benchmarks in bench/). The interpreter's default, 700, starts a young collection
+# every 700 container allocations; a stream allocates a few per line (records, dicts of decoded lines that
+# are freed again), so most collections find nothing to free and move what the engine still holds (series,
+# buffered events) into the older generations, whose passes then walk it. At 20,000 the collector's share of
+# a matched line falls from about 0.5 to about 0.1 us (bench/README.md, "Series benchmark"); the garbage
+# that only the collector frees (reference cycles) waits for at most 20,000 allocations.
+COLLECTOR_THRESHOLD = 20_000
 _LANE = "lane:"  # checkpoint meta key prefix of a lane's newest event time
 
 
@@ -1207,6 +1216,14 @@ class Engine:
                 if series.firing if isinstance(series, AbsenceSeries) else series.phase.firing or (flap and flap.since):
                     out.append((rule, key))
         return out
+
+
+def tune_collector() -> tuple[int, int, int]:
+    """Set the young generation's threshold for a process that runs an engine (COLLECTOR_THRESHOLD); return
+    the thresholds it replaced, for a caller that restores them."""
+    before = gc.get_threshold()
+    gc.set_threshold(COLLECTOR_THRESHOLD, before[1], before[2])
+    return before
 
 
 def _no_key(fields: Fields) -> GroupKey:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 from pathlib import Path
 
 import pytest
 
 from streamalert.cli import main
+from streamalert.engine import COLLECTOR_THRESHOLD
 from streamalert.state.stores import redact
 from streamalert.testing import free_port
 
@@ -60,3 +62,24 @@ def test_truncated_gzip_keeps_what_was_read_and_says_so(capsys: pytest.CaptureFi
     captured = capsys.readouterr()
     assert captured.out.count("\n") > 0  # transitions from the first half
     assert f"input problem: {cut}: unreadable after" in captured.err
+
+
+def test_replay_runs_with_the_engines_collector_threshold(capsys: pytest.CaptureFixture[str]) -> None:
+    """`replay` collects garbage at the engine's young threshold (engine.COLLECTOR_THRESHOLD) while it runs,
+    and gives the caller its own thresholds back."""
+    before = gc.get_threshold()
+    seen: list[int] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            seen.append(gc.get_threshold()[0])
+
+    gc.callbacks.append(record)
+    try:
+        assert main(["replay", str(INCIDENT), "--rules", RULES]) == 0
+    finally:
+        gc.callbacks.remove(record)
+    assert capsys.readouterr().out  # it replayed something
+    assert COLLECTOR_THRESHOLD in seen
+    assert before[0] != COLLECTOR_THRESHOLD
+    assert gc.get_threshold() == before
