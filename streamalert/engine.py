@@ -1096,10 +1096,15 @@ class Engine:
         """Everything that changed since the last checkpoint, for one atomic store commit."""
         self._complete()  # a checkpoint holds whole instants only: the pending log is cut at an instant
         upserts: dict[str, dict[bytes, bytes]] = {}
-        for i, key in self._dirty:
-            series = self._series[i].get(key)
+        tables, preps, dump = self._series, self._prep, self._dump
+        per_rule: list[dict[bytes, bytes] | None] = [None] * len(preps)  # upserts of rule i, once it has some
+        for i, key in self._dirty:  # a set: each changed series is dumped once per checkpoint
+            series = tables[i].get(key)
             if series is not None:
-                upserts.setdefault(self._prep[i].rule_id, {})[_key_bytes(key)] = _json(self._dump(i, series, key))
+                out = per_rule[i]
+                if out is None:
+                    out = per_rule[i] = upserts.setdefault(preps[i].rule_id, {})
+                out[_key_bytes(key)] = _json(dump(i, series, key))
         deletes: dict[str, list[bytes]] = {}
         for i, key in self._deleted:
             if key not in self._series[i]:
@@ -1122,6 +1127,21 @@ class Engine:
         give (an earlier timer is kept when events arrive, see _reschedule); that timer is stored too, so a
         restart evaluates the series at the same instants as an uninterrupted run and stores the same."""
         data = series.dump()
+        if type(series) is CountSeries and not self._flaps:  # the common series: its stored timer, if earlier
+            due = series.due
+            if due is not None:
+                prep = self._prep[i]
+                if prep.grows_only and series.phase.active_since is None:  # as _next_due, without the call
+                    last = series.last()
+                    computed = None if last is None else last + prep.rule.window_ms
+                else:
+                    computed = self._next_due(i, series)
+                if computed is None or due < computed:
+                    if data and type(data[-1]) is dict:
+                        data[-1]["d"] = due
+                    else:
+                        data.append({"d": due})
+            return data
         flap = self._flaps.get((i, series_key)) if self._flaps else None
         if flap is not None:  # ---- hook: alerts/flap.py
             if data and type(data[-1]) is dict:
