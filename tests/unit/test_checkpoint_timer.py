@@ -3,11 +3,13 @@ restart from that checkpoint decides and stores what the uninterrupted engine do
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 
 from streamalert.decode import format_ms
 from streamalert.engine import Engine
-from streamalert.state.base import Snapshot
+from streamalert.state.memory import MemoryStore
 from streamalert.testing import rules_from_yaml
 
 T0 = 1_769_418_000_000  # 2026-01-26T09:00:00Z
@@ -35,14 +37,10 @@ def test_an_earlier_timer_is_stored_and_restored() -> None:
     [stored] = changes.upserts[engine.rule_ids[0]].values()
     assert orjson.loads(stored) == [T0, 50, {"d": T0 + 100}]
 
+    store = MemoryStore()
+    asyncio.run(store.commit(changes, {}))
     restored = Engine(RULES, lateness_ms=0)
-    restored.restore(
-        Snapshot(
-            meta=changes.meta,
-            series={rid: dict(rows) for rid, rows in changes.upserts.items()},
-            pending=[(t, m) for t, m in changes.pending_add if t >= changes.pending_before],
-        )
-    )
+    restored.restore(asyncio.run(store.load(restored.rule_ids)))
     for e in (engine, restored):
         e.accept_lines([_line(120), _line(149), _line(400)])
         e.finish()
