@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 from streamalert.clock import Stopwatch  # noqa: E402
 from streamalert.config.rules import Rule, load_rules  # noqa: E402
-from streamalert.engine import Engine  # noqa: E402
+from streamalert.engine import Engine, tune_collector  # noqa: E402
 from streamalert.model import Transition  # noqa: E402
 from streamalert.pipeline import RunSummary, run  # noqa: E402
 from streamalert.state.base import Store  # noqa: E402
@@ -805,6 +805,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis replay")
     parser.add_argument("--profile", action="store_true", help="also cProfile a memory replay (top 25 by tottime)")
     parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep the interpreter's collector thresholds (default: the engine's, as `run` and `replay` set them)",
+    )
+    parser.add_argument(
         "--rules",
         nargs="+",
         type=Path,
@@ -816,11 +821,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.lines <= 0:
         parser.error("--lines must be positive")
 
+    if not args.default_gc:
+        tune_collector()
     path = input_file(args.lines)
     lines = path.read_bytes().splitlines()
     rules = [rule for source in args.rules for rule in load_rules(source)]
     print(f"input      {path.relative_to(ROOT)} ({path.stat().st_size / 1e6:,.1f} MB)")
     print(f"rules      {len(rules)} from {', '.join(str(source) for source in args.rules)}")
+    print(f"gc         thresholds {gc.get_threshold()}")
 
     parse_s = time_parse(lines)
     parse_lps = len(lines) / parse_s

@@ -3,6 +3,7 @@
 Run by hand, never in CI:
 
     python bench/series_bench.py [--series N] [--rss-series N] [--uncapped] [--no-redis] [--skip-rss]
+    python bench/series_bench.py --matched N [--runs R] [--default-gc]
 
 - **Per series, memory state**: one `count >= 2` rule over 1h with `group_by: [user]`; N (default 200,000)
   lines with distinct users, 1 ms apart, through `pipeline.run` with a `MemoryStore`. tracemalloc's current
@@ -35,7 +36,7 @@ import redis.asyncio as aioredis  # noqa: E402
 
 from streamalert.clock import Stopwatch  # noqa: E402
 from streamalert.decode import format_ms  # noqa: E402
-from streamalert.engine import Engine  # noqa: E402
+from streamalert.engine import Engine, tune_collector  # noqa: E402
 from streamalert.pipeline import run  # noqa: E402
 from streamalert.state.base import Store  # noqa: E402
 from streamalert.state.memory import MemoryStore  # noqa: E402
@@ -159,7 +160,7 @@ def per_matched_line(count: int, runs: int) -> None:
     in_gc = sorted((hi - lo) / (0.8 * count) * 1e6 for lo, hi in zip(collector[0.1], collector[0.9], strict=True))
     ratio = sorted(p / (f / count * 1e6) for p, f in zip(per, floors, strict=True))
     print(
-        f"per matched line (memory state, {count:,} lines, {runs} runs): "
+        f"per matched line (memory state, {count:,} lines, {runs} runs, gc thresholds {gc.get_threshold()}): "
         f"{per[0]:.2f}-{per[-1]:.2f} us (median {per[len(per) // 2]:.2f}), "
         f"{ratio[0]:.1f}-{ratio[-1]:.1f}x an orjson parse of one line; "
         f"10%: {min(times[0.1]):.2f}-{max(times[0.1]):.2f} s, 90%: {min(times[0.9]):.2f}-{max(times[0.9]):.2f} s, "
@@ -199,12 +200,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--matched", type=int, default=0, help="only time N lines at 10%% vs 90%% matching")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="--matched: keep the interpreter's collector thresholds (default: the engine's, as run and replay set)",
+    )
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child:
         rss_child(args.rss_child, args.uncapped)
         return 0
     if args.matched:
+        if not args.default_gc:
+            tune_collector()
         per_matched_line(args.matched, args.runs)
         return 0
     print(f"memory state: {per_series_memory(args.series):.0f} bytes per idle count series ({args.series:,} series)")

@@ -10,12 +10,14 @@ then evaluate every series touched by them or by a timer due at T, in (rule, gro
 from __future__ import annotations
 
 import bisect
+import gc
 import heapq
 import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import compress
+from typing import Any, cast
 
 import msgspec
 import orjson
@@ -68,6 +70,14 @@ _TIME_OF = operator.itemgetter(0)  # of a buffered event (_Pending)
 _RULES_OF = operator.itemgetter(4)
 
 _FOREVER = 2**62
+# The collector's young-generation threshold in a process that runs an engine (`streamalert run` and
+# `replay`, cli.py; the benchmarks in bench/). The interpreter's default, 700, starts a young collection
+# every 700 container allocations; a stream allocates a few per line (records, dicts of decoded lines that
+# are freed again), so most collections find nothing to free and move what the engine still holds (series,
+# buffered events) into the older generations, whose passes then walk it. At 20,000 the collector's share of
+# a matched line falls from about 0.5 to about 0.1 us (bench/README.md, "Series benchmark"); the garbage
+# that only the collector frees (reference cycles) waits for at most 20,000 allocations.
+COLLECTOR_THRESHOLD = 20_000
 _LANE = "lane:"  # checkpoint meta key prefix of a lane's newest event time
 
 
@@ -114,16 +124,28 @@ class _Prepared:
 # matched rule indexes, fields). Checkpointed whole (Changes.held), so a restart holds it again.
 _Held = tuple[int, bytes, Sequence[int], Fields]
 
-# A buffered event: (time, arrival sequence, raw line, fields, matched rule indexes). Tuples compare in C;
-# the sequence is unique, so comparison never reaches the later items. The buffer is a list appended to in
+# A buffered event: (time, arrival sequence, raw line, kept, matched rule indexes). Tuples compare in C; the
+# sequence is unique, so comparison never reaches the later items. The buffer is a list appended to in
 # arrival order and sorted when instants run: arrival is nearly in time order, so that sort is a merge of a
 # few runs, cheaper than a heap push and pop per event.
-# The bulk and line-by-line intake buffer no fields (None: decoded from the line when the event is applied)
-# and the matched rule indexes as a tuple, not the matcher's list. The buffer holds up to `lateness` of
-# matched events and reaches the collector's old generation, whose full passes walk every tracked object in
-# it; a tuple of ints, bytes and None is untracked after one pass, while a dict or a list inside keeps it
-# tracked. Decoding twice costs less than those passes did (bench/README.md, "Series benchmark").
-_Pending = tuple[int, int, bytes, Fields | None, Sequence[int]]
+# `kept` is what the intake computed that applying the event needs: when every matched rule's series read
+# only the group key (count and absence rules), the group key (one rule matched) or a tuple of them, one per
+# matched rule; else None (the line is decoded again when the event is applied) or, from the replica,
+# restore and held-line paths, the decoded fields. The matched rule indexes are a tuple, not the matcher's
+# list. The buffer holds up to `lateness` of matched events and reaches the collector's old generation,
+# whose full passes walk every tracked object in it; a tuple of ints, strings, bytes, None and such tuples
+# is untracked once the collector has seen what it holds, while a dict or a list inside keeps it tracked
+# (bench/README.md, "Series benchmark"). The common event, one rule, holds the key itself, not a tuple of
+# one key: each level of tuples can take the collector one more pass to untrack.
+_Kept = Fields | GroupKey | tuple[GroupKey, ...] | None  # fields, a group key or a tuple of them: see above
+
+
+def _is_key(kept: _Kept) -> bool:
+    """Whether a buffered event's `kept` holds group keys (a str or tuple), not fields (a dict) or nothing."""
+    return kept is not None and type(kept) is not dict
+
+
+_Pending = tuple[int, int, bytes, _Kept, Sequence[int]]
 
 # (rule index, group, instant, window value, phase after the instant): every value the engine computes for a
 # series, for `replay --report` (streamalert/report/). An absence series gives its silence in seconds.
@@ -202,6 +224,11 @@ class Engine:
         self.compactions = 0  # times the series tables were rebuilt smaller (most series ended)
         self._flaps: dict[SeriesRef, Flap] = {}  # series of rules with `flapping:` that changed lately
         self._bulk_runs = True  # False: every event takes the per-instant path (the property tests compare)
+        self._keys_of = [prep.key_of for prep in self._prep]
+        self._singles = [(i,) for i in range(len(rules))]  # the matched rules of an event of one rule: shared
+        # Per rule: its series read nothing of an event but the group key (count and absence rules), so the
+        # intake keeps the key with the buffered event instead of the line being decoded again (see _Pending).
+        self._key_only = [prep.kind is None and prep.field is None for prep in self._prep]
         self._any_bulk = any(prep.bulk for prep in self._prep)
 
     # ---- input ---------------------------------------------------------------------------------------------
@@ -269,15 +296,8 @@ class Engine:
         if self._wall is None and (self._lane in self._held or high_ms > base + self.future_skew_ms):
             return False  # replay: some line may be far ahead of the stream (held, see _accept_each)
         late = late_lines(stamps, max(self._done_before, newest - lateness), lateness, low_ms)
-        # Full records of the matched lines, decoded before anything changes: a line the full decoder refuses
-        # sends the batch down the line-by-line path, which counts it as malformed. (Not kept: see _Pending.)
-        taken: list[tuple[int, tuple[int, ...]]] = []
-        try:
-            for k, matched in enumerate(map(rules.match, records)):
-                if matched and k not in late:
-                    self._rules.fields(lines[k])
-                    taken.append((k, tuple(matched)))
-        except DECODE_ERRORS:
+        events = self._matched_events(lines, records, stamps, late)
+        if events is None:
             return False
         self.stats.late += len(late)
         if len(late) == len(stamps):
@@ -289,18 +309,52 @@ class Engine:
             earliest_ms = parse_time(earliest)
             if earliest_ms is not None and (self._min_accepted is None or earliest_ms < self._min_accepted):
                 self._min_accepted = earliest_ms
-        buffer, pending_new, seq = self._buffer, self._pending_new, self._seq
-        for k, hit in taken:
-            time_ms = stamp_ms(stamps[k])
-            if time_ms is None:
-                raise AssertionError("stamps were checked with the batch")
-            line = lines[k]
-            seq += 1
-            buffer.append((time_ms, seq, line, None, hit))
-            pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
-        self.stats.matched += seq - self._seq
-        self._seq = seq
+        self._buffer += events
+        self._pending_new += [(event[0], event[1].to_bytes(8, "big") + event[2]) for event in events]
+        self.stats.matched += len(events)
+        self._seq += len(events)
         return True
+
+    def _matched_events(
+        self, lines: Sequence[bytes], records: list[Any], stamps: list[str], late: set[int]
+    ) -> list[_Pending] | None:
+        """The bulk path's buffered events of the matched lines that are not late, numbered from the next
+        sequence; None when the full decoder refuses one of them (the batch goes line by line, which counts
+        it as malformed). Nothing changes here. What applying an event needs is kept (see _Pending). Stamps of
+        one second share its epoch ms: only the milliseconds of the others are read."""
+        rules = self._rules
+        fields_of, key_only, keys_of, singles = rules.fields, self._key_only, self._keys_of, self._singles
+        events: list[_Pending] = []
+        second, second_ms, millis_of = "\0", 0, MILLIS
+        seq = self._seq
+        matches = list(map(rules.match, records))
+        try:
+            for k in compress(range(len(matches)), matches):  # the matched lines (most match nothing), at C speed
+                if k in late:
+                    continue
+                matched, line = matches[k], lines[k]
+                fields = fields_of(line)
+                if len(matched) == 1:
+                    i = matched[0]
+                    hit: tuple[int, ...] = singles[i]
+                    kept: _Kept = keys_of[i](fields) if key_only[i] else None
+                else:
+                    hit = tuple(matched)
+                    kept = tuple([keys_of[i](fields) for i in hit]) if all(key_only[i] for i in hit) else None
+                stamp = stamps[k]
+                if stamp.startswith(second):
+                    time_ms = second_ms + millis_of[stamp[20:23]]
+                else:
+                    first_ms = stamp_ms(stamp)
+                    if first_ms is None:
+                        raise AssertionError("stamps were checked with the batch")
+                    time_ms = first_ms
+                    second, second_ms = stamp[:20], first_ms - millis_of[stamp[20:23]]
+                seq += 1
+                events.append((time_ms, seq, line, kept, hit))
+        except DECODE_ERRORS:
+            return None
+        return events
 
     def _accept_each(self, lines: Iterable[bytes]) -> int:  # noqa: PLR0915 (one flat loop, measured in bench/)
         """The line-by-line path: any mix of malformed, untimed, shuffled or differently stamped lines.
@@ -310,6 +364,7 @@ class Engine:
         decode, match, millis_of = self._rules.decode, self._rules.match, MILLIS
         second, second_ms = "\0", 0  # the last standard stamp's "YYYY-MM-DDTHH:MM:SS." and its epoch ms
         full, unset = self._rules.fields, msgspec.UNSET  # full: for matched lines only
+        key_only, keys_of, singles = self._key_only, self._keys_of, self._singles
         stats, lateness = self.stats, self.lateness_ms
         until = _FOREVER if self.until_ms is None else self.until_ms
         ceiling, wall = self._ceiling, self._wall
@@ -392,7 +447,13 @@ class Engine:
                 min_accepted = time_ms
             if matched:
                 seq += 1
-                buffer.append((time_ms, seq, line, None, matched))  # fields decoded when applied: see _Pending
+                if len(matched) == 1:
+                    i = matched[0]
+                    kept: _Kept = keys_of[i](fields) if key_only[i] else None
+                    matched = singles[i]
+                else:
+                    kept = tuple([keys_of[i](fields) for i in matched]) if all(key_only[i] for i in matched) else None
+                buffer.append((time_ms, seq, line, kept, matched))  # no fields: see _Pending
                 pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
         if held is not None:
             self._held[self._lane] = held
@@ -592,10 +653,7 @@ class Engine:
                 # The common instant (one event of one rule, no timer due): applied and evaluated without the
                 # bookkeeping of an instant that can be cut. Most events of a busy stream are alone in their
                 # millisecond.
-                _, _, line, fields, matched = ready[pos]
-                ref = self._observe(matched[0], self._rules.fields(line) if fields is None else fields, line, instant)
-                if ref is not None:
-                    self._evaluate(ref[0], ref[1], instant)
+                self._alone(ready[pos], instant)
                 self._budget -= 2
                 pos = stop
                 begun = True
@@ -610,6 +668,17 @@ class Engine:
         self._done_before = max(self._done_before, end)
         self._after_run()
         return True
+
+    def _alone(self, event: _Pending, instant: int) -> None:
+        """An instant of one event of one rule and no timer: applied and evaluated."""
+        _, _, line, kept, matched = event
+        if kept is not None and type(kept) is not dict:  # its group key (see _Pending; _is_key, inlined)
+            ref = self._observe(matched[0], None, line, instant, cast(GroupKey, kept))
+        else:
+            record = self._rules.fields(line) if kept is None else cast(Fields, kept)
+            ref = self._observe(matched[0], record, line, instant)
+        if ref is not None:
+            self._evaluate(ref[0], ref[1], instant)
 
     def _apply_runs(self, ready: list[_Pending]) -> list[_Pending]:
         """Apply, series by series, the runs of events that provably decide nothing; return the other events
@@ -634,17 +703,29 @@ class Engine:
         whole: list[_Pending] = []  # events of no bulk rule: per instant as they are (not decoded here)
         slow: list[tuple[_Pending, int]] = []  # (event, rule) of the others, for the per-instant path
         for event in ready:
-            _, _, line, fields, matched = event
+            _, _, line, kept, matched = event
             if keys_of[matched[0]] is None and (len(matched) == 1 or not any(keys_of[i] for i in matched)):
                 whole.append(event)
                 continue
-            record = fields_of(line) if fields is None else fields  # not kept: decoded again when needed
-            for i in matched:
+            if len(matched) == 1 and kept is not None and type(kept) is not dict:  # its key, kept by the intake
+                i = matched[0]
+                run = groups[i].get(kept)  # type: ignore[arg-type]
+                if run is None:
+                    groups[i][kept] = [event]  # type: ignore[index]
+                else:
+                    run.append(event)
+                continue
+            keys, record = (
+                (cast(tuple[GroupKey, ...], kept), None)
+                if _is_key(kept)
+                else ((), fields_of(line) if kept is None else cast(Fields, kept))
+            )
+            for j, i in enumerate(matched):
                 key_of = keys_of[i]
                 if key_of is None:
                     slow.append((event, i))
                     continue
-                key = key_of(record)
+                key = keys[j] if record is None else key_of(record)
                 run = groups[i].get(key)
                 if run is None:
                     groups[i][key] = [event]
@@ -658,17 +739,7 @@ class Engine:
         if not slow:
             return whole
         slow += [(event, -1) for event in whole]  # -1: the whole event
-        slow.sort()  # in time order: events compare on (time, sequence), unique
-        rest: list[_Pending] = []
-        for event, i in slow:
-            if i < 0 or len(event[4]) == 1:
-                rest.append(event)
-            elif rest and rest[-1][1] == event[1]:  # another rule of the same event
-                time_ms, seq, line, fields, matched = rest[-1]
-                rest[-1] = (time_ms, seq, line, fields, (*matched, i))
-            else:
-                rest.append((*event[:4], (i,)))
-        return rest
+        return _regrouped(slow)
 
     def _apply_run(self, i: int, key: GroupKey, run: list[_Pending]) -> int:
         """Apply the leading events of `run` (one series' events, in time order) that decide nothing, as
@@ -754,10 +825,17 @@ class Engine:
                 while work.observed < len(events):
                     if self._budget <= 0:
                         return False
-                    _, _, line, fields, matched = events[work.observed]
+                    _, _, line, kept, matched = events[work.observed]
                     work.observed += 1
                     self._budget -= len(matched)
-                    record = self._rules.fields(line) if fields is None else fields  # see _Pending
+                    if _is_key(kept):  # the group keys, kept by the intake (see _Pending)
+                        keys = (cast(GroupKey, kept),) if len(matched) == 1 else cast(tuple[GroupKey, ...], kept)
+                        for i, key in zip(matched, keys, strict=True):
+                            ref = observe(i, None, line, now, key)
+                            if ref is not None:
+                                touched[ref] = None
+                        continue
+                    record = self._rules.fields(line) if kept is None else cast(Fields, kept)
                     for i in matched:
                         ref = observe(i, record, line, now)
                         if ref is not None:
@@ -894,18 +972,26 @@ class Engine:
 
     # ---- series --------------------------------------------------------------------------------------------
 
-    def _observe(self, i: int, fields: Fields, line: bytes, now: int) -> SeriesRef | None:
+    def _observe(
+        self, i: int, fields: Fields | None, line: bytes, now: int, key: GroupKey | None = None
+    ) -> SeriesRef | None:
+        """Apply one event to rule i's series. `fields` may be None when the intake kept the group `key` and
+        the rule reads nothing else (count and absence rules: Engine._key_only)."""
         prep = self._prep[i]
         rule = prep.rule
-        key = prep.key_of(fields)
+        if key is None:
+            assert fields is not None
+            key = prep.key_of(fields)
         table = self._series[i]
         series = table.get(key)
         sample: Any = None
         if prep.kind is not None:  # ---- hook: rules/kinds.py
+            assert fields is not None
             sample = prep.kind.sample(fields, line)
             if sample is None:
                 return None  # matched, but carries nothing the kind can use
         elif prep.field is not None:
+            assert fields is not None
             sample = as_number(get_path(fields, prep.field))
             if sample is None:
                 return None  # matched, but carries no number to aggregate
@@ -1065,10 +1151,15 @@ class Engine:
         """Everything that changed since the last checkpoint, for one atomic store commit."""
         self._complete()  # a checkpoint holds whole instants only: the pending log is cut at an instant
         upserts: dict[str, dict[bytes, bytes]] = {}
-        for i, key in self._dirty:
-            series = self._series[i].get(key)
+        tables, preps, dump = self._series, self._prep, self._dump
+        per_rule: list[dict[bytes, bytes] | None] = [None] * len(preps)  # upserts of rule i, once it has some
+        for i, key in self._dirty:  # a set: each changed series is dumped once per checkpoint
+            series = tables[i].get(key)
             if series is not None:
-                upserts.setdefault(self._prep[i].rule_id, {})[_key_bytes(key)] = _json(self._dump(i, series, key))
+                out = per_rule[i]
+                if out is None:
+                    out = per_rule[i] = upserts.setdefault(preps[i].rule_id, {})
+                out[_key_bytes(key)] = _json(dump(i, series, key))
         deletes: dict[str, list[bytes]] = {}
         for i, key in self._deleted:
             if key not in self._series[i]:
@@ -1091,6 +1182,21 @@ class Engine:
         give (an earlier timer is kept when events arrive, see _reschedule); that timer is stored too, so a
         restart evaluates the series at the same instants as an uninterrupted run and stores the same."""
         data = series.dump()
+        if type(series) is CountSeries and not self._flaps:  # the common series: its stored timer, if earlier
+            due = series.due
+            if due is not None:
+                prep = self._prep[i]
+                if prep.grows_only and series.phase.active_since is None:  # as _next_due, without the call
+                    last = series.last()
+                    computed = None if last is None else last + prep.rule.window_ms
+                else:
+                    computed = self._next_due(i, series)
+                if computed is None or due < computed:
+                    if data and type(data[-1]) is dict:
+                        data[-1]["d"] = due
+                    else:
+                        data.append({"d": due})
+            return data
         flap = self._flaps.get((i, series_key)) if self._flaps else None
         if flap is not None:  # ---- hook: alerts/flap.py
             if data and type(data[-1]) is dict:
@@ -1193,6 +1299,14 @@ def _slot_of(due: int | None) -> int | None:
     return None if due is None else due >> _SLOT_BITS
 
 
+def tune_collector() -> tuple[int, int, int]:
+    """Set the young generation's threshold for a process that runs an engine (COLLECTOR_THRESHOLD); return
+    the thresholds it replaced, for a caller that restores them."""
+    before = gc.get_threshold()
+    gc.set_threshold(COLLECTOR_THRESHOLD, before[1], before[2])
+    return before
+
+
 def _no_key(fields: Fields) -> GroupKey:
     return ()
 
@@ -1293,3 +1407,27 @@ def _count_test(op: str, threshold: Any) -> Callable[[int], bool]:
     if threshold != floor:
         return lambda c: False
     return lambda c: c == floor
+
+
+def _regrouped(slow: list[tuple[_Pending, int]]) -> list[_Pending]:
+    """The events left to the per-instant path, as (event, rule) or (event, -1) for a whole event: in time
+    order, the rules of one event together again (with their kept keys)."""
+    slow.sort()  # in time order: events compare on (time, sequence), unique
+    rest: list[_Pending] = []
+    for event, i in slow:
+        if i < 0 or len(event[4]) == 1:
+            rest.append(event)
+            continue
+        kept = event[3]
+        if _is_key(kept):  # the key of this rule (see _Pending)
+            kept = cast(tuple[GroupKey, ...], kept)[event[4].index(i)]
+        if rest and rest[-1][1] == event[1]:  # another rule of the same event
+            time_ms, seq, line, before, matched = rest[-1]
+            if _is_key(before):
+                key = cast(GroupKey, kept)
+                earlier = (cast(GroupKey, before),) if len(matched) == 1 else cast(tuple[GroupKey, ...], before)
+                kept = (*earlier, key)
+            rest[-1] = (time_ms, seq, line, kept, (*matched, i))
+        else:
+            rest.append((*event[:3], kept, (i,)))
+    return rest

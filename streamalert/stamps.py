@@ -38,20 +38,44 @@ def stamp_ms(stamp: str) -> int | None:
     return parse_time(stamp) if hour is None else hour + MINUTE_SECOND[stamp[14:19]] + MILLIS[stamp[20:23]]
 
 
+# late_lines looks at a batch in chunks of this many lines: one test clears a chunk in which no line can be
+# more than `lateness` behind the newest line before it, the common case (lines a few seconds out of order).
+_CHUNK = 256
+
+
 def late_lines(stamps: list[str], floor: int, lateness: int, low_ms: int) -> set[int]:
     """Indexes of the late lines of a batch of canonical stamps: below the floor the batch starts with, or
     more than `lateness` behind the newest line before them.
 
-    Only lines inside a dip (below the running maximum) can be the latter. A dip starts where a stamp is
-    lower than its predecessor; those places are found by one C-level comparison of neighbours, and only
-    the lines of each dip are looked at one by one."""
+    Only lines inside a dip (below the running maximum) can be the latter, and only in a chunk whose lowest
+    line is more than `lateness` behind the newest line up to the chunk's end. In such a chunk, the places
+    where a dip starts (a stamp lower than its predecessor) are found by one C-level comparison of
+    neighbours, and only the lines of each dip are looked at one by one."""
     late: set[int] = set()
     if low_ms < floor:
         below = map(operator.lt, stamps, itertools.repeat(format_ms(floor)))
         late.update(itertools.compress(itertools.count(), below))
     count = len(stamps)
-    peak, scanned = "", 0  # peak = max(stamps[:scanned])
-    for start in itertools.compress(range(1, count), map(operator.lt, stamps[1:], stamps[:-1])):
+    peak = ""  # max(stamps[:first]), before each chunk
+    for first in range(0, count, _CHUNK):
+        chunk = stamps[first : first + _CHUNK]
+        top = max(peak, max(chunk))  # noqa: PLW3301 (unpacking the chunk is slower)
+        low_in, top_ms = stamp_ms(min(chunk)), stamp_ms(top)
+        if low_in is None or top_ms is None:
+            raise AssertionError("stamps were checked with the batch")
+        if low_in < top_ms - lateness:  # some line of the chunk may be late: its dips, one by one
+            _dips(stamps, first, min(count, first + _CHUNK), peak, lateness, late)
+        peak = top
+    return late
+
+
+def _dips(stamps: list[str], first: int, stop: int, peak: str, lateness: int, late: set[int]) -> None:
+    """Add to `late` the lines more than `lateness` behind the newest line before them, among those of the
+    dips that start in stamps[first:stop]; `peak` is max(stamps[:first])."""
+    count, scanned = len(stamps), first  # peak = max(stamps[:scanned])
+    for start in itertools.compress(
+        range(first, stop), map(operator.lt, stamps[first:stop], [peak, *stamps[first : stop - 1]])
+    ):
         if start < scanned:
             continue  # inside a dip already walked
         if scanned < start:
@@ -68,4 +92,3 @@ def late_lines(stamps: list[str], floor: int, lateness: int, low_ms: int) -> set
                 late.add(end)
             end += 1
         scanned = end
-    return late

@@ -161,10 +161,13 @@ def string_lookup(
     scan: PatternSet | None,
     lowered: bool,
     cached: bool = True,
+    cache: dict[str, list[Bucket]] | None = None,
 ) -> Callable[[str], list[Bucket]]:
     """The buckets a string value reaches: as a string, as a numeric string, through patterns. Cached unless
-    `cached` is false (LogQL's raw line, `_line`: lines do not repeat, so a cache would only churn)."""
-    cache: dict[str, list[Bucket]] = {}
+    `cached` is false (LogQL's raw line, `_line`: lines do not repeat, so a cache would only churn); `cache`
+    is that cache when the caller reads it first (the generated `_match` does: no call for a value seen)."""
+    if cache is None:
+        cache = {}
     matches = scan.matches if scan is not None else None
 
     def lookup(value: str) -> list[Bucket]:
@@ -253,7 +256,11 @@ class RuleIndex:
         for j, (name, index) in enumerate(self.fields.items()):
             lines += self._field_source(builder, j, name, index)
         lines += [f"    if {tests[i]}: out.append({i})" for i in residual]
-        lines.append("    return sorted(set(out)) if len(out) > 1 else out" if self.overlap else "    out.sort()")
+        lines.append(
+            "    return sorted(set(out)) if len(out) > 1 else out"
+            if self.overlap
+            else "    if len(out) > 1: out.sort()"
+        )
         if not self.overlap:
             lines.append("    return out")
         return "\n".join(lines) + "\n"
@@ -266,8 +273,10 @@ class RuleIndex:
             )
             if index.numbers or index.patterns:
                 scan = PatternSet(list(index.patterns), [index.tests[p] for p in index.patterns]) if patterns else None
+                cache: dict[str, list[Bucket]] = {}
+                namespace[f"_C{j}"] = cache.get
                 namespace[f"_S{j}"] = string_lookup(
-                    strings, numbers, list(patterns.values()), scan, name == "level", cached=name != LINE_FIELD
+                    strings, numbers, list(patterns.values()), scan, name == "level", name != LINE_FIELD, cache
                 )
             else:
                 namespace[f"_S{j}"] = strings.get
@@ -285,7 +294,10 @@ class RuleIndex:
         else:
             lines = [f"    v = r.{builder.attr(name)}"]
             absent = "_U"
-        if index.numbers or index.patterns:
+        if (index.numbers or index.patterns) and name != LINE_FIELD:  # a value seen before: its cached buckets
+            lines += ["    if type(v) is str:", f"        h = _C{j}(v)", f"        if h is None: h = _S{j}(v)"]
+            lines.append("        for b in h: b(r, out)")
+        elif index.numbers or index.patterns:
             lines += ["    if type(v) is str:", f"        for b in _S{j}(v): b(r, out)"]
         else:
             key = "v.lower()" if lowered else "v"

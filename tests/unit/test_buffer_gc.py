@@ -25,7 +25,11 @@ rules:
 
 @pytest.mark.parametrize("path", ["bulk", "line by line"])
 def test_buffered_matched_events_are_not_tracked_by_the_collector(path: str) -> None:
-    """5,000 matched lines held for lateness leave under 100 new tracked objects (a tuple and a list each before)."""
+    """5,000 matched lines held for lateness leave under 250 new tracked objects (a tuple and a list each before).
+
+    Not zero: an event tuple made after the last automatic collection can be looked at before the group key
+    tuple it holds (which that collection moved to an older generation), so it waits for the next pass;
+    about one young generation's worth of events (100 here), not a number that grows with the buffer."""
     lines = [
         b'{"timestamp":"%s","level":"error","user":"u%03d","n":%d}' % (format_ms(T0 + k).encode(), k % 100, k)
         for k in range(5_000)
@@ -40,6 +44,6 @@ def test_buffered_matched_events_are_not_tracked_by_the_collector(path: str) -> 
     grown = len(gc.get_objects()) - before
     assert malformed == (1 if path == "line by line" else 0)
     assert engine.stats.matched == 5_000
-    assert grown < 100, grown
+    assert grown < 250, grown
     engine.finish()  # and the buffered events still apply: 50 per user in the window, so every user fires
     assert len(engine.drain()) == 100

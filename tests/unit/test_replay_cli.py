@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
+import io
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from streamalert.cli import main
+from streamalert.engine import COLLECTOR_THRESHOLD
 from streamalert.state.stores import redact
 from streamalert.testing import free_port
 
@@ -60,3 +65,22 @@ def test_truncated_gzip_keeps_what_was_read_and_says_so(capsys: pytest.CaptureFi
     captured = capsys.readouterr()
     assert captured.out.count("\n") > 0  # transitions from the first half
     assert f"input problem: {cut}: unreadable after" in captured.err
+
+
+def test_replay_runs_with_the_engines_collector_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`replay` runs at the engine's young threshold (engine.COLLECTOR_THRESHOLD): its output is written
+    while it is set; the caller gets its own thresholds back."""
+    before = gc.get_threshold()
+    seen: list[int] = []
+
+    class Output(io.BytesIO):  # what replay's writers write to: sys.stdout.buffer
+        def write(self, data: Any) -> int:
+            seen.append(gc.get_threshold()[0])
+            return super().write(data)
+
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(Output()))
+    assert main(["replay", str(INCIDENT), "--rules", RULES]) == 0
+    assert seen  # it wrote transitions
+    assert set(seen) == {COLLECTOR_THRESHOLD}
+    assert before[0] != COLLECTOR_THRESHOLD
+    assert gc.get_threshold() == before
