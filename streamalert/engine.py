@@ -675,7 +675,7 @@ class Engine:
         if kept is not None and type(kept) is not dict:  # its group key (see _Pending; _is_key, inlined)
             ref = self._observe(matched[0], None, line, instant, cast(GroupKey, kept))
         else:
-            record = self._rules.fields(line) if kept is None else cast(Fields, kept)
+            record = self._rules.fields(line) if kept is None else kept
             ref = self._observe(matched[0], record, line, instant)
         if ref is not None:
             self._evaluate(ref[0], ref[1], instant)
