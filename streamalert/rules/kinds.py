@@ -260,6 +260,18 @@ class QuantileSeries(_WindowSeries):
                 if not counts[k]:
                     del counts[k], values[k]
 
+    def _drop(self, gone: int) -> None:
+        """Remove the oldest `gone` entries' samples from the sorted values (run() sets the counts)."""
+        entries, values, counts = self.entries, self.values, self.counts
+        for _ in range(gone):
+            old = entries.popleft()
+            self.approx -= old[2]
+            for value, many in old[1].items():
+                at = bisect.bisect_left(values, value)
+                counts[at] -= many
+                if not counts[at]:
+                    del counts[at], values[at]
+
     def run(  # noqa: PLR0915 (one flat step per instant: the bulk path, measured in bench/)
         self,
         times: Sequence[int],
@@ -287,11 +299,63 @@ class QuantileSeries(_WindowSeries):
         while k < count:
             now = times[k]
             j = k + 1
-            if due is not None and due < now:
-                now, j = due, k  # the series' timer alone at its instant
-            elif j < count and times[j] == now:
+            if due is not None and due < now:  # the series' timer alone at its instant: entries leave
+                now, n, below, equal = due, self.n, self.below, self.equal
+                cutoff, gone = now - window_ms, 0
+                for entry in entries:
+                    if entry[0] > cutoff:
+                        break
+                    n -= entry[3]
+                    below -= entry[4]
+                    equal -= entry[5]
+                    gone += 1
+                if not n or _verdict(op, -(-num * n // den) or 1, below, below + equal):
+                    break
+                if gone:
+                    self._drop(gone)
+                self.n, self.below, self.equal = n, below, equal
+                changed = True
+                due = entries[0][0] + window_ms  # popped, then re-armed at the next expiry
+                continue
+            if j < count and times[j] == now:
                 while j < count and times[j] == now:
                     j += 1
+            elif not entries or entries[-1][0] != now:  # the common instant: one sample in a new millisecond
+                n, sample = self.n + 1, samples[k]
+                rounded = n > exact_limit
+                if rounded:
+                    sample = quantize(sample)
+                low, same = (1, 0) if sample < threshold else (0, 1) if sample == threshold else (0, 0)
+                below, equal = self.below + low, self.equal + same
+                cutoff, gone = now - window_ms, 0
+                for entry in entries:
+                    if entry[0] > cutoff:
+                        break
+                    n -= entry[3]
+                    below -= entry[4]
+                    equal -= entry[5]
+                    gone += 1
+                if _verdict(op, -(-num * n // den) or 1, below, below + equal):
+                    break
+                entries.append([now, {sample: 1}, 1 if rounded else 0, 1, low, same])
+                self.approx += rounded
+                at = bisect_left(values, sample)
+                if at < len(values) and values[at] == sample:
+                    counts[at] += 1
+                else:
+                    values.insert(at, sample)
+                    counts.insert(at, 1)
+                if gone:
+                    self._drop(gone)
+                self.n, self.below, self.equal = n, below, equal
+                changed = True
+                if due == now:
+                    due = None  # its timer, popped at this instant
+                expiry = entries[0][0] + window_ms
+                if due is None or expiry < due:
+                    due = expiry
+                k = j
+                continue
             # The counts after the instant: its samples in (rounded as observe() would), then the entries
             # at or before the cutoff out.
             n, below, equal = self.n, self.below, self.equal
@@ -333,14 +397,8 @@ class QuantileSeries(_WindowSeries):
                 else:
                     values.insert(at, sample)
                     counts.insert(at, 1)
-            for _ in range(gone):
-                old = entries.popleft()
-                self.approx -= old[2]
-                for value, many in old[1].items():
-                    at = bisect_left(values, value)
-                    counts[at] -= many
-                    if not counts[at]:
-                        del counts[at], values[at]
+            if gone:
+                self._drop(gone)
             self.n, self.below, self.equal = n, below, equal
             changed = True
             if due == now:
