@@ -68,6 +68,7 @@ _SLOT_BITS = 10
 _STAMP_OF = operator.attrgetter("a0")  # `timestamp` of a record (codegen gives the time keys a0..a3)
 _TIME_OF = operator.itemgetter(0)  # of a buffered event (_Pending)
 _RULES_OF = operator.itemgetter(4)
+_TIME_LINE = operator.itemgetter(0, 2)  # a buffered event's place in the order instants observe events
 
 _FOREVER = 2**62
 # The collector's young-generation threshold in a process that runs an engine (`streamalert run` and
@@ -117,6 +118,9 @@ class _Prepared:
     # A `count >= n` (or `>`) rule without flapping whose inactive series can take runs of events in bulk
     # while they stay below min_count (see Engine._apply_runs).
     bulk: bool = False
+    # A quantile rule without flapping: its inactive series take runs of events in one step while no instant
+    # of the run makes the condition hold (QuantileSeries.run, Engine._apply_quantile_run).
+    quantile_runs: bool = False
     kind: Kind | None = None  # ratio, quantile, distinct: series from rules/kinds.py
 
 
@@ -146,6 +150,12 @@ def _is_key(kept: _Kept) -> bool:
 
 
 _Pending = tuple[int, int, bytes, _Kept, Sequence[int]]
+
+
+def _slow_order(item: tuple[_Pending, int]) -> tuple[int, int, int]:
+    """(event, rule) in time order, without comparing the events' records (_apply_runs)."""
+    return item[0][0], item[0][1], item[1]
+
 
 # (rule index, group, instant, window value, phase after the instant): every value the engine computes for a
 # series, for `replay --report` (streamalert/report/). An absence series gives its silence in seconds.
@@ -229,7 +239,7 @@ class Engine:
         # Per rule: its series read nothing of an event but the group key (count and absence rules), so the
         # intake keeps the key with the buffered event instead of the line being decoded again (see _Pending).
         self._key_only = [prep.kind is None and prep.field is None for prep in self._prep]
-        self._any_bulk = any(prep.bulk for prep in self._prep)
+        self._any_bulk = any(prep.bulk or prep.quantile_runs for prep in self._prep)
 
     # ---- input ---------------------------------------------------------------------------------------------
 
@@ -698,7 +708,7 @@ class Engine:
         if self._live + sum(map(len, map(_RULES_OF, ready))) > min(self.max_series, self.max_series_per_rule):
             return ready  # some series could be refused: creation order would matter
         fields_of, preps = self._rules.fields, self._prep
-        keys_of = [prep.key_of if prep.bulk else None for prep in preps]
+        keys_of = [prep.key_of if prep.bulk or prep.quantile_runs else None for prep in preps]
         groups: list[dict[GroupKey, list[_Pending]]] = [{} for _ in preps]  # per rule: group -> its events
         whole: list[_Pending] = []  # events of no bulk rule: per instant as they are (not decoded here)
         slow: list[tuple[_Pending, int]] = []  # (event, rule) of the others, for the per-instant path
@@ -726,14 +736,18 @@ class Engine:
                     slow.append((event, i))
                     continue
                 key = keys[j] if record is None else key_of(record)
+                item = event
+                if preps[i].quantile_runs and kept is None:
+                    item = (event[0], event[1], line, record, matched)  # its sample is read from the record
                 run = groups[i].get(key)
                 if run is None:
-                    groups[i][key] = [event]
+                    groups[i][key] = [item]
                 else:
-                    run.append(event)
+                    run.append(item)
         for i, runs in enumerate(groups):
+            apply = self._apply_quantile_run if preps[i].quantile_runs else self._apply_run
             for key, run in runs.items():
-                taken = self._apply_run(i, key, run)
+                taken = apply(i, key, run)
                 if taken < len(run):
                     slow += [(event, i) for event in run[taken:]]
         if not slow:
@@ -764,6 +778,48 @@ class Engine:
                 first = bisect.bisect_left(times, times[k - 1], 0, k)
                 series.record = max(event[2] for event in run[first:k]).decode()
         return k
+
+    def _apply_quantile_run(self, i: int, key: GroupKey, run: list[_Pending]) -> int:
+        """`_apply_run` for a quantile rule's inactive series: its instants over the run, with its timers in
+        between, up to the first one whose evaluation could change something (QuantileSeries.run); return
+        how many events were taken. `run` is put in the order the per-instant path observes (by line within a
+        millisecond); events without a sample are dropped from it (the per-instant path ignores them)."""
+        prep, table = self._prep[i], self._series[i]
+        series = table.get(key)
+        if series is not None and (type(series) is not QuantileSeries or series.phase is not INACTIVE):
+            return 0
+        kind, rule = prep.kind, prep.rule
+        assert kind is not None
+        assert rule.condition is not None
+        run.sort(key=_TIME_LINE)
+        fields_of = self._rules.fields  # a quantile rule's events keep fields or nothing, never keys (_key_only)
+        samples = [
+            kind.sample(fields_of(line) if kept is None else cast(Fields, kept), line) for _, _, line, kept, _ in run
+        ]
+        if None in samples:
+            run[:] = [event for event, sample in zip(run, samples, strict=True) if sample is not None]
+            samples = [sample for sample in samples if sample is not None]
+        fresh = series is None
+        if series is None:
+            series = kind.new()
+            assert type(series) is QuantileSeries
+        taken, due, changed = series.run(list(map(_TIME_OF, run)), samples, rule.window_ms, rule.condition, series.due)
+        if fresh:
+            if not taken:
+                return 0  # made by the per-instant path instead, at its first event
+            table[key] = series
+            self._grew()
+        if changed:
+            self._dirty.add((i, key))
+        if due != series.due:
+            series.due = due
+            if due is not None:
+                heapq.heappush(self._timers, (due, i, key))
+                if len(self._timers) > 2 * self._live + _COMPACT_FROM:
+                    self._drop_stale_timers()
+        if taken and rule.keeps_record:
+            series.record = run[taken - 1][2].decode()  # the greatest line of the last instant taken
+        return taken
 
     def _apply_instants(self, i: int, key: GroupKey, series: AnySeries | None, times: list[int], size: int) -> int:
         """`_apply_run` when the run meets the series' timers or its room: instant by instant (a block of
@@ -1381,6 +1437,7 @@ def _prepare(rule: Rule) -> _Prepared:
         prep.window_s = rule.window_ms / 1000
         if condition.kind:
             prep.kind = kind_of(rule)
+            prep.quantile_runs = condition.aggregate == "quantile" and rule.flapping is None
         elif condition.counts:
             prep.capacity = condition.exact_events(rule.window_ms)
             prep.count_test = _count_test(condition.op, condition.count_threshold(rule.window_ms))
@@ -1412,7 +1469,7 @@ def _count_test(op: str, threshold: Any) -> Callable[[int], bool]:
 def _regrouped(slow: list[tuple[_Pending, int]]) -> list[_Pending]:
     """The events left to the per-instant path, as (event, rule) or (event, -1) for a whole event: in time
     order, the rules of one event together again (with their kept keys)."""
-    slow.sort()  # in time order: events compare on (time, sequence), unique
+    slow.sort(key=_slow_order)  # in time order (one event may carry its record for one rule, not another)
     rest: list[_Pending] = []
     for event, i in slow:
         if i < 0 or len(event[4]) == 1:

@@ -10,7 +10,7 @@ from streamalert.decode import LINE_FIELD, MISSING, get_path
 from streamalert.durations import parse_duration
 from streamalert.model import Fields
 from streamalert.rules.condition import Condition
-from streamalert.rules.kinds import DistinctSeries, QuantileSeries, RatioSeries
+from streamalert.rules.kinds import QUANTILE_CHUNKS, DistinctSeries, QuantileSeries, RatioSeries
 from streamalert.rules.kinds_edge import ConvertedSeries, EdgeSeries
 from streamalert.rules.kinds_past import ChangeSeries, NewValueSeries
 from streamalert.rules.logql.lexer import go_duration_seconds, label_bytes
@@ -28,10 +28,25 @@ KIND_TYPES = (RatioSeries, QuantileSeries, DistinctSeries, NewValueSeries, Chang
 class Kind:
     """One rule's kind: what it samples and how its series are made and loaded."""
 
-    __slots__ = ("aggregate", "convert", "field", "lookback_ms", "min_base", "offset_ms", "threshold", "where")
+    __slots__ = (
+        "aggregate",
+        "chunk_ms",
+        "convert",
+        "field",
+        "lookback_ms",
+        "min_base",
+        "offset_ms",
+        "threshold",
+        "where",
+    )
 
     def __init__(
-        self, condition: Condition, where: Callable[[Fields], bool] | None, lookback_ms: int = 0, min_base: int = 1
+        self,
+        condition: Condition,
+        where: Callable[[Fields], bool] | None,
+        lookback_ms: int = 0,
+        min_base: int = 1,
+        window_ms: int = 0,
     ) -> None:
         self.aggregate = condition.aggregate
         self.field = condition.field
@@ -41,6 +56,8 @@ class Kind:
         self.threshold = condition.threshold
         self.min_base = min_base
         self.convert = _CONVERSIONS.get(condition.unit)
+        # A quantile series stores its window in chunks of 1/64 of it (QuantileSeries.dump); 0: not chunked.
+        self.chunk_ms = window_ms // QUANTILE_CHUNKS
 
     def sample(self, fields: Fields, line: bytes = b"") -> Any:
         """What the series observes from a matched record (and its raw line); None when it carries nothing."""
@@ -82,7 +99,8 @@ class Kind:
             return RatioSeries() if data is None else RatioSeries.load(data)
         if aggregate == "quantile":
             t = self.threshold
-            return QuantileSeries(t) if data is None else QuantileSeries.load(data, t)
+            span = self.chunk_ms
+            return QuantileSeries(t, span) if data is None else QuantileSeries.load(data, t, span)
         if aggregate == "distinct":
             return DistinctSeries() if data is None else DistinctSeries.load(data)
         if aggregate in ("first", "last"):
@@ -101,7 +119,7 @@ def kind_of(rule: Rule) -> Kind:
     """The Kind of a rule whose condition is one of the kinds."""
     assert rule.condition is not None
     where = compile_match(rule.ratio_where) if rule.ratio_where is not None else None
-    return Kind(rule.condition, where, rule.lookback_ms, rule.min_base)
+    return Kind(rule.condition, where, rule.lookback_ms, rule.min_base, rule.window_ms)
 
 
 def _duration(raw: Any) -> float | None:

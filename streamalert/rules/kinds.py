@@ -28,9 +28,11 @@ import heapq
 import itertools
 import math
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 from typing import Any
+
+import orjson
 
 from streamalert.alerts.lifecycle import INACTIVE, Phase
 from streamalert.rules.condition import OPS, Condition
@@ -38,6 +40,7 @@ from streamalert.rules.series import _phase_extra, _phase_from
 
 EXACT_QUANTILE_EVENTS = 10_000
 QUANTILE_ALPHA = 0.01
+QUANTILE_CHUNKS = 64  # a quantile window is stored in chunks of 1/64 of it (QuantileSeries.dump)
 EXACT_DISTINCT = 10_000
 HLL_BITS = 12
 HLL_REGISTERS = 1 << HLL_BITS
@@ -145,6 +148,7 @@ class RatioSeries(_WindowSeries):
         return series
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def quantize(value: float) -> float:
     """The centre of value's logarithmic bucket: within QUANTILE_ALPHA of value (relative), sign kept."""
     if value == 0:
@@ -158,10 +162,23 @@ def quantize(value: float) -> float:
 class QuantileSeries(_WindowSeries):
     """The window's samples as a sorted set of distinct values with counts; see the module docstring."""
 
-    __slots__ = ("approx", "below", "counts", "equal", "n", "threshold", "values")
+    __slots__ = (
+        "_stored",
+        "_stored_upto",
+        "approx",
+        "below",
+        "chunk_ms",
+        "counts",
+        "equal",
+        "n",
+        "threshold",
+        "values",
+    )
 
-    def __init__(self, threshold: float = 0.0) -> None:
-        super().__init__()  # entries: [time, {value: count}, rounded samples] per distinct ms
+    def __init__(self, threshold: float = 0.0, chunk_ms: int = 0) -> None:
+        # entries: [time, {value: count}, rounded samples, samples, of them below T, at T] per distinct ms;
+        # the last three let an instant's verdict be known before its eviction is applied (run()).
+        super().__init__()
         # Parallel lists: the distinct values ascending and how many samples have each. Finding a rank is
         # then a C-speed running sum and a bisection (linear in the distinct values): done only for a value
         # that is shown (a transition, the report), not for every evaluation; see holds().
@@ -174,19 +191,45 @@ class QuantileSeries(_WindowSeries):
         self.threshold = threshold
         self.below = 0
         self.equal = 0
+        # The stored form in time chunks of chunk_ms (0: one flat list; see dump()), and the serialised
+        # chunks already final (neither the oldest nor the newest), with the last chunk index among them.
+        self.chunk_ms = chunk_ms
+        self._stored: dict[int, orjson.Fragment] = {}
+        self._stored_upto = -(2**62)
 
     def observe(self, now: int, sample: float, exact_limit: int = EXACT_QUANTILE_EVENTS) -> None:
         rounded = self.n >= exact_limit
         if rounded:
             sample = quantize(sample)
+        self._put(now, sample, rounded)
+
+    def _put(self, now: int, sample: float, rounded: bool) -> None:
+        """Add one sample (already rounded when `rounded`) at `now`, the newest time held or later."""
         entries = self.entries
         if not entries or entries[-1][0] != now:
-            entries.append([now, {}, 0])
+            entries.append([now, {}, 0, 0, 0, 0])
         entry = entries[-1]
-        entry[1][sample] = entry[1].get(sample, 0) + 1
+        samples = entry[1]
+        samples[sample] = samples.get(sample, 0) + 1
         entry[2] += rounded
-        self._add(sample, 1)
+        entry[3] += 1
         self.approx += rounded
+        self.n += 1
+        threshold = self.threshold
+        if sample <= threshold:
+            if sample < threshold:
+                entry[4] += 1
+                self.below += 1
+            else:
+                entry[5] += 1
+                self.equal += 1
+        values = self.values
+        k = bisect.bisect_left(values, sample)
+        if k < len(values) and values[k] == sample:
+            self.counts[k] += 1
+        else:
+            values.insert(k, sample)
+            self.counts.insert(k, 1)
 
     def _add(self, value: float, count: int) -> None:
         values = self.values
@@ -206,19 +249,165 @@ class QuantileSeries(_WindowSeries):
     def evict(self, now: int, window_ms: int) -> None:
         cutoff, entries, counts, values = now - window_ms, self.entries, self.counts, self.values
         while entries and entries[0][0] <= cutoff:
-            _, samples, rounded = entries.popleft()
+            _, samples, rounded, n, below, equal = entries.popleft()
             self.approx -= rounded
+            self.n -= n
+            self.below -= below
+            self.equal -= equal
             for value, count in samples.items():
-                self.n -= count
-                if value <= self.threshold:
-                    if value < self.threshold:
-                        self.below -= count
-                    else:
-                        self.equal -= count
                 k = bisect.bisect_left(values, value)
                 counts[k] -= count
                 if not counts[k]:
                     del counts[k], values[k]
+
+    def _drop(self, gone: int) -> None:
+        """Remove the oldest `gone` entries' samples from the sorted values (run() sets the counts)."""
+        entries, values, counts = self.entries, self.values, self.counts
+        for _ in range(gone):
+            old = entries.popleft()
+            self.approx -= old[2]
+            for value, many in old[1].items():
+                at = bisect.bisect_left(values, value)
+                counts[at] -= many
+                if not counts[at]:
+                    del counts[at], values[at]
+
+    def run(  # noqa: PLR0915 (one flat step per instant: the bulk path, measured in bench/)
+        self,
+        times: Sequence[int],
+        samples: Sequence[float],
+        window_ms: int,
+        condition: Condition,
+        due: int | None,
+        exact_limit: int = EXACT_QUANTILE_EVENTS,
+    ) -> tuple[int, int | None, bool]:
+        """The engine's instants for this series over a run of its events, as far as they decide nothing.
+
+        `times` ascending, `samples` in the order the engine observes them (by line within a millisecond),
+        `due` the series' timer. The series is inactive; each instant is what the engine does at it: the
+        samples of that millisecond observed, then (also at a timer without events: `due`, then the
+        expiry of the oldest entry each time) the window evicted, the condition decided and the timer
+        re-armed. The run stops before the first instant after which the condition holds or the window
+        is empty (the engine's evaluation there may change the phase or end the series), with the series
+        as it was after the instant before. Returns (events taken, the series' timer then, whether the
+        series changed). One step per instant with counts only: no quantile, no heap operation.
+        """
+        num, den = _fraction(condition.quantile if condition.quantile is not None else 0.5).as_integer_ratio()
+        op, threshold, entries = condition.op, self.threshold, self.entries
+        values, counts, bisect_left = self.values, self.counts, bisect.bisect_left
+        count, k, changed = len(times), 0, False
+        while k < count:
+            now = times[k]
+            j = k + 1
+            if due is not None and due < now:  # the series' timer alone at its instant: entries leave
+                now, n, below, equal = due, self.n, self.below, self.equal
+                cutoff, gone = now - window_ms, 0
+                for entry in entries:
+                    if entry[0] > cutoff:
+                        break
+                    n -= entry[3]
+                    below -= entry[4]
+                    equal -= entry[5]
+                    gone += 1
+                if not n or _verdict(op, -(-num * n // den) or 1, below, below + equal):
+                    break
+                if gone:
+                    self._drop(gone)
+                self.n, self.below, self.equal = n, below, equal
+                changed = True
+                due = entries[0][0] + window_ms  # popped, then re-armed at the next expiry
+                continue
+            if j < count and times[j] == now:
+                while j < count and times[j] == now:
+                    j += 1
+            elif not entries or entries[-1][0] != now:  # the common instant: one sample in a new millisecond
+                n, sample = self.n + 1, samples[k]
+                rounded = n > exact_limit
+                if rounded:
+                    sample = quantize(sample)
+                low, same = (1, 0) if sample < threshold else (0, 1) if sample == threshold else (0, 0)
+                below, equal = self.below + low, self.equal + same
+                cutoff, gone = now - window_ms, 0
+                for entry in entries:
+                    if entry[0] > cutoff:
+                        break
+                    n -= entry[3]
+                    below -= entry[4]
+                    equal -= entry[5]
+                    gone += 1
+                if _verdict(op, -(-num * n // den) or 1, below, below + equal):
+                    break
+                entries.append([now, {sample: 1}, 1 if rounded else 0, 1, low, same])
+                self.approx += rounded
+                at = bisect_left(values, sample)
+                if at < len(values) and values[at] == sample:
+                    counts[at] += 1
+                else:
+                    values.insert(at, sample)
+                    counts.insert(at, 1)
+                if gone:
+                    self._drop(gone)
+                self.n, self.below, self.equal = n, below, equal
+                changed = True
+                if due == now:
+                    due = None  # its timer, popped at this instant
+                expiry = entries[0][0] + window_ms
+                if due is None or expiry < due:
+                    due = expiry
+                k = j
+                continue
+            # The counts after the instant: its samples in (rounded as observe() would), then the entries
+            # at or before the cutoff out.
+            n, below, equal = self.n, self.below, self.equal
+            taken: list[tuple[float, bool]] = []
+            for raw in samples[k:j]:
+                rounded = n >= exact_limit
+                sample = quantize(raw) if rounded else raw
+                taken.append((sample, rounded))
+                n += 1
+                if sample <= threshold:
+                    if sample < threshold:
+                        below += 1
+                    else:
+                        equal += 1
+            cutoff, gone = now - window_ms, 0
+            for entry in entries:
+                if entry[0] > cutoff:
+                    break
+                n -= entry[3]
+                below -= entry[4]
+                equal -= entry[5]
+                gone += 1
+            if not n or _verdict(op, -(-num * n // den) or 1, below, below + equal):
+                break
+            # Taken: the same changes as observe() of each sample, then evict(now).
+            if taken and (not entries or entries[-1][0] != now):
+                entries.append([now, {}, 0, 0, 0, 0])
+            for sample, rounded in taken:
+                entry = entries[-1]
+                entry[1][sample] = entry[1].get(sample, 0) + 1
+                entry[2] += rounded
+                entry[3] += 1
+                self.approx += rounded
+                if sample <= threshold:
+                    entry[4 if sample < threshold else 5] += 1
+                at = bisect_left(values, sample)
+                if at < len(values) and values[at] == sample:
+                    counts[at] += 1
+                else:
+                    values.insert(at, sample)
+                    counts.insert(at, 1)
+            if gone:
+                self._drop(gone)
+            self.n, self.below, self.equal = n, below, equal
+            changed = True
+            if due == now:
+                due = None  # its timer, popped at this instant
+            expiry = entries[0][0] + window_ms
+            if due is None or expiry < due:
+                due = expiry
+            k = j
+        return k, due, changed
 
     def quantile(self, q: float) -> float:
         """The nearest-rank quantile: the smallest sample with at least ceil(q * n) samples at or below it."""
@@ -255,18 +444,7 @@ class QuantileSeries(_WindowSeries):
         if not n:
             return False
         assert condition.quantile is not None
-        rank = _rank(condition.quantile, n)
-        below, at_or_below = self.below, self.below + self.equal
-        op = condition.op
-        if op == ">":
-            return at_or_below < rank
-        if op == ">=":
-            return below < rank
-        if op == "<":
-            return below >= rank
-        if op == "<=":
-            return at_or_below >= rank
-        return below < rank <= at_or_below  # ==
+        return _verdict(condition.op, _rank(condition.quantile, n), self.below, self.below + self.equal)
 
     def exact(self) -> bool:
         return not self.approx
@@ -276,28 +454,89 @@ class QuantileSeries(_WindowSeries):
         return None if not self.approx else QUANTILE_ACCURACY
 
     def dump(self) -> list[Any]:
-        """[gap, [value, count, ...], rounded] per millisecond flattened, then the phase map."""
-        out: list[Any] = []
-        last = 0
-        for time, samples, rounded in self.entries:
-            out += (time - last, list(itertools.chain.from_iterable(samples.items())), rounded)
-            last = time
+        """[gap, [value, count, ...], rounded] per millisecond flattened (gaps after the previous time, the
+        first after 0), then the phase map. A window across more than one chunk of `chunk_ms` (time //
+        chunk_ms) is stored as one such list per chunk that holds entries: concatenated, they are the flat
+        list. The form depends on the entries only; a chunk that is neither the oldest nor the newest no
+        longer changes (entries leave from the oldest, arrive in the newest), so its text is kept and reused:
+        a checkpoint serialises about two chunks of a busy window, not all of it."""
+        entries, span = self.entries, self.chunk_ms
+        if not entries or not span or entries[0][0] // span == entries[-1][0] // span:
+            self._stored.clear()
+            self._stored_upto = -(2**62)
+            return _with_phase(_flat(entries, 0)[0], self)
+        first, stored = entries[0][0] // span, self._stored
+        while stored and next(iter(stored)) <= first:
+            del stored[next(iter(stored))]  # now the oldest chunk (its first gap is from 0), or gone
+        upto = max(self._stored_upto, first)
+        newer: list[list[Any]] = []  # the entries of chunks after `upto`, newest first
+        for entry in reversed(entries):
+            if entry[0] // span <= upto:
+                break
+            newer.append(entry)
+        newer.reverse()
+        before = entry[0]  # the time before newer[0]: the oldest chunk is never among them
+        last_chunk = entries[-1][0] // span
+        start = 0
+        for k in range(1, len(newer) + 1):
+            if k == len(newer) or newer[k][0] // span != newer[start][0] // span:
+                chunk = newer[start][0] // span
+                if chunk == last_chunk:
+                    break
+                flat, before = _flat(newer[start:k], before)
+                stored[chunk] = orjson.Fragment(orjson.dumps(flat))
+                self._stored_upto = chunk
+                start = k
+        out: list[Any] = [_flat(itertools.takewhile(lambda e: e[0] // span == first, entries), 0)[0]]
+        out += stored.values()
+        out.append(_flat(newer[start:], before)[0])
         return _with_phase(out, self)
 
     @classmethod
-    def load(cls, data: list[Any], threshold: float = 0.0) -> QuantileSeries:
-        series = cls(threshold)
+    def load(cls, data: list[Any], threshold: float = 0.0, chunk_ms: int = 0) -> QuantileSeries:
+        series = cls(threshold, chunk_ms)
         data = _load_phase(data, series)
+        if data and type(data[0]) is list:  # one list per chunk (see dump)
+            data = list(itertools.chain.from_iterable(data))
         last = 0
         for k in range(0, len(data), 3):
             last += data[k]
             flat = data[k + 1]
             samples = {flat[j]: flat[j + 1] for j in range(0, len(flat), 2)}
-            series.entries.append([last, samples, data[k + 2]])
+            entry = [last, samples, data[k + 2], 0, 0, 0]
             for value, count in samples.items():
+                entry[3] += count
+                if value <= threshold:
+                    entry[4 if value < threshold else 5] += count
                 series._add(value, count)
+            series.entries.append(entry)
             series.approx += data[k + 2]
         return series
+
+
+def _flat(entries: Iterable[list[Any]], before: int) -> tuple[list[Any], int]:
+    """QuantileSeries entries as [gap, [value, count, ...], rounded, ...], the first gap after `before`;
+    and the last time."""
+    out: list[Any] = []
+    for entry in entries:
+        time = entry[0]
+        out += (time - before, list(itertools.chain.from_iterable(entry[1].items())), entry[2])
+        before = time
+    return out, before
+
+
+def _verdict(op: str, rank: int, below: int, at_or_below: int) -> bool:
+    """Whether the nearest-rank quantile of rank `rank` compares with T as `op`, given how many samples
+    are below T and at or below it (see QuantileSeries.holds)."""
+    if op == ">":
+        return at_or_below < rank
+    if op == ">=":
+        return below < rank
+    if op == "<":
+        return below >= rank
+    if op == "<=":
+        return at_or_below >= rank
+    return below < rank <= at_or_below  # ==
 
 
 def _rank(q: float, n: int) -> int:

@@ -32,7 +32,7 @@ _GAPS = [0, 0, 0, 1, 1, 2, 50, 99, 100, 101, 149, 150, 249, 250, 251, 1_000]
 def rule_sets(draw: st.DrawFn) -> str:
     out = ["rules:"]
     for j in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["count", "count", "count", "rate", "sum", "ratio"]))
+        kind = draw(st.sampled_from(["count", "count", "count", "rate", "sum", "ratio", "quantile", "quantile"]))
         window = draw(st.sampled_from(_WINDOWS))
         rule = [f"  - name: r{j}", f"    match: {draw(st.sampled_from(_MATCHES))}", f"    window: {window}ms"]
         op = draw(st.sampled_from([">=", ">", ">=", "<", "=="]))
@@ -42,6 +42,10 @@ def rule_sets(draw: st.DrawFn) -> str:
             rule.append(f"    condition: rate {op} {draw(st.sampled_from(['10', '20', '30']))}")
         elif kind == "sum":
             rule.append(f"    condition: sum(n) {op} {draw(st.integers(0, 8))}")
+        elif kind == "quantile":  # n is 0..3 or missing: the threshold is often a sample
+            q = draw(st.sampled_from(["p50", "p90", "quantile(0.25, ", "quantile(1, "]))
+            field = "(n)" if q.startswith("p") else "n)"
+            rule.append(f"    condition: {q}{field} {op} {draw(st.sampled_from(['0', '1', '1.5', '2', '3']))}")
         else:
             rule += ["    ratio: {where: {level: error}}", f"    condition: ratio {op} 0.5"]
         if draw(st.booleans()):
@@ -64,7 +68,7 @@ def streams(draw: st.DrawFn) -> list[bytes]:
         host = draw(st.sampled_from("ab"))
         level = draw(st.sampled_from(["error", "error", "info"]))
         svc = draw(st.sampled_from(["a", "b"]))
-        n = draw(st.integers(0, 3))
+        n = draw(st.sampled_from(["0", "1", "2", "3", "1.5", "null"]))  # null: no sample for sum or quantile
         lines.append(
             f'{{"timestamp":"{format_ms(T0 + at)}","host":"{host}","level":"{level}","svc":"{svc}","n":{n}}}'.encode()
         )

@@ -203,3 +203,104 @@ def test_quantile_verdict_without_the_quantile_equals_the_quantile_compared(
             series = QuantileSeries.load(orjson.loads(orjson.dumps(series.dump())), threshold)
         value, holds = series.measure(condition)
         assert series.holds(condition) == holds, (value, series.below, series.equal, series.n)
+
+
+def _instants(
+    series: QuantileSeries, times: list[int], samples: list[float], condition: Condition, due: int | None, limit: int
+) -> tuple[QuantileSeries, int, int | None]:
+    """What the engine's per-instant path does to an inactive series, up to the first instant after which the
+    condition holds or the window is empty: observe the instant's samples, evict, decide, re-arm the timer."""
+    k = 0
+    while k < len(times):
+        now, j = times[k], k + 1
+        if due is not None and due < now:
+            now, j = due, k
+        else:
+            while j < len(times) and times[j] == now:
+                j += 1
+        trial = QuantileSeries.load(orjson.loads(orjson.dumps(series.dump())), series.threshold)
+        for sample in samples[k:j]:
+            trial.observe(now, sample, limit)
+        trial.evict(now, WINDOW)
+        if trial.empty() or trial.holds(condition):
+            break
+        series, k = trial, j
+        due = None if due == now else due
+        expiry = series.next_expiry(WINDOW)
+        assert expiry is not None
+        due = expiry if due is None or expiry < due else due
+    return series, k, due
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    timed=st.lists(
+        st.tuples(st.sampled_from([0, 0, 1, 3, 40, 200, 999, 1000, 1001]), st.sampled_from([0, 1, 2, 2.5, 3])),
+        min_size=1,
+        max_size=150,
+    ),
+    q=st.sampled_from([0.25, 0.5, 0.9, 1.0]),
+    op=st.sampled_from([">", ">=", "<", "<=", "=="]),
+    threshold=st.sampled_from([0, 1, 2, 2.5, 3]),
+    limit=st.integers(0, 30),
+    parts=st.lists(st.integers(0, 150), max_size=10),
+    due=st.sampled_from([None, 0, 500, 5000]),
+)
+def test_quantile_run_takes_what_its_instants_one_by_one_would(
+    timed: list[tuple[int, float]], q: float, op: str, threshold: float, limit: int, parts: list[int], due: int | None
+) -> None:
+    """QuantileSeries.run (the engine's bulk step for an inactive quantile series) stops at the same instant,
+    arms the same timer and leaves the same window as observe / evict / holds instant by instant, over runs
+    cut anywhere (rounded samples included); its stored form, in chunks, is the instant-by-instant one cut
+    into pieces, and a series loaded from it stores the same bytes."""
+    condition = Condition("quantile", "x", op, threshold, f"quantile({q}, x) {op} {threshold}", quantile=q)
+    times, now = [], 0
+    for step, _ in timed:
+        now += step
+        times.append(now)
+    samples = [sample for _, sample in timed]
+    fast, slow = QuantileSeries(threshold, chunk_ms=50), QuantileSeries(threshold)
+    fast_due, slow_due, start = due, due, 0
+    for cut in [*sorted(parts), len(times)]:
+        if cut <= start:
+            continue
+        taken, fast_due, _ = fast.run(times[start:cut], samples[start:cut], WINDOW, condition, fast_due, limit)
+        slow, expected, slow_due = _instants(slow, times[start:cut], samples[start:cut], condition, slow_due, limit)
+        assert (taken, fast_due) == (expected, slow_due)
+        assert (fast.n, fast.below, fast.equal, fast.approx) == (slow.n, slow.below, slow.equal, slow.approx)
+        assert (fast.values, fast.counts) == (slow.values, slow.counts)
+        stored = orjson.dumps(fast.dump())
+        flat = orjson.loads(stored)
+        if flat and type(flat[0]) is list:
+            flat = [item for chunk in flat for item in chunk]
+        assert flat == orjson.loads(orjson.dumps(slow.dump()))
+        assert orjson.dumps(QuantileSeries.load(orjson.loads(stored), threshold, 50).dump()) == stored
+        assert orjson.dumps(QuantileSeries.load(slow.dump(), threshold, 50).dump()) == stored  # whatever came before
+        if taken < cut - start:
+            break
+        start = cut
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from([0, 7, 30, 60, 400]), st.integers(0, 5), st.booleans()), min_size=40, max_size=200
+    )
+)
+def test_quantile_stored_in_chunks_depends_on_the_window_only(steps: list[tuple[int, int, bool]]) -> None:
+    """A series stored now and then (its chunks' text kept between checkpoints) stores the same bytes as one
+    loaded from the window's flat form; the chunks, concatenated, are that flat form."""
+    series, flat, now = QuantileSeries(2, chunk_ms=50), QuantileSeries(2), 0
+    for step, sample, store in steps:
+        now += step
+        for one in (series, flat):
+            one.observe(now, sample)
+            one.evict(now, WINDOW)
+        if store:
+            stored = orjson.dumps(series.dump())
+            assert stored == orjson.dumps(QuantileSeries.load(flat.dump(), 2, 50).dump())
+            chunks = orjson.loads(stored)
+            if chunks and type(chunks[0]) is list:
+                assert len(chunks) > 1
+                chunks = [item for chunk in chunks for item in chunk]
+            assert chunks == flat.dump()
