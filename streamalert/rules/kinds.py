@@ -223,15 +223,10 @@ class QuantileSeries(_WindowSeries):
             else:
                 entry[5] += 1
                 self.equal += 1
-        values = self.values
-        k = bisect.bisect_left(values, sample)
-        if k < len(values) and values[k] == sample:
-            self.counts[k] += 1
-        else:
-            values.insert(k, sample)
-            self.counts.insert(k, 1)
+        self._count_value(sample, 1)
 
-    def _add(self, value: float, count: int) -> None:
+    def _count_value(self, value: float, count: int) -> None:
+        """`count` more samples of `value` in the sorted values and their counts."""
         values = self.values
         k = bisect.bisect_left(values, value)
         if k < len(values) and values[k] == value:
@@ -239,6 +234,9 @@ class QuantileSeries(_WindowSeries):
         else:
             values.insert(k, value)
             self.counts.insert(k, count)
+
+    def _add(self, value: float, count: int) -> None:
+        self._count_value(value, count)
         self.n += count
         if value <= self.threshold:
             if value < self.threshold:
@@ -294,7 +292,6 @@ class QuantileSeries(_WindowSeries):
         """
         num, den = _fraction(condition.quantile if condition.quantile is not None else 0.5).as_integer_ratio()
         op, threshold, entries = condition.op, self.threshold, self.entries
-        values, counts, bisect_left = self.values, self.counts, bisect.bisect_left
         count, k, changed = len(times), 0, False
         while k < count:
             now = times[k]
@@ -339,12 +336,7 @@ class QuantileSeries(_WindowSeries):
                     break
                 entries.append([now, {sample: 1}, 1 if rounded else 0, 1, low, same])
                 self.approx += rounded
-                at = bisect_left(values, sample)
-                if at < len(values) and values[at] == sample:
-                    counts[at] += 1
-                else:
-                    values.insert(at, sample)
-                    counts.insert(at, 1)
+                self._count_value(sample, 1)
                 if gone:
                     self._drop(gone)
                 self.n, self.below, self.equal = n, below, equal
@@ -391,12 +383,7 @@ class QuantileSeries(_WindowSeries):
                 self.approx += rounded
                 if sample <= threshold:
                     entry[4 if sample < threshold else 5] += 1
-                at = bisect_left(values, sample)
-                if at < len(values) and values[at] == sample:
-                    counts[at] += 1
-                else:
-                    values.insert(at, sample)
-                    counts.insert(at, 1)
+                self._count_value(sample, 1)
             if gone:
                 self._drop(gone)
             self.n, self.below, self.equal = n, below, equal
