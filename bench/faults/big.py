@@ -33,9 +33,6 @@ def big_bodies(folder: Path, name: str) -> Result:
     return vector_row(folder, name, "10 MB bodies of tiny lines", fault)
 
 
-GROUPBY_LATENESS = "10s"
-
-
 def groupby_1m(folder: Path, name: str, values: int, allocator: str = "malloc") -> Result:
     """`values` distinct group_by values posted to /vector with memory state (a `count >= 2` rule over them, so
     none fires unless a line is counted twice); peak RSS, and RSS once the series have expired.
@@ -83,11 +80,6 @@ rules:
         state="memory://",
         rules_text=rule,
         service_env={"PYTHONMALLOC": allocator},
-        # The tracked load posts one body at a time and each answer waits for a batch holding a 10,000-line
-        # flood body: on a loaded 2-core machine its lines reached the service more than the suite's 2 s
-        # behind the flood's newer lines, and were (rightly) counted late. The row is about memory: it runs at
-        # a lateness that covers that wait.
-        lateness=GROUPBY_LATENESS,
     )
 
 
