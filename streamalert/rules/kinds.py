@@ -298,21 +298,11 @@ class QuantileSeries(_WindowSeries):
             j = k + 1
             if due is not None and due < now:  # the series' timer alone at its instant: entries leave
                 now, n, below, equal = due, self.n, self.below, self.equal
-                cutoff, gone = now - window_ms, 0
-                for entry in entries:
-                    if entry[0] > cutoff:
-                        break
-                    n -= entry[3]
-                    below -= entry[4]
-                    equal -= entry[5]
-                    gone += 1
+                gone, n, below, equal = _leaving(entries, now - window_ms, n, below, equal)
                 if not n or _verdict(op, -(-num * n // den) or 1, below, below + equal):
                     break
-                if gone:
-                    self._drop(gone)
-                self.n, self.below, self.equal = n, below, equal
-                changed = True
-                due = entries[0][0] + window_ms  # popped, then re-armed at the next expiry
+                # popped, then re-armed at the next expiry
+                due, changed = self._instant_done(gone, n, below, equal, due, now, window_ms), True
                 continue
             if j < count and times[j] == now:
                 while j < count and times[j] == now:
@@ -324,29 +314,13 @@ class QuantileSeries(_WindowSeries):
                     sample = quantize(sample)
                 low, same = (1, 0) if sample < threshold else (0, 1) if sample == threshold else (0, 0)
                 below, equal = self.below + low, self.equal + same
-                cutoff, gone = now - window_ms, 0
-                for entry in entries:
-                    if entry[0] > cutoff:
-                        break
-                    n -= entry[3]
-                    below -= entry[4]
-                    equal -= entry[5]
-                    gone += 1
+                gone, n, below, equal = _leaving(entries, now - window_ms, n, below, equal)
                 if _verdict(op, -(-num * n // den) or 1, below, below + equal):
                     break
                 entries.append([now, {sample: 1}, 1 if rounded else 0, 1, low, same])
                 self.approx += rounded
                 self._count_value(sample, 1)
-                if gone:
-                    self._drop(gone)
-                self.n, self.below, self.equal = n, below, equal
-                changed = True
-                if due == now:
-                    due = None  # its timer, popped at this instant
-                expiry = entries[0][0] + window_ms
-                if due is None or expiry < due:
-                    due = expiry
-                k = j
+                due, changed, k = self._instant_done(gone, n, below, equal, due, now, window_ms), True, j
                 continue
             # The counts after the instant: its samples in (rounded as observe() would), then the entries
             # at or before the cutoff out.
@@ -362,14 +336,7 @@ class QuantileSeries(_WindowSeries):
                         below += 1
                     else:
                         equal += 1
-            cutoff, gone = now - window_ms, 0
-            for entry in entries:
-                if entry[0] > cutoff:
-                    break
-                n -= entry[3]
-                below -= entry[4]
-                equal -= entry[5]
-                gone += 1
+            gone, n, below, equal = _leaving(entries, now - window_ms, n, below, equal)
             if not n or _verdict(op, -(-num * n // den) or 1, below, below + equal):
                 break
             # Taken: the same changes as observe() of each sample, then evict(now).
@@ -384,17 +351,21 @@ class QuantileSeries(_WindowSeries):
                 if sample <= threshold:
                     entry[4 if sample < threshold else 5] += 1
                 self._count_value(sample, 1)
-            if gone:
-                self._drop(gone)
-            self.n, self.below, self.equal = n, below, equal
-            changed = True
-            if due == now:
-                due = None  # its timer, popped at this instant
-            expiry = entries[0][0] + window_ms
-            if due is None or expiry < due:
-                due = expiry
-            k = j
+            due, changed, k = self._instant_done(gone, n, below, equal, due, now, window_ms), True, j
         return k, due, changed
+
+    def _instant_done(
+        self, gone: int, n: int, below: int, equal: int, due: int | None, now: int, window_ms: int
+    ) -> int:
+        """End of one instant of `run`: the `gone` oldest entries out, the counts in; returns the series'
+        timer then (a timer due at `now` was popped; the window's first entry leaving may come sooner)."""
+        if gone:
+            self._drop(gone)
+        self.n, self.below, self.equal = n, below, equal
+        if due == now:
+            due = None
+        expiry = self.entries[0][0] + window_ms
+        return expiry if due is None or expiry < due else due
 
     def quantile(self, q: float) -> float:
         """The nearest-rank quantile: the smallest sample with at least ceil(q * n) samples at or below it."""
@@ -510,6 +481,19 @@ def _flat(entries: Iterable[list[Any]], before: int) -> tuple[list[Any], int]:
         out += (time - before, list(itertools.chain.from_iterable(entry[1].items())), entry[2])
         before = time
     return out, before
+
+
+def _leaving(entries: Iterable[list[Any]], cutoff: int, n: int, below: int, equal: int) -> tuple[int, int, int, int]:
+    """How many of the oldest entries are at or before `cutoff`, and the counts without their samples."""
+    gone = 0
+    for entry in entries:
+        if entry[0] > cutoff:
+            break
+        n -= entry[3]
+        below -= entry[4]
+        equal -= entry[5]
+        gone += 1
+    return gone, n, below, equal
 
 
 def _verdict(op: str, rank: int, below: int, at_or_below: int) -> bool:
