@@ -212,6 +212,11 @@ class Engine:
         self._wheeled = 0  # timers in the wheel (current or stale)
         self._reached = _NEVER >> _SLOT_BITS  # slots before this one are in the heap
         self._buffer: list[_Pending] = []
+        # The buffer's length when _run_until last left it sorted: anything that changes it other than by
+        # appending (take_accepted) resets this. A bounded live advance calls _run_until many times between
+        # two intakes; re-sorting a sorted buffer of `lateness` worth of events each time is still n
+        # comparisons, which a flood turns into most of the loop's time.
+        self._sorted_len = 0
         self._newest: int | None = (
             None  # the newest event time of all lanes (of the lane being taken in, during intake)
         )
@@ -479,6 +484,7 @@ class Engine:
         taken = sorted(self._buffer, key=operator.itemgetter(1))
         earliest = self._min_accepted
         self._buffer, self._pending_new, self._min_accepted = [], [], None
+        self._sorted_len = 0
         return [(time_ms, line) for time_ms, _, line, _, _ in taken], earliest
 
     def lane_newest(self, lane: str) -> int | None:
@@ -622,7 +628,8 @@ class Engine:
             self._start(self._min_accepted)
         end = limit + 1 if inclusive else limit  # every instant before `end` is to be processed
         buffer, timers = self._buffer, self._timers
-        buffer.sort()
+        if len(buffer) != self._sorted_len:  # events were appended since: sort (a merge of a few runs)
+            buffer.sort()
         cut = bisect.bisect_left(buffer, (end,))  # (end,) sorts before every event at `end`
         ready = buffer[:cut]
         del buffer[:cut]
@@ -652,7 +659,7 @@ class Engine:
                     continue
             # The change bound stops only after some progress: a caller that never checkpoints still moves.
             if self._budget <= 0 or (begun and self.changes_pending() >= self._max_changes):
-                buffer[:0] = ready[pos:]  # still sorted: all before the rest of the buffer
+                self._put_back(ready[pos:])
                 self._done_before = max(self._done_before, instant)
                 self._after_run()
                 return False
@@ -672,12 +679,19 @@ class Engine:
             pos = stop
             begun = True
             if not self._continue_instant():
-                buffer[:0] = ready[pos:]
+                self._put_back(ready[pos:])
                 self._done_before = max(self._done_before, instant)  # `instant` itself is not done yet
                 return False
+        self._sorted_len = len(buffer)
         self._done_before = max(self._done_before, end)
         self._after_run()
         return True
+
+    def _put_back(self, events: list[_Pending]) -> None:
+        """Events a cut run did not reach return to the buffer's front: still sorted, all before the rest."""
+        buffer = self._buffer
+        buffer[:0] = events
+        self._sorted_len = len(buffer)
 
     def _alone(self, event: _Pending, instant: int) -> None:
         """An instant of one event of one rule and no timer: applied and evaluated."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Collection, Mapping
 
 from streamalert.clock import ManualClock
@@ -75,3 +76,30 @@ async def test_ack_and_transitions_wait_for_the_commit() -> None:
     store.gate.set()
     await asyncio.wait_for(task, timeout=5)
     assert log == ["commit", "write errors firing", "ack"]
+
+
+class ManyBatches(OneBatch):
+    """A live source with `count` one-line batches."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__([])
+        self.count = count
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        for _ in range(self.count):
+            yield Batch([LINE])
+
+
+async def test_committing_batches_leaves_no_garbage_for_the_cyclic_collector() -> None:
+    """A commit that succeeds at once goes without tenacity's retrying object, whose closures form reference
+    cycles (about 30 objects per commit before: garbage only the cyclic collector frees)."""
+    engine = Engine(rules_from_yaml(RULES), lateness_ms=0, max_delay_ms=0)
+    clock = ManualClock(1_769_418_000_000 + 1)
+    gc.collect()
+    gc.disable()  # what reference counting alone leaves
+    try:
+        await run_live(engine, ManyBatches(50), MemoryStore(), Sink([]), clock, Metrics(), Health())
+        cyclic = gc.collect()
+    finally:
+        gc.enable()
+    assert cyclic < 50, cyclic
