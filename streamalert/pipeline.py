@@ -206,8 +206,6 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
     if initial:
         await commit({}, clock.now_ms(), initial)
     compactions = engine.compactions
-    # The executor's thread (and its objects) now, not in the middle of a flood: a long-lived object made
-    # while millions of short-lived ones are keeps their 1 MiB pymalloc arena from going back to the system.
     async for batch in source.batches():
         wall = clock.now_ms()
         at = wall if batch.arrived_ms is None else min(wall, batch.arrived_ms)  # as of its lines' arrival
