@@ -17,7 +17,8 @@ namespace's writer lease first, so every commit is fenced (WATCH the epoch, MULT
 The live loop runs as `streamalert run` wires it for Vector: a batch's commit overlaps the next batch's
 intake (`run_live(..., overlap=True)`; `--serial` turns that off). The server's CPU is measured from the
 first request's arrival to the last answer (the client's start-up, and handing it the bodies, are not in
-it): as a share of one core over the client's time, and as microseconds per line.
+it): as a share of one core over the client's time, and as microseconds per line. The client's own CPU
+share is printed too (against the floor and against streamalert): whether the client could be the limit.
 
 Floor: the same client against a bare aiohttp server on the same event loop implementation that reads each
 body (inflating it in a worker thread as the source does, with --gzip), splits it into lines and answers
@@ -127,11 +128,11 @@ def _client(
     bodies: list[bytes],
     concurrency: int,
     headers: dict[str, str],
-    out: multiprocessing.Queue[tuple[float, dict[int, int]]],
+    out: multiprocessing.Queue[Posted],
 ) -> None:
-    """Post every body (C at a time, in order per connection); put (seconds, statuses) on `out`."""
+    """Post every body (C at a time, in order per connection); put (seconds, statuses, own CPU s) on `out`."""
 
-    async def main() -> tuple[float, dict[int, int]]:
+    async def main() -> Posted:
         statuses: Counter[int] = Counter()
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         for body in bodies:
@@ -146,16 +147,16 @@ def _client(
                         await response.read()
                         statuses[response.status] += 1
 
-            watch = Stopwatch()
+            watch, cpu = Stopwatch(), _cpu_s()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return watch.elapsed(), dict(statuses)
+            return Posted(watch.elapsed(), dict(statuses), _cpu_s() - cpu)
 
     out.put(asyncio.run(main()))
 
 
-def _post_all(url: str, bodies: list[bytes], concurrency: int, gzipped: bool) -> tuple[float, dict[int, int]]:
+def _post_all(url: str, bodies: list[bytes], concurrency: int, gzipped: bool) -> Posted:
     context = multiprocessing.get_context("spawn")
-    out: multiprocessing.Queue[tuple[float, dict[int, int]]] = context.Queue()
+    out: multiprocessing.Queue[Posted] = context.Queue()
     headers = {"Content-Encoding": "gzip"} if gzipped else {}
     process = context.Process(target=_client, args=(url, bodies, concurrency, headers, out))
     process.start()
@@ -164,7 +165,7 @@ def _post_all(url: str, bodies: list[bytes], concurrency: int, gzipped: bool) ->
     return result
 
 
-async def _floor(bodies: list[bytes], concurrency: int, gzipped: bool) -> tuple[float, dict[int, int]]:
+async def _floor(bodies: list[bytes], concurrency: int, gzipped: bool) -> Posted:
     async def receive(request: web.Request) -> web.Response:
         body = await request.read()
         if gzipped:
@@ -208,7 +209,7 @@ async def _streamalert(
     live = asyncio.create_task(run_live(engine, source, store, sink, clock, metrics, health, overlap=not args.serial))
     try:
         url = f"http://127.0.0.1:{port}/vector"
-        seconds, statuses = await asyncio.to_thread(_post_all, url, bodies, args.concurrency, args.gzip)
+        posted = await asyncio.to_thread(_post_all, url, bodies, args.concurrency, args.gzip)
     finally:
         await source.close()
         await asyncio.wait_for(live, 60)
@@ -216,13 +217,19 @@ async def _streamalert(
         if lease is not None:
             await lease.release()
         await store.close()
-    return Served(seconds, statuses, engine.stats.matched, cpu.seconds, batches_seen(metrics))
+    return Served(posted, engine.stats.matched, cpu.seconds, batches_seen(metrics))
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    seconds: float  # the client's, first request to last answer
+    statuses: dict[int, int]
+    cpu_s: float  # the client's own CPU over those seconds
 
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    seconds: float  # the client's, first request to last answer
-    statuses: dict[int, int]
+    posted: Posted
     matched: int
     cpu_s: float  # the server's, first request's arrival to last answer
     batches: int
@@ -291,19 +298,21 @@ def main(argv: list[str] | None = None) -> int:
     per_line: list[float] = []
     with redis_server() as redis_url:
         for run in range(args.runs):
-            seconds, statuses = runner(_floor(bodies, args.concurrency, args.gzip))
-            floor = len(lines) / seconds
+            bare = runner(_floor(bodies, args.concurrency, args.gzip))
+            floor = len(lines) / bare.seconds
             served = runner(_streamalert(bodies, args, redis_url, start_ms, run))
-            if set(served.statuses) != {200} or set(statuses) != {200}:
-                raise RuntimeError(f"answers other than 200: {served.statuses} / {statuses}")
-            rate = len(lines) / served.seconds
+            posted = served.posted
+            if set(posted.statuses) != {200} or set(bare.statuses) != {200}:
+                raise RuntimeError(f"answers other than 200: {posted.statuses} / {bare.statuses}")
+            rate = len(lines) / posted.seconds
             floors.append(floor)
             ours.append(rate)
             ratios.append(rate / floor)
             per_line.append(served.cpu_s / len(lines) * 1e6)
             print(
                 f"run {run + 1}: floor {floor:,.0f} lines/s, streamalert {rate:,.0f} lines/s ({rate / floor:.2f}x), "
-                f"server CPU {served.cpu_s / served.seconds:.0%} of one core = {per_line[-1]:.2f} us a line, "
+                f"server CPU {served.cpu_s / posted.seconds:.0%} of one core = {per_line[-1]:.2f} us a line, "
+                f"client CPU {posted.cpu_s / posted.seconds:.0%} (floor's {bare.cpu_s / bare.seconds:.0%}), "
                 f"{served.batches:,} batches, matched {served.matched:,}"
             )
     print(f"floor       {_spread(floors)} lines/s")
