@@ -220,7 +220,9 @@ async def _run_term(
         sender = Sender(store, sinks, config.notify, metrics)
         notify = Notify(Notifier(config), wake=sender.wake.set, refresh_ms=config.notify.ms("tick"))
         sending = asyncio.create_task(sender.run(term_over))  # only the writer sends: one process drains the outbox
-    live = run_live(engine, source, store, sink, clock, metrics, health, notify, initial=retire)
+    # Vector's requests are answered from the commit: it may run while the next batch is taken in
+    overlap = isinstance(source, VectorHttpSource)
+    live = run_live(engine, source, store, sink, clock, metrics, health, notify, initial=retire, overlap=overlap)
     pipeline = asyncio.create_task(live)
     waits = {
         pipeline,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from redis.exceptions import RedisError
@@ -171,11 +172,20 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
     health: Health,
     notify: Notify | None = None,
     initial: Sequence[Transition] = (),
+    *,
+    overlap: bool = False,
 ) -> None:
     """Live mode until the source ends (it ends after `close()`): every batch is taken in at the wall clock,
     committed, then its transitions are handed on and the batch acknowledged. A failing commit is retried
-    with backoff while no new input is taken and readiness fails; the batch is never acknowledged before
-    its state is durable. `initial` transitions (a reload's resolves) are committed and handed on first."""
+    with backoff while readiness fails; the batch is never acknowledged before its state is durable.
+    `initial` transitions (a reload's resolves) are committed and handed on first.
+
+    `overlap`: a batch's commit (and then its hand-on and ack) runs while the next batch is taken in, one
+    commit in flight at a time, in order: the next batch's checkpoint waits for it. Its state was captured
+    (checkpointed) before the next batch touched the engine, so what is committed and acknowledged is the
+    same as without overlap; during a store outage one more batch is taken in, then intake waits. For
+    sources whose `ack` may run while `batches()` waits for input (the Vector source: it answers requests).
+    Without it, no new input is taken while a commit is retried."""
     ttl = rule_ttls(engine.rules, engine.lateness_ms)
     snapshot = await retry_store(lambda: store.load(engine.rule_ids), metrics, health)  # ready from here
     engine.restore(snapshot)
@@ -185,57 +195,91 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
     dropped = _Dropped(metrics)
     stats = engine.stats
 
-    async def commit(position: Mapping[str, int], wall: int, extra: Sequence[Transition] = ()) -> None:
-        """Checkpoint and commit; then hand the transitions on. Every part of a batch's commit carries the
-        batch's position: all its lines are in the engine (applied or in the stored pending log) by then."""
+    in_flight: asyncio.Task[None] | None = None  # overlap: the last batch's commit, hand-on and ack
+
+    async def settle() -> None:
+        """Wait for the commit in flight (overlap), its batch acknowledged; re-raise what it raised."""
+        nonlocal in_flight
+        if in_flight is not None:
+            task, in_flight = in_flight, None
+            await task
+
+    async def checkpoint(
+        position: Mapping[str, int], wall: int, extra: Sequence[Transition] = ()
+    ) -> tuple[list[Transition], Changes]:
+        """The engine's changes since the last checkpoint, to commit. Every part of a batch's commit carries
+        the batch's position: all its lines are in the engine (applied or in the stored pending log) by then."""
+        await settle()  # commits go out one at a time, in order
         if notify is not None:
             await notify.refresh(store, wall, engine.horizon_ms, metrics, health)
         transitions, changes = _checkpoint(engine, notify.notifier if notify is not None else None, extra=extra)
         changes.meta.update(position)  # the source's position, atomically with the effects it led to
+        metrics.series.set(engine.series_count())
+        return transitions, changes
+
+    async def commit(transitions: list[Transition], changes: Changes, batch: Batch | None = None) -> None:
+        """Commit a checkpoint; then hand its transitions on and acknowledge `batch`."""
         watch = Stopwatch()
         await retry_store(functools.partial(store.commit, changes, ttl), metrics, health)
         metrics.store_latency.observe(watch.elapsed())
-        metrics.series.set(engine.series_count())
         if transitions:
             sink.write(transitions)
             for t in transitions:
                 metrics.transitions.labels(t.rule, t.state.value).inc()
         if notify is not None:
             notify.committed(changes, metrics)
+        if batch is not None:
+            await source.ack(batch)
 
-    if initial:
-        await commit({}, clock.now_ms(), initial)
-    compactions = engine.compactions
-    async for batch in source.batches():
-        wall = clock.now_ms()
-        at = wall if batch.arrived_ms is None else min(wall, batch.arrived_ms)  # as of its lines' arrival
-        before = (stats.matched, stats.late, stats.untimed, stats.clamped)
-        malformed = 0
-        for start in range(0, len(batch.lines), SLICE_LINES):  # in slices: the loop serves others in between
-            if start:
-                await asyncio.sleep(0)
-            malformed += engine.accept_lines(batch.lines[start : start + SLICE_LINES], wall_ms=at, lane=batch.lane)
-        if batch.timed is not None:
-            timed = batch.timed
-            engine.accept_timed(timed.records, batch.lane, timed.newest, timed.earliest)
-        lagging = source.lagging()
-        clock_at = None if lagging else at
-        while not engine.advance(clock_at, lagging, max_work=ADVANCE_WORK, max_changes=CHECKPOINT_CHANGES):
-            await asyncio.sleep(0)  # a turn of the loop, not a wait for a state
-            if engine.changes_pending() >= CHECKPOINT_CHANGES:
-                await commit(batch.meta, wall)  # a whole instant at worst to finish first: one instant's series
-        dropped.count(engine.stats.series_dropped, wall)
-        count_intake(metrics, source.name, len(batch.lines), malformed, before, stats)
-        taken = len(batch.lines) if batch.timed is None else len(batch.timed.records)
-        if (batch.lines or batch.timed is not None) and engine.newest_ms is not None:
-            metrics.processing_lag.observe(max(0.0, (wall - engine.newest_ms) / 1000))
-            metrics.batch_size.observe(taken)
-        await commit(batch.meta, wall)
-        await source.ack(batch)
-        if engine.compactions != compactions:  # most series ended: return what they used to the system
-            compactions = engine.compactions
-            release_memory()
-            await asyncio.to_thread(give_back)
+    try:
+        if initial:
+            await commit(*await checkpoint({}, clock.now_ms(), initial))
+        compactions = engine.compactions
+        async for batch in source.batches():
+            wall = clock.now_ms()
+            at = wall if batch.arrived_ms is None else min(wall, batch.arrived_ms)  # as of its lines' arrival
+            before = (stats.matched, stats.late, stats.untimed, stats.clamped)
+            malformed = 0
+            lines = batch.lines
+            for start in range(0, len(lines), SLICE_LINES):  # in slices: the loop serves others in between
+                if start:
+                    await asyncio.sleep(0)
+                part = lines if len(lines) <= SLICE_LINES else lines[start : start + SLICE_LINES]
+                malformed += engine.accept_lines(part, wall_ms=at, lane=batch.lane)
+            if batch.timed is not None:
+                timed = batch.timed
+                engine.accept_timed(timed.records, batch.lane, timed.newest, timed.earliest)
+            lagging = source.lagging()
+            clock_at = None if lagging else at
+            while not engine.advance(clock_at, lagging, max_work=ADVANCE_WORK, max_changes=CHECKPOINT_CHANGES):
+                await asyncio.sleep(0)  # a turn of the loop, not a wait for a state
+                if engine.changes_pending() >= CHECKPOINT_CHANGES:
+                    # a whole instant at worst to finish first: one instant's series
+                    await commit(*await checkpoint(batch.meta, wall))
+            dropped.count(engine.stats.series_dropped, wall)
+            count_intake(metrics, source.name, len(lines), malformed, before, stats)
+            taken = len(lines) if batch.timed is None else len(batch.timed.records)
+            if (lines or batch.timed is not None) and engine.newest_ms is not None:
+                metrics.processing_lag.observe(max(0.0, (wall - engine.newest_ms) / 1000))
+                metrics.batch_size.observe(taken)
+            del lines
+            transitions, changes = await checkpoint(batch.meta, wall)
+            if overlap:
+                in_flight = asyncio.create_task(commit(transitions, changes, batch))
+                await asyncio.sleep(0)  # let the commit go out before the next batch keeps this thread busy
+            else:
+                await commit(transitions, changes, batch)
+            del batch, transitions, changes  # held by the commit in flight only: freed when it is done
+            if engine.compactions != compactions:  # most series ended: return what they used to the system
+                compactions = engine.compactions
+                release_memory()
+                await asyncio.to_thread(give_back)
+        await settle()
+    finally:
+        if in_flight is not None:  # cancelled or failed meanwhile: the commit in flight goes too (never acked)
+            in_flight.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await in_flight
 
 
 def _checkpoint(
@@ -338,16 +382,26 @@ def count_intake(
 
 async def retry_store(call: Callable[[], Awaitable[T]], metrics: Metrics, health: Health) -> T:
     """The one place that retries the store: exponential backoff with jitter, for as long as it takes;
-    readiness fails meanwhile and recovers with the first success.
-
-    The first attempt is a plain call: tenacity's retrying object and its closures form reference cycles,
-    about 30 objects per call that only the cyclic collector frees; a commit per batch made them garbage
-    by the thousand per second under load."""
+    readiness fails meanwhile and recovers with the first success."""
     try:
-        result: T = await call()
+        result = await call()  # the common case, without the retrying machinery's cost (~50 us a call)
     except (RedisError, OSError) as error:
-        _unready(error, metrics, health)
-        result = await _retrying(call, metrics, health)
+        failed: BaseException | None = error
+        retrying = AsyncRetrying(
+            wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
+            retry=retry_if_exception_type((RedisError, OSError)),
+            before_sleep=lambda state: _unready(state.outcome, metrics, health),
+            reraise=True,
+        )
+
+        async def attempt() -> T:
+            nonlocal failed
+            if failed is not None:  # the first attempt is the call above: its failure, then backoff
+                first, failed = failed, None
+                raise first
+            return await call()
+
+        result = await retrying(attempt)
     if not health.ready or health.store_error is not None:
         health.store_error = None
         health.ready = True
@@ -355,21 +409,8 @@ async def retry_store(call: Callable[[], Awaitable[T]], metrics: Metrics, health
     return result
 
 
-async def _retrying(call: Callable[[], Awaitable[T]], metrics: Metrics, health: Health) -> T:
-    retrying = AsyncRetrying(
-        wait=wait_exponential_jitter(multiplier=0.1, max=5.0),
-        retry=retry_if_exception_type((RedisError, OSError)),
-        before_sleep=lambda state: _unready(state.outcome.exception() if state.outcome else None, metrics, health),
-        reraise=True,
-    )
-
-    async def attempt() -> T:
-        return await call()
-
-    return await retrying(attempt)  # only after a failure: its cycles are rare garbage
-
-
-def _unready(error: BaseException | None, metrics: Metrics, health: Health) -> None:
+def _unready(outcome: Any, metrics: Metrics, health: Health) -> None:
+    error = outcome.exception() if outcome is not None else None
     health.ready = False
     health.store_error = type(error).__name__ if error is not None else "unknown"
     metrics.ready.set(0)

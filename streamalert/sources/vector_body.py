@@ -44,7 +44,7 @@ _REJOIN: Final = 64  # parts of a broken array joined at most to make one valid 
 class Body:
     """The lines of one body, handed out in order by `take`, split only as far as needed."""
 
-    __slots__ = ("_array", "_broken", "_data", "_end", "_joined", "_lines", "_next", "_pos", "_salvage")
+    __slots__ = ("_array", "_broken", "_data", "_end", "_joined", "_lines", "_most", "_next", "_pos", "_salvage")
 
     def __init__(self, data: bytes, lines_only: bool = False) -> None:
         start = len(data) - len(data.lstrip(_WHITESPACE))
@@ -56,6 +56,7 @@ class Body:
         self._joined = 0  # how many parts _broken holds
         self._lines: list[bytes] = []
         self._next = 0  # index of the next line of _lines to hand out
+        self._most: int | None = None  # NDJSON: newlines + 1 in _data[_pos:_end] when first asked (see most)
         if self._array:
             end = len(data.rstrip(_WHITESPACE))
             self._pos = start + 1  # just after "[": every piece starts at an element
@@ -72,6 +73,18 @@ class Body:
     def known_count(self) -> int | None:
         """The lines not yet handed out, if the whole body is split; None while more is to be split."""
         return len(self._lines) - self._next if self._pos >= self._end else None
+
+    def most(self) -> int | None:
+        """At most how many lines are not yet handed out, without splitting the rest (NDJSON: its newlines + 1,
+        counted at C speed); None for a JSON array not split whole (its elements are found by decoding)."""
+        left = len(self._lines) - self._next
+        if self._pos >= self._end:
+            return left
+        if self._array:
+            return None
+        if self._most is None:  # counted once: the rest is only split from here on, never grown
+            self._most = self._data.count(b"\n", self._pos, self._end) + 1
+        return left + self._most
 
     def take(self, most: int) -> list[bytes]:
         """Up to `most` further lines (fewer only at the end of the body)."""

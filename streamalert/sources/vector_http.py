@@ -17,14 +17,16 @@ Memory is bounded by `max_reading_bytes` for bodies being read plus `max_queued_
 `saturated()` says when either kind of slot is all taken (for `/readyz`); the gauge
 `streamalert_ingest_requests{state="reading"|"queued"}` shows both.
 
-`batches()` never yields more than `max_batch_lines` lines: whole small requests are merged up to it, and a
-larger request is spread over consecutive batches; it is answered when the batch with its last line is
-acknowledged (the pipeline acknowledges batches in order). After `close()`: new requests, and queued ones
-not started, get 503 with Retry-After; a request already partly handed out keeps being handed out until its
-last line (its first lines may already be committed: answering 503 would have Vector send them again and
-count them twice), and `batches()` ends after it. Batches already yielded still wait for `ack`. (A crash
-after some of a request's batches were committed makes Vector send the whole request again, so those lines
-count twice: the same window as a crash between a commit and its answer, now as long as the request takes.)
+`batches()` never yields more than `max_batch_lines` lines: whole requests queued are merged up to it (a
+request joins a batch only if it fits whole: NDJSON bodies by their newline count, JSON arrays once split,
+i.e. within 64 KiB), and a larger request is spread over consecutive batches; it is answered when the batch
+with its last line is acknowledged (the pipeline acknowledges batches in order). After `close()`: new
+requests, and queued ones not started, get 503 with Retry-After; a request already partly handed out keeps
+being handed out until its last line (its first lines may already be committed: answering 503 would have
+Vector send them again and count them twice), and `batches()` ends after it. Batches already yielded still
+wait for `ack`. (A crash after some of a request's batches were committed makes Vector send the whole request
+again, so those lines count twice: the same window as a crash between a commit and its answer, now as long as
+the request takes.)
 
 The server must not inflate bodies itself: run the aiohttp server this source is mounted on with
 `auto_decompress=False` (`SERVER_OPTIONS`, e.g. `web.AppRunner(app, **SERVER_OPTIONS)`), so the gzip limits
@@ -135,7 +137,7 @@ class VectorHttpSource:
         return [web.post(self.config.path, self._receive)]
 
     async def batches(self) -> AsyncIterator[Batch]:
-        """Batches of at most max_batch_lines lines (whole small requests merged, large ones spread over several);
+        """Batches of at most max_batch_lines lines (whole requests merged, large ones spread over several);
         an empty batch after tick_ms idle. Ends after `close()`, once a request partly handed out is complete."""
         tick_s = self.config.tick_ms / 1000
         while not self._closed or (self._queue and self._queue[0].started):
@@ -175,7 +177,7 @@ class VectorHttpSource:
             request = queue[0]
             room = limit - len(lines)
             if lines and not request.started:
-                count = request.body.known_count()  # a request not yet started joins only if it fits whole
+                count = request.body.most()  # a request not yet started joins only if it fits whole
                 if count is None or count > room:
                     break
             request.started = True

@@ -20,6 +20,7 @@ from multidict import CIMultiDictProxy
 
 from streamalert.decode import decode_line, event_time_ms
 from streamalert.sources import Batch
+from streamalert.sources.vector_body import PIECE
 from streamalert.sources.vector_http import SERVER_OPTIONS, VectorHttpConfig, VectorHttpSource
 from streamalert.testing import free_port
 
@@ -313,6 +314,29 @@ async def test_queued_requests_merge_up_to_max_batch_lines() -> None:
         assert last.lines == [b'{"r":3}']
         assert last.position == 6
         await h.ack(last)
+        assert [(await asyncio.wait_for(p, 5)).status for p in posts] == [200, 200, 200, 200]
+
+
+async def test_queued_bodies_larger_than_a_split_piece_merge_whole_when_they_fit() -> None:
+    """NDJSON bodies past one split piece (64 KiB), not yet split, still join a batch whole when their newline
+    count says they fit; a JSON array that large (its element count unknown until decoded) starts its own."""
+    async with serve(auto_ack=False, max_batch_lines=1000, tick_ms=60_000) as h:
+        posts = [asyncio.create_task(h.post(b'{"r":0}'))]
+        held = await h.next_batch()
+        pad = "x" * 200
+        bodies = [[b'{"r":%d,"p":"%s","i":%d}' % (r, pad.encode(), i) for i in range(400)] for r in (1, 2, 3)]
+        sent = [b"\n".join(bodies[0]), b"\n".join(bodies[1]) + b"\n", b"[" + b",".join(bodies[2]) + b"]"]
+        assert all(len(body) > PIECE for body in sent)
+        for body in sent:
+            posts.append(asyncio.create_task(h.post(body)))
+            await eventually(lambda: h.source.queued == len(posts))  # queued one after the other
+        await h.ack(held)
+        merged = await h.next_batch()
+        assert merged.lines == bodies[0] + bodies[1]  # 800 lines: both whole, the array not (its count unknown)
+        await h.ack(merged)
+        array = await h.next_batch()
+        assert array.lines == bodies[2]
+        await h.ack(array)
         assert [(await asyncio.wait_for(p, 5)).status for p in posts] == [200, 200, 200, 200]
 
 

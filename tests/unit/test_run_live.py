@@ -103,3 +103,98 @@ async def test_committing_batches_leaves_no_garbage_for_the_cyclic_collector() -
     finally:
         gc.enable()
     assert cyclic < 50, cyclic
+
+
+class SteppedStore(MemoryStore):
+    """A memory store whose n-th commit waits for its own gate (opened by the test), logging its start and end."""
+
+    def __init__(self, log: list[str], commits: int) -> None:
+        super().__init__()
+        self.gates = [asyncio.Event() for _ in range(commits)]
+        self.log = log
+        self.commits = 0
+
+    async def commit(self, changes: Changes, ttl_ms: dict[str, int]) -> None:
+        number = self.commits = self.commits + 1
+        self.log.append(f"begin {number}")
+        await self.gates[number - 1].wait()
+        await super().commit(changes, ttl_ms)
+        self.log.append(f"commit {number}")
+
+
+class Batches:
+    """A live source yielding one batch per line, logging when the pipeline asks for each and acks it."""
+
+    name = "test"
+
+    def __init__(self, log: list[str], lines: list[bytes]) -> None:
+        self.log, self.lines = log, lines
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        for number, line in enumerate(self.lines, 1):
+            self.log.append(f"take {number}")
+            yield Batch([line], number, token=number)
+
+    async def ack(self, batch: Batch) -> None:
+        self.log.append(f"ack {batch.token}")
+
+    def lagging(self) -> Collection[str]:
+        return ()
+
+    def resume(self, meta: Mapping[str, int]) -> None:
+        return None
+
+
+SECOND = b'{"timestamp":"2026-01-26T09:00:00.500Z","level":"error"}'
+
+
+async def _turns(count: int = 100) -> None:
+    for _ in range(count):  # let the pipeline run as far as it can while a gate is shut
+        await asyncio.sleep(0)
+
+
+async def test_overlap_takes_the_next_batch_in_while_a_commit_is_out_and_keeps_commit_before_ack() -> None:
+    """With overlap, batch 2 is taken in while batch 1's commit is held; nothing is acknowledged before its
+    commit, commits go out one at a time in order, and the store ends as without overlap."""
+    stored = []
+    for overlap in (False, True):
+        log: list[str] = []
+        store = SteppedStore(log, commits=2)
+        engine = Engine(rules_from_yaml(RULES), lateness_ms=0, max_delay_ms=0)
+        clock = ManualClock(1_769_418_000_000 + 1)
+        source = Batches(log, [LINE, SECOND])
+        live = run_live(engine, source, store, Sink(log), clock, Metrics(), Health(), overlap=overlap)
+        task = asyncio.create_task(live)
+        await _turns()
+        first = ["take 1", "begin 1", "take 2"] if overlap else ["take 1", "begin 1"]
+        assert log == first  # batch 2 taken in (overlap) or not (without), nothing acknowledged
+        store.gates[0].set()
+        await _turns()
+        second = ["commit 1", "write errors firing", "ack 1"] + ([] if overlap else ["take 2"]) + ["begin 2"]
+        assert log == first + second  # commit 2 only after commit 1 is through and acknowledged
+        store.gates[1].set()
+        await asyncio.wait_for(task, timeout=5)
+        assert log == [*first, *second, "commit 2", "ack 2"]
+        stored.append(await store.load(engine.rule_ids))
+    assert stored[0].series
+    assert stored[0] == stored[1]
+
+
+async def test_overlap_cancelled_with_a_commit_out_never_acknowledges_it() -> None:
+    """Cancelling the live loop (lease lost, shutdown timed out) cancels the commit in flight: its batch is
+    never acknowledged, even when the store would answer later."""
+    log: list[str] = []
+    store = SteppedStore(log, commits=2)
+    engine = Engine(rules_from_yaml(RULES), lateness_ms=0, max_delay_ms=0)
+    clock = ManualClock(1_769_418_000_000 + 1)
+    source = Batches(log, [LINE, SECOND])
+    task = asyncio.create_task(run_live(engine, source, store, Sink(log), clock, Metrics(), Health(), overlap=True))
+    await _turns()
+    assert log == ["take 1", "begin 1", "take 2"]
+    task.cancel()
+    await asyncio.wait({task}, timeout=5)
+    assert task.cancelled()
+    store.gates[0].set()
+    await _turns()
+    assert log == ["take 1", "begin 1", "take 2"]
+    assert (await store.load(engine.rule_ids)).series == {}

@@ -83,6 +83,27 @@ def test_small_body_count_is_known_at_once() -> None:
     assert Body(b"").exhausted
 
 
+def test_most_bounds_the_lines_left_without_splitting() -> None:
+    """`most` is at least the lines a body still holds (exact once split whole), read off its newlines without
+    splitting it; None for an array not split whole, whose element count only decoding tells."""
+    lines = [b'{"n":%d,"pad":"%s"}' % (i, b"x" * 90) for i in range(2000)]
+    body = Body(b"\n".join(lines[:1000]) + b"\n\n" + b"\n".join(lines[1000:]) + b"\n")  # one blank line
+    assert body.known_count() is None
+    assert body.most() == 2002  # newlines + 1: an upper bound (a blank line and the end count too)
+    assert len(body._lines) < 2000  # asking split nothing more
+    first = body.take(500)
+    left = body.most()
+    assert len(first) == 500
+    assert left is not None
+    assert left >= 1500
+    rest = body.take(5000)
+    assert first + rest == lines
+    assert body.most() == 0
+    assert Body(b'{"a":1}\n{"b":2}').most() == 2  # split whole at once: exact
+    assert Body(b"[" + b",".join(lines) + b"]").most() is None
+    assert Body(b'[{"a":1},{"b":2}]').most() == 2
+
+
 def test_broken_array_keeps_every_good_element() -> None:
     """One bad element in an array costs itself only: every good one before and after it is a line, whole."""
     good = [encode({"n": i, "s": "},{" if i % 7 == 0 else "x"}) for i in range(12000)]
