@@ -225,8 +225,9 @@ def other_lookup(
 class RuleIndex:
     """The anchors of a rule set, and the source of the `_match` function that uses them.
 
-    Every key gets a bucket: one generated function testing, inline, the remaining tests of each rule
-    anchored on that key. A record's lookups give buckets, so it costs one call per key it reaches.
+    Every key gets a bucket: a generated function testing, inline, the remaining tests of each rule
+    anchored on that key, bound to that key's constants and rule numbers (keys whose rules have the same
+    shapes share the function). A record's lookups give buckets, so it costs one call per key it reaches.
     """
 
     def __init__(self) -> None:
