@@ -175,11 +175,14 @@ def match_all(compiled: CompiledRules, lines: list[bytes]) -> None:
         match(decode(line))
 
 
-def time_cell(specs: Sequence[dict[str, Any]], lines: list[bytes], warm: list[bytes], runs: int) -> list[Cell]:
+def time_cell(
+    specs: Sequence[dict[str, Any]], lines: list[bytes], warm: list[bytes], runs: int, decode_alone: bool = False
+) -> list[Cell]:
     """One (match lines/s, floor lines/s) per run; each run times the floor right before the matcher.
 
     Each run compiles the rules afresh and warms them on `warm` (other lines from the same generator), so
     no run finds the lines of an earlier run in the matcher's caches: a real stream does not repeat itself.
+    With `decode_alone`, each run also times the rules' decoder alone on the lines, after the matcher.
     """
     floor_decode = msgspec.json.Decoder(dict[str, Any]).decode
 
@@ -193,8 +196,16 @@ def time_cell(specs: Sequence[dict[str, Any]], lines: list[bytes], warm: list[by
         match_all(compiled, warm)
         floor = best_of(1, parsing, len(lines))[0]
         speed = best_of(1, functools.partial(match_all, compiled, lines), len(lines))[0]
-        cells.append(Cell(speed, floor))
+        decoding = best_of(1, functools.partial(decode_all, compiled, lines), len(lines))[0] if decode_alone else 0.0
+        cells.append(Cell(speed, floor, decoding))
     return cells
+
+
+def decode_all(compiled: CompiledRules, lines: list[bytes]) -> None:
+    """The first half of match_all: decode into the rules' record (its attributes: the fields rules read)."""
+    decode = compiled.decode
+    for line in lines:
+        decode(line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +214,7 @@ class Cell:
 
     speed: float
     floor: float
+    decoding: float = 0.0  # the decoder alone, lines/s (0: not timed)
 
     @property
     def ratio(self) -> float:
@@ -351,6 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=50_000, help="lines per input (default 50,000)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per cell (default 3, at least 3)")
     parser.add_argument("--no-check", action="store_true", help="skip timing load_rules")
+    parser.add_argument("--decode", action="store_true", help="also time the rules' decoder alone (a column)")
     parser.add_argument("--hyperscan", action="store_true", help="only compare re2.Set with hyperscan (if installed)")
     parser.add_argument("--check-only", action="store_true", help="only time load_rules and the check command")
     parser.add_argument("--baseline", type=Path, help="also time the check command with the code of this checkout")
@@ -372,8 +385,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print("lines/s: best of the runs (min-max); ratio: decode + match over the parse-only floor of the same run,")
     print("best (min-max); vs 20: the best ratio over the first rule count's best ratio, same input")
+    if args.decode:
+        print("decode: the rules' decoder alone over the floor of the same run (min-max); attrs: the record's fields")
     print()
-    print(f"{'rules':>6} {'input':<7} {'lines/s':>9} {'(min-max)':>17} {'ratio':>6} {'(min-max)':>11} {'vs 20':>6}")
+    head = f"{'rules':>6} {'input':<7} {'lines/s':>9} {'(min-max)':>17} {'ratio':>6} {'(min-max)':>11} {'vs 20':>6}"
+    print(head + (f" {'decode':>13} {'attrs':>5}" if args.decode else ""))
     first: dict[str, float] = {}
     for count in args.rules:
         specs = [rule["match"] for rule in make_rules(count)]
@@ -381,14 +397,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             label = "varied" if varied else "fixed"
             lines = make_lines(args.lines, count, varied)
             warm = make_lines(2000, count, varied, seed=SEED + 1)
-            cells = time_cell(specs, lines, warm, runs)
+            cells = time_cell(specs, lines, warm, runs, args.decode)
             speeds = [c.speed for c in cells]
             ratios = [c.ratio for c in cells]
             first.setdefault(label, max(ratios))
-            print(
+            row = (
                 f"{count:>6} {label:<7} {max(speeds):>9,.0f} {min(speeds):>8,.0f}-{max(speeds):<8,.0f}"
                 f" {max(ratios):>6.3f} {min(ratios):>5.3f}-{max(ratios):<5.3f} {max(ratios) / first[label]:>5.2f}x"
             )
+            if args.decode:
+                decoding = [c.decoding / c.floor for c in cells]
+                attrs = len(msgspec.structs.fields(compile_rules(specs).record_type))
+                row += f" {min(decoding):>6.2f}-{max(decoding):<6.2f} {attrs:>5}"
+            print(row)
     if not args.no_check:
         count = max(args.rules)
         print_load_rules(count, runs)

@@ -8,8 +8,14 @@ hot path:
   (equality and `in` by dict lookup, `contains` and `regex` by one RE2-set scan per distinct value, cached
   for values that repeat, such as structlog event names), plus the few rules nothing can index; so the cost
   per record follows the rules that can match it, not the number of rules. The remaining tests of the rules
-  anchored on one key are inlined, cheapest first, in one generated function per key (a "bucket").
-Constants reach generated code as bound names, never as source text, so no rule file can inject code.
+  anchored on one key are inlined, cheapest first, in the function of that key (a "bucket"), which computes
+  a value two of them read once and tests rules with the same test once;
+- buckets whose rules have the same shapes (a big rule set repeats a few shapes with other values) share
+  one generated function that reads its constants and rule numbers from a tuple bound to it: a set of
+  10,000 rules runs a few dozen functions, which the interpreter keeps specialized and in cache, instead of
+  thousands that each run too rarely to be (measured in bench/README.md, "Rules benchmark, fixed messages").
+Constants reach generated code as bound names or tuple items, never as source text, so no rule file can
+inject code.
 `tests/unit/test_codegen.py` and `test_rule_index.py` check that both compilations agree on random records
 and random rule sets.
 """
@@ -37,11 +43,24 @@ _QUANTIFIERS = set("*?{")
 
 
 class _Builder:
-    """Turns match maps into Python expressions over `r`, a decoded record (absent fields are `_U`)."""
+    """Turns match maps into Python expressions over `r`, a decoded record (absent fields are `_U`).
+
+    `body` writes the code of a group of rules (a bucket, or the residual rules): a field's value or number
+    that two of its tests read is computed once, into a local, first (every such expression is pure), and
+    rules with the same test share it. `template` writes a bucket's body with its constants and rule numbers
+    read from a tuple `k`, so that buckets whose rules have the same shapes share one function.
+    """
 
     def __init__(self) -> None:
         self.consts: dict[str, Any] = {}
         self.attrs: dict[str, str] = {}  # JSON key -> Struct attribute
+        self.const_names: dict[tuple[type, Any], str] = {}  # scalar constant -> its name (one per value)
+        self.uses: Counter[tuple[str, str]] | None = None  # while sizing a test up: reads per (form, key)
+        self.seen: list[Any] = []  # ... and the constants it uses
+        self.shared_keys: set[tuple[str, str]] = set()  # (form, key) read twice in the body being built
+        self.hoisted: dict[tuple[str, str], str] = {}  # ... those already in a local, and the local
+        self.prelude: list[str] = []  # the assignments of those locals, in the order they depend on each other
+        self.local: list[Any] | None = None  # building a template: its constants, k[0], k[1], ...
 
     def attr(self, key: str) -> str:
         name = self.attrs.get(key)
@@ -49,21 +68,115 @@ class _Builder:
             name = self.attrs[key] = f"a{len(self.attrs)}"
         return name
 
+    def shared(self, form: str, key: str, expression: Callable[[], str]) -> str:
+        """The expression of (form, key), or the local that holds it in the body being built."""
+        if self.uses is not None:
+            self.uses[form, key] += 1
+            return expression()
+        if (form, key) not in self.shared_keys:
+            return expression()
+        name = self.hoisted.get((form, key))
+        if name is None:
+            text = expression()  # first: it may hoist what it reads
+            name = self.hoisted[form, key] = f"_h{len(self.hoisted)}"
+            self.prelude.append(f"{name} = {text}")
+        return name
+
     def value(self, key: str) -> str:
         """An expression for the field's value as the closures see it (MISSING when absent)."""
+        return self.shared("value", key, functools.partial(self._value, key))
+
+    def _value(self, key: str) -> str:
         if key == "message":
-            names = [self.attr(k) for k in MESSAGE_KEYS]
-            return f"_first(r.{names[0]}, r.{names[1]}, r.{names[2]})"
+            a, b, c = (self.attr(k) for k in MESSAGE_KEYS)
+            return f"(r.{a} if r.{a} is not _U else r.{b} if r.{b} is not _U else r.{c} if r.{c} is not _U else _M)"
         literal = self.attr(key)
         if "." not in key:
-            return f"_m(r.{literal})"
+            return f"(r.{literal} if r.{literal} is not _U else _M)"
         head, tail = key.split(".", 1)
-        return f"_dotted(r.{literal}, r.{self.attr(head)}, {self.const(tail)})"
+        if "." in tail:
+            return f"_dotted(r.{literal}, r.{self.attr(head)}, {self.const(tail)})"
+        top = f"r.{self.attr(head)}"  # one level down, inline: what _dotted does
+        return (
+            f"(r.{literal} if r.{literal} is not _U else {top}.get({self.const(tail)}, _M)"
+            f" if type({top}) is dict else _M)"
+        )
+
+    def number(self, key: str) -> str:
+        """An expression for as_number of the field's value: None when absent or not a number."""
+        return self.shared("number", key, functools.partial(self._number, key))
+
+    def _number(self, key: str) -> str:
+        if "." not in key and key != "message":
+            literal = f"r.{self.attr(key)}"
+            return f"(_num({literal}) if {literal} is not _U else None)"
+        return f"(_num(_x) if (_x := {self.value(key)}) is not _M else None)"
 
     def const(self, value: Any) -> str:
+        if self.uses is not None:  # sizing up: the text is thrown away
+            self.seen.append(value)
+            return "_c"
+        if self.local is not None:
+            self.local.append(value)
+            return f"k[{len(self.local) - 1}]"
+        kind = type(value)
+        key = (kind, repr(value) if kind is float else value) if kind in (str, int, float, bool) else None
+        if key is not None and (known := self.const_names.get(key)) is not None:
+            return known
         name = f"_c{len(self.consts)}"
         self.consts[name] = value
+        if key is not None:
+            self.const_names[key] = name
         return name
+
+    def body(self, rules: Sequence[tuple[int, Mapping[str, Any] | None]], indent: str) -> list[str]:
+        """Lines appending to `out` each rule whose match map holds (None or empty: always)."""
+        return [indent + line for line in self._code(rules)]
+
+    def template(self, rules: Sequence[tuple[int, Mapping[str, Any] | None]]) -> tuple[str, tuple[Any, ...]]:
+        """(the body of a function `(k, r, out)` doing what `body` does, k): the same text for every group of
+        rules of the same shapes, whatever their values and numbers."""
+        self.local = []
+        try:
+            lines = self._code(rules)
+            return "\n".join("    " + line for line in lines), tuple(self.local)
+        finally:
+            self.local = None
+
+    def _code(self, rules: Sequence[tuple[int, Mapping[str, Any] | None]]) -> list[str]:
+        groups: dict[Any, tuple[Mapping[str, Any] | None, list[int], Counter[tuple[str, str]]]] = {}
+        shapes = []
+        for i, spec in rules:  # size each test up: its text without constants, its constants, its reads
+            self.uses, self.seen = Counter(), []
+            text = self.conjunction(spec) if spec else ""
+            key: Any = (text, tuple(self.seen))
+            try:
+                hash(key)
+            except TypeError:
+                key = (text, object())  # unhashable constants: a group of its own
+            shapes.append((text, key, i, spec, self.uses))
+        self.uses, self.seen = None, []
+        for _, key, i, spec, uses in sorted(shapes, key=lambda shape: shape[0]):  # same shapes, same order
+            group = groups.setdefault(key, (spec, [], uses))
+            group[1].append(i)
+        reads = Counter[tuple[str, str]]()
+        for _, _, uses in groups.values():
+            reads.update(uses)
+        self.shared_keys = {form_key for form_key, count in reads.items() if count > 1}
+        self.hoisted, self.prelude = {}, []
+        lines = []
+        for spec, numbers, _ in groups.values():
+            test = self.conjunction(spec) if spec else None
+            if self.local is None:
+                append = "; ".join(f"out.append({i})" for i in numbers)
+            elif len(numbers) == 1:
+                append = f"out.append({self.const(numbers[0])})"
+            else:
+                append = f"out += {self.const(tuple(numbers))}"
+            lines.append(append if test is None else f"if {test}: {append}")
+        lines = self.prelude + lines
+        self.shared_keys, self.hoisted, self.prelude = set(), {}, []
+        return lines
 
     def conjunction(self, spec: Mapping[str, Any]) -> str:
         terms: list[tuple[int, str]] = []
@@ -79,34 +192,56 @@ class _Builder:
 
     def field_test(self, key: str, spec: Any) -> tuple[int, str]:
         """(cost, expression) for one field's matcher; lower cost runs first."""
-        value = f"r.{self.attr(key)}" if "." not in key and key != "message" else self.value(key)
+        if "." not in key and key != "message":
+            value = functools.partial(str.__add__, "r.", self.attr(key))  # absent: _U
+        else:
+            value = functools.partial(self.value, key)  # absent: _M
         if key == "level" and isinstance(spec, str):
-            return (1, f"(type(_v := {value}) is str and _v.lower() == {self.const(spec.lower())})")
+            return (1, f"(type(_v := {value()}) is str and _v.lower() == {self.const(spec.lower())})")
         if key != "level" and isinstance(spec, str):
-            return (0, f"{value} == {self.const(spec)}")  # str == str only: UNSET and other types never equal
+            return (0, f"{value()} == {self.const(spec)}")  # str == str only: UNSET and other types never equal
         if type(spec) in (int, float) and (number := as_number(spec)) is not None:
-            return (2, f"_num({value}) == {self.const(number)}")  # as_number is None for bools and absent
-        if isinstance(spec, Mapping) and spec:
-            parts = [self.inline(key == "level", op, arg, value) for op, arg in spec.items()]
-            if all(parts):
-                return (2, "(" + " and ".join(str(p) for p in parts) + ")")
+            return (2, f"{self.number(key)} == {self.const(number)}")  # None for bools, absent and the rest
+        if isinstance(spec, Mapping) and spec and all(_inlinable(key, op, arg) for op, arg in spec.items()):
+            return (2, "(" + " and ".join(self.inline(key, op, arg, value) for op, arg in spec.items()) + ")")
+        if self.uses is not None:  # sizing up: no closure to build; a test of its own, never merged
+            self.seen.append(object())
+            return (3, f"_c({self.value(key)})")
         if key == "message":
             test = message_test(spec)
         else:
             test = compile_value_test(spec, "match", case_insensitive=(key == "level"))
         return (3, f"{self.const(test)}({self.value(key)})")
 
-    def inline(self, lowered: bool, op: str, arg: Any, value: str) -> str | None:
-        """An expression for one operator with the reference's meaning, or None to call its closure."""
-        if op == "contains" and isinstance(arg, str) and arg and not lowered:
-            return f"(type(_v := {value}) is str and {self.const(arg)} in _v)"
-        if op == "in" and isinstance(arg, list) and arg and all(type(item) is str for item in arg):
+    def inline(self, key: str, op: str, arg: Any, value: Callable[[], str]) -> str:
+        """An expression for one operator (`_inlinable`) with the reference's meaning."""
+        lowered = key == "level"
+        if op == "contains":
+            return f"(type(_v := {value()}) is str and {self.const(arg)} in _v)"
+        if op == "in":
             if lowered:
-                return f"(type(_v := {value}) is str and _v.lower() in {self.const(frozenset(a.lower() for a in arg))})"
-            return f"(type(_v := {value}) is str and _v in {self.const(frozenset(arg))})"
-        if op in _COMPARISONS and not isinstance(arg, bool) and (bound := as_number(arg)) is not None:
-            return f"((_n := _num({value})) is not None and _n {_COMPARISONS[op]} {self.const(bound)})"
-        return None
+                return (
+                    f"(type(_v := {value()}) is str and _v.lower() in {self.const(frozenset(a.lower() for a in arg))})"
+                )
+            return f"(type(_v := {value()}) is str and _v in {self.const(frozenset(arg))})"
+        if op in _COMPARISONS:
+            return f"((_n := {self.number(key)}) is not None and _n {_COMPARISONS[op]} {self.const(as_number(arg))})"
+        if op == "exists":
+            absent = "_U" if "." not in key and key != "message" else "_M"  # what `value` is when absent
+            return f"({value()} {'is not' if arg else 'is'} {absent})"
+        assert op == "not"
+        return f"(not {self.field_test(key, arg)[1]})"  # field_test: the whole test of a value
+
+
+def _inlinable(key: str, op: str, arg: Any) -> bool:
+    """Whether `_Builder.inline` writes operator `op` of a (valid) matcher of field `key` inline."""
+    if op == "contains":
+        return isinstance(arg, str) and bool(arg) and key != "level"
+    if op == "in":
+        return isinstance(arg, list) and bool(arg) and all(type(item) is str for item in arg)
+    if op in _COMPARISONS:
+        return not isinstance(arg, bool) and as_number(arg) is not None
+    return (op == "exists" and type(arg) is bool) or op == "not"
 
 
 _COMPARISONS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -185,7 +320,7 @@ def compile_rules(
     if extractors:
         builder.attr(LINE_FIELD)
     index = RuleIndex()
-    tests: list[str | None] = []  # per rule: what is left to test once its anchor held (None: nothing)
+    tests: list[Mapping[str, Any] | None] = []  # per rule: what is left to test once its anchor held
     residual: list[int] = []
     options = [anchor_options(spec) for spec in specs]
     crowd = Counter(key for rule in options for _, anchor in rule for key in anchor.keys)
@@ -193,11 +328,11 @@ def compile_rules(
         anchor = pick_anchor(options[i], crowd)
         if anchor is None:
             residual.append(i)
-            tests.append(builder.conjunction(spec))
+            tests.append(spec)
             continue
         index.add(i, anchor)
         rest = {k: v for k, v in spec.items() if k != anchor.entry} if anchor.exact else dict(spec)
-        tests.append(builder.conjunction(rest) if rest else None)
+        tests.append(rest or None)
     source = index.source(builder, tests, residual)
     for j, gate in enumerate(gates):  # extractor j runs when one of its rules' other terms hold
         if gate is not None:
@@ -209,8 +344,6 @@ def compile_rules(
         gc=False,  # records hold no cycles; untracked structs allocate faster and never burden the GC
     )
     namespace: dict[str, Any] = {
-        "_m": _missing_if_unset,
-        "_first": _first_present,
         "_dotted": _dotted,
         "_num": as_number,
         "_U": msgspec.UNSET,
@@ -312,17 +445,6 @@ def _with_line(decode: Callable[[bytes], Record], attr: str) -> Callable[[bytes]
         return record
 
     return decode_with_line
-
-
-def _missing_if_unset(value: Any) -> Any:
-    return MISSING if value is msgspec.UNSET else value
-
-
-def _first_present(*values: Any) -> Any:
-    for value in values:
-        if value is not msgspec.UNSET:
-            return value
-    return MISSING
 
 
 def _dotted(literal: Any, head: Any, tail: str) -> Any:

@@ -15,6 +15,7 @@ strings (as floats), `true`/`false`/`null` only themselves; values of other type
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -224,14 +225,15 @@ def other_lookup(
 class RuleIndex:
     """The anchors of a rule set, and the source of the `_match` function that uses them.
 
-    Every key gets a bucket: one generated function testing, inline, the remaining tests of each rule
-    anchored on that key. A record's lookups give buckets, so it costs one call per key it reaches.
+    Every key gets a bucket: a generated function testing, inline, the remaining tests of each rule
+    anchored on that key, bound to that key's constants and rule numbers (keys whose rules have the same
+    shapes share the function). A record's lookups give buckets, so it costs one call per key it reaches.
     """
 
     def __init__(self) -> None:
         self.fields: dict[str, _Field] = {}
         self.overlap = False  # a rule can be reached twice by one record: the result needs deduplicating
-        self.names: dict[int, str] = {}  # id() of a rule list -> its bucket function's name
+        self.buckets: dict[int, tuple[str, tuple[Any, ...]]] = {}  # id() of a rule list -> (function, k)
 
     def add(self, rule: int, anchor: Anchor) -> None:
         self.overlap = self.overlap or len(anchor.keys) > 1
@@ -241,21 +243,26 @@ class RuleIndex:
             if kind == "p":
                 index.tests[value] = anchor.tests[value]
 
-    def source(self, builder: _Builder, tests: list[str | None], residual: list[int]) -> str:
-        """Python source defining the buckets and `_match(r) -> list[int]`; then bind() the lookups."""
+    def source(self, builder: _Builder, tests: Sequence[Mapping[str, Any] | None], residual: list[int]) -> str:
+        """Python source defining the buckets and `_match(r) -> list[int]`; then bind() the lookups.
+
+        `tests[i]`: the match map rule i must meet once its anchor held (None: nothing more).
+        """
         lines = []
+        templates: dict[str, str] = {}  # a body -> the name of its function
         for index in self.fields.values():
             for mapping in index.maps():
                 for rules in mapping.values():
-                    name = self.names[id(rules)] = f"_b{len(self.names)}"
-                    lines.append(f"def {name}(r, out):")
-                    for i in rules:
-                        test = tests[i]
-                        lines.append(f"    out.append({i})" if test is None else f"    if {test}: out.append({i})")
+                    body, constants = builder.template([(i, tests[i]) for i in rules])
+                    name = templates.get(body)
+                    if name is None:
+                        name = templates[body] = f"_t{len(templates)}"
+                        lines += [f"def {name}(k, r, out):", body]
+                    self.buckets[id(rules)] = (name, constants)
         lines += ["def _match(r):", "    out = []"]
         for j, (name, index) in enumerate(self.fields.items()):
             lines += self._field_source(builder, j, name, index)
-        lines += [f"    if {tests[i]}: out.append({i})" for i in residual]
+        lines += builder.body([(i, tests[i]) for i in residual], "    ")
         lines.append(
             "    return sorted(set(out)) if len(out) > 1 else out"
             if self.overlap
@@ -269,7 +276,7 @@ class RuleIndex:
         """Put the lookups `_match` calls into its namespace, once the buckets are defined there."""
         for j, (name, index) in enumerate(self.fields.items()):
             strings, numbers, booleans, nulls, patterns = (
-                {key: namespace[self.names[id(rules)]] for key, rules in mapping.items()} for mapping in index.maps()
+                {key: self._bucket(namespace, rules) for key, rules in mapping.items()} for mapping in index.maps()
             )
             if index.numbers or index.patterns:
                 scan = PatternSet(list(index.patterns), [index.tests[p] for p in index.patterns]) if patterns else None
@@ -281,6 +288,10 @@ class RuleIndex:
             else:
                 namespace[f"_S{j}"] = strings.get
             namespace[f"_O{j}"] = other_lookup(numbers, booleans, nulls.get(None))
+
+    def _bucket(self, namespace: dict[str, Any], rules: list[int]) -> Bucket:
+        name, constants = self.buckets[id(rules)]
+        return functools.partial(namespace[name], constants)
 
     def _field_source(self, builder: _Builder, j: int, name: str, index: _Field) -> list[str]:
         lowered = name == "level"
