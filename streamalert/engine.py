@@ -41,7 +41,7 @@ from streamalert.rules.kind import KIND_TYPES, Kind, KindSeries, kind_of
 from streamalert.rules.kinds import DistinctSeries, QuantileSeries
 from streamalert.rules.matchers import as_number
 from streamalert.rules.series import AbsenceSeries, AggregateSeries, CountSeries, Series
-from streamalert.stamps import canonical, late_lines, stamp_ms
+from streamalert.stamps import canonical, chunk_bounds, late_lines, stamp_ms
 from streamalert.state.base import Changes, Snapshot
 
 # A series' group key: the label values of `group_by`, in its order, as a tuple; for a rule grouping by one
@@ -294,7 +294,8 @@ class Engine:
         stamps: list[str] = list(map(_STAMP_OF, records))
         if not canonical(stamps):
             return False
-        low, high = min(stamps), max(stamps)
+        bounds = chunk_bounds(stamps)  # per chunk of late_lines, which takes them too
+        low, high = min([b[0] for b in bounds]), max([b[1] for b in bounds])
         low_ms, high_ms = parse_time(low), parse_time(high)
         if low_ms is None or high_ms is None or low[:10] != high[:10]:
             return False  # an impossible date (February 30), or a batch across midnight: line by line
@@ -305,7 +306,7 @@ class Engine:
         base = low_ms if self._newest is None else newest  # the first line of the input is never held
         if self._wall is None and (self._lane in self._held or high_ms > base + self.future_skew_ms):
             return False  # replay: some line may be far ahead of the stream (held, see _accept_each)
-        late = late_lines(stamps, max(self._done_before, newest - lateness), lateness, low_ms)
+        late = late_lines(stamps, max(self._done_before, newest - lateness), lateness, low_ms, bounds)
         events = self._matched_events(lines, records, stamps, late)
         if events is None:
             return False
