@@ -638,8 +638,11 @@ class Engine:
             ready = self._apply_runs(ready)  # what is left takes the per-instant path below
         pos, count, begun = 0, len(ready), False
         slots = self._slots
+        bounded = self._max_changes != _FOREVER  # else the change bound is never tested (replay, finish)
         while True:
-            instant = min(ready[pos][0] if pos < count else _FOREVER, timers[0][0] if timers else _FOREVER)
+            instant = ready[pos][0] if pos < count else _FOREVER
+            if timers and timers[0][0] < instant:
+                instant = timers[0][0]
             if slots and (slots[0] << _SLOT_BITS) <= instant and (slots[0] << _SLOT_BITS) < end:
                 self._reach(slots[0])  # its timers join the heap before any instant in it runs
                 continue
@@ -652,7 +655,7 @@ class Engine:
                     heapq.heappop(timers)
                     continue
             # The change bound stops only after some progress: a caller that never checkpoints still moves.
-            if self._budget <= 0 or (begun and self.changes_pending() >= self._max_changes):
+            if self._budget <= 0 or (bounded and begun and self.changes_pending() >= self._max_changes):
                 buffer[:0] = ready[pos:]  # still sorted: all before the rest of the buffer
                 self._done_before = max(self._done_before, instant)
                 self._after_run()
