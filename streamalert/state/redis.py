@@ -24,8 +24,8 @@ _COMMIT = "commit"  # checkpoint meta: the last fenced checkpoint, (epoch << 32)
 # so a checkpoint costs one command and one reply whatever it holds; it used to take a MULTI, two commands per
 # changed rule, three for pending events, one per transition and an EXEC, each queued, packed and answered
 # (QUEUED) by the client on its own. The values travel as one argument, each prefixed by its length (4 bytes,
-# big-endian): the client's per-argument packing was most of a checkpoint's cost. In order, the script does
-# what those commands did.
+# big-endian): the client's per-argument packing was most of a checkpoint's cost. The script issues the commands
+# those did, grouped per key (the keys are distinct, so the result is the same).
 # KEYS: meta, pending, transitions, then the series hash of each touched rule. The values: long ttl,
 # transitions kept, m, m (field, value) pairs of meta; r, then per touched rule (KEYS[3 + i]): ttl, u,
 # u (field, value) pairs to set, d, d fields to delete; p, p (score, member) pairs of pending events; the
