@@ -20,6 +20,63 @@ from streamalert.state.lease import Lease, LeaseLost
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TIMEOUT_S = 5
 _COMMIT = "commit"  # checkpoint meta: the last fenced checkpoint, (epoch << 32) + its number in that epoch
+# One checkpoint's meta, series, pending events and transitions, written by one EVAL (a script runs atomically),
+# so a checkpoint costs one command and one reply whatever it holds; it used to take a MULTI, two commands per
+# changed rule, three for pending events, one per transition and an EXEC, each queued, packed and answered
+# (QUEUED) by the client on its own. The values travel as one argument, each prefixed by its length (4 bytes,
+# big-endian): the client's per-argument packing was most of a checkpoint's cost. The script issues the commands
+# those did, grouped per key (the keys are distinct, so the result is the same).
+# KEYS: meta, pending, transitions, then the series hash of each touched rule. The values: long ttl,
+# transitions kept, m, m (field, value) pairs of meta; r, then per touched rule (KEYS[3 + i]): ttl, u,
+# u (field, value) pairs to set, d, d fields to delete; p, p (score, member) pairs of pending events; the
+# exclusive score below which pending events are removed ("" for none); t, t transition lines. Commands take
+# at most 512 pairs (Lua's unpack has a stack limit).
+_COMMIT_SCRIPT = """
+local s, pos, v = ARGV[1], 1, {}
+while pos <= #s do
+  v[#v + 1], pos = struct.unpack('>I4c0', s, pos)
+end
+local a = 1
+local function arg() local x = v[a]; a = a + 1; return x end
+local function each(cmd, key, n, width)
+  local last = a + n * width - 1
+  while a <= last do
+    local stop = math.min(a + 512 * width - 1, last)
+    redis.call(cmd, key, unpack(v, a, stop))
+    a = stop + 1
+  end
+end
+local long, kept = arg(), arg()
+local m = tonumber(arg())
+if m > 0 then
+  each('HSET', KEYS[1], m, 2)
+  redis.call('PEXPIRE', KEYS[1], long)
+end
+local r = tonumber(arg())
+for i = 1, r do
+  local key, ttl = KEYS[3 + i], arg()
+  each('HSET', key, tonumber(arg()), 2)
+  each('HDEL', key, tonumber(arg()), 1)
+  redis.call('PEXPIRE', key, ttl)
+end
+each('ZADD', KEYS[2], tonumber(arg()), 2)
+local before = arg()
+if before ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', before) end
+redis.call('PEXPIRE', KEYS[2], long)
+local t = tonumber(arg())
+if t > 0 then
+  for i = 1, t do redis.call('XADD', KEYS[3], 'MAXLEN', '~', kept, '*', 't', arg()) end
+  redis.call('PEXPIRE', KEYS[3], long)
+end
+return 1
+"""
+_LONG_TTL = b"%d" % keys.LONG_TTL_MS
+_KEPT = b"%d" % keys.TRANSITIONS_KEPT
+
+
+def _script_only(changes: Changes) -> bool:
+    """Whether a checkpoint is all in _COMMIT_SCRIPT (no held lines, notification groups or outbox)."""
+    return changes.held is None and not changes.groups and not changes.groups_deleted and not changes.outbox
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -91,6 +148,10 @@ class RedisStore:
 
     async def commit(self, changes: Changes, ttl_ms: dict[str, int]) -> None:
         if self.fence is None:
+            if _script_only(changes):  # the common checkpoint: one EVAL, atomic by itself
+                numkeys, args = self._script_args(changes, ttl_ms)
+                await self._redis.eval(_COMMIT_SCRIPT, numkeys, *args)
+                return
             await self._fill(self._redis.pipeline(transaction=True), changes, ttl_ms).execute()
             return
         await self._fenced_commit(changes, ttl_ms, self.fence)
@@ -129,34 +190,16 @@ class RedisStore:
             raise LeaseLost(f"namespace {self.namespace!r} was taken over (epoch {current!r}, ours {fence})")
 
     def _fill(self, pipe: Pipeline, changes: Changes, ttl_ms: dict[str, int]) -> Pipeline:
+        """Queue one checkpoint: meta, series, pending and transitions in one EVAL of _COMMIT_SCRIPT (one
+        command and one reply however many series changed), the rarer parts as commands of their own."""
         ns = self.namespace
-        if changes.meta:
-            pipe.hset(keys.meta(ns), mapping=changes.meta)  # type: ignore[arg-type]
-            pipe.pexpire(keys.meta(ns), keys.LONG_TTL_MS)
-        touched = set(changes.upserts) | set(changes.deletes)
-        for rule_id, items in changes.upserts.items():
-            if items:
-                pipe.hset(keys.series(ns, rule_id), mapping=items)  # type: ignore[arg-type]
-        for rule_id, fields in changes.deletes.items():
-            if fields:
-                pipe.hdel(keys.series(ns, rule_id), *fields)
-        for rule_id in touched:
-            pipe.pexpire(keys.series(ns, rule_id), ttl_ms.get(rule_id, keys.LONG_TTL_MS))
+        numkeys, args = self._script_args(changes, ttl_ms)
+        pipe.eval(_COMMIT_SCRIPT, numkeys, *args)
         if changes.held is not None:
             pipe.delete(keys.held(ns))
             if changes.held:
                 pipe.hset(keys.held(ns), mapping=changes.held)  # type: ignore[arg-type]
                 pipe.pexpire(keys.held(ns), keys.LONG_TTL_MS)
-        if changes.pending_add:
-            pipe.zadd(keys.pending(ns), {member: score for score, member in changes.pending_add})
-        if changes.pending_before is not None:
-            pipe.zremrangebyscore(keys.pending(ns), "-inf", f"({changes.pending_before}")
-        pipe.pexpire(keys.pending(ns), keys.LONG_TTL_MS)
-        if changes.transitions:
-            log = keys.transitions(ns)
-            for line in changes.transitions:
-                pipe.xadd(log, {"t": line}, maxlen=keys.TRANSITIONS_KEPT, approximate=True)
-            pipe.pexpire(log, keys.LONG_TTL_MS)
         if changes.groups:
             pipe.hset(keys.groups(ns), mapping=changes.groups)  # type: ignore[arg-type]
         if changes.groups_deleted:
@@ -166,6 +209,33 @@ class RedisStore:
         for raw in changes.outbox:
             pipe.xadd(keys.outbox(ns), {"n": raw})  # never trimmed: an entry leaves when delivered or dead
         return pipe
+
+    def _script_args(self, changes: Changes, ttl_ms: dict[str, int]) -> tuple[int, list[str | bytes]]:
+        """numkeys, then KEYS and the one value argument of _COMMIT_SCRIPT for a checkpoint (layout described there)."""
+        ns = self.namespace
+        upserts, deletes = changes.upserts, changes.deletes
+        touched = [*upserts, *(rule_id for rule_id in deletes if rule_id not in upserts)]
+        names = [keys.meta(ns), keys.pending(ns), keys.transitions(ns), *(keys.series(ns, r) for r in touched)]
+        values: list[bytes] = [_LONG_TTL, _KEPT, b"%d" % len(changes.meta)]
+        for name, number in changes.meta.items():
+            values += (name.encode(), b"%d" % number)
+        values.append(b"%d" % len(touched))
+        for rule_id in touched:
+            items = upserts.get(rule_id, {})
+            fields = deletes.get(rule_id, ())
+            values += (b"%d" % ttl_ms.get(rule_id, keys.LONG_TTL_MS), b"%d" % len(items))
+            for item in items.items():
+                values += item
+            values.append(b"%d" % len(fields))
+            values += fields
+        values.append(b"%d" % len(changes.pending_add))
+        for score, member in changes.pending_add:
+            values += (b"%d" % score, member)
+        values.append(b"" if changes.pending_before is None else b"(%d" % changes.pending_before)
+        values.append(b"%d" % len(changes.transitions))
+        values += changes.transitions
+        blob = b"".join([len(value).to_bytes(4, "big") + value for value in values])
+        return len(names), [*names, blob]
 
     async def transitions(self, limit: int) -> list[bytes]:
         if limit <= 0:
