@@ -77,14 +77,12 @@ class Body:
     def most(self) -> int | None:
         """At most how many lines are not yet handed out, without splitting the rest (NDJSON: its newlines + 1,
         counted at C speed); None for a JSON array not split whole (its elements are found by decoding)."""
-        left = len(self._lines) - self._next
-        if self._pos >= self._end:
-            return left
-        if self._array:
-            return None
+        known = self.known_count()
+        if known is not None or self._array:
+            return known
         if self._most is None:  # counted once: the rest is only split from here on, never grown
             self._most = self._data.count(b"\n", self._pos, self._end) + 1
-        return left + self._most
+        return len(self._lines) - self._next + self._most
 
     def take(self, most: int) -> list[bytes]:
         """Up to `most` further lines (fewer only at the end of the body)."""
