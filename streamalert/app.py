@@ -221,8 +221,21 @@ async def _run_term(
         notify = Notify(Notifier(config), wake=sender.wake.set, refresh_ms=config.notify.ms("tick"))
         sending = asyncio.create_task(sender.run(term_over))  # only the writer sends: one process drains the outbox
     # Vector's requests are answered from the commit: it may run while the next batch is taken in
-    overlap = isinstance(source, VectorHttpSource)
-    live = run_live(engine, source, store, sink, clock, metrics, health, notify, initial=retire, overlap=overlap)
+    # and a queued request is taken in before a long advance ends
+    vector = source if isinstance(source, VectorHttpSource) else None
+    live = run_live(
+        engine,
+        source,
+        store,
+        sink,
+        clock,
+        metrics,
+        health,
+        notify,
+        initial=retire,
+        overlap=vector is not None,
+        waiting=vector.waiting if vector is not None else None,
+    )
     pipeline = asyncio.create_task(live)
     waits = {
         pipeline,

@@ -591,6 +591,11 @@ class Engine:
                 self._pending_new.append((at, self._seq.to_bytes(8, "big") + line))
         self._held.clear()
 
+    @property
+    def between_instants(self) -> bool:
+        """No instant is left half done by a work budget: input taken in now waits for nothing."""
+        return self._partial is None
+
     def changes_pending(self) -> int:
         """Series changed or ended since the last checkpoint (a checkpoint's size)."""
         return len(self._dirty) + len(self._deleted)

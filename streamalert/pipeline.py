@@ -36,6 +36,9 @@ ADVANCE_WORK = 2048
 # Series changed since the last commit beyond which a batch's advance is committed in parts: a checkpoint's
 # cost is linear in what it holds, so a wave of a million ending series is stored in slices too.
 CHECKPOINT_CHANGES = 8192
+# Lines taken in while the advance of earlier ones was left unfinished for input that was waiting (see
+# run_live's `waiting`): bounds what a flood can pile up in the reorder buffer ahead of the advance.
+AHEAD_LINES = 50_000
 # A rule's dropped series are logged at most this often (wall time); the metric counts every one.
 DROPPED_LOG_MS = 60_000
 _log = structlog.get_logger("streamalert.pipeline")
@@ -174,6 +177,7 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
     initial: Sequence[Transition] = (),
     *,
     overlap: bool = False,
+    waiting: Callable[[], bool] | None = None,
 ) -> None:
     """Live mode until the source ends (it ends after `close()`): every batch is taken in at the wall clock,
     committed, then its transitions are handed on and the batch acknowledged. A failing commit is retried
@@ -185,7 +189,13 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
     (checkpointed) before the next batch touched the engine, so what is committed and acknowledged is the
     same as without overlap; during a store outage one more batch is taken in, then intake waits. For
     sources whose `ack` may run while `batches()` waits for input (the Vector source: it answers requests).
-    Without it, no new input is taken while a commit is retried."""
+    Without it, no new input is taken while a commit is retried.
+
+    `waiting`: true when the source holds input that could be taken now (requests queued). A batch's
+    advance is then left, between two instants, for the next batch, so a small request does not wait
+    behind a flood's backlog of instants (its lines are taken in, committed as pending and answered; the
+    advance carries on with the next batch, in the same event-time order). At most AHEAD_LINES lines are
+    taken in that way before an advance is finished again."""
     ttl = rule_ttls(engine.rules, engine.lateness_ms)
     snapshot = await retry_store(lambda: store.load(engine.rule_ids), metrics, health)  # ready from here
     engine.restore(snapshot)
@@ -231,10 +241,22 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
         if batch is not None:
             await source.ack(batch)
 
+    async def hand_in(position: Mapping[str, int], wall: int, batch: Batch | None) -> None:
+        """Checkpoint and commit (in the background with overlap); `batch` is acknowledged after the commit."""
+        nonlocal in_flight
+        transitions, changes = await checkpoint(position, wall)
+        if overlap:
+            in_flight = asyncio.create_task(commit(transitions, changes, batch))
+            await asyncio.sleep(0)  # let the commit go out before the next batch keeps this thread busy
+        else:
+            await commit(transitions, changes, batch)
+
     try:
         if initial:
             await commit(*await checkpoint({}, clock.now_ms(), initial))
         compactions = engine.compactions
+        ahead = 0  # lines taken in since an advance last finished
+        behind = False  # the last advance was left unfinished for input that was waiting
         async for batch in source.batches():
             wall = clock.now_ms()
             at = wall if batch.arrived_ms is None else min(wall, batch.arrived_ms)  # as of its lines' arrival
@@ -249,13 +271,24 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
             if batch.timed is not None:
                 timed = batch.timed
                 engine.accept_timed(timed.records, batch.lane, timed.newest, timed.earliest)
+            owed: Batch | None = batch  # acknowledged by the batch's last commit, or earlier
+            if behind:  # answered once its lines are stored, before the advance left for it carries on
+                await hand_in(batch.meta, wall, batch)
+                owed = None
             lagging = source.lagging()
             clock_at = None if lagging else at
+            ahead += len(lines)
+            behind = False
             while not engine.advance(clock_at, lagging, max_work=ADVANCE_WORK, max_changes=CHECKPOINT_CHANGES):
                 await asyncio.sleep(0)  # a turn of the loop, not a wait for a state
                 if engine.changes_pending() >= CHECKPOINT_CHANGES:
                     # a whole instant at worst to finish first: one instant's series
                     await commit(*await checkpoint(batch.meta, wall))
+                if waiting is not None and ahead < AHEAD_LINES and engine.between_instants and waiting():
+                    behind = True  # input waits: take it in first, the next batch's advance carries this one on
+                    break
+            else:
+                ahead = 0
             dropped.count(engine.stats.series_dropped, wall)
             count_intake(metrics, source.name, len(lines), malformed, before, stats)
             taken = len(lines) if batch.timed is None else len(batch.timed.records)
@@ -263,13 +296,8 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
                 metrics.processing_lag.observe(max(0.0, (wall - engine.newest_ms) / 1000))
                 metrics.batch_size.observe(taken)
             del lines
-            transitions, changes = await checkpoint(batch.meta, wall)
-            if overlap:
-                in_flight = asyncio.create_task(commit(transitions, changes, batch))
-                await asyncio.sleep(0)  # let the commit go out before the next batch keeps this thread busy
-            else:
-                await commit(transitions, changes, batch)
-            del batch, transitions, changes  # held by the commit in flight only: freed when it is done
+            await hand_in(batch.meta, wall, owed)
+            del batch, owed  # held by the commit in flight only: freed when it is done
             if engine.compactions != compactions:  # most series ended: return what they used to the system
                 compactions = engine.compactions
                 release_memory()

@@ -247,6 +247,7 @@ def vector_row(
             load.stop()
             if load.refused_lines:
                 result.notes.append(f"{load.refused_lines} lines never answered 200 (not expected)")
+            result.notes.append(f"tracked client: slowest body accepted in {load.longest_accept_s:.1f} s")
     finally:
         redis_server.stop()
     return result

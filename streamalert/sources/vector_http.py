@@ -123,6 +123,10 @@ class VectorHttpSource:
         """Requests whose body has arrived and that wait for their answer (queued or in a batch)."""
         return self._outstanding
 
+    def waiting(self) -> bool:
+        """Some request's lines are queued and not yet handed out in a batch."""
+        return bool(self._queue)
+
     def saturated(self) -> str | None:
         """Why the next request would be answered 429 whatever it is, or None (for `/readyz`)."""
         config = self.config

@@ -6,6 +6,9 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator, Collection, Mapping
 
+import pytest
+
+from streamalert import pipeline
 from streamalert.clock import ManualClock
 from streamalert.engine import Engine
 from streamalert.model import Transition
@@ -198,3 +201,80 @@ async def test_overlap_cancelled_with_a_commit_out_never_acknowledges_it() -> No
     await _turns()
     assert log == ["take 1", "begin 1", "take 2"]
     assert (await store.load(engine.rule_ids)).series == {}
+
+
+PER_USER = "rules:\n- {name: per_user, match: {level: error}, window: 1m, condition: count >= 2, group_by: [u]}\n"
+FLOOD_START = 1_769_418_000_000  # 2026-01-26T09:00:00Z
+
+
+def _flood_line(i: int) -> bytes:
+    """A line of its own user, i ms after FLOOD_START: an instant of its own."""
+    ms = FLOOD_START + i
+    stamp = f"2026-01-26T09:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}Z"
+    return b'{"timestamp":"%s","level":"error","u":"u-%d"}' % (stamp.encode(), i)
+
+
+class Flood:
+    """A live source: one batch of `count` lines at as many instants, then one small batch; `waiting()` says
+    whether the small batch is still to be taken (as the Vector source says of its queued requests). Records
+    how far the engine had applied its input when the small batch was acknowledged."""
+
+    name = "test"
+
+    def __init__(self, engine: Engine, count: int) -> None:
+        self.engine, self.count = engine, count
+        self.taken = 0
+        self.small_acked_at: int | None = None
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        self.taken = 1
+        yield Batch([_flood_line(i) for i in range(self.count)], 1, token=1)
+        self.taken = 2
+        yield Batch([_flood_line(self.count + 1)], 2, token=2)  # at the wall: late in neither run
+
+    def waiting(self) -> bool:
+        return self.taken < 2
+
+    async def ack(self, batch: Batch) -> None:
+        if batch.token == 2:
+            self.small_acked_at = self.engine.horizon_ms
+
+    def lagging(self) -> Collection[str]:
+        return ()
+
+    def resume(self, meta: Mapping[str, int]) -> None:
+        return None
+
+
+async def _run_flood(count: int, fair: bool) -> tuple[Flood, object]:
+    engine = Engine(rules_from_yaml(PER_USER), lateness_ms=0, max_delay_ms=0)
+    clock = ManualClock(FLOOD_START + count + 1)  # the wall past every line: all of them due at once
+    source = Flood(engine, count)
+    store = MemoryStore()
+    waiting = source.waiting if fair else None
+    await asyncio.wait_for(
+        run_live(engine, source, store, Sink([]), clock, Metrics(), Health(), overlap=True, waiting=waiting), 60
+    )
+    return source, await store.load(engine.rule_ids)
+
+
+async def test_waiting_input_is_taken_in_between_instants_of_a_long_advance() -> None:
+    """A small request queued behind a flood of instants is taken in, committed and answered after a slice
+    of the flood's advance, not after all of it; the state stored in the end is the same either way."""
+    count = 20_000  # ~40,000 units of work: many ADVANCE_WORK slices
+    fair, fair_state = await _run_flood(count, fair=True)
+    assert fair.small_acked_at is not None
+    assert fair.small_acked_at < FLOOD_START + count // 2  # most of the flood not yet applied when answered
+    plain, plain_state = await _run_flood(count, fair=False)
+    assert plain.small_acked_at is not None
+    assert plain.small_acked_at >= FLOOD_START + count  # without `waiting`, the whole flood first
+    assert fair_state == plain_state
+
+
+async def test_taking_input_ahead_of_the_advance_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond AHEAD_LINES lines taken in with the advance unfinished, the advance finishes before more input
+    is taken: a flood cannot pile up in the reorder buffer."""
+    monkeypatch.setattr(pipeline, "AHEAD_LINES", 10_000)
+    source, _ = await _run_flood(20_000, fair=True)
+    assert source.small_acked_at is not None
+    assert source.small_acked_at >= FLOOD_START + 20_000
