@@ -39,6 +39,10 @@ CHECKPOINT_CHANGES = 8192
 # Lines taken in while the advance of earlier ones was left unfinished for input that was waiting (see
 # run_live's `waiting`): bounds what a flood can pile up in the reorder buffer ahead of the advance.
 AHEAD_LINES = 50_000
+# Replay: lines taken in between two checkpoints (at least; whole batches). A checkpoint stores every series
+# changed since the last and the matched events still within `lateness` of the newest: with 4,096-line
+# checkpoints most matched events were stored as waiting, then removed, once each.
+REPLAY_COMMIT_LINES = 65_536
 # A rule's dropped series are logged at most this often (wall time); the metric counts every one.
 DROPPED_LOG_MS = 60_000
 _log = structlog.get_logger("streamalert.pipeline")
@@ -79,12 +83,17 @@ async def run(
     on_batch: Callable[[Batch], None] | None = None,
     notifier: Notifier | None = None,
     provisional: TransitionSink | None = None,
+    *,
+    commit_lines: int = REPLAY_COMMIT_LINES,
 ) -> RunSummary:
-    """Drive the engine over a source to its end, checkpointing into the store after every batch.
+    """Drive the engine over a source to its end, checkpointing into the store once batches of at least
+    `commit_lines` lines together were taken in, and at the end.
 
-    A batch's checkpoint is committed while the next batch is decoded (one commit in flight, in order).
-    Its transitions are handed on, and the batch acknowledged, only once the commit has succeeded: state
-    first, so a crash in between can lose a message but never counts an event twice.
+    A checkpoint is committed while the next batches are decoded (one commit in flight, in order). Its
+    transitions are handed on, and its batches acknowledged, only once the commit has succeeded: state
+    first, so a crash in between can lose a message but never counts an event twice. The engine's output
+    does not depend on where checkpoints fall; their cost does (each stores the series changed since the
+    last and the events still waiting in the reorder buffer).
 
     With `provisional` (a store that a later run may continue, `replay --resume`), the state stored last is
     the state at the horizon, before the end-of-input flush: lines still buffered or held stay stored as
@@ -100,19 +109,26 @@ async def run(
         notifier.restore(snapshot.groups)
     lines = malformed = 0
     in_flight: _Commit | None = None
+    taken: list[Batch] = []  # batches since the last checkpoint
+    since = 0  # their lines
     async for batch in source.batches():
         lines += len(batch.lines)
         malformed += engine.accept_lines(batch.lines)
         engine.advance()
+        taken.append(batch)
+        since += len(batch.lines)
+        if since < commit_lines:
+            continue
         if in_flight is not None:
             await in_flight.done(source, sink, on_batch)
-        in_flight = await _Commit.start(engine, store, ttl, batch, notifier)
+        in_flight = await _Commit.start(engine, store, ttl, taken, notifier)
+        taken, since = [], 0
     if provisional is None:
         engine.finish()
     if in_flight is not None:
         await in_flight.done(source, sink, on_batch)
     final = provisional is None
-    await (await _Commit.start(engine, store, ttl, None, notifier, final=final)).done(source, sink, on_batch)
+    await (await _Commit.start(engine, store, ttl, taken, notifier, final=final)).done(source, sink, on_batch)
     if provisional is not None:
         await _flush_provisional(engine, store, ttl, notifier, provisional)
     return RunSummary(lines, malformed, engine.stats)
@@ -134,10 +150,10 @@ async def _flush_provisional(
 
 
 class _Commit:
-    """One checkpoint on its way to the store, with what must wait for it: transitions and the batch ack."""
+    """One checkpoint on its way to the store, with what must wait for it: transitions and the batches' acks."""
 
-    def __init__(self, task: asyncio.Task[None], transitions: list[Transition], batch: Batch | None) -> None:
-        self.task, self.transitions, self.batch = task, transitions, batch
+    def __init__(self, task: asyncio.Task[None], transitions: list[Transition], batches: list[Batch]) -> None:
+        self.task, self.transitions, self.batches = task, transitions, batches
 
     @classmethod
     async def start(
@@ -145,7 +161,7 @@ class _Commit:
         engine: Engine,
         store: Store,
         ttl: dict[str, int],
-        batch: Batch | None,
+        batches: list[Batch],
         notifier: Notifier | None,
         *,
         final: bool = False,
@@ -153,16 +169,16 @@ class _Commit:
         transitions, changes = _checkpoint(engine, notifier, final=final)
         task = asyncio.ensure_future(store.commit(changes, ttl))
         await asyncio.sleep(0)  # let the commit go out before the next batch keeps this thread busy
-        return cls(task, transitions, batch)
+        return cls(task, transitions, batches)
 
     async def done(self, source: Source, sink: TransitionSink, on_batch: Callable[[Batch], None] | None) -> None:
         await self.task
         if self.transitions:
             sink.write(self.transitions)
-        if self.batch is not None:
-            await source.ack(self.batch)
+        for batch in self.batches:
+            await source.ack(batch)
             if on_batch is not None:
-                on_batch(self.batch)
+                on_batch(batch)
 
 
 async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they run)

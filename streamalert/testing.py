@@ -82,10 +82,11 @@ async def replay_lines(
     until_ms: int | None = None,
     batch_lines: int = 1000,
 ) -> tuple[CapturingSink, RunSummary]:
-    """Run the production replay pipeline over in-memory lines."""
+    """Run the production replay pipeline over in-memory lines, with a checkpoint after every batch (replay's
+    default groups batches of 65,536 lines: tests see every batch boundary stored and restored)."""
     sink = CapturingSink()
     engine = Engine(rules, lateness_ms=lateness_ms, until_ms=until_ms)
-    summary = await run(engine, ListSource(lines, batch_lines), store, sink)
+    summary = await run(engine, ListSource(lines, batch_lines), store, sink, commit_lines=1)
     return sink, summary
 
 

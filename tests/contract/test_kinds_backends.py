@@ -94,7 +94,7 @@ async def replay_with_restarts(
         try:
             if segment == len(bounds) - 2:
                 sink = CapturingSink()
-                await run(engine, ListSource(lines[start:end], batch_lines), store, sink)
+                await run(engine, ListSource(lines[start:end], batch_lines), store, sink, commit_lines=1)
                 return rendered(out + sink.transitions), await store.load(RULE_IDS)
             engine.restore(await store.load(engine.rule_ids))
             for first in range(start, end, batch_lines):

@@ -94,7 +94,7 @@ async def _part(lines: list[bytes], url: str, batch_lines: int, *, first: bool) 
             await store.reset()
         final, provisional = CapturingSink(), CapturingSink()
         engine = Engine(RULES, lateness_ms=LATENESS_MS)
-        await run(engine, ListSource(lines, batch_lines), store, final, provisional=provisional)
+        await run(engine, ListSource(lines, batch_lines), store, final, provisional=provisional, commit_lines=1)
         return rendered(final.transitions), rendered(provisional.transitions)
     finally:
         await store.close()
