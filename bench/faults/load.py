@@ -17,6 +17,7 @@ from bench.faults.harness import noise, pause, tracked
 from streamalert.clock import Stopwatch
 
 TRACK_EVERY = 10  # one line in this many is tracked (its own series); the rest is noise matching no rule
+MAX_BODY_LINES = 10_000  # Vector rows: the most lines one request carries (well under Vector's 10 MB batches)
 
 
 class _Paced(threading.Thread):
@@ -97,8 +98,9 @@ class KafkaLoad(_Paced):
 
 
 class VectorLoad(_Paced):
-    """Tracked lines POSTed to /vector in bodies of `batch` lines, each body retried until answered 200 (as
-    Vector does) or `give_up_s` passed; records the longest time a body took to be accepted."""
+    """Tracked lines POSTed to /vector once `batch` lines are waiting, every waiting line in one body (up to
+    MAX_BODY_LINES), each body retried until answered 200 (as Vector does) or `give_up_s` passed; records the
+    longest time a body took to be accepted."""
 
     def __init__(
         self, port: int, prefix: str, rate: float, batch: int = 100, give_up_s: float = 300, page_every: int = 0
@@ -113,9 +115,12 @@ class VectorLoad(_Paced):
         self._pending: list[bytes] = []
 
     def emit(self, lines: list[bytes]) -> None:
+        # Like Vector's http sink, whose next request carries everything buffered up to its batch limit
+        # (10 MB by default): lines made while a request waited go out together in the next one, not in
+        # 100-line requests one after another (each line would then wait for every request before it).
         self._pending.extend(lines)
         while len(self._pending) >= self.batch:
-            body, self._pending = self._pending[: self.batch], self._pending[self.batch :]
+            body, self._pending = self._pending[:MAX_BODY_LINES], self._pending[MAX_BODY_LINES:]
             self._post(body)
 
     def finish(self) -> None:
