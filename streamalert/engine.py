@@ -14,7 +14,7 @@ import gc
 import heapq
 import math
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any, cast
@@ -1234,35 +1234,55 @@ class Engine:
 
     def checkpoint(self) -> Changes:
         """Everything that changed since the last checkpoint, for one atomic store commit."""
+        steps = self.checkpoint_steps(None)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return cast(Changes, done.value)
+
+    def checkpoint_steps(self, part: int | None) -> Generator[None, None, Changes]:
+        """`checkpoint()` in steps: yields after every `part` series dumped (None: in one go) and returns the
+        changes, so a live loop can serve others between steps (a wave of many series changed at one instant
+        is dumped in slices). Nothing may change the engine between the steps: the changes are as of the
+        first one."""
         self._complete()  # a checkpoint holds whole instants only: the pending log is cut at an instant
-        upserts: dict[str, dict[bytes, bytes]] = {}
+        dirty, self._dirty = self._dirty, set()
+        deleted, self._deleted = self._deleted, set()
+        pending_new, self._pending_new = self._pending_new, []
+        done = self._done_before
+        changes = Changes(
+            meta=self._meta(),
+            upserts={},
+            deletes={},
+            # Only the events still waiting: one taken in and applied since the last checkpoint would be added
+            # and removed in the same commit (a third of a replay bench batch's: 45 s of events, 30 s lateness).
+            pending_add=[event for event in pending_new if event[0] >= done],
+            pending_before=done,
+        )
+        held = self._held_form()
+        if held != self._held_stored:  # replay's held lines are state too: a restart must find them
+            changes.held = self._held_stored = held
+        deletes = changes.deletes
+        for i, key in deleted:
+            if key not in self._series[i]:
+                deletes.setdefault(self._prep[i].rule_id, []).append(_key_bytes(key))
+        upserts = changes.upserts
         tables, preps, dump = self._series, self._prep, self._dump
         per_rule: list[dict[bytes, bytes] | None] = [None] * len(preps)  # upserts of rule i, once it has some
-        for i, key in self._dirty:  # a set: each changed series is dumped once per checkpoint
+        size = len(dirty) if part is None else max(part, 1)
+        left = size
+        for i, key in dirty:  # a set: each changed series is dumped once per checkpoint
+            if not left:
+                yield
+                left = size
+            left -= 1
             series = tables[i].get(key)
             if series is not None:
                 out = per_rule[i]
                 if out is None:
                     out = per_rule[i] = upserts.setdefault(preps[i].rule_id, {})
                 out[_key_bytes(key)] = _json(dump(i, series, key))
-        deletes: dict[str, list[bytes]] = {}
-        for i, key in self._deleted:
-            if key not in self._series[i]:
-                deletes.setdefault(self._prep[i].rule_id, []).append(_key_bytes(key))
-        done = self._done_before
-        changes = Changes(
-            meta=self._meta(),
-            upserts=upserts,
-            deletes=deletes,
-            # Only the events still waiting: one taken in and applied since the last checkpoint would be added
-            # and removed in the same commit (a third of a replay bench batch's: 45 s of events, 30 s lateness).
-            pending_add=[event for event in self._pending_new if event[0] >= done],
-            pending_before=done,
-        )
-        held = self._held_form()
-        if held != self._held_stored:  # replay's held lines are state too: a restart must find them
-            changes.held = self._held_stored = held
-        self._dirty, self._deleted, self._pending_new = set(), set(), []
         return changes
 
     def _dump(self, i: int, series: AnySeries, series_key: GroupKey = ()) -> list[Any]:

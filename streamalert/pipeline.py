@@ -39,6 +39,9 @@ CHECKPOINT_CHANGES = 8192
 # Lines taken in while the advance of earlier ones was left unfinished for input that was waiting (see
 # run_live's `waiting`): bounds what a flood can pile up in the reorder buffer ahead of the advance.
 AHEAD_LINES = 50_000
+# Series a live checkpoint dumps before the loop serves others (~10-20 ms): a wave of series changed at one
+# instant is stored in one checkpoint, dumped in slices.
+DUMP_SERIES = 2048
 # Replay: lines taken in between two checkpoints (at least; whole batches). A checkpoint stores every series
 # changed since the last and the matched events still within `lateness` of the newest: with 4,096-line
 # checkpoints most matched events were stored as waiting, then removed, once each.
@@ -238,7 +241,7 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
         await settle()  # commits go out one at a time, in order
         if notify is not None:
             await notify.refresh(store, wall, engine.horizon_ms, metrics, health)
-        transitions, changes = _checkpoint(engine, notify.notifier if notify is not None else None, extra=extra)
+        transitions, changes = await _checkpoint_sliced(engine, notify.notifier if notify is not None else None, extra)
         changes.meta.update(position)  # the source's position, atomically with the effects it led to
         metrics.series.set(engine.series_count())
         return transitions, changes
@@ -333,13 +336,37 @@ def _checkpoint(
     checkpoint that records them in the log together with the notification groups they changed and the
     notifications due (the outbox)."""
     transitions = [*extra, *engine.drain()]
-    changes = engine.checkpoint()
+    return transitions, _noted(engine, notifier, transitions, engine.checkpoint(), final=final)
+
+
+async def _checkpoint_sliced(
+    engine: Engine, notifier: Notifier | None, extra: Sequence[Transition]
+) -> tuple[list[Transition], Changes]:
+    """`_checkpoint` for the live loop: the changed series dumped DUMP_SERIES at a time, the loop serving others
+    in between (nothing else changes the engine meanwhile: only this loop does)."""
+    transitions = [*extra, *engine.drain()]
+    steps = engine.checkpoint_steps(DUMP_SERIES)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            changes: Changes = done.value
+            break
+        await asyncio.sleep(0)
+    return transitions, _noted(engine, notifier, transitions, changes)
+
+
+def _noted(
+    engine: Engine, notifier: Notifier | None, transitions: list[Transition], changes: Changes, *, final: bool = False
+) -> Changes:
+    """The checkpoint with the transitions it records and the notification groups and notifications due that
+    they lead to."""
     changes.transitions = [transition_json(t) for t in transitions]
     if notifier is not None:
         step = notifier.step(transitions, engine.horizon_ms, final=final)  # final: replay's end
         changes.groups, changes.groups_deleted = step.groups, step.groups_deleted
         changes.outbox = [n.to_json() for n in step.outbox]
-    return transitions, changes
+    return changes
 
 
 class _Dropped:

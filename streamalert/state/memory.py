@@ -18,6 +18,7 @@ from streamalert.state.base import Changes, Snapshot, requeued, silence_end
 # rewrite than it then held live, and at least this many: each record is parsed a bounded number of times
 # (amortised), and memory returns after series expire.
 _COMPACT_FROM = 4096
+_WRITE_PART = 4096  # series a commit writes before the event loop serves others
 _YOUNG = 4096  # series of a rule kept as a dict after their last upsert (see _Log)
 _SMALL = struct.Struct("<BH")  # key length < 255, value length < 65535 (65535: deleted)
 _LARGE = struct.Struct("<BII")  # 255, then key length, value length (2**32 - 1: deleted)
@@ -105,6 +106,13 @@ class _Log:
         return bool(self.live or self.young or self.appended)
 
 
+async def _turn() -> None:
+    """One turn of the event loop."""
+    import asyncio  # noqa: PLC0415 (as in MemoryStore.commit)
+
+    await asyncio.sleep(0)
+
+
 def _own(raw: bytes) -> bytes:
     """A tight copy of bytes this store keeps: orjson (3.13) returns bytes that hold about 4 KB of memory
     each whatever their length, so keeping its output as is made every stored series cost 4 KB or more."""
@@ -141,10 +149,17 @@ class MemoryStore:
         return [(rid, self._series[rid].table()) for rid in rule_ids if rid in self._series]
 
     async def commit(self, changes: Changes, ttl_ms: dict[str, int]) -> None:
+        # Atomic as a Redis EVAL: once begun, it ends whole even if the caller is cancelled at a yield.
+        import asyncio  # noqa: PLC0415 (here: `check` imports this module and must not load asyncio)
+
+        await asyncio.shield(self._commit(changes))
+
+    async def _commit(self, changes: Changes) -> None:
         self._meta.update(changes.meta)
         if changes.held is not None:
             self._held = {lane: bytes(value) for lane, value in changes.held.items()}
         logs = self._series
+        done = 0  # series written: the loop serves others every _WRITE_PART (only a restore reads series)
         for rule_id, items in changes.upserts.items():
             if items:
                 log = logs.get(rule_id)
@@ -152,11 +167,17 @@ class MemoryStore:
                     log = logs[rule_id] = _Log()
                 for key, value in items.items():
                     log.put(key, value)
+                    done += 1
+                    if not done % _WRITE_PART:
+                        await _turn()
         for rule_id, gone in changes.deletes.items():
             log = logs.get(rule_id)
             if log is not None:
                 for key in gone:
                     log.delete(key)
+                    done += 1
+                    if not done % _WRITE_PART:
+                        await _turn()
         for rule_id in {*changes.upserts, *changes.deletes}:
             log = logs.get(rule_id)
             if log is not None and not log.tidy():
