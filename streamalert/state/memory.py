@@ -10,6 +10,7 @@ import bisect
 import collections
 import itertools
 import struct
+from collections.abc import Generator
 
 from streamalert.state import keys
 from streamalert.state.base import Changes, Snapshot, requeued, silence_end
@@ -55,55 +56,74 @@ class _Log:
         self.young = {}
 
     def _append(self, key: bytes, value: bytes | None) -> None:
-        klen = len(key)
-        data = self.data
-        if value is None:
-            data += _SMALL.pack(klen, _SMALL_GONE) if klen < 255 else _LARGE.pack(255, klen, _LARGE_GONE)
-        else:
-            vlen = len(value)
-            data += _SMALL.pack(klen, vlen) if klen < 255 and vlen < _SMALL_GONE else _LARGE.pack(255, klen, vlen)
-        data += key
-        if value is not None:
-            data += value
+        _append_to(self.data, key, value)
         self.appended += 1
 
     def table(self) -> dict[bytes, bytes]:
         """The live series: of each key, its young value or the last record of the log, unless a deletion."""
         out: dict[bytes, bytes] = {}
-        data, pos, end = self.data, 0, len(self.data)
-        small, large = _SMALL.unpack_from, _LARGE.unpack_from
-        with memoryview(data) as view:
-            while pos < end:
-                klen, vlen = small(data, pos)
-                if klen < 255:
-                    pos += 3
-                    gone = vlen == _SMALL_GONE
-                else:
-                    _, klen, vlen = large(data, pos)
-                    pos += 9
-                    gone = vlen == _LARGE_GONE
-                key = bytes(view[pos : pos + klen])
-                pos += klen
-                if gone:
-                    out.pop(key, None)
-                else:
-                    out[key] = bytes(view[pos : pos + vlen])
-                    pos += vlen
+        for _ in _parse(bytes(self.data), out, 0):
+            pass
         out.update(self.young)
         return out
 
-    def tidy(self) -> bool:
+    def tidy_steps(self, part: int) -> Generator[None, None, bool]:
         """Rewrite the log with only its live records once enough were appended since the last rewrite (each
-        record is then parsed a bounded number of times, amortised); False when nothing is left."""
+        record is then parsed a bounded number of times, amortised), yielding after every `part` records read
+        or written; returns False when nothing is left. The log reads as before until the rewrite is swapped
+        in at the end; nothing may write to it between the steps."""
         if self.appended >= max(_COMPACT_FROM, self.live):
             self._flush()
-            table = self.table()
-            self.data, self.appended = bytearray(), 0
-            for key, value in table.items():
-                self._append(key, value)
-            self.data = bytearray(self.data)  # a tight copy: appends over-allocate
+            table: dict[bytes, bytes] = {}
+            yield from _parse(bytes(self.data), table, part)
+            data = bytearray()
+            for count, (key, value) in enumerate(table.items(), 1):
+                _append_to(data, key, value)
+                if not count % part:
+                    yield
+            self.data = bytearray(data)  # a tight copy: appends over-allocate
             self.appended, self.live = 0, len(table)
         return bool(self.live or self.young or self.appended)
+
+
+def _append_to(data: bytearray, key: bytes, value: bytes | None) -> None:
+    """One record (key, value) or (key, deleted) at the end of a log."""
+    klen = len(key)
+    if value is None:
+        data += _SMALL.pack(klen, _SMALL_GONE) if klen < 255 else _LARGE.pack(255, klen, _LARGE_GONE)
+    else:
+        vlen = len(value)
+        data += _SMALL.pack(klen, vlen) if klen < 255 and vlen < _SMALL_GONE else _LARGE.pack(255, klen, vlen)
+    data += key
+    if value is not None:
+        data += value
+
+
+def _parse(data: bytes, out: dict[bytes, bytes], part: int) -> Generator[None, None, None]:
+    """The records of a log into `out` in order (a deletion removes its key), yielding after every `part`
+    records (0: never)."""
+    pos, end, count = 0, len(data), 0
+    small, large = _SMALL.unpack_from, _LARGE.unpack_from
+    while pos < end:
+        klen, vlen = small(data, pos)
+        if klen < 255:
+            pos += 3
+            gone = vlen == _SMALL_GONE
+        else:
+            _, klen, vlen = large(data, pos)
+            pos += 9
+            gone = vlen == _LARGE_GONE
+        key = data[pos : pos + klen]
+        pos += klen
+        if gone:
+            out.pop(key, None)
+        else:
+            out[key] = data[pos : pos + vlen]
+            pos += vlen
+        count += 1
+        if count == part:
+            count = 0
+            yield
 
 
 async def _turn() -> None:
@@ -111,6 +131,16 @@ async def _turn() -> None:
     import asyncio  # noqa: PLC0415 (as in MemoryStore.commit)
 
     await asyncio.sleep(0)
+
+
+async def _stepped(steps: Generator[None, None, bool]) -> bool:
+    """Run `steps` to its end, a turn of the event loop at each step; its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return bool(done.value)
+        await _turn()
 
 
 def _own(raw: bytes) -> bytes:
@@ -180,7 +210,7 @@ class MemoryStore:
                         await _turn()
         for rule_id in {*changes.upserts, *changes.deletes}:
             log = logs.get(rule_id)
-            if log is not None and not log.tidy():
+            if log is not None and not await _stepped(log.tidy_steps(_WRITE_PART)):
                 del logs[rule_id]  # nothing live: the rule's log goes
         if changes.pending_add:
             # Arrival order is nearly time order: one sort of the additions, then an append, or a sort that

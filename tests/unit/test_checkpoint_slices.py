@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Generator
+from typing import TypeVar
 
 import pytest
 
 from streamalert.engine import Engine
 from streamalert.state import memory
-from streamalert.state.base import Changes
 from streamalert.state.memory import MemoryStore
 from streamalert.testing import rules_from_yaml
 
+T = TypeVar("T")
 RULES = "rules:\n- {name: per_user, match: {level: error}, window: 1m, condition: count >= 2, group_by: [u]}\n"
 
 
@@ -27,17 +29,20 @@ def _engine(users: int) -> Engine:
     return engine
 
 
-def test_checkpoint_in_steps_is_the_checkpoint_in_one_go() -> None:
-    whole = _engine(1000).checkpoint()
-    steps = _engine(1000).checkpoint_steps(64)
+def _drive(steps: Generator[None, None, T]) -> tuple[int, T]:
+    """Run a generator of steps to its end: how many steps it yielded, and what it returned."""
     yields = 0
     while True:
         try:
             next(steps)
-            yields += 1
         except StopIteration as done:
-            sliced: Changes = done.value
-            break
+            return yields, done.value
+        yields += 1
+
+
+def test_checkpoint_in_steps_is_the_checkpoint_in_one_go() -> None:
+    whole = _engine(1000).checkpoint()
+    yields, sliced = _drive(_engine(1000).checkpoint_steps(64))
     assert yields == 1000 // 64  # 16 slices of 64 and one of 40: a turn between each two
     assert [len(series) for series in whole.upserts.values()] == [1000]
     assert sliced == whole
@@ -60,3 +65,22 @@ async def test_a_memory_commit_cancelled_at_a_turn_is_stored_whole(monkeypatch: 
     snapshot = await store.load(engine.rule_ids)
     assert sum(len(t) for t in snapshot.series.values()) == 100
     assert snapshot.meta == changes.meta
+
+
+def test_a_log_rewritten_in_steps_reads_as_before() -> None:
+    """A rule's log is rewritten (tidied) in steps of `part` records; its live series read the same after."""
+    log = memory._Log()
+    for i in range(10_000):
+        log.put(b"k%d" % i, b"v%d" % i)
+    for i in range(0, 10_000, 2):
+        log.delete(b"k%d" % i)
+    for i in range(1, 10_000, 10):
+        log.put(b"k%d" % i, b"w%d" % i)
+    before, size = log.table(), len(log.data)
+    records = log.appended + len(log.young)  # what the rewrite reads once the young series join the log
+    yields, left = _drive(log.tidy_steps(1000))
+    assert left is True
+    assert yields == records // 1000 + 5_000 // 1000  # a step per thousand read, and per thousand written
+    assert log.table() == before
+    assert len(before) == 5_000
+    assert len(log.data) < size / 2
