@@ -14,7 +14,7 @@ import gc
 import heapq
 import math
 import operator
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any, cast
@@ -43,6 +43,7 @@ from streamalert.rules.matchers import as_number
 from streamalert.rules.series import AbsenceSeries, AggregateSeries, CountSeries, Series
 from streamalert.stamps import canonical, chunk_bounds, late_lines, stamp_ms
 from streamalert.state.base import Changes, Snapshot
+from streamalert.steps import Steps, finish
 
 # A series' group key: the label values of `group_by`, in its order, as a tuple; for a rule grouping by one
 # field, the value itself (a str: a 1-tuple per series cost 48 bytes). `_labels` gives the tuple either way.
@@ -1234,14 +1235,9 @@ class Engine:
 
     def checkpoint(self) -> Changes:
         """Everything that changed since the last checkpoint, for one atomic store commit."""
-        steps = self.checkpoint_steps(None)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return cast(Changes, done.value)
+        return finish(self.checkpoint_steps(None))
 
-    def checkpoint_steps(self, part: int | None) -> Generator[None, None, Changes]:
+    def checkpoint_steps(self, part: int | None) -> Steps[Changes]:
         """`checkpoint()` in steps: yields after every `part` series dumped (None: in one go) and returns the
         changes, so a live loop can serve others between steps (a wave of many series changed at one instant
         is dumped in slices). Nothing may change the engine between the steps: the changes are as of the

@@ -23,6 +23,7 @@ from streamalert.output import transition_json
 from streamalert.sources import Batch, Source
 from streamalert.state import keys
 from streamalert.state.base import Changes, Store
+from streamalert.steps import stepped
 from streamalert.telemetry.memory import give_back, release_memory
 from streamalert.telemetry.metrics import Metrics
 
@@ -345,14 +346,7 @@ async def _checkpoint_sliced(
     """`_checkpoint` for the live loop: the changed series dumped DUMP_SERIES at a time, the loop serving others
     in between (nothing else changes the engine meanwhile: only this loop does)."""
     transitions = [*extra, *engine.drain()]
-    steps = engine.checkpoint_steps(DUMP_SERIES)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            changes: Changes = done.value
-            break
-        await asyncio.sleep(0)
+    changes = await stepped(engine.checkpoint_steps(DUMP_SERIES))
     return transitions, _noted(engine, notifier, transitions, changes)
 
 

@@ -10,10 +10,10 @@ import bisect
 import collections
 import itertools
 import struct
-from collections.abc import Generator
 
 from streamalert.state import keys
 from streamalert.state.base import Changes, Snapshot, requeued, silence_end
+from streamalert.steps import Steps, stepped
 
 # A rule's log is rewritten with only its live records once it holds more records appended since its last
 # rewrite than it then held live, and at least this many: each record is parsed a bounded number of times
@@ -67,7 +67,7 @@ class _Log:
         out.update(self.young)
         return out
 
-    def tidy_steps(self, part: int) -> Generator[None, None, bool]:
+    def tidy_steps(self, part: int) -> Steps[bool]:
         """Rewrite the log with only its live records once enough were appended since the last rewrite (each
         record is then parsed a bounded number of times, amortised), yielding after every `part` records read
         or written; returns False when nothing is left. The log reads as before until the rewrite is swapped
@@ -99,7 +99,7 @@ def _append_to(data: bytearray, key: bytes, value: bytes | None) -> None:
         data += value
 
 
-def _parse(data: bytes, out: dict[bytes, bytes], part: int) -> Generator[None, None, None]:
+def _parse(data: bytes, out: dict[bytes, bytes], part: int) -> Steps[None]:
     """The records of a log into `out` in order (a deletion removes its key), yielding after every `part`
     records (0: never)."""
     pos, end, count = 0, len(data), 0
@@ -124,23 +124,6 @@ def _parse(data: bytes, out: dict[bytes, bytes], part: int) -> Generator[None, N
         if count == part:
             count = 0
             yield
-
-
-async def _turn() -> None:
-    """One turn of the event loop."""
-    import asyncio  # noqa: PLC0415 (as in MemoryStore.commit)
-
-    await asyncio.sleep(0)
-
-
-async def _stepped(steps: Generator[None, None, bool]) -> bool:
-    """Run `steps` to its end, a turn of the event loop at each step; its result."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return bool(done.value)
-        await _turn()
 
 
 def _own(raw: bytes) -> bytes:
@@ -182,9 +165,9 @@ class MemoryStore:
         # Atomic as a Redis EVAL: once begun, it ends whole even if the caller is cancelled at a yield.
         import asyncio  # noqa: PLC0415 (here: `check` imports this module and must not load asyncio)
 
-        await asyncio.shield(self._commit(changes))
+        await asyncio.shield(stepped(self._commit_steps(changes)))
 
-    async def _commit(self, changes: Changes) -> None:
+    def _commit_steps(self, changes: Changes) -> Steps[None]:
         self._meta.update(changes.meta)
         if changes.held is not None:
             self._held = {lane: bytes(value) for lane, value in changes.held.items()}
@@ -199,7 +182,7 @@ class MemoryStore:
                     log.put(key, value)
                     done += 1
                     if not done % _WRITE_PART:
-                        await _turn()
+                        yield
         for rule_id, gone in changes.deletes.items():
             log = logs.get(rule_id)
             if log is not None:
@@ -207,10 +190,10 @@ class MemoryStore:
                     log.delete(key)
                     done += 1
                     if not done % _WRITE_PART:
-                        await _turn()
+                        yield
         for rule_id in {*changes.upserts, *changes.deletes}:
             log = logs.get(rule_id)
-            if log is not None and not await _stepped(log.tidy_steps(_WRITE_PART)):
+            if log is not None and not (yield from log.tidy_steps(_WRITE_PART)):
                 del logs[rule_id]  # nothing live: the rule's log goes
         if changes.pending_add:
             # Arrival order is nearly time order: one sort of the additions, then an append, or a sort that
