@@ -66,6 +66,9 @@ _NEVER = -(2**62)
 # lists of group keys (8 bytes a timer, its due time being the series' own `due`); a slot's timers move into
 # the heap of (due, rule, group) when the engine reaches the slot. A heap entry per idle series cost 72 bytes.
 _SLOT_BITS = 10
+# Timers a wheel slot moves into the heap for one unit of work (see Engine._reach), in parts of _REACH_PART.
+_REACH_KEYS = 4
+_REACH_PART = 256
 _STAMP_OF = operator.attrgetter("a0")  # `timestamp` of a record (codegen gives the time keys a0..a3)
 _TIME_OF = operator.itemgetter(0)  # of a buffered event (_Pending)
 _RULES_OF = operator.itemgetter(4)
@@ -621,9 +624,17 @@ class Engine:
 
     def _complete(self) -> None:
         """Finish a cut instant before anything else touches the engine (input, checkpoint)."""
-        if self._partial is not None:
-            self._budget = math.inf
-            self._continue_instant()
+        finish(self.instant_steps(None))
+
+    def instant_steps(self, part: int | None) -> Steps[None]:
+        """Finish an instant a work budget cut (see `advance`), `part` units of work a step (None: in one go):
+        a wave of thousands of series at one millisecond is finished with the loop served in between. A
+        caller that checkpoints runs it before it drains: the transitions the instant decides go with the
+        checkpoint that stores the state they come from."""
+        while self._partial is not None:
+            self._budget = math.inf if part is None else part
+            if not self._continue_instant():
+                yield
 
     def _run_until(self, limit: int, inclusive: bool) -> bool:
         """Process instants before `limit` (and at it, when inclusive) within the budget `_bounded` set."""
@@ -635,17 +646,22 @@ class Engine:
             self._start(self._min_accepted)
         end = limit + 1 if inclusive else limit  # every instant before `end` is to be processed
         buffer, timers = self._buffer, self._timers
-        ready = self._take_ready(end)
+        # The events before `end` are read in place, from the sorted buffer's front; a run that stops removes
+        # what it processed only. Taking them off and putting the rest back cost every bounded slice a copy
+        # of every ready event (a flood's backlog: 100,000s), whatever the slice's budget.
+        ready, count = buffer, self._sort_buffer(end)
         if (
             self._bulk_runs
             and self._any_bulk
-            and len(ready) > 1
+            and count > 1
             and self._budget == math.inf
             and self._max_changes == _FOREVER
             and self.sampler is None
         ):
-            ready = self._apply_runs(ready)  # what is left takes the per-instant path below
-        pos, count, begun = 0, len(ready), False
+            ready = self._apply_runs(buffer[:count])  # what is left takes the per-instant path below
+            del buffer[:count]
+            count = len(ready)
+        pos, begun = 0, False
         slots = self._slots
         bounded = self._max_changes != _FOREVER  # else the change bound is never tested (replay, finish)
         while True:
@@ -653,8 +669,9 @@ class Engine:
             if timers and timers[0][0] < instant:
                 instant = timers[0][0]
             if slots and (slots[0] << _SLOT_BITS) <= instant and (slots[0] << _SLOT_BITS) < end:
-                self._reach(slots[0])  # its timers join the heap before any instant in it runs
-                continue
+                if self._reach(slots[0]):  # its timers join the heap before any instant in it runs
+                    continue
+                return self._stopped(ready, pos, slots[0] << _SLOT_BITS)  # nothing in the slot is done
             if instant >= end:
                 break
             if timers and timers[0][0] == instant and (pos == count or ready[pos][0] != instant):
@@ -665,10 +682,7 @@ class Engine:
                     continue
             # The change bound stops only after some progress: a caller that never checkpoints still moves.
             if self._budget <= 0 or (bounded and begun and self.changes_pending() >= self._max_changes):
-                self._put_back(ready[pos:])
-                self._done_before = max(self._done_before, instant)
-                self._after_run()
-                return False
+                return self._stopped(ready, pos, instant)
             stop = pos
             while stop < count and ready[stop][0] == instant:
                 stop += 1
@@ -685,29 +699,49 @@ class Engine:
             pos = stop
             begun = True
             if not self._continue_instant():
-                self._put_back(ready[pos:])
+                self._processed(ready, pos)
                 self._done_before = max(self._done_before, instant)  # `instant` itself is not done yet
                 return False
-        self._sorted_len = len(buffer)
+        self._processed(ready, pos)
         self._done_before = max(self._done_before, end)
         self._after_run()
         return True
 
-    def _take_ready(self, end: int) -> list[_Pending]:
-        """The buffered events before `end`, in order, taken off the buffer."""
-        buffer = self._buffer
-        if len(buffer) != self._sorted_len:  # events were appended since: sort (a merge of a few runs)
-            buffer.sort()
-        cut = bisect.bisect_left(buffer, (end,))  # (end,) sorts before every event at `end`
-        ready = buffer[:cut]
-        del buffer[:cut]
-        return ready
+    def _stopped(self, ready: list[_Pending], pos: int, next_instant: int) -> bool:
+        """A bounded run stops before `next_instant`, `ready[:pos]` processed (False: not done)."""
+        self._processed(ready, pos)
+        self._done_before = max(self._done_before, next_instant)
+        self._after_run()
+        return False
 
-    def _put_back(self, events: list[_Pending]) -> None:
-        """Events a cut run did not reach return to the buffer's front: still sorted, all before the rest."""
+    def _processed(self, ready: list[_Pending], pos: int) -> None:
+        """A run ends with `ready[:pos]` processed: read in place, they leave the buffer's front; a list of
+        its own (the bulk path's rest) is empty by then (that path runs unbounded)."""
         buffer = self._buffer
-        buffer[:0] = events
+        if ready is buffer:
+            del buffer[:pos]
+        else:
+            assert pos == len(ready)
         self._sorted_len = len(buffer)
+
+    def _sort_buffer(self, end: int) -> int:
+        """Sort the buffered events; how many are before `end` (at its front)."""
+        buffer, done = self._buffer, self._sorted_len
+        if len(buffer) != done:  # events were appended since: sort them, and merge only where they overlap
+            tail = buffer[done:]
+            tail.sort()
+            if done and tail[0] < buffer[done - 1]:
+                # Late or reordered events: the sorted events after the first of them merge with the new ones
+                # (two runs: Timsort merges them in linear time). Sorting the whole buffer instead scanned
+                # every waiting event on every batch: with lateness 2 s under a flood, 200,000 of them.
+                start = bisect.bisect_right(buffer, tail[0], 0, done)
+                tail[:0] = buffer[start:done]
+                tail.sort()
+                buffer[start:] = tail
+            else:
+                buffer[done:] = tail
+            self._sorted_len = len(buffer)
+        return bisect.bisect_left(buffer, (end,))  # (end,) sorts before every event at `end`
 
     def _alone(self, event: _Pending, instant: int) -> None:
         """An instant of one event of one rule and no timer: applied and evaluated."""
@@ -978,19 +1012,32 @@ class Engine:
         self._wheel = wheel
         self._slots[:] = sorted(wheel)
 
-    def _reach(self, slot: int) -> None:
-        """The engine reaches `slot` (the first of the wheel): its current timers move into the heap."""
+    def _reach(self, slot: int) -> bool:
+        """The engine reaches `slot` (the first of the wheel): its current timers move into the heap, within
+        the budget (_REACH_KEYS timers cost one unit: a flood's slot can hold hundreds of thousands). True when
+        the whole slot is in; False when the budget ran out first (no instant in the slot may run before the
+        rest is moved: the next call carries on)."""
+        tables, timers = self._series, self._timers
+        groups = self._wheel[slot]
+        for i in list(groups):
+            keys, table = groups[i], tables[i]
+            while keys:
+                if self._budget <= 0:
+                    return False
+                take = keys[-_REACH_PART:]  # the heap's order does not depend on the order of pushes
+                del keys[-_REACH_PART:]
+                self._wheeled -= len(take)
+                self._budget -= -(-len(take) // _REACH_KEYS)  # whole units: a fraction left would stall a slice
+                for key in take:
+                    series = table.get(key)
+                    due = None if series is None else series.due
+                    if due is not None and due >> _SLOT_BITS == slot:
+                        heapq.heappush(timers, (due, i, key))
+            del groups[i]
+        del self._wheel[slot]
         heapq.heappop(self._slots)
         self._reached = max(self._reached, slot + 1)
-        tables, timers = self._series, self._timers
-        for i, keys in self._wheel.pop(slot, {}).items():
-            self._wheeled -= len(keys)
-            table = tables[i]
-            for key in keys:
-                series = table.get(key)
-                due = None if series is None else series.due
-                if due is not None and due >> _SLOT_BITS == slot:
-                    heapq.heappush(timers, (due, i, key))
+        return True
 
     def _start(self, first_time: int) -> None:
         """The first event time is known: absence rules start expecting their declared groups from it."""

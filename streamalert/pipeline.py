@@ -23,7 +23,7 @@ from streamalert.output import transition_json
 from streamalert.sources import Batch, Source
 from streamalert.state import keys
 from streamalert.state.base import Changes, Store
-from streamalert.steps import stepped
+from streamalert.steps import finish, stepped
 from streamalert.telemetry.memory import give_back, release_memory
 from streamalert.telemetry.metrics import Metrics
 
@@ -31,9 +31,13 @@ T = TypeVar("T")
 # Lines the engine takes in one go in live mode (~10 ms of work); between slices the event loop runs other
 # tasks (HTTP answers, lease renewal), so no batch, however large, stalls the process.
 SLICE_LINES = 4096
-# Work the engine does before the loop runs others (~10-20 ms: an event observed by a rule or a series
-# evaluated is one unit), so a timer wave of many series ending at once cannot stall the process.
+# Work the engine does before the loop runs others (an event observed by a rule or a series evaluated is
+# one unit: ~5-10 µs, ~10-20 ms a slice), so a timer wave of many series ending at once cannot stall the
+# process. It is the most: where units cost more (each creating or ending a series, or with
+# PYTHONMALLOC=malloc: 50-100 µs), _Pace takes fewer, so that a slice lasts about SLICE_SECONDS.
 ADVANCE_WORK = 2048
+SLICE_SECONDS = 0.02
+_LEAST_WORK = 64
 # Series changed since the last commit beyond which a batch's advance is committed in parts: a checkpoint's
 # cost is linear in what it holds, so a wave of a million ending series is stored in slices too.
 CHECKPOINT_CHANGES = 8192
@@ -224,6 +228,7 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
     source.resume(snapshot.meta)
     dropped = _Dropped(metrics)
     stats = engine.stats
+    pace = _Pace()
 
     in_flight: asyncio.Task[None] | None = None  # overlap: the last batch's commit, hand-on and ack
 
@@ -242,7 +247,8 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
         await settle()  # commits go out one at a time, in order
         if notify is not None:
             await notify.refresh(store, wall, engine.horizon_ms, metrics, health)
-        transitions, changes = await _checkpoint_sliced(engine, notify.notifier if notify is not None else None, extra)
+        notifier = notify.notifier if notify is not None else None
+        transitions, changes = await _checkpoint_sliced(engine, notifier, extra, pace.work)
         changes.meta.update(position)  # the source's position, atomically with the effects it led to
         metrics.series.set(engine.series_count())
         return transitions, changes
@@ -299,7 +305,10 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
             clock_at = None if lagging else at
             ahead += len(lines)
             behind = False
-            while not engine.advance(clock_at, lagging, max_work=ADVANCE_WORK, max_changes=CHECKPOINT_CHANGES):
+            if lines:
+                await asyncio.sleep(0)  # the last slice taken in and the advance's first are two turns
+            while not engine.advance(clock_at, lagging, max_work=pace.start(), max_changes=CHECKPOINT_CHANGES):
+                pace.stopped()
                 await asyncio.sleep(0)  # a turn of the loop, not a wait for a state
                 if engine.changes_pending() >= CHECKPOINT_CHANGES:
                     # a whole instant at worst to finish first: one instant's series
@@ -330,21 +339,53 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
                 await in_flight
 
 
+class _Pace:
+    """The work budget of the live loop's next engine slice: ADVANCE_WORK at most, fewer while slices that
+    used their whole budget took longer than SLICE_SECONDS (twice as many again once they take less than half).
+    What a slice decides does not depend on where it is cut, so this bounds the time between two turns of
+    the loop without changing any result."""
+
+    def __init__(self) -> None:
+        self.work = ADVANCE_WORK
+        self._watch = Stopwatch()
+
+    def start(self) -> int:
+        """A slice begins: its budget."""
+        self._watch = Stopwatch()
+        return self.work
+
+    def stopped(self) -> None:
+        """The slice began last stopped before its end (its budget spent, or a checkpoint due)."""
+        self.work = paced(self.work, self._watch.elapsed())
+
+
+def paced(work: int, took: float) -> int:
+    """The budget after a slice of `work` units that took `took` seconds (see _Pace)."""
+    if took > SLICE_SECONDS:
+        return max(_LEAST_WORK, int(work * SLICE_SECONDS / took))
+    if took < SLICE_SECONDS / 2:
+        return min(ADVANCE_WORK, work * 2)
+    return work
+
+
 def _checkpoint(
     engine: Engine, notifier: Notifier | None, *, final: bool = False, extra: Sequence[Transition] = ()
 ) -> tuple[list[Transition], Changes]:
     """The transitions decided since the last checkpoint (after `extra`, decided outside the engine), and the
     checkpoint that records them in the log together with the notification groups they changed and the
     notifications due (the outbox)."""
+    finish(engine.instant_steps(None))
     transitions = [*extra, *engine.drain()]
     return transitions, _noted(engine, notifier, transitions, engine.checkpoint(), final=final)
 
 
 async def _checkpoint_sliced(
-    engine: Engine, notifier: Notifier | None, extra: Sequence[Transition]
+    engine: Engine, notifier: Notifier | None, extra: Sequence[Transition], work: int
 ) -> tuple[list[Transition], Changes]:
     """`_checkpoint` for the live loop: the changed series dumped DUMP_SERIES at a time, the loop serving others
-    in between (nothing else changes the engine meanwhile: only this loop does)."""
+    in between (nothing else changes the engine meanwhile: only this loop does); an instant a work budget
+    cut is finished first, `work` units at a time (see _Pace)."""
+    await stepped(engine.instant_steps(work))
     transitions = [*extra, *engine.drain()]
     changes = await stepped(engine.checkpoint_steps(DUMP_SERIES))
     return transitions, _noted(engine, notifier, transitions, changes)

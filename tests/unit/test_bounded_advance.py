@@ -4,14 +4,19 @@ checkpoint comes between two bounded calls."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamalert.config.rules import load_rules
 from streamalert.decode import format_ms
-from streamalert.engine import Engine
+from streamalert.engine import _REACH_PART, _SLOT_BITS, Engine
 from streamalert.model import Transition
 from streamalert.testing import rules_from_yaml
 
+ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_769_418_000_000  # 2026-01-26T09:00:00Z
 RULES = rules_from_yaml(
     """
@@ -114,22 +119,24 @@ def test_a_wave_of_series_at_one_instant_is_cut_and_finished() -> None:
     horizon stays on it meanwhile), and the series all end as in one unbounded call."""
     lines = [f'{{"timestamp":"{format_ms(T0)}","level":"error","host":"h{k}"}}'.encode() for k in range(5_000)]
 
-    def run(bound: int | None) -> tuple[int, list[int], int]:
+    def run(bound: int | None) -> tuple[list[int], int]:
         engine = Engine(RULES, lateness_ms=0)
         engine.accept_lines(lines)
         engine.finish()
         engine.checkpoint()
         engine.until_ms = T0 + 10_000
-        stops, horizons = 0, set()
+        horizons = []
         while not engine.finish(max_work=bound):
-            stops += 1
-            horizons.add(engine.horizon_ms)
-        return stops, sorted(horizons), engine.series_count()
+            horizons.append(engine.horizon_ms)
+        return horizons, engine.series_count()
 
-    stops, horizons, live = run(100)
-    assert stops >= 5_000 // 100
-    assert horizons == [T0 + 5_000]  # the expiry instant of the `errors` series (5s window), cut many times
-    assert live == run(None)[2] == 2  # what stays: the absence rule's two expected groups
+    horizons, live = run(100)
+    # the expiry instant of the `errors` series (5s window), cut dozens of times (5,000 evaluations); before
+    # it, the start of the timer wheel's slot holding it, while the slot's 5,000 timers move into the heap
+    assert horizons.count(T0 + 5_000) >= 5_000 // 100
+    assert horizons[0] == (T0 + 5_000) >> _SLOT_BITS << _SLOT_BITS
+    assert horizons == sorted(horizons)
+    assert live == run(None)[1] == 2  # what stays: the absence rule's two expected groups
 
 
 def test_input_after_a_cut_instant_is_judged_after_that_instant() -> None:
@@ -152,3 +159,56 @@ def test_input_after_a_cut_instant_is_judged_after_that_instant() -> None:
 
     assert run(10) == run(None)
     assert run(10)[0] == 1
+
+
+def test_a_slot_of_many_timers_moves_into_the_heap_in_parts() -> None:
+    """5,000 series due at one later millisecond wait in one slot of the timer wheel; reaching the slot moves
+    them into the heap within the budget: bounded calls stop at the slot's start (nothing in it done) before
+    the due instant runs, and the series end as in one unbounded call."""
+    lines = [f'{{"timestamp":"{format_ms(T0)}","level":"error","host":"h{k}"}}'.encode() for k in range(5_000)]
+    due = T0 + 5_000
+    slot_start = due >> _SLOT_BITS << _SLOT_BITS
+    assert T0 < slot_start < due
+
+    def run(bound: int | None) -> tuple[list[tuple[int, int]], int]:
+        engine = Engine(RULES, lateness_ms=0)
+        engine.accept_lines(lines)
+        engine.finish()
+        engine.until_ms = T0 + 10_000
+        stops = []
+        while not engine.finish(max_work=bound):
+            stops.append((engine.horizon_ms, engine.series_count()))
+        return stops, engine.series_count()
+
+    stops, live = run(100)
+    at_slot = [count for horizon, count in stops if horizon == slot_start]
+    # the slot moved in parts: a budget of 100 takes two parts (the second overdraws it), 512 timers
+    assert len(at_slot) >= 5_000 // (2 * _REACH_PART) - 1
+    assert set(at_slot) == {5_002}  # before any series ended
+    assert live == run(None)[1] == 2
+
+
+@pytest.mark.parametrize("bound", [1, 7, 64, 2048])
+def test_the_incident_under_any_bound_decides_what_one_run_decides(bound: int) -> None:
+    """The bundled incident with every shipped rule, taken in 37 lines at a time as a live consumer lagging
+    until the last batch: bounded calls (a slot's timers, an instant's events and evaluations all cut) end
+    with the transitions of unbounded calls. A fractional budget left by a cut once stalled a slice forever."""
+    rules = load_rules(ROOT / "config" / "rules")
+    lines = (ROOT / "examples" / "incident.jsonl").read_bytes().splitlines()
+    wall = T0 + 365 * 86_400_000
+
+    def run(max_work: int | None) -> list[Transition]:
+        engine = Engine(rules, lateness_ms=0)
+        out: list[Transition] = []
+        for start in range(0, len(lines), 37):
+            engine.accept_lines(lines[start : start + 37], wall_ms=wall, lane="p0")
+            lagging = ["p0"] if start + 37 < len(lines) else []
+            while not engine.advance(wall, lagging, max_work=max_work, max_changes=None if max_work is None else 50):
+                if engine.changes_pending() >= 50:
+                    engine.checkpoint()
+            out += engine.drain()
+        return out
+
+    expected = run(None)
+    assert len(expected) > 30
+    assert run(bound) == expected
