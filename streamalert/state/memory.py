@@ -13,7 +13,7 @@ import struct
 
 from streamalert.state import keys
 from streamalert.state.base import Changes, Snapshot, requeued, silence_end
-from streamalert.steps import Steps, stepped
+from streamalert.steps import Steps, finish, stepped
 
 # A rule's log is rewritten with only its live records once it holds more records appended since its last
 # rewrite than it then held live, and at least this many: each record is parsed a bounded number of times
@@ -62,8 +62,7 @@ class _Log:
     def table(self) -> dict[bytes, bytes]:
         """The live series: of each key, its young value or the last record of the log, unless a deletion."""
         out: dict[bytes, bytes] = {}
-        for _ in _parse(bytes(self.data), out, 0):
-            pass
+        finish(_parse(bytes(self.data), out, 0))
         out.update(self.young)
         return out
 
