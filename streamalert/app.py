@@ -43,6 +43,7 @@ from streamalert.state.lease import Lease, LeaseLost
 from streamalert.state.redis import RedisStore
 from streamalert.state.stores import open_store, redact
 from streamalert.telemetry.loop import watch_loop
+from streamalert.telemetry.memory import thaw
 from streamalert.telemetry.metrics import Metrics
 from streamalert.ui.mount import notify_routes
 from streamalert.ui.web import RuleRow
@@ -133,6 +134,7 @@ async def serve(
                 setup, store, clock, metrics, writer, replica, sink, term, stop, reloader, retire
             )
             retire = []
+            thaw()  # what the ended term's engine left in frozen reference cycles is collected again
             if outcome == _RELOADED:
                 new = reloader.take()
                 if new is not None:  # alerts of rules the new file changes or removes resolve explicitly

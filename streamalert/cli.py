@@ -69,13 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     collecting = gc.isenabled() and args.command in ("check", "routes")
     if collecting:
         gc.disable()
-    # `run` and `replay` drive an engine: its collector threshold (engine.COLLECTOR_THRESHOLD), restored after
-    # so an in-process caller (the tests) keeps its own.
-    thresholds = None
+    # `run` and `replay` drive an engine: its collector settings (engine.tune_collector), restored after so an
+    # in-process caller (the tests) keeps its own.
+    restore_collector = None
     if args.command in ("run", "replay"):
         from streamalert.engine import tune_collector  # noqa: PLC0415
 
-        thresholds = tune_collector()
+        restore_collector = tune_collector()
     try:
         code = handler(args)
         sys.stdout.flush()
@@ -85,8 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if collecting:
             gc.enable()
-        if thresholds is not None:
-            gc.set_threshold(*thresholds)
+        if restore_collector is not None:
+            restore_collector()
     return code
 
 

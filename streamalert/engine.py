@@ -44,6 +44,7 @@ from streamalert.rules.series import AbsenceSeries, AggregateSeries, CountSeries
 from streamalert.stamps import canonical, chunk_bounds, late_lines, stamp_ms
 from streamalert.state.base import Changes, Snapshot
 from streamalert.steps import Steps, finish
+from streamalert.telemetry.memory import freeze_after_long_passes
 
 # A series' group key: the label values of `group_by`, in its order, as a tuple; for a rule grouping by one
 # field, the value itself (a str: a 1-tuple per series cost 48 bytes). `_labels` gives the tuple either way.
@@ -75,14 +76,17 @@ _RULES_OF = operator.itemgetter(4)
 _TIME_LINE = operator.itemgetter(0, 2)  # a buffered event's place in the order instants observe events
 
 _FOREVER = 2**62
-# The collector's young-generation threshold in a process that runs an engine (`streamalert run` and
-# `replay`, cli.py; the benchmarks in bench/). The interpreter's default, 700, starts a young collection
-# every 700 container allocations; a stream allocates a few per line (records, dicts of decoded lines that
-# are freed again), so most collections find nothing to free and move what the engine still holds (series,
-# buffered events) into the older generations, whose passes then walk it. At 20,000 the collector's share of
-# a matched line falls from about 0.5 to about 0.1 us (bench/README.md, "Series benchmark"); the garbage
-# that only the collector frees (reference cycles) waits for at most 20,000 allocations.
-COLLECTOR_THRESHOLD = 20_000
+# The collector's thresholds in a process that runs an engine (`streamalert run` and `replay`, cli.py; the
+# benchmarks in bench/). The interpreter's default young threshold, 700, starts a young collection every 700
+# container allocations; a stream allocates a few per line (records, dicts of decoded lines that are freed
+# again), so most collections find nothing to free and move what the engine still holds (series, buffered
+# events) into the older generations, whose passes then walk it. Each pass over the young or middle
+# generation is one step of the event loop that walks what survived since the last one: 5,000 young and a
+# middle pass every 3 young ones keep those steps to a few milliseconds under a flood of new series (20,000
+# and the default 10 let a middle pass walk 200,000 objects: 40-90 ms under PYTHONMALLOC=malloc); full
+# passes are kept short by freezing (telemetry/memory.py, freeze_after_long_passes). bench/README.md,
+# "Collector", has the measurements.
+COLLECTOR_THRESHOLDS = (5_000, 3, 5)
 _LANE = "lane:"  # checkpoint meta key prefix of a lane's newest event time
 
 
@@ -1450,12 +1454,19 @@ def _slot_of(due: int | None) -> int | None:
     return None if due is None else due >> _SLOT_BITS
 
 
-def tune_collector() -> tuple[int, int, int]:
-    """Set the young generation's threshold for a process that runs an engine (COLLECTOR_THRESHOLD); return
-    the thresholds it replaced, for a caller that restores them."""
+def tune_collector() -> Callable[[], None]:
+    """Set the collector's thresholds for a process that runs an engine (COLLECTOR_THRESHOLDS) and freeze
+    what long full passes find alive (freeze_after_long_passes); return the function that puts back the
+    thresholds it replaced and unfreezes, for a caller that restores them (the tests run `main` in-process)."""
     before = gc.get_threshold()
-    gc.set_threshold(COLLECTOR_THRESHOLD, before[1], before[2])
-    return before
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
+    stop_freezing = freeze_after_long_passes()
+
+    def restore() -> None:
+        stop_freezing()
+        gc.set_threshold(*before)
+
+    return restore
 
 
 def _no_key(fields: Fields) -> GroupKey:

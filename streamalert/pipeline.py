@@ -37,6 +37,9 @@ SLICE_LINES = 4096
 # PYTHONMALLOC=malloc: 50-100 µs), _Pace takes fewer, so that a slice lasts about SLICE_SECONDS.
 ADVANCE_WORK = 2048
 SLICE_SECONDS = 0.02
+# After a compaction with at most this many series left, what long collector passes froze is unfrozen
+# (telemetry/memory.py): the next full pass then walks every object once, 20-40 ms for this many series.
+THAW_BELOW_SERIES = 20_000
 _LEAST_WORK = 64
 # Series changed since the last commit beyond which a batch's advance is committed in parts: a checkpoint's
 # cost is linear in what it holds, so a wave of a million ending series is stored in slices too.
@@ -329,7 +332,7 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
             del batch, owed  # held by the commit in flight only: freed when it is done
             if engine.compactions != compactions:  # most series ended: return what they used to the system
                 compactions = engine.compactions
-                release_memory()
+                release_memory(thaw=engine.series_count() <= THAW_BELOW_SERIES)
                 await asyncio.to_thread(give_back)
         await settle()
     finally:

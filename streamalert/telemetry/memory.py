@@ -1,4 +1,4 @@
-"""Giving freed memory back to the operating system after many series have ended.
+"""The collector's passes over a large heap, and giving freed memory back after many series have ended.
 
 glibc's malloc keeps freed pages inside its heaps until `malloc_trim` is called; CPython's own allocator
 (pymalloc, the default) returns a 1 MiB arena only once every object in it is gone. Calling `malloc_trim(0)`
@@ -9,14 +9,22 @@ blocks (table storage). Where there is no glibc (musl, macOS) this does nothing.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import gc
 from collections.abc import Callable
+from typing import Any
+
+from streamalert.clock import Stopwatch
+
+# A full collection (the oldest generation) that takes this long freezes what it found alive; see
+# `freeze_after_long_passes`.
+LONG_PASS_S = 0.010
 
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
+    import ctypes  # noqa: PLC0415 (only the live loop gives memory back; `check` and the engine's import skip it)
+
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
@@ -28,20 +36,24 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim  # type: ignore[no-any-return]
 
 
-def release_memory() -> None:
-    """Empty CPython's free lists, on the event loop, in constant time.
+def release_memory(thaw: bool) -> None:
+    """Empty CPython's free lists, on the event loop; with `thaw`, also collect every dead reference cycle.
 
     After a flood the tuple free lists alone hold tens of thousands of tuples scattered over the arenas the
     flood's series used, each keeping its 1 MiB arena from going back to the system (42 of 87 MB after
     300,000 expired series, in-process). Only a collection of the oldest generation empties them (3.11 has
     no other way), and a full collection walks every tracked object: seconds with a flood's series still
-    live. Frozen first, the objects are not walked: what runs is the free lists' clearing.
+    live. Without `thaw` (the caller still holds many series) everything is frozen first, so the collection
+    walks nothing (well under a millisecond) and what it froze stays frozen (see
+    `freeze_after_long_passes`). With `thaw` (few series left) everything is unfrozen and walked once:
+    the dead cycles that freezing kept (request objects in flight at a freeze, with their bodies) are
+    freed with the free lists.
     """
-    gc.freeze()
-    try:
-        gc.collect()
-    finally:
+    if thaw:
         gc.unfreeze()
+    else:
+        gc.freeze()
+    gc.collect()
 
 
 def give_back() -> None:
@@ -49,3 +61,54 @@ def give_back() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+class _FreezeAfterLongPasses:
+    """A `gc.callbacks` entry: after a full collection that took LONG_PASS_S or more, `gc.freeze()`."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.freezes = 0
+        self._watch: Stopwatch | None = None
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._watch = Stopwatch()
+        elif self._watch is not None and self._watch.elapsed() >= self.limit_s:
+            self._watch = None
+            gc.freeze()
+            self.freezes += 1
+
+
+def thaw() -> None:
+    """Unfreeze every frozen object (the next full pass walks them again and collects their dead cycles)."""
+    gc.unfreeze()
+
+
+def freeze_after_long_passes(limit_s: float = LONG_PASS_S) -> Callable[[], None]:
+    """Keep full collections short while many series are alive; return the function that stops it.
+
+    CPython's full collection walks every object it tracks, in one step of the event loop: with a flood's
+    hundreds of thousands of series alive, 100-160 ms under `PYTHONMALLOC=malloc` (README "Event loop"),
+    more for larger heaps. After a pass that took `limit_s` or more, what it found alive is frozen
+    (`gc.freeze()`: moved where no later pass walks it); the next full pass walks only what was made since.
+
+    Frozen objects are still freed by reference counting (a series that ends, its timers and its times are
+    freed as before); what waits is garbage in reference cycles among them (none in the engine's state;
+    some in request handling that was in flight at the freeze), until `release_memory` (when few series are
+    left, THAW_BELOW_SERIES in pipeline.py), `thaw` (when a writer's term ends: a reload or a takeover drops
+    its engine) or the stop function unfreezes them, and the next full pass collects it. A small heap's
+    passes stay below the limit, so in a steady state nothing is frozen. The stop function unfreezes
+    everything.
+    """
+    callback = _FreezeAfterLongPasses(limit_s)
+    gc.callbacks.append(callback)
+
+    def stop() -> None:
+        if callback in gc.callbacks:
+            gc.callbacks.remove(callback)
+        gc.unfreeze()  # what it froze, and what release_memory left frozen
+
+    return stop

@@ -1,4 +1,5 @@
-"""telemetry/memory.py: malloc_trim is found where glibc is and calling it is harmless; the free lists empty."""
+"""telemetry/memory.py: malloc_trim is found where glibc is and calling it is harmless; the free lists empty;
+long full collections freeze what they find, and a thaw collects the dead cycles that freezing kept."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import re
 import sys
 import tempfile
 import weakref
+from collections.abc import Iterator
 
 import pytest
 
-from streamalert.telemetry.memory import _malloc_trim, give_back, release_memory
+from streamalert.telemetry.memory import _malloc_trim, freeze_after_long_passes, give_back, release_memory, thaw
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
@@ -37,20 +39,79 @@ def _free_pairs() -> int:
     return int(found.group(1))
 
 
-def test_release_memory_empties_the_free_lists_and_leaves_the_collector_as_it_was() -> None:
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """Each test starts and ends with nothing frozen (the tests run in one process)."""
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def _dead_cycle() -> weakref.ref[Holder]:
+    """A reference cycle nothing else holds: only a walk of the collector frees it."""
+    cycle: list[object] = []
+    holder = Holder(cycle)
+    return weakref.ref(holder)
+
+
+def test_release_memory_without_thaw_empties_the_free_lists_and_walks_nothing(unfrozen: None) -> None:
     pairs = [(i, i) for i in range(10_000)]
     del pairs  # the 2-tuple free list fills up (2,000 kept)
     assert _free_pairs() >= 1_000
-    cycle: list[object] = []
-    cycle.append(cycle)
-    probe = weakref.ref(cycle_holder := Holder(cycle))
-    del cycle, cycle_holder
-    release_memory()
+    probe = _dead_cycle()
+    release_memory(thaw=False)
     assert _free_pairs() < 10  # (what the measuring itself frees)
-    assert gc.get_freeze_count() == 0  # nothing left frozen: the next collection sees every object again
-    assert probe() is not None  # frozen objects were not collected (no walk of the heap)
-    gc.collect()
-    assert probe() is None
+    assert probe() is not None  # frozen before the collection: not walked
+    assert gc.get_freeze_count() > 0  # and it stays frozen
+    release_memory(thaw=True)
+    assert probe() is None  # unfrozen and walked: the dead cycle is freed
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_long_full_pass_freezes_what_it_found_and_stopping_unfreezes(unfrozen: None) -> None:
+    callbacks = list(gc.callbacks)
+    stop = freeze_after_long_passes(limit_s=0.0)  # every full pass counts as long
+    try:
+        gc.collect(1)
+        assert gc.get_freeze_count() == 0  # younger passes freeze nothing
+        alive: list[object] = [object()]
+        gc.collect()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        probe = _dead_cycle()  # made after the freeze: the next pass walks it
+        del alive  # frozen objects still go when their last reference does
+        gc.collect()
+        assert probe() is None
+    finally:
+        stop()
+    assert gc.callbacks == callbacks
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_short_full_pass_freezes_nothing(unfrozen: None) -> None:
+    stop = freeze_after_long_passes(limit_s=3600.0)
+    try:
+        gc.collect()
+        assert gc.get_freeze_count() == 0
+    finally:
+        stop()
+
+
+def test_a_dead_cycle_frozen_alive_waits_for_a_thaw(unfrozen: None) -> None:
+    """What a freeze keeps: a cycle alive at the freeze that dies later is freed only once unfrozen."""
+    stop = freeze_after_long_passes(limit_s=0.0)
+    try:
+        cycle: list[object] = []
+        probe = weakref.ref(holder := Holder(cycle))
+        gc.collect()  # frozen while alive
+        del cycle, holder
+        gc.collect()
+        assert probe() is not None
+        thaw()
+        gc.collect()
+        assert probe() is None
+    finally:
+        stop()
 
 
 class Holder:

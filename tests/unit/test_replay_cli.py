@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from streamalert.cli import main
-from streamalert.engine import COLLECTOR_THRESHOLD
+from streamalert.engine import COLLECTOR_THRESHOLDS
 from streamalert.state.stores import redact
 from streamalert.testing import free_port
 
@@ -67,20 +67,22 @@ def test_truncated_gzip_keeps_what_was_read_and_says_so(capsys: pytest.CaptureFi
     assert f"input problem: {cut}: unreadable after" in captured.err
 
 
-def test_replay_runs_with_the_engines_collector_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`replay` runs at the engine's young threshold (engine.COLLECTOR_THRESHOLD): its output is written
-    while it is set; the caller gets its own thresholds back."""
-    before = gc.get_threshold()
-    seen: list[int] = []
+def test_replay_runs_with_the_engines_collector_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`replay` runs at the engine's collector thresholds (engine.COLLECTOR_THRESHOLDS), with full passes
+    freezing what they find (telemetry/memory.py): its output is written while they are set; the caller gets
+    its own thresholds and collector callbacks back."""
+    before, callbacks = gc.get_threshold(), list(gc.callbacks)
+    seen: list[tuple[int, int, int]] = []
 
     class Output(io.BytesIO):  # what replay's writers write to: sys.stdout.buffer
         def write(self, data: Any) -> int:
-            seen.append(gc.get_threshold()[0])
+            seen.append(gc.get_threshold())
             return super().write(data)
 
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(Output()))
     assert main(["replay", str(INCIDENT), "--rules", RULES]) == 0
     assert seen  # it wrote transitions
-    assert set(seen) == {COLLECTOR_THRESHOLD}
-    assert before[0] != COLLECTOR_THRESHOLD
+    assert set(seen) == {COLLECTOR_THRESHOLDS}
+    assert before != COLLECTOR_THRESHOLDS
     assert gc.get_threshold() == before
+    assert gc.callbacks == callbacks
