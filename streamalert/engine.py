@@ -85,7 +85,7 @@ _FOREVER = 2**62
 # middle pass every 3 young ones keep those steps to a few milliseconds under a flood of new series (20,000
 # and the default 10 let a middle pass walk 200,000 objects: 40-90 ms under PYTHONMALLOC=malloc); full
 # passes are kept short by freezing (telemetry/memory.py, freeze_after_long_passes). bench/README.md,
-# "Collector", has the measurements.
+# "Collector passes under a flood", has the measurements.
 COLLECTOR_THRESHOLDS = (5_000, 3, 5)
 _LANE = "lane:"  # checkpoint meta key prefix of a lane's newest event time
 
