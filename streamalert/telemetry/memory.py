@@ -68,7 +68,6 @@ class _FreezeAfterLongPasses:
 
     def __init__(self, limit_s: float) -> None:
         self.limit_s = limit_s
-        self.freezes = 0
         self._watch: Stopwatch | None = None
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
@@ -79,7 +78,6 @@ class _FreezeAfterLongPasses:
         elif self._watch is not None and self._watch.elapsed() >= self.limit_s:
             self._watch = None
             gc.freeze()
-            self.freezes += 1
 
 
 def thaw() -> None:
