@@ -16,7 +16,7 @@ import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import compress, islice
 from typing import Any, cast
 
 import msgspec
@@ -76,6 +76,7 @@ _RULES_OF = operator.itemgetter(4)
 _TIME_LINE = operator.itemgetter(0, 2)  # a buffered event's place in the order instants observe events
 
 _FOREVER = 2**62
+_BULK_LEAST = 64  # a bounded run takes the bulk path for at least this many events (Engine._bulk_cut)
 # The collector's thresholds in a process that runs an engine (`streamalert run` and `replay`, cli.py; the
 # benchmarks in bench/). The interpreter's default young threshold, 700, starts a young collection every 700
 # container allocations; a stream allocates a few per line (records, dicts of decoded lines that are freed
@@ -149,12 +150,23 @@ _Held = tuple[int, bytes, Sequence[int], Fields]
 # is untracked once the collector has seen what it holds, while a dict or a list inside keeps it tracked
 # (bench/README.md, "Series benchmark"). The common event, one rule, holds the key itself, not a tuple of
 # one key: each level of tuples can take the collector one more pass to untrack.
-_Kept = Fields | GroupKey | tuple[GroupKey, ...] | None  # fields, a group key or a tuple of them: see above
+# An event of one rule whose series read a sample (a field's number, a quantile's or distinct count's value,
+# a ratio's verdict) keeps (_SAMPLED, group key, sample) instead: applying it decodes nothing. A group key's
+# first item is a str and a tuple of keys' a key, so the marker in front tells this form apart.
+_Kept = Fields | GroupKey | tuple[GroupKey, ...] | tuple[object, GroupKey, Any] | None  # see above
+_SAMPLED = object()
+_UNSET = object()  # Engine._observe: no sample given
+
+
+def _is_sampled(kept: _Kept) -> bool:
+    """Whether a buffered event's `kept` is (_SAMPLED, key, sample) (see _Kept)."""
+    return type(kept) is tuple and len(kept) == 3 and kept[0] is _SAMPLED
 
 
 def _is_key(kept: _Kept) -> bool:
-    """Whether a buffered event's `kept` holds group keys (a str or tuple), not fields (a dict) or nothing."""
-    return kept is not None and type(kept) is not dict
+    """Whether a buffered event's `kept` holds group keys (a str or tuple), not fields (a dict), a sample or
+    nothing."""
+    return kept is not None and type(kept) is not dict and not _is_sampled(kept)
 
 
 _Pending = tuple[int, int, bytes, _Kept, Sequence[int]]
@@ -239,7 +251,9 @@ class Engine:
         self._out: list[Transition] = []
         self._dirty: set[SeriesRef] = set()
         self._deleted: set[SeriesRef] = set()
-        self._pending_new: list[tuple[int, bytes]] = []
+        # The events taken in since the last checkpoint (buffered ones: shared, not copies); a checkpoint stores
+        # those still waiting.
+        self._pending_new: list[_Pending] = []
         self._partial: _Instant | None = None  # an instant a work budget cut (see _Instant)
         self._budget: float = math.inf  # work left in the current bounded run
         self._max_changes = _FOREVER  # a bounded run stops between instants once this many series changed
@@ -247,11 +261,14 @@ class Engine:
         self.compactions = 0  # times the series tables were rebuilt smaller (most series ended)
         self._flaps: dict[SeriesRef, Flap] = {}  # series of rules with `flapping:` that changed lately
         self._bulk_runs = True  # False: every event takes the per-instant path (the property tests compare)
+        self._bulk_least = _BULK_LEAST  # (the property tests lower it to reach bounded runs' bulk path)
         self._keys_of = [prep.key_of for prep in self._prep]
         self._singles = [(i,) for i in range(len(rules))]  # the matched rules of an event of one rule: shared
         # Per rule: its series read nothing of an event but the group key (count and absence rules), so the
         # intake keeps the key with the buffered event instead of the line being decoded again (see _Pending).
         self._key_only = [prep.kind is None and prep.field is None for prep in self._prep]
+        # Per rule, the others: what its series observe of an event (see _Kept), taken at intake too.
+        self._sample_of = [_sample_function(prep) for prep in self._prep]
         self._any_bulk = any(prep.bulk or prep.quantile_runs for prep in self._prep)
 
     # ---- input ---------------------------------------------------------------------------------------------
@@ -334,7 +351,7 @@ class Engine:
             if earliest_ms is not None and (self._min_accepted is None or earliest_ms < self._min_accepted):
                 self._min_accepted = earliest_ms
         self._buffer += events
-        self._pending_new += [(event[0], event[1].to_bytes(8, "big") + event[2]) for event in events]
+        self._pending_new += events
         self.stats.matched += len(events)
         self._seq += len(events)
         return True
@@ -348,6 +365,7 @@ class Engine:
         one second share its epoch ms: only the milliseconds of the others are read."""
         rules = self._rules
         fields_of, key_only, keys_of, singles = rules.fields, self._key_only, self._keys_of, self._singles
+        sample_of = self._sample_of
         events: list[_Pending] = []
         second, second_ms, millis_of = "\0", 0, MILLIS
         seq = self._seq
@@ -361,7 +379,8 @@ class Engine:
                 if len(matched) == 1:
                     i = matched[0]
                     hit: tuple[int, ...] = singles[i]
-                    kept: _Kept = keys_of[i](fields) if key_only[i] else None
+                    key = keys_of[i](fields)
+                    kept: _Kept = key if key_only[i] else (_SAMPLED, key, sample_of[i](fields, line))
                 else:
                     hit = tuple(matched)
                     kept = tuple([keys_of[i](fields) for i in hit]) if all(key_only[i] for i in hit) else None
@@ -388,7 +407,7 @@ class Engine:
         decode, match, millis_of = self._rules.decode, self._rules.match, MILLIS
         second, second_ms = "\0", 0  # the last standard stamp's "YYYY-MM-DDTHH:MM:SS." and its epoch ms
         full, unset = self._rules.fields, msgspec.UNSET  # full: for matched lines only
-        key_only, keys_of, singles = self._key_only, self._keys_of, self._singles
+        key_only, keys_of, singles, sample_of = self._key_only, self._keys_of, self._singles, self._sample_of
         stats, lateness = self.stats, self.lateness_ms
         until = _FOREVER if self.until_ms is None else self.until_ms
         ceiling, wall = self._ceiling, self._wall
@@ -455,8 +474,9 @@ class Engine:
                         floor = max(newest - lateness, done_before)
                     if held_rules:
                         seq += 1
-                        buffer.append((at, seq, held_line, held_fields, held_rules))
-                        pending_new.append((at, seq.to_bytes(8, "big") + held_line))
+                        event: _Pending = (at, seq, held_line, held_fields, held_rules)
+                        buffer.append(event)
+                        pending_new.append(event)
                 if newest != _NEVER and time_ms > newest + skew:
                     held = (time_ms, line, matched, fields if matched else {})
                     continue
@@ -473,12 +493,14 @@ class Engine:
                 seq += 1
                 if len(matched) == 1:
                     i = matched[0]
-                    kept: _Kept = keys_of[i](fields) if key_only[i] else None
+                    key = keys_of[i](fields)
+                    kept: _Kept = key if key_only[i] else (_SAMPLED, key, sample_of[i](fields, line))
                     matched = singles[i]
                 else:
                     kept = tuple([keys_of[i](fields) for i in matched]) if all(key_only[i] for i in matched) else None
-                buffer.append((time_ms, seq, line, kept, matched))  # no fields: see _Pending
-                pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
+                event = (time_ms, seq, line, kept, matched)  # no fields: see _Pending
+                buffer.append(event)
+                pending_new.append(event)
         if held is not None:
             self._held[self._lane] = held
         stats.matched += seq - self._seq
@@ -525,8 +547,9 @@ class Engine:
                 continue  # the intake decoded it; a replica with other rules may forward what we cannot use
             if matched:
                 seq += 1
-                buffer.append((time_ms, seq, line, fields, matched))
-                pending_new.append((time_ms, seq.to_bytes(8, "big") + line))
+                event: _Pending = (time_ms, seq, line, fields, matched)
+                buffer.append(event)
+                pending_new.append(event)
         self.stats.matched += seq - self._seq
         self._seq = seq
         if newest is not None:
@@ -595,8 +618,9 @@ class Engine:
             self._newest = at if self._newest is None else max(self._newest, at)
             if matched:
                 self._seq += 1
-                self._buffer.append((at, self._seq, line, fields, matched))
-                self._pending_new.append((at, self._seq.to_bytes(8, "big") + line))
+                event: _Pending = (at, self._seq, line, fields, matched)
+                self._buffer.append(event)
+                self._pending_new.append(event)
         self._held.clear()
 
     @property
@@ -654,17 +678,13 @@ class Engine:
         # what it processed only. Taking them off and putting the rest back cost every bounded slice a copy
         # of every ready event (a flood's backlog: 100,000s), whatever the slice's budget.
         ready, count = buffer, self._sort_buffer(end)
-        if (
-            self._bulk_runs
-            and self._any_bulk
-            and count > 1
-            and self._budget == math.inf
-            and self._max_changes == _FOREVER
-            and self.sampler is None
-        ):
-            ready = self._apply_runs(buffer[:count])  # what is left takes the per-instant path below
-            del buffer[:count]
-            count = len(ready)
+        if self._bulk_runs and self._any_bulk and count > 1 and self.sampler is None:
+            if self._budget == math.inf and self._max_changes == _FOREVER:
+                ready = self._apply_runs(buffer[:count])  # what is left takes the per-instant path below
+                del buffer[:count]
+                count = len(ready)
+            elif self._partial is None:
+                count = self._bounded_runs(count, end)
         pos, begun = 0, False
         slots = self._slots
         bounded = self._max_changes != _FOREVER  # else the change bound is never tested (replay, finish)
@@ -711,6 +731,56 @@ class Engine:
         self._after_run()
         return True
 
+    def _bounded_runs(self, count: int, end: int) -> int:
+        """A bounded run's first part through the bulk path: the instants before a cut (_bulk_cut) processed
+        unbounded, each of their events and timers charged one unit of the budget; returns how many events
+        before `end` are left."""
+        found = self._bulk_cut(count, end)
+        if found is None:
+            return count
+        cut, work = found
+        budget, changes = self._budget, self._max_changes
+        self._budget, self._max_changes = math.inf, _FOREVER
+        try:
+            self._run_until(cut, inclusive=False)
+        finally:
+            self._budget, self._max_changes = budget - work, changes
+        return self._sort_buffer(end)
+
+    def _bulk_cut(self, count: int, end: int) -> tuple[int, int] | None:
+        """A bounded run's chance of the bulk path (_apply_runs): an instant before which every instant may be
+        processed unbounded within about the run's budget, and the events and timers before it; or None.
+        Such a part cannot be cut (events of a run are applied before the instants around them: a checkpoint
+        in between would store them twice), so it holds at most half the budget's units in events and the
+        rest in timers due: at worst, with no run to take, about the work of a slice. The change bound
+        holds before and after."""
+        buffer, slots, budget = self._buffer, self._slots, int(self._budget)
+        most = budget // 2
+        if most < self._bulk_least:
+            return None
+        if count > most:
+            cut = buffer[most][0]
+            taken = bisect.bisect_left(buffer, (cut,), 0, most)
+        else:
+            cut, taken = end, count
+        if taken < self._bulk_least:
+            return None
+        # The timers due before the cut: in the heap, and in the wheel's slots that begin before it (moved
+        # into the heap on the way: counted whole, stale ones too).
+        slotted = _heap_below(slots, (cut + (1 << _SLOT_BITS) - 1) >> _SLOT_BITS, budget - taken)
+        if slotted is None:
+            return None
+        waiting = sum(len(keys) for at in slotted for keys in self._wheel[slots[at]].values())
+        due = _heap_below(self._timers, (cut,), budget - taken - waiting)
+        if due is None:
+            return None
+        waiting += len(due)
+        if self._max_changes != _FOREVER:
+            changes = self.changes_pending() + waiting + sum(map(len, map(_RULES_OF, buffer[:taken])))
+            if changes > self._max_changes:
+                return None
+        return cut, taken + waiting
+
     def _stopped(self, ready: list[_Pending], pos: int, next_instant: int) -> bool:
         """A bounded run stops before `next_instant`, `ready[:pos]` processed (False: not done)."""
         self._processed(ready, pos)
@@ -750,7 +820,9 @@ class Engine:
     def _alone(self, event: _Pending, instant: int) -> None:
         """An instant of one event of one rule and no timer: applied and evaluated."""
         _, _, line, kept, matched = event
-        if kept is not None and type(kept) is not dict:  # its group key (see _Pending; _is_key, inlined)
+        if type(kept) is tuple and len(kept) == 3 and kept[0] is _SAMPLED:  # its key and sample (_is_sampled)
+            ref = self._observe(matched[0], None, line, instant, kept[1], kept[2])
+        elif kept is not None and type(kept) is not dict:  # its group key (see _Pending; _is_key, inlined)
             ref = self._observe(matched[0], None, line, instant, cast(GroupKey, kept))
         else:
             record = self._rules.fields(line) if kept is None else kept
@@ -787,9 +859,10 @@ class Engine:
                 continue
             if len(matched) == 1 and kept is not None and type(kept) is not dict:  # its key, kept by the intake
                 i = matched[0]
-                run = groups[i].get(kept)  # type: ignore[arg-type]
+                key = kept[1] if type(kept) is tuple and len(kept) == 3 and kept[0] is _SAMPLED else kept
+                run = groups[i].get(key)  # type: ignore[arg-type]
                 if run is None:
-                    groups[i][kept] = [event]  # type: ignore[index]
+                    groups[i][key] = [event]  # type: ignore[index]
                 else:
                     run.append(event)
                 continue
@@ -859,19 +932,25 @@ class Engine:
         kind, rule = prep.kind, prep.rule
         assert kind is not None
         assert rule.condition is not None
-        run.sort(key=_TIME_LINE)
-        fields_of = self._rules.fields  # a quantile rule's events keep fields or nothing, never keys (_key_only)
-        samples = [
-            kind.sample(fields_of(line) if kept is None else cast(Fields, kept), line) for _, _, line, kept, _ in run
+        times = list(map(_TIME_OF, run))
+        if any(map(operator.eq, times, islice(times, 1, None))):
+            run.sort(key=_TIME_LINE)  # `run` is in time order (from the sorted buffer): only ties move
+        fields_of = self._rules.fields  # a quantile rule's events keep their sample, fields or nothing (_Kept)
+        samples: list[Any] = [
+            kept[2]
+            if type(kept) is tuple  # (_SAMPLED, key, sample): a quantile rule's events keep no bare keys
+            else kind.sample(fields_of(line) if kept is None else cast(Fields, kept), line)
+            for _, _, line, kept, _ in run
         ]
         if None in samples:
             run[:] = [event for event, sample in zip(run, samples, strict=True) if sample is not None]
             samples = [sample for sample in samples if sample is not None]
+            times = list(map(_TIME_OF, run))
         fresh = series is None
         if series is None:
             series = kind.new()
             assert type(series) is QuantileSeries
-        taken, due, changed = series.run(list(map(_TIME_OF, run)), samples, rule.window_ms, rule.condition, series.due)
+        taken, due, changed = series.run(times, samples, rule.window_ms, rule.condition, series.due)
         if fresh:
             if not taken:
                 return 0  # made by the per-instant path instead, at its first event
@@ -952,6 +1031,11 @@ class Engine:
                     _, _, line, kept, matched = events[work.observed]
                     work.observed += 1
                     self._budget -= len(matched)
+                    if _is_sampled(kept):
+                        ref = observe(matched[0], None, line, now, kept[1], kept[2])  # type: ignore[index]
+                        if ref is not None:
+                            touched[ref] = None
+                        continue
                     if _is_key(kept):  # the group keys, kept by the intake (see _Pending)
                         keys = (cast(GroupKey, kept),) if len(matched) == 1 else cast(tuple[GroupKey, ...], kept)
                         for i, key in zip(matched, keys, strict=True):
@@ -1110,10 +1194,11 @@ class Engine:
     # ---- series --------------------------------------------------------------------------------------------
 
     def _observe(
-        self, i: int, fields: Fields | None, line: bytes, now: int, key: GroupKey | None = None
+        self, i: int, fields: Fields | None, line: bytes, now: int, key: GroupKey | None = None, sample: Any = _UNSET
     ) -> SeriesRef | None:
         """Apply one event to rule i's series. `fields` may be None when the intake kept the group `key` and
-        the rule reads nothing else (count and absence rules: Engine._key_only)."""
+        the rule reads nothing else (count and absence rules: Engine._key_only), or the key and the `sample`
+        (every other rule, see _Kept)."""
         prep = self._prep[i]
         rule = prep.rule
         if key is None:
@@ -1121,17 +1206,15 @@ class Engine:
             key = prep.key_of(fields)
         table = self._series[i]
         series = table.get(key)
-        sample: Any = None
-        if prep.kind is not None:  # ---- hook: rules/kinds.py
-            assert fields is not None
-            sample = prep.kind.sample(fields, line)
-            if sample is None:
-                return None  # matched, but carries nothing the kind can use
-        elif prep.field is not None:
-            assert fields is not None
-            sample = as_number(get_path(fields, prep.field))
-            if sample is None:
-                return None  # matched, but carries no number to aggregate
+        if sample is _UNSET:
+            sample = None
+            if prep.kind is not None or prep.field is not None:
+                assert fields is not None
+                sample = self._sample_of[i](fields, line)
+                if sample is None:
+                    return None  # matched, but carries nothing the kind can use, or no number to aggregate
+        elif sample is None:
+            return None
         if series is None:
             if (len(table) >= self.max_series_per_rule or self._live >= self.max_series) and key not in prep.expect:
                 dropped = self.stats.series_dropped
@@ -1304,7 +1387,9 @@ class Engine:
             deletes={},
             # Only the events still waiting: one taken in and applied since the last checkpoint would be added
             # and removed in the same commit (a third of a replay bench batch's: 45 s of events, 30 s lateness).
-            pending_add=[event for event in pending_new if event[0] >= done],
+            pending_add=[
+                (event[0], event[1].to_bytes(8, "big") + event[2]) for event in pending_new if event[0] >= done
+            ],
             pending_before=done,
         )
         held = self._held_form()
@@ -1525,6 +1610,21 @@ def _new_series(rule: Rule, prep: _Prepared, now: int) -> AnySeries:
     return CountSeries() if prep.field is None else AggregateSeries()
 
 
+def _sample_function(prep: _Prepared) -> Callable[[Fields, bytes], Any]:
+    """What rule `prep`'s series observe of a matched record and its line (None: nothing, the event is
+    ignored); a rule that reads only the group key observes nothing else."""
+    kind, name = prep.kind, prep.field
+    if kind is not None:  # ---- hook: rules/kinds.py
+        return kind.sampler()
+    if name is not None:
+        return lambda fields, line: as_number(get_path(fields, name))
+    return _no_sample
+
+
+def _no_sample(fields: Fields, line: bytes) -> Any:
+    return None
+
+
 def _load_series(prep: _Prepared, data: list[Any]) -> AnySeries:
     if prep.rule.kind == "absence":
         return AbsenceSeries.load(data)
@@ -1570,6 +1670,23 @@ def _count_test(op: str, threshold: Any) -> Callable[[int], bool]:
     if threshold != floor:
         return lambda c: False
     return lambda c: c == floor
+
+
+def _heap_below(heap: Sequence[Any], bound: Any, most: int) -> list[int] | None:
+    """The places of a heap's entries below `bound`, or None when more than `most`. They are a subtree at its
+    root: walked alone, not the whole heap."""
+    if not heap or not heap[0] < bound:
+        return []
+    stack, found, size = [0], [], len(heap)
+    while stack:
+        at = stack.pop()
+        found.append(at)
+        if len(found) > most:
+            return None
+        for child in (2 * at + 1, 2 * at + 2):
+            if child < size and heap[child] < bound:
+                stack.append(child)
+    return found
 
 
 def _regrouped(slow: list[tuple[_Pending, int]]) -> list[_Pending]:

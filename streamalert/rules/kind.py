@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +89,26 @@ class Kind:
         if number is not None and number.is_integer() and abs(number) < 2**53:
             return int(number)  # integer samples stay ints: "300" and 300 are one value
         return number
+
+    def sampler(self) -> Callable[[Fields, bytes], Any]:
+        """sample(), or a function giving the same for the common case in fewer steps: a quantile of a
+        top-level field without a unit, whose JSON numbers are taken as they are (anything else: sample())."""
+        name, general = self.field, self.sample
+        if self.aggregate != "quantile" or self.convert is not None or name is None or "." in name:
+            return general
+
+        def number_sample(fields: Fields, line: bytes = b"") -> Any:
+            raw: Any = fields.get(name)
+            kind = type(raw)
+            if kind is float:
+                if raw.is_integer() or not math.isfinite(raw):
+                    return general(fields, line)
+                return raw
+            if kind is int and -(2**53) < raw < 2**53:
+                return raw
+            return general(fields, line)
+
+        return number_sample
 
     def new(self) -> KindSeries:
         return self.load(None)

@@ -41,6 +41,7 @@ from streamalert.rules.series import _phase_extra, _phase_from
 EXACT_QUANTILE_EVENTS = 10_000
 QUANTILE_ALPHA = 0.01
 QUANTILE_CHUNKS = 64  # a quantile window is stored in chunks of 1/64 of it (QuantileSeries.dump)
+_SPAN_MIN = 8  # QuantileSeries.run: the least slack worth a step of many instants (_span)
 EXACT_DISTINCT = 10_000
 HLL_BITS = 12
 HLL_REGISTERS = 1 << HLL_BITS
@@ -171,6 +172,7 @@ class QuantileSeries(_WindowSeries):
         "counts",
         "equal",
         "n",
+        "stale",
         "threshold",
         "values",
     )
@@ -181,9 +183,12 @@ class QuantileSeries(_WindowSeries):
         super().__init__()
         # Parallel lists: the distinct values ascending and how many samples have each. Finding a rank is
         # then a C-speed running sum and a bisection (linear in the distinct values): done only for a value
-        # that is shown (a transition, the report), not for every evaluation; see holds().
+        # that is shown (a transition, the report), not for every evaluation; see holds(). run() (the bulk
+        # path, an inactive series whose value nobody reads) leaves them stale, to be rebuilt from the
+        # entries when a value is next needed (_sort_values); the entries and counts are always current.
         self.values: list[float] = []
         self.counts: list[int] = []
+        self.stale = False
         self.n = 0
         self.approx = 0  # samples in the window that were rounded (0: the quantile is exact)
         # The condition's threshold T and how many samples lie below it and at it: whether the quantile
@@ -227,6 +232,8 @@ class QuantileSeries(_WindowSeries):
 
     def _count_value(self, value: float, count: int) -> None:
         """`count` more samples of `value` in the sorted values and their counts."""
+        if self.stale:
+            return  # rebuilt from the entries when read
         values = self.values
         k = bisect.bisect_left(values, value)
         if k < len(values) and values[k] == value:
@@ -252,23 +259,13 @@ class QuantileSeries(_WindowSeries):
             self.n -= n
             self.below -= below
             self.equal -= equal
+            if self.stale:
+                continue  # rebuilt from the entries when read
             for value, count in samples.items():
                 k = bisect.bisect_left(values, value)
                 counts[k] -= count
                 if not counts[k]:
                     del counts[k], values[k]
-
-    def _drop(self, gone: int) -> None:
-        """Remove the oldest `gone` entries' samples from the sorted values (run() sets the counts)."""
-        entries, values, counts = self.entries, self.values, self.counts
-        for _ in range(gone):
-            old = entries.popleft()
-            self.approx -= old[2]
-            for value, many in old[1].items():
-                at = bisect.bisect_left(values, value)
-                counts[at] -= many
-                if not counts[at]:
-                    del counts[at], values[at]
 
     def run(  # noqa: PLR0915 (one flat step per instant: the bulk path, measured in bench/)
         self,
@@ -288,90 +285,203 @@ class QuantileSeries(_WindowSeries):
         re-armed. The run stops before the first instant after which the condition holds or the window
         is empty (the engine's evaluation there may change the phase or end the series), with the series
         as it was after the instant before. Returns (events taken, the series' timer then, whether the
-        series changed). One step per instant with counts only: no quantile, no heap operation.
+        series changed). One step per instant with counts only: no quantile, no heap operation; and where
+        the counts are far enough from the condition, many instants in one step (_span).
         """
         num, den = _fraction(condition.quantile if condition.quantile is not None else 0.5).as_integer_ratio()
         op, threshold, entries = condition.op, self.threshold, self.entries
-        count, k, changed = len(times), 0, False
+        n, below, equal, approx = self.n, self.below, self.equal, self.approx
+        count, k, changed, single_until = len(times), 0, False, 0
         while k < count:
             now = times[k]
             j = k + 1
+            if k >= single_until and op != "==" and entries and due == entries[0][0] + window_ms:
+                # How many samples may come or go before an instant could decide the condition: each moves
+                # the counts below and at T by at most one and the rank ceil(q * n) by at most one.
+                rank = -(-num * n // den) or 1
+                slack = (
+                    below + equal - rank
+                    if op == ">"
+                    else below - rank
+                    if op == ">="
+                    else rank - below - 1
+                    if op == "<"
+                    else rank - below - equal - 1
+                )
+                if slack >= _SPAN_MIN:
+                    step = self._span(times, samples, k, slack, window_ms, n, exact_limit)
+                    if step is None:
+                        single_until = k + _SPAN_MIN
+                    else:
+                        j, more, low, same, rounded = step
+                        n, below, equal, approx, changed, k = (
+                            n + more,
+                            below + low,
+                            equal + same,
+                            approx + rounded,
+                            True,
+                            j,
+                        )
+                        due = entries[0][0] + window_ms
+                        continue
             if due is not None and due < now:  # the series' timer alone at its instant: entries leave
-                now, n, below, equal = due, self.n, self.below, self.equal
-                gone, n, below, equal = _leaving(entries, now - window_ms, n, below, equal)
-                if not n or _verdict(op, -(-num * n // den) or 1, below, below + equal):
+                cutoff, gone, after, low, same = due - window_ms, 0, n, below, equal
+                for entry in entries:
+                    if entry[0] > cutoff:
+                        break
+                    after, low, same, gone = after - entry[3], low - entry[4], same - entry[5], gone + 1
+                if not after or _verdict(op, -(-num * after // den) or 1, low, low + same):
                     break
-                # popped, then re-armed at the next expiry
-                due, changed = self._instant_done(gone, n, below, equal, due, now, window_ms), True
+                for _ in range(gone):
+                    approx -= entries.popleft()[2]
+                n, below, equal, changed = after, low, same, True
+                due = entries[0][0] + window_ms  # popped, then re-armed at the next expiry
                 continue
             if j < count and times[j] == now:
                 while j < count and times[j] == now:
                     j += 1
+                taken = samples[k:j]
             elif not entries or entries[-1][0] != now:  # the common instant: one sample in a new millisecond
-                n, sample = self.n + 1, samples[k]
-                rounded = n > exact_limit
+                sample = samples[k]
+                rounded = n >= exact_limit
                 if rounded:
                     sample = quantize(sample)
-                low, same = (1, 0) if sample < threshold else (0, 1) if sample == threshold else (0, 0)
-                below, equal = self.below + low, self.equal + same
-                gone, n, below, equal = _leaving(entries, now - window_ms, n, below, equal)
-                if _verdict(op, -(-num * n // den) or 1, below, below + equal):
+                under, at = (1, 0) if sample < threshold else (0, 1) if sample == threshold else (0, 0)
+                cutoff, gone, after, low, same = now - window_ms, 0, n + 1, below + under, equal + at
+                for entry in entries:
+                    if entry[0] > cutoff:
+                        break
+                    after, low, same, gone = after - entry[3], low - entry[4], same - entry[5], gone + 1
+                if _verdict(op, -(-num * after // den) or 1, low, low + same):
                     break
-                entries.append([now, {sample: 1}, 1 if rounded else 0, 1, low, same])
-                self.approx += rounded
-                self._count_value(sample, 1)
-                due, changed, k = self._instant_done(gone, n, below, equal, due, now, window_ms), True, j
+                entries.append([now, {sample: 1}, 1 if rounded else 0, 1, under, at])
+                approx += rounded
+                for _ in range(gone):
+                    approx -= entries.popleft()[2]
+                n, below, equal, changed, k = after, low, same, True, j
+                due = entries[0][0] + window_ms if due is None or due == now else min(due, entries[0][0] + window_ms)
                 continue
+            else:
+                taken = samples[k:j]
             # The counts after the instant: its samples in (rounded as observe() would), then the entries
             # at or before the cutoff out.
-            n, below, equal = self.n, self.below, self.equal
-            taken: list[tuple[float, bool]] = []
-            for raw in samples[k:j]:
-                rounded = n >= exact_limit
+            after, low, same = n, below, equal
+            rounds: list[tuple[float, bool]] = []
+            for raw in taken:
+                rounded = after >= exact_limit
                 sample = quantize(raw) if rounded else raw
-                taken.append((sample, rounded))
-                n += 1
+                rounds.append((sample, rounded))
+                after += 1
                 if sample <= threshold:
                     if sample < threshold:
-                        below += 1
+                        low += 1
                     else:
-                        equal += 1
-            gone, n, below, equal = _leaving(entries, now - window_ms, n, below, equal)
-            if not n or _verdict(op, -(-num * n // den) or 1, below, below + equal):
+                        same += 1
+            cutoff, gone = now - window_ms, 0
+            for entry in entries:
+                if entry[0] > cutoff:
+                    break
+                after, low, same, gone = after - entry[3], low - entry[4], same - entry[5], gone + 1
+            if not after or _verdict(op, -(-num * after // den) or 1, low, low + same):
                 break
             # Taken: the same changes as observe() of each sample, then evict(now).
-            if taken and (not entries or entries[-1][0] != now):
+            if not entries or entries[-1][0] != now:
                 entries.append([now, {}, 0, 0, 0, 0])
-            for sample, rounded in taken:
-                entry = entries[-1]
+            entry = entries[-1]
+            for sample, rounded in rounds:
                 entry[1][sample] = entry[1].get(sample, 0) + 1
                 entry[2] += rounded
                 entry[3] += 1
-                self.approx += rounded
+                approx += rounded
                 if sample <= threshold:
                     entry[4 if sample < threshold else 5] += 1
-                self._count_value(sample, 1)
-            due, changed, k = self._instant_done(gone, n, below, equal, due, now, window_ms), True, j
+            for _ in range(gone):
+                approx -= entries.popleft()[2]
+            n, below, equal, changed, k = after, low, same, True, j
+            due = entries[0][0] + window_ms if due is None or due == now else min(due, entries[0][0] + window_ms)
+        self.n, self.below, self.equal, self.approx = n, below, equal, approx
+        if changed:
+            self.stale = True  # the sorted values: see __init__
         return k, due, changed
 
-    def _instant_done(
-        self, gone: int, n: int, below: int, equal: int, due: int | None, now: int, window_ms: int
-    ) -> int:
-        """End of one instant of `run`: the `gone` oldest entries out, the counts in; returns the series'
-        timer then (a timer due at `now` was popped; the window's first entry leaving may come sooner)."""
-        if gone:
-            self._drop(gone)
-        self.n, self.below, self.equal = n, below, equal
-        if due == now:
-            due = None
-        expiry = self.entries[0][0] + window_ms
-        return expiry if due is None or expiry < due else due
+    def tally(self) -> tuple[list[float], list[int]]:
+        """The window's distinct values ascending and how many samples have each."""
+        self._sort_values()
+        return self.values, self.counts
+
+    def _span(
+        self, times: Sequence[int], samples: Sequence[float], k: int, slack: int, window_ms: int, n: int, limit: int
+    ) -> tuple[int, int, int, int, int] | None:
+        """run()'s instants from event k on, taken in one step while no instant can decide anything: whole
+        instants after the newest entry whose samples, with the samples of the entries leaving meanwhile,
+        are at most `slack` (so no instant's counts reach the condition), and are all rounded or none (as
+        observe() would round them). The slack of every operator is below the samples in the window, n, so
+        some stay in it (it is never empty) and the step ends within the window of its first event (else
+        all n would leave): none of its own entries leaves. The series' timer is its oldest entry's expiry
+        before and after (each timer in between is an expiry). Returns (the next event, the changes of n,
+        below, equal and approx), or None when no such step exists."""
+        entries, count = self.entries, len(times)
+        if times[k] <= entries[-1][0]:
+            return None  # the rest of the newest entry's instant (a run cut inside a millisecond)
+        j = min(count, k + slack // 3)
+        while True:
+            while k < j < count and times[j] == times[j - 1]:  # whole instants only
+                j -= 1
+            if j <= k:
+                return None
+            cutoff, gone, leaving = times[j - 1] - window_ms, 0, 0
+            for entry in entries:
+                if entry[0] > cutoff:
+                    break
+                gone, leaving = gone + 1, leaving + entry[3]
+            if j - k + leaving <= slack:
+                break
+            j = k + (j - k) // 2
+        rounded = n - leaving >= limit
+        if not rounded and n + j - k > limit:
+            return None  # some of them rounded, not all
+        threshold, taken = self.threshold, 1 if rounded else 0
+        fresh: list[list[Any]] = []
+        last, low, same = -1, 0, 0
+        for time, raw in zip(itertools.islice(times, k, j), itertools.islice(samples, k, j), strict=True):
+            sample = quantize(raw) if rounded else raw
+            under, at = (1, 0) if sample < threshold else (0, 1) if sample == threshold else (0, 0)
+            low, same = low + under, same + at
+            if time != last:
+                fresh.append([time, {sample: 1}, taken, 1, under, at])
+                last = time
+            else:
+                entry = fresh[-1]
+                entry[1][sample] = entry[1].get(sample, 0) + 1
+                entry[2] += taken
+                entry[3] += 1
+                entry[4] += under
+                entry[5] += at
+        rounds = taken * (j - k)
+        for _ in range(gone):
+            entry = entries.popleft()
+            low, same, rounds = low - entry[4], same - entry[5], rounds - entry[2]
+        entries.extend(fresh)
+        return j, j - k - leaving, low, same, rounds
+
+    def _sort_values(self) -> None:
+        """The sorted values and counts again from the entries, after run() left them stale."""
+        if not self.stale:
+            return
+        tally: dict[float, int] = {}
+        for entry in self.entries:
+            for value, many in entry[1].items():
+                tally[value] = tally.get(value, 0) + many
+        self.values = sorted(tally)
+        self.counts = list(map(tally.__getitem__, self.values))
+        self.stale = False
 
     def quantile(self, q: float) -> float:
         """The nearest-rank quantile: the smallest sample with at least ceil(q * n) samples at or below it."""
         n = self.n
         if not n:
             return 0.0
+        self._sort_values()
         rank = _rank(q, n)
         counts = self.counts
         if 2 * rank > n:
@@ -481,19 +591,6 @@ def _flat(entries: Iterable[list[Any]], before: int) -> tuple[list[Any], int]:
         out += (time - before, list(itertools.chain.from_iterable(entry[1].items())), entry[2])
         before = time
     return out, before
-
-
-def _leaving(entries: Iterable[list[Any]], cutoff: int, n: int, below: int, equal: int) -> tuple[int, int, int, int]:
-    """How many of the oldest entries are at or before `cutoff`, and the counts without their samples."""
-    gone = 0
-    for entry in entries:
-        if entry[0] > cutoff:
-            break
-        n -= entry[3]
-        below -= entry[4]
-        equal -= entry[5]
-        gone += 1
-    return gone, n, below, equal
 
 
 def _verdict(op: str, rank: int, below: int, at_or_below: int) -> bool:

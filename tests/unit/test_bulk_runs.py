@@ -5,6 +5,7 @@ out of order within lateness, batches) and a checkpoint after every advance, com
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -14,7 +15,10 @@ from hypothesis import strategies as st
 from streamalert.config.rules import Rule
 from streamalert.decode import format_ms
 from streamalert.engine import Engine
+from streamalert.model import Transition
 from streamalert.state.base import Changes
+from streamalert.state.memory import MemoryStore
+from streamalert.steps import finish
 from streamalert.testing import rules_from_yaml
 
 T0 = 1_769_418_000_000  # 2026-01-26T09:00:00Z
@@ -146,3 +150,59 @@ def test_bulk_runs_at_the_edges(offsets: list[int], batch: int, lateness: int) -
         for k, at in enumerate(offsets)
     ]
     assert _run(_EDGES, lines, batch, lateness, 100_000, True) == _run(_EDGES, lines, batch, lateness, 100_000, False)
+
+
+def _bounded(
+    rules: list[Rule], lines: list[bytes], batch: int, lateness: int, bound: int, changes: int, restart: int
+) -> list[Transition]:
+    """Live mode's way: advance bounded by work and changes, each stop checkpointed and committed; at stop
+    number `restart` the engine is replaced by one restored from the store, which carries on."""
+    store, stops = MemoryStore(), 0
+
+    def engine_from_store() -> Engine:
+        engine = Engine(rules, lateness_ms=lateness)
+        engine._bulk_least = 2  # bounded runs take the bulk path for a few events too
+        engine.restore(asyncio.run(store.load(engine.rule_ids)))
+        return engine
+
+    engine = engine_from_store()
+    out: list[Transition] = []
+    for start in range(0, len(lines), batch):
+        engine.accept_lines(lines[start : start + batch])
+        while not engine.advance(max_work=bound, max_changes=changes):
+            stops += 1
+            finish(engine.instant_steps(None))  # as the live loop's checkpoint: a cut instant is finished first
+            out += engine.drain()
+            asyncio.run(store.commit(engine.checkpoint(), {}))
+            if stops == restart:
+                engine = engine_from_store()
+    engine.finish()
+    return out + engine.drain()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rule_sets(),
+    streams(),
+    st.integers(1, 40),
+    st.sampled_from([0, 100, 1_000]),
+    st.sampled_from([3, 8, 40, 400, 400]),
+    st.sampled_from([1, 4, 1_000]),
+    st.integers(0, 6),
+)
+def test_bounded_bulk_runs_decide_what_instants_do_through_restarts(
+    rules: str, lines: list[bytes], batch: int, lateness: int, bound: int, changes: int, restart: int
+) -> None:
+    """A bounded advance (live mode) takes the events before a cut through the bulk path, whole, then goes
+    on within its budget: the same transitions as one unbounded per-instant run, also when the engine is
+    restarted from the checkpoint of any stop (an event applied in bulk and stored as waiting would count
+    twice)."""
+    parsed = rules_from_yaml(rules)
+    one = Engine(parsed, lateness_ms=lateness)
+    one._bulk_runs = False
+    for start in range(0, len(lines), batch):
+        one.accept_lines(lines[start : start + batch])
+        one.advance()
+    one.finish()
+    expected = one.drain()
+    assert _bounded(parsed, lines, batch, lateness, bound, changes, restart) == expected

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -253,6 +254,13 @@ def test_quantile_run_takes_what_its_instants_one_by_one_would(
     arms the same timer and leaves the same window as observe / evict / holds instant by instant, over runs
     cut anywhere (rounded samples included); its stored form, in chunks, is the instant-by-instant one cut
     into pieces, and a series loaded from it stores the same bytes."""
+    _compare_runs(timed, q, op, threshold, limit, parts, due)
+
+
+def _compare_runs(
+    timed: list[tuple[int, float]], q: float, op: str, threshold: float, limit: int, parts: list[int], due: int | None
+) -> None:
+    """run() over `timed` (steps, samples) cut at `parts`, against _instants, as the tests above describe."""
     condition = Condition("quantile", "x", op, threshold, f"quantile({q}, x) {op} {threshold}", quantile=q)
     times, now = [], 0
     for step, _ in timed:
@@ -268,7 +276,7 @@ def test_quantile_run_takes_what_its_instants_one_by_one_would(
         slow, expected, slow_due = _instants(slow, times[start:cut], samples[start:cut], condition, slow_due, limit)
         assert (taken, fast_due) == (expected, slow_due)
         assert (fast.n, fast.below, fast.equal, fast.approx) == (slow.n, slow.below, slow.equal, slow.approx)
-        assert (fast.values, fast.counts) == (slow.values, slow.counts)
+        assert fast.tally() == slow.tally()
         stored = orjson.dumps(fast.dump())
         flat = orjson.loads(stored)
         if flat and type(flat[0]) is list:
@@ -279,6 +287,103 @@ def test_quantile_run_takes_what_its_instants_one_by_one_would(
         if taken < cut - start:
             break
         start = cut
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    timed=st.lists(
+        st.tuples(st.sampled_from([0, 1, 2, 3, 5, 8, 13]), st.sampled_from([0, 1, 1, 1, 2, 2, 2.5, 3, 3, 7])),
+        min_size=300,
+        max_size=700,
+    ),
+    q=st.sampled_from([0.25, 0.5, 0.9, 0.95, 1.0]),
+    op=st.sampled_from([">", ">=", "<", "<=", "=="]),
+    threshold=st.sampled_from([0, 2, 2.5, 3, 7]),
+    limit=st.integers(0, 400),
+    parts=st.lists(st.integers(0, 700), max_size=4),
+    due=st.sampled_from([None, 0, 500]),
+)
+def test_quantile_run_in_spans_takes_what_its_instants_one_by_one_would(
+    timed: list[tuple[int, float]], q: float, op: str, threshold: float, limit: int, parts: list[int], due: int | None
+) -> None:
+    """The same over dense windows (about 200 milliseconds of entries at once, with ties), where run()
+    takes many instants in one step while the counts are far from the condition (_span): the step ends at
+    the same state, timer and stored form, through rounding limits and conditions of every operator."""
+    _compare_runs(timed, q, op, threshold, limit, parts, due)
+
+
+def test_a_quantile_span_takes_the_instants_far_from_the_condition() -> None:
+    """run() over a steady stream far below its threshold takes its events in steps of many instants
+    (_span), and stops at the same instant as one instant at a time once a burst of slow samples comes."""
+    times = list(range(0, 6000, 5))
+    samples: list[float] = [10.0 if k % 7 else 20.0 for k in range(len(times))]
+    samples[1100:] = [900.0] * (len(times) - 1100)  # p90 > 100 once a tenth of the window is this slow
+    series = QuantileSeries(100, chunk_ms=50)
+    series.run(times[:300], samples[:300], WINDOW, _P90, None)
+    slack = series.below + series.equal - math.ceil(0.9 * series.n)  # samples at or below 100, less the rank
+    assert slack >= 8
+    step = series._span(times, samples, 300, slack, WINDOW, series.n, 10_000)
+    assert step is not None
+    assert step[0] == 300 + slack // 3  # a third of the slack in new samples: as many leave meanwhile
+    _compare_runs([(5 if k else 0, sample) for k, sample in enumerate(samples)], 0.9, ">", 100, 10_000, [300], None)
+
+
+_P90 = Condition("quantile", "x", ">", 100, "quantile(0.9, x) > 100", quantile=0.9)
+
+
+def _steady(count: int, step: int, sample: float) -> list[tuple[int, float]]:
+    return [(step, sample)] * count
+
+
+_LATE_FEW = [(89, 10.0), (50, 10.0), (49, 10.0), *_steady(20, 40, 10.0)]
+
+
+def _tied(count: int, step: int, sample: float, ties: int = 3) -> list[tuple[int, float]]:
+    return [(step if k % ties == 0 else 0, sample) for k in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("name", "timed", "limit", "parts"),
+    [
+        # Entries leaving faster than new ones come: 200 fast samples leave while three arrive, and the p90
+        # rises above 100 in between (the leaving samples count against the slack too).
+        (
+            "leaving",
+            [(0, 10.0), *_steady(199, 1, 10.0), (700, 900.0), *_steady(11, 1, 900.0), *_LATE_FEW],
+            10_000,
+            [],
+        ),
+        *[
+            # Around the rounding limit: a step whose samples would be rounded in part is not taken; in a
+            # steady window and in one draining (samples leave faster than new ones come).
+            (
+                f"limit {limit}",
+                [(0, 10.0), *_steady(399, 5, 10.0), *_steady(60, 5, 13.0), *_steady(60, 5, 900.0)],
+                limit,
+                [],
+            )
+            for limit in range(195, 215, 2)
+        ],
+        *[
+            (f"draining, limit {limit}", [(0, 10.0), *_steady(499, 2, 10.0), *_steady(60, 20, 10.0)], limit, [])
+            for limit in (*range(110, 420, 30), 418, 440, 470, 500)
+        ],
+        # A run cut inside a millisecond of three events: the rest of it is one instant with the first part.
+        ("cut inside a millisecond", [(0, 10.0), *_tied(599, 3, 10.0), *_tied(90, 3, 900.0)], 10_000, [301, 452]),
+        *[
+            # Three events a millisecond, a burst of slow samples starting anywhere in one: steps end at whole
+            # instants only.
+            (f"ties, burst at {at}", [(0, 10.0), *_tied(at - 1, 3, 10.0), *_tied(600 - at, 3, 900.0)], 10_000, [])
+            for at in range(400, 430)
+        ],
+    ],
+)
+def test_quantile_run_in_spans_at_their_edges(
+    name: str, timed: list[tuple[int, float]], limit: int, parts: list[int]
+) -> None:
+    """_span's bounds, each where the instants one by one would differ: entries leaving during the step,
+    samples rounded in part, a run that starts inside a millisecond, instants of many events."""
+    _compare_runs(timed, 0.9, ">", 100, limit, parts, None)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)
