@@ -771,6 +771,8 @@ class Engine:
         if slotted is None:
             return None
         waiting = sum(len(keys) for at in slotted for keys in self._wheel[slots[at]].values())
+        if waiting > budget - taken:
+            return None  # a slot of a flood's timers: moved into the heap in parts, the per-instant way
         due = _heap_below(self._timers, (cut,), budget - taken - waiting)
         if due is None:
             return None

@@ -188,6 +188,28 @@ def test_a_slot_of_many_timers_moves_into_the_heap_in_parts() -> None:
     assert live == run(None)[1] == 2
 
 
+def test_a_bounded_advance_takes_no_bulk_step_over_a_slot_of_many_timers() -> None:
+    """Events after a wheel slot of 5,000 timers: the bulk path would process the slot in one unbounded step
+    (moving every timer, ending every series), so a bounded advance leaves it to the per-instant way, which
+    moves the slot in parts and cuts the instant they are due at: the first call ends fewer series than its
+    budget."""
+    lines = [f'{{"timestamp":"{format_ms(T0)}","level":"error","host":"h{k}"}}'.encode() for k in range(5_000)]
+    due = T0 + 5_000
+    slot_start = due >> _SLOT_BITS << _SLOT_BITS
+    engine = Engine(RULES, lateness_ms=0)
+    engine.accept_lines([*lines, f'{{"timestamp":"{format_ms(T0 + 1)}","level":"info"}}'.encode()])
+    engine.advance()
+    live = engine.series_count()
+    later = [f'{{"timestamp":"{format_ms(T0 + 6_000 + k)}","level":"error","host":"x"}}' for k in range(300)]
+    engine.accept_lines([line.encode() for line in later] + [f'{{"timestamp":"{format_ms(T0 + 7_000)}"}}'.encode()])
+    assert not engine.advance(max_work=2048)
+    assert slot_start <= engine.horizon_ms <= due  # the slot moved (in parts), its instant cut by the budget
+    assert live - engine.series_count() < 2048  # series ended within the budget, not the whole slot's 5,000
+    while not engine.advance(max_work=2048):
+        pass
+    assert engine.series_count() < live
+
+
 @pytest.mark.parametrize("bound", [1, 7, 64, 2048])
 def test_the_incident_under_any_bound_decides_what_one_run_decides(bound: int) -> None:
     """The bundled incident with every shipped rule, taken in 37 lines at a time as a live consumer lagging
