@@ -778,7 +778,7 @@ class Engine:
             return None
         waiting += len(due)
         if self._max_changes != _FOREVER:
-            changes = self.changes_pending() + waiting + sum(map(len, map(_RULES_OF, buffer[:taken])))
+            changes = self.changes_pending() + waiting + sum(map(len, map(_RULES_OF, islice(buffer, taken))))
             if changes > self._max_changes:
                 return None
         return cut, taken + waiting
@@ -861,7 +861,7 @@ class Engine:
                 continue
             if len(matched) == 1 and kept is not None and type(kept) is not dict:  # its key, kept by the intake
                 i = matched[0]
-                key = kept[1] if type(kept) is tuple and len(kept) == 3 and kept[0] is _SAMPLED else kept
+                key = kept[1] if type(kept) is tuple and len(kept) == 3 and kept[0] is _SAMPLED else kept  # _is_sampled
                 run = groups[i].get(key)  # type: ignore[arg-type]
                 if run is None:
                     groups[i][key] = [event]  # type: ignore[index]

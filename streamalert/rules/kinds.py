@@ -298,16 +298,7 @@ class QuantileSeries(_WindowSeries):
             if k >= single_until and op != "==" and entries and due == entries[0][0] + window_ms:
                 # How many samples may come or go before an instant could decide the condition: each moves
                 # the counts below and at T by at most one and the rank ceil(q * n) by at most one.
-                rank = -(-num * n // den) or 1
-                slack = (
-                    below + equal - rank
-                    if op == ">"
-                    else below - rank
-                    if op == ">="
-                    else rank - below - 1
-                    if op == "<"
-                    else rank - below - equal - 1
-                )
+                slack = _slack(op, -(-num * n // den) or 1, below, below + equal)
                 if slack >= _SPAN_MIN:
                     step = self._span(times, samples, k, slack, window_ms, n, exact_limit)
                     if step is None:
@@ -325,11 +316,7 @@ class QuantileSeries(_WindowSeries):
                         due = entries[0][0] + window_ms
                         continue
             if due is not None and due < now:  # the series' timer alone at its instant: entries leave
-                cutoff, gone, after, low, same = due - window_ms, 0, n, below, equal
-                for entry in entries:
-                    if entry[0] > cutoff:
-                        break
-                    after, low, same, gone = after - entry[3], low - entry[4], same - entry[5], gone + 1
+                gone, after, low, same = _leaving(entries, due - window_ms, n, below, equal)
                 if not after or _verdict(op, -(-num * after // den) or 1, low, low + same):
                     break
                 for _ in range(gone):
@@ -347,11 +334,7 @@ class QuantileSeries(_WindowSeries):
                 if rounded:
                     sample = quantize(sample)
                 under, at = (1, 0) if sample < threshold else (0, 1) if sample == threshold else (0, 0)
-                cutoff, gone, after, low, same = now - window_ms, 0, n + 1, below + under, equal + at
-                for entry in entries:
-                    if entry[0] > cutoff:
-                        break
-                    after, low, same, gone = after - entry[3], low - entry[4], same - entry[5], gone + 1
+                gone, after, low, same = _leaving(entries, now - window_ms, n + 1, below + under, equal + at)
                 if _verdict(op, -(-num * after // den) or 1, low, low + same):
                     break
                 entries.append([now, {sample: 1}, 1 if rounded else 0, 1, under, at])
@@ -359,7 +342,7 @@ class QuantileSeries(_WindowSeries):
                 for _ in range(gone):
                     approx -= entries.popleft()[2]
                 n, below, equal, changed, k = after, low, same, True, j
-                due = entries[0][0] + window_ms if due is None or due == now else min(due, entries[0][0] + window_ms)
+                due = _rearmed(due, now, entries[0][0] + window_ms)
                 continue
             else:
                 taken = samples[k:j]
@@ -377,11 +360,7 @@ class QuantileSeries(_WindowSeries):
                         low += 1
                     else:
                         same += 1
-            cutoff, gone = now - window_ms, 0
-            for entry in entries:
-                if entry[0] > cutoff:
-                    break
-                after, low, same, gone = after - entry[3], low - entry[4], same - entry[5], gone + 1
+            gone, after, low, same = _leaving(entries, now - window_ms, after, low, same)
             if not after or _verdict(op, -(-num * after // den) or 1, low, low + same):
                 break
             # Taken: the same changes as observe() of each sample, then evict(now).
@@ -398,7 +377,7 @@ class QuantileSeries(_WindowSeries):
             for _ in range(gone):
                 approx -= entries.popleft()[2]
             n, below, equal, changed, k = after, low, same, True, j
-            due = entries[0][0] + window_ms if due is None or due == now else min(due, entries[0][0] + window_ms)
+            due = _rearmed(due, now, entries[0][0] + window_ms)
         self.n, self.below, self.equal, self.approx = n, below, equal, approx
         if changed:
             self.stale = True  # the sorted values: see __init__
@@ -429,11 +408,8 @@ class QuantileSeries(_WindowSeries):
                 j -= 1
             if j <= k:
                 return None
-            cutoff, gone, leaving = times[j - 1] - window_ms, 0, 0
-            for entry in entries:
-                if entry[0] > cutoff:
-                    break
-                gone, leaving = gone + 1, leaving + entry[3]
+            gone, left, _, _ = _leaving(entries, times[j - 1] - window_ms, 0, 0, 0)
+            leaving = -left  # the samples of the entries leaving
             if j - k + leaving <= slack:
                 break
             j = k + (j - k) // 2
@@ -591,6 +567,37 @@ def _flat(entries: Iterable[list[Any]], before: int) -> tuple[list[Any], int]:
         out += (time - before, list(itertools.chain.from_iterable(entry[1].items())), entry[2])
         before = time
     return out, before
+
+
+def _leaving(entries: Iterable[list[Any]], cutoff: int, n: int, below: int, equal: int) -> tuple[int, int, int, int]:
+    """How many of the oldest entries are at or before `cutoff`, and the counts without their samples."""
+    gone = 0
+    for entry in entries:
+        if entry[0] > cutoff:
+            break
+        n -= entry[3]
+        below -= entry[4]
+        equal -= entry[5]
+        gone += 1
+    return gone, n, below, equal
+
+
+def _rearmed(due: int | None, now: int, expiry: int) -> int:
+    """A quantile series' timer after an instant at `now` (run()): a timer due then was popped; the window's
+    oldest entry leaving at `expiry` may come sooner than one still waiting."""
+    return expiry if due is None or due == now else min(due, expiry)
+
+
+def _slack(op: str, rank: int, below: int, at_or_below: int) -> int:
+    """How far the counts are from making `_verdict` hold for `op` (>= 0 while it does not): a sample
+    arriving or leaving moves each count, and the rank, by at most one (QuantileSeries.run, `_span`)."""
+    if op == ">":
+        return at_or_below - rank
+    if op == ">=":
+        return below - rank
+    if op == "<":
+        return rank - below - 1
+    return rank - at_or_below - 1  # <= (== never takes a step: run() asks for another operator)
 
 
 def _verdict(op: str, rank: int, below: int, at_or_below: int) -> bool:
