@@ -14,7 +14,7 @@ import gc
 import heapq
 import math
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, islice
 from typing import Any, cast
@@ -27,6 +27,7 @@ from streamalert.alerts.lifecycle import INACTIVE, Change, Phase, step
 from streamalert.config.rules import Rule, label_value
 from streamalert.decode import (
     DECODE_ERRORS,
+    LINE_FIELD,
     MILLIS,
     MISSING,
     decode_line,
@@ -133,19 +134,15 @@ class _Prepared:
     kind: Kind | None = None  # ratio, quantile, distinct: series from rules/kinds.py
 
 
-# A replayed line held until the next line of its lane tells whether the stream jumped: (time, raw line,
-# matched rule indexes, fields). Checkpointed whole (Changes.held), so a restart holds it again.
-_Held = tuple[int, bytes, Sequence[int], Fields]
-
 # A buffered event: (time, arrival sequence, raw line, kept, matched rule indexes). Tuples compare in C; the
 # sequence is unique, so comparison never reaches the later items. The buffer is a list appended to in
 # arrival order and sorted when instants run: arrival is nearly in time order, so that sort is a merge of a
 # few runs, cheaper than a heap push and pop per event.
 # `kept` is what the intake computed that applying the event needs: when every matched rule's series read
 # only the group key (count and absence rules), the group key (one rule matched) or a tuple of them, one per
-# matched rule; else None (the line is decoded again when the event is applied) or, from the replica,
-# restore and held-line paths, the decoded fields. The matched rule indexes are a tuple, not the matcher's
-# list. The buffer holds up to `lateness` of matched events and reaches the collector's old generation,
+# matched rule; else None (the line is decoded again when the event is applied; the dict of the decoded
+# fields is taken too, made by nothing today). The matched rule indexes are a tuple, not the matcher's list.
+# The buffer holds up to `lateness` of matched events and reaches the collector's old generation,
 # whose full passes walk every tracked object in it; a tuple of ints, strings, bytes, None and such tuples
 # is untracked once the collector has seen what it holds, while a dict or a list inside keeps it tracked
 # (bench/README.md, "Series benchmark"). The common event, one rule, holds the key itself, not a tuple of
@@ -153,7 +150,20 @@ _Held = tuple[int, bytes, Sequence[int], Fields]
 # An event of one rule whose series read a sample (a field's number, a quantile's or distinct count's value,
 # a ratio's verdict) keeps (_SAMPLED, group key, sample) instead: applying it decodes nothing. A group key's
 # first item is a str and a tuple of keys' a key, so the marker in front tells this form apart.
+# Rules with a sample whose key and sample read only top-level fields take them from the matcher's record,
+# whose type has those fields too (_record_reader): the line is decoded once; count and absence rules too
+# when the matchers read their group_by fields anyway. (A field added to the record is decoded on every line
+# that has it: worth it for a sampled rule, which takes a share of the traffic, such as request latencies;
+# not for a count of rare errors by host, whose few matched lines are cheaper decoded whole.) Every path
+# that buffers a line (intake, held line, restore, replica) keeps it by Engine._kept, so they agree on which
+# lines are malformed: a line the full decoder would refuse for a field no rule reads (bad UTF-8, a number
+# out of range) is taken when every rule it matches reads from the record.
 _Kept = Fields | GroupKey | tuple[GroupKey, ...] | tuple[object, GroupKey, Any] | None  # see above
+_Reader = Callable[[Any], _Kept]  # a rule's kept value of a matched record (see _record_reader)
+
+# A replayed line held until the next line of its lane tells whether the stream jumped: (time, raw line,
+# matched rule indexes, kept). Checkpointed whole (Changes.held), so a restart holds it again.
+_Held = tuple[int, bytes, Sequence[int], _Kept]
 _SAMPLED = object()
 _UNSET = object()  # Engine._observe: no sample given
 
@@ -222,7 +232,10 @@ class Engine:
         self._ceiling = _FOREVER  # the latest usable stamp of the batch being taken in (wall + skew, live)
         self.stats = EngineStats()
         self._prep = [_prepare(rule) for rule in rules]
-        self._rules = compile_rules([r.match_spec for r in rules], [r.extract for r in rules])
+        # Records also hold the fields that rules with a sample read (see _record_reader); count and absence
+        # rules take theirs from the record only when the matchers decode them anyway.
+        reads = [name for prep in self._prep if not _key_only(prep) for name in _record_reads(prep) or ()]
+        self._rules = compile_rules([r.match_spec for r in rules], [r.extract for r in rules], reads)
         self._series: list[dict[GroupKey, AnySeries]] = [{} for _ in rules]
         # (due, rule index, group): a timer is current while its series' `due` equals it; others are skipped.
         # The heap holds the timers of slots reached (see _SLOT_BITS); later ones wait in the wheel.
@@ -266,9 +279,12 @@ class Engine:
         self._singles = [(i,) for i in range(len(rules))]  # the matched rules of an event of one rule: shared
         # Per rule: its series read nothing of an event but the group key (count and absence rules), so the
         # intake keeps the key with the buffered event instead of the line being decoded again (see _Pending).
-        self._key_only = [prep.kind is None and prep.field is None for prep in self._prep]
+        self._key_only = [_key_only(prep) for prep in self._prep]
         # Per rule, the others: what its series observe of an event (see _Kept), taken at intake too.
         self._sample_of = [_sample_function(prep) for prep in self._prep]
+        # Per rule: what the intake keeps of its event read from the matcher's record (see _record_reader), or
+        # None when the line must be decoded in full.
+        self._readers = [_record_reader(prep, self._rules.attrs) for prep in self._prep]
         self._any_bulk = any(prep.bulk or prep.quantile_runs for prep in self._prep)
 
     # ---- input ---------------------------------------------------------------------------------------------
@@ -364,8 +380,7 @@ class Engine:
         it as malformed). Nothing changes here. What applying an event needs is kept (see _Pending). Stamps of
         one second share its epoch ms: only the milliseconds of the others are read."""
         rules = self._rules
-        fields_of, key_only, keys_of, singles = rules.fields, self._key_only, self._keys_of, self._singles
-        sample_of = self._sample_of
+        singles, readers, kept_of = self._singles, self._readers, self._kept
         events: list[_Pending] = []
         second, second_ms, millis_of = "\0", 0, MILLIS
         seq = self._seq
@@ -375,15 +390,11 @@ class Engine:
                 if k in late:
                     continue
                 matched, line = matches[k], lines[k]
-                fields = fields_of(line)
-                if len(matched) == 1:
-                    i = matched[0]
-                    hit: tuple[int, ...] = singles[i]
-                    key = keys_of[i](fields)
-                    kept: _Kept = key if key_only[i] else (_SAMPLED, key, sample_of[i](fields, line))
+                if len(matched) == 1 and (read := readers[matched[0]]) is not None:  # the common case, inlined
+                    hit: tuple[int, ...] = singles[matched[0]]
+                    kept: _Kept = read(records[k])
                 else:
-                    hit = tuple(matched)
-                    kept = tuple([keys_of[i](fields) for i in hit]) if all(key_only[i] for i in hit) else None
+                    hit, kept = kept_of(matched, records[k], line)
                 stamp = stamps[k]
                 if stamp.startswith(second):
                     time_ms = second_ms + millis_of[stamp[20:23]]
@@ -399,6 +410,28 @@ class Engine:
             return None
         return events
 
+    def _kept(self, matched: Sequence[int], record: Any, line: bytes) -> tuple[tuple[int, ...], _Kept]:
+        """A matched line's rules as buffered and what the intake keeps of it (see _Kept), read from the
+        matcher's `record` when every matched rule has a reader, else from the line decoded in full, which
+        raises one of DECODE_ERRORS when it refuses the line."""
+        readers = self._readers
+        if len(matched) == 1:
+            i = matched[0]
+            read = readers[i]
+            if read is not None:
+                return self._singles[i], read(record)
+            fields = self._rules.fields(line)
+            key = self._keys_of[i](fields)
+            return self._singles[i], key if self._key_only[i] else (_SAMPLED, key, self._sample_of[i](fields, line))
+        hit, key_only = tuple(matched), self._key_only
+        if all(key_only[i] for i in hit):
+            if all(readers[i] is not None for i in hit):
+                return hit, tuple([cast(GroupKey, cast(_Reader, readers[i])(record)) for i in hit])
+            fields = self._rules.fields(line)
+            return hit, tuple([self._keys_of[i](fields) for i in hit])
+        self._rules.fields(line)  # applying the event decodes the line: a line refused here never gets there
+        return hit, None
+
     def _accept_each(self, lines: Iterable[bytes]) -> int:  # noqa: PLR0915 (one flat loop, measured in bench/)
         """The line-by-line path: any mix of malformed, untimed, shuffled or differently stamped lines.
 
@@ -406,8 +439,7 @@ class Engine:
         """
         decode, match, millis_of = self._rules.decode, self._rules.match, MILLIS
         second, second_ms = "\0", 0  # the last standard stamp's "YYYY-MM-DDTHH:MM:SS." and its epoch ms
-        full, unset = self._rules.fields, msgspec.UNSET  # full: for matched lines only
-        key_only, keys_of, singles, sample_of = self._key_only, self._keys_of, self._singles, self._sample_of
+        unset, kept_of = msgspec.UNSET, self._kept
         stats, lateness = self.stats, self.lateness_ms
         until = _FOREVER if self.until_ms is None else self.until_ms
         ceiling, wall = self._ceiling, self._wall
@@ -443,10 +475,10 @@ class Engine:
                     if millis is not None:
                         second, second_ms = stamp[:20], time_ms - millis
             matched: Sequence[int] = match(record)
+            kept: _Kept = None
             if matched:
-                matched = tuple(matched)  # buffered: see _Pending
-                try:
-                    fields = full(line)  # before the clock moves: a line refused here is malformed, nothing else
+                try:  # before the clock moves: a line refused here is malformed, nothing else
+                    matched, kept = kept_of(matched, record, line)
                 except DECODE_ERRORS:
                     malformed += 1
                     continue
@@ -464,7 +496,7 @@ class Engine:
                 continue
             elif hold:
                 if held is not None:  # this line decides whether the held one was a jump of the stream
-                    at, held_line, held_rules, held_fields = held
+                    at, held_line, held_rules, held_kept = held
                     held = None
                     if not (time_ms > newest + skew and time_ms >= at - skew):
                         at = newest  # back near the stream: the held line was alone out there
@@ -474,11 +506,11 @@ class Engine:
                         floor = max(newest - lateness, done_before)
                     if held_rules:
                         seq += 1
-                        event: _Pending = (at, seq, held_line, held_fields, held_rules)
+                        event: _Pending = (at, seq, held_line, held_kept, held_rules)
                         buffer.append(event)
                         pending_new.append(event)
                 if newest != _NEVER and time_ms > newest + skew:
-                    held = (time_ms, line, matched, fields if matched else {})
+                    held = (time_ms, line, matched, kept)
                     continue
             if time_ms < floor:
                 stats.late += 1
@@ -491,13 +523,6 @@ class Engine:
                 min_accepted = time_ms
             if matched:
                 seq += 1
-                if len(matched) == 1:
-                    i = matched[0]
-                    key = keys_of[i](fields)
-                    kept: _Kept = key if key_only[i] else (_SAMPLED, key, sample_of[i](fields, line))
-                    matched = singles[i]
-                else:
-                    kept = tuple([keys_of[i](fields) for i in matched]) if all(key_only[i] for i in matched) else None
                 event = (time_ms, seq, line, kept, matched)  # no fields: see _Pending
                 buffer.append(event)
                 pending_new.append(event)
@@ -541,15 +566,17 @@ class Engine:
                 self.stats.late += 1
                 continue
             try:
-                matched = self._rules.match(self._rules.decode(line))
-                fields = self._rules.fields(line)
+                record = self._rules.decode(line)
+                matched = self._rules.match(record)
+                if not matched:
+                    continue
+                hit, kept = self._kept(matched, record, line)
             except DECODE_ERRORS:
                 continue  # the intake decoded it; a replica with other rules may forward what we cannot use
-            if matched:
-                seq += 1
-                event: _Pending = (time_ms, seq, line, fields, matched)
-                buffer.append(event)
-                pending_new.append(event)
+            seq += 1
+            event: _Pending = (time_ms, seq, line, kept, hit)
+            buffer.append(event)
+            pending_new.append(event)
         self.stats.matched += seq - self._seq
         self._seq = seq
         if newest is not None:
@@ -613,12 +640,12 @@ class Engine:
 
     def _release_held(self) -> None:
         """End of input: nothing follows a held line to contradict it, so it keeps its own time."""
-        for lane, (at, line, matched, fields) in self._held.items():
+        for lane, (at, line, matched, kept) in self._held.items():
             self._lanes[lane] = max(self._lanes.get(lane, at), at)
             self._newest = at if self._newest is None else max(self._newest, at)
             if matched:
                 self._seq += 1
-                event: _Pending = (at, self._seq, line, fields, matched)
+                event: _Pending = (at, self._seq, line, kept, matched)
                 self._buffer.append(event)
                 self._pending_new.append(event)
         self._held.clear()
@@ -1486,12 +1513,16 @@ class Engine:
         self._held = {}
         for lane, stored in snapshot.held.items():
             at, raw = int.from_bytes(stored[:8], "big", signed=True), stored[8:]
+            hit: tuple[int, ...] = ()
+            kept: _Kept = None
             try:
-                matched = self._rules.match(self._rules.decode(raw))
-                fields = self._rules.fields(raw) if matched else {}
+                record = self._rules.decode(raw)
+                matched = self._rules.match(record)
+                if matched:
+                    hit, kept = self._kept(matched, record, raw)
             except DECODE_ERRORS:
-                matched, fields = [], {}
-            self._held[lane] = (at, raw, matched, fields)
+                pass  # cannot happen for a line this engine held (it was refused before being held)
+            self._held[lane] = (at, raw, hit, kept)
         self._held_stored = self._held_form()
         self._min_accepted = meta.get("min_accepted")
         self._first_time = meta.get("first_time")
@@ -1510,12 +1541,14 @@ class Engine:
         for time_ms, member in snapshot.pending:
             seq, raw = int.from_bytes(member[:8], "big"), member[8:]
             try:
-                matched = self._rules.match(self._rules.decode(raw))
-                fields = self._rules.fields(raw)
+                record = self._rules.decode(raw)
+                matched = self._rules.match(record)
+                if not matched:
+                    continue
+                hit, kept = self._kept(matched, record, raw)
             except DECODE_ERRORS:
                 continue  # cannot happen for lines this engine buffered; a foreign entry is skipped
-            if matched:
-                self._buffer.append((time_ms, seq, raw, fields, matched))
+            self._buffer.append((time_ms, seq, raw, kept, hit))
 
     def series_count(self) -> int:
         return self._live
@@ -1578,6 +1611,75 @@ def _key_function(group_by: Sequence[str]) -> Callable[[Fields], GroupKey]:
         return lambda fields: label_value(_group_value(fields, path))
     paths = tuple(group_by)
     return lambda fields: tuple([label_value(_group_value(fields, f)) for f in paths])
+
+
+def _key_only(prep: _Prepared) -> bool:
+    """Whether rule `prep`'s series read nothing of an event but its group key (count and absence rules)."""
+    return prep.kind is None and prep.field is None
+
+
+def _record_reads(prep: _Prepared) -> tuple[str, ...] | None:
+    """The top-level keys rule `prep`'s intake reads (its group_by, then its sample's field), or None when it
+    reads more than record attributes can give: a dotted path (get_path tries the literal key, then the
+    nesting), the raw line (`keeps_record` renders it: the line must have passed the full decoder), or a
+    sample of more than one field's value (ratio, change, bytes)."""
+    rule = prep.rule
+    if rule.keeps_record or rule.extract:
+        return None
+    names = list(rule.group_by)
+    if prep.kind is not None:
+        if prep.kind.value_sampler() is None or prep.kind.field is None:
+            return None
+        names.append(prep.kind.field)
+    elif prep.field is not None:
+        names.append(prep.field)
+    if any("." in name or name == LINE_FIELD for name in names):
+        return None
+    return tuple(names)
+
+
+def _record_reader(prep: _Prepared, attrs: Mapping[str, str]) -> _Reader | None:
+    """What the intake keeps of rule `prep`'s event (see _Kept) as a function of the matcher's record, whose
+    attributes `attrs` names; the same as the key and sample functions give of the decoded fields (absent:
+    UNSET there, missing here). None when the rule reads more (see _record_reads)."""
+    names = _record_reads(prep)
+    if names is None or not all(name in attrs for name in names):
+        return None
+    group_by = prep.rule.group_by
+    unset = msgspec.UNSET
+    key_of: Callable[[Any], GroupKey]
+    if not group_by:
+        key_of = _no_key
+    elif len(group_by) == 1:
+        get_key = operator.attrgetter(attrs[group_by[0]])
+
+        def key_of(record: Any) -> GroupKey:
+            value = get_key(record)
+            return value if type(value) is str else label_value(None if value is unset else value)
+
+    else:
+        get_keys = operator.attrgetter(*(attrs[name] for name in group_by))
+        key_of = lambda record: tuple([label_value(None if v is unset else v) for v in get_keys(record)])  # noqa: E731
+    if _key_only(prep):
+        return key_of
+    of_value = prep.kind.value_sampler() if prep.kind is not None else as_number
+    assert of_value is not None
+    assert len(names) == len(group_by) + 1
+    get_value = operator.attrgetter(attrs[names[-1]])
+    missing: Any = MISSING
+    if not group_by:  # one series: its key without a call
+
+        def sampled_one(record: Any) -> _Kept:
+            value = get_value(record)
+            return (_SAMPLED, (), of_value(missing if value is unset else value))
+
+        return sampled_one
+
+    def sampled(record: Any) -> _Kept:
+        value = get_value(record)
+        return (_SAMPLED, key_of(record), of_value(missing if value is unset else value))
+
+    return sampled
 
 
 def _group_value(fields: Fields, path: str) -> Any:

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -291,17 +291,22 @@ class CompiledRules:
     match: Check
     time_attrs: tuple[str, ...]  # attributes of timestamp, @timestamp, time, ts: always a0..a3, in that order
     fields: Callable[[bytes], dict[str, Any]] = decode_record  # the full record, extracted fields included
+    # The record's attribute of each key the matchers read or compile_rules was asked to read; empty when a
+    # rule extracts labels (the record is then not all there is: use `fields`).
+    attrs: Mapping[str, str] = field(default_factory=dict)
 
 
 def compile_rules(
-    specs: Sequence[Mapping[str, Any]], extract: Sequence[Sequence[tuple[str, str]]] = ()
+    specs: Sequence[Mapping[str, Any]], extract: Sequence[Sequence[tuple[str, str]]] = (), reads: Iterable[str] = ()
 ) -> CompiledRules:
     """Compile every rule's `match`; rule i is reported as index i, ascending.
 
     `extract[i]` lists rule i's (regexp|pattern, expression) parsers (rules/extract.py): their labels become
     record fields. Each distinct parser runs on the lines that pass its gate: the match of one of its rules
     without the terms on extracted labels (or every line, if such a rule has no other term). A spec that
-    compile_match refuses raises the same MatchError here.
+    compile_match refuses raises the same MatchError here. `reads`: top-level keys the caller reads from the
+    records too (CompiledRules.attrs), so that it need not decode a matched line in full; each costs a value
+    decoded on every line that has it.
     """
     for spec in specs:
         compile_match(spec)  # the reference's checks and errors, before anything below relies on the spec
@@ -337,6 +342,9 @@ def compile_rules(
     for j, gate in enumerate(gates):  # extractor j runs when one of its rules' other terms hold
         if gate is not None:
             source += f"\ndef _gate{j}(r):\n    return " + " or ".join(builder.conjunction(g) for g in gate) + "\n"
+    reads = () if extractors else tuple(reads)
+    for key in reads:
+        builder.attr(key)
     record_type = msgspec.defstruct(  # after the source: it names every attribute the code reads
         "Record",
         [(name, Any, msgspec.UNSET) for name in builder.attrs.values()],
@@ -359,7 +367,7 @@ def compile_rules(
     if line_attr is not None:  # only rule sets with a LogQL line filter pay for the raw line
         decode = _with_line(decode, line_attr)
     if not extractors:
-        return CompiledRules(record_type, decode, namespace["_match"], time_attrs)
+        return CompiledRules(record_type, decode, namespace["_match"], time_attrs, attrs=dict(builder.attrs))
     assert line_attr is not None
     pairs = [(name, builder.attrs[name], builder.attrs[name + DUPLICATE_SUFFIX]) for name in merge_names(extractors)]
     plan = [(e, namespace.get(f"_gate{j}")) for j, e in enumerate(extractors)]

@@ -72,7 +72,12 @@ class Kind:
             assert self.where is not None
             return bool(self.where(fields))
         assert self.field is not None
-        raw = get_path(fields, self.field)
+        return self.of_value(get_path(fields, self.field))
+
+    def of_value(self, raw: Any) -> Any:
+        """The sample of a rule that reads one field (every aggregate but change, bytes and ratio), from the
+        field's value (MISSING when absent)."""
+        aggregate = self.aggregate
         if raw is MISSING or raw is None:
             return None
         if aggregate in ("distinct", "new"):
@@ -90,25 +95,38 @@ class Kind:
             return int(number)  # integer samples stay ints: "300" and 300 are one value
         return number
 
-    def sampler(self) -> Callable[[Fields, bytes], Any]:
-        """sample(), or a function giving the same for the common case in fewer steps: a quantile of a
-        top-level field without a unit, whose JSON numbers are taken as they are (anything else: sample())."""
-        name, general = self.field, self.sample
-        if self.aggregate != "quantile" or self.convert is not None or name is None or "." in name:
+    def value_sampler(self) -> Callable[[Any], Any] | None:
+        """of_value(), or a function giving the same in fewer steps for a quantile without a unit, whose JSON
+        numbers are taken as they are; None for the aggregates that read more than one field's value."""
+        if self.aggregate in ("change", "bytes", "ratio"):
+            return None
+        general = self.of_value
+        if self.aggregate != "quantile" or self.convert is not None:
             return general
 
-        def number_sample(fields: Fields, line: bytes = b"") -> Any:
-            raw: Any = fields.get(name)
+        def number_value(raw: Any) -> Any:
             kind = type(raw)
             if kind is float:
                 if raw.is_integer() or not math.isfinite(raw):
-                    return general(fields, line)
+                    return general(raw)
                 return raw
             if kind is int and -(2**53) < raw < 2**53:
                 return raw
-            return general(fields, line)
+            return general(raw)
 
-        return number_sample
+        return number_value
+
+    def sampler(self) -> Callable[[Fields, bytes], Any]:
+        """sample(), or a function giving the same in fewer steps for a rule reading a top-level field."""
+        name, of_value = self.field, self.value_sampler()
+        if of_value is None or name is None or "." in name:  # get_path reads a dotted literal key first
+            return self.sample
+        read = of_value
+
+        def top_level(fields: Fields, line: bytes = b"") -> Any:
+            return read(fields.get(name, MISSING))
+
+        return top_level
 
     def new(self) -> KindSeries:
         return self.load(None)
