@@ -27,6 +27,7 @@ import hashlib
 import heapq
 import itertools
 import math
+import operator
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
@@ -149,6 +150,9 @@ class RatioSeries(_WindowSeries):
         return series
 
 
+_TIME = operator.itemgetter(0)  # of an entry: its time
+
+
 @functools.lru_cache(maxsize=1 << 14)
 def quantize(value: float) -> float:
     """The centre of value's logarithmic bucket: within QUANTILE_ALPHA of value (relative), sign kept."""
@@ -164,6 +168,7 @@ class QuantileSeries(_WindowSeries):
     """The window's samples as a sorted set of distinct values with counts; see the module docstring."""
 
     __slots__ = (
+        "_oldest",
         "_stored",
         "_stored_upto",
         "approx",
@@ -201,6 +206,9 @@ class QuantileSeries(_WindowSeries):
         self.chunk_ms = chunk_ms
         self._stored: dict[int, orjson.Fragment] = {}
         self._stored_upto = -(2**62)
+        # The oldest chunk's flat form as last stored, and that chunk: entries leave it from the front and
+        # none arrive (they arrive in the newest), so the next checkpoint cuts it instead of flattening again.
+        self._oldest: tuple[int, list[Any]] | None = None
 
     def observe(self, now: int, sample: float, exact_limit: int = EXACT_QUANTILE_EVENTS) -> None:
         rounded = self.n >= exact_limit
@@ -508,6 +516,7 @@ class QuantileSeries(_WindowSeries):
         if not entries or not span or entries[0][0] // span == entries[-1][0] // span:
             self._stored.clear()
             self._stored_upto = -(2**62)
+            self._oldest = None
             return _with_phase(_flat(entries, 0)[0], self)
         first, stored = entries[0][0] // span, self._stored
         while stored and next(iter(stored)) <= first:
@@ -531,10 +540,22 @@ class QuantileSeries(_WindowSeries):
                 stored[chunk] = orjson.Fragment(orjson.dumps(flat))
                 self._stored_upto = chunk
                 start = k
-        out: list[Any] = [_flat(itertools.takewhile(lambda e: e[0] // span == first, entries), 0)[0]]
+        out: list[Any] = [self._oldest_flat(first, bisect.bisect_left(entries, (first + 1) * span, key=_TIME))]
         out += stored.values()
         out.append(_flat(newer[start:], before)[0])
         return _with_phase(out, self)
+
+    def _oldest_flat(self, chunk: int, count: int) -> list[Any]:
+        """The flat form of the oldest chunk, entries[:count], the first gap after 0: the last one stored, cut
+        by the entries that left it since (a list copied at C speed), or flattened anew."""
+        entries, oldest = self.entries, self._oldest
+        if oldest is None or oldest[0] != chunk or len(oldest[1]) < 3 * count:
+            flat = _flat(itertools.islice(entries, count), 0)[0]
+        else:
+            flat = oldest[1][len(oldest[1]) - 3 * count :]
+            flat[0] = entries[0][0]  # the first gap: after 0
+        self._oldest = (chunk, flat)
+        return flat
 
     @classmethod
     def load(cls, data: list[Any], threshold: float = 0.0, chunk_ms: int = 0) -> QuantileSeries:
