@@ -31,9 +31,15 @@ demo-live: $(DEMO)
 	@echo "live mode on http://127.0.0.1:8080/vector (Ctrl-C stops it); post logs as the README's Quickstart shows"
 	$(BIN)/streamalert run --config config/demo-live.yaml
 
-test: $(STAMP)
-	scripts/ensure-packages
-	$(MAKE) lint typecheck pytest
+# The Debian packages install (scripts/ensure-packages: apt-get, mostly waiting on the network) while pip
+# installs the venv and the linters run: neither needs them, and CI starts from a bare machine.
+test: | $(BIN)/python
+	@scripts/ensure-packages & packages=$$!; \
+	$(MAKE) lint typecheck; checks=$$?; \
+	wait $$packages; installed=$$?; \
+	if [ $$installed -ne 0 ]; then echo "scripts/ensure-packages failed" >&2; exit $$installed; fi; \
+	if [ $$checks -ne 0 ]; then exit $$checks; fi; \
+	$(MAKE) pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check streamalert tests bench

@@ -140,8 +140,9 @@ class _Prepared:
 # few runs, cheaper than a heap push and pop per event.
 # `kept` is what the intake computed that applying the event needs: when every matched rule's series read
 # only the group key (count and absence rules), the group key (one rule matched) or a tuple of them, one per
-# matched rule; else None (the line is decoded again when the event is applied; the dict of the decoded
-# fields is taken too, made by nothing today). The matched rule indexes are a tuple, not the matcher's list.
+# matched rule; else None (the line is decoded again when the event is applied) or, made by _apply_runs for
+# the events of a quantile run that kept nothing, the dict of the fields it decoded. The matched rule
+# indexes are a tuple, not the matcher's list.
 # The buffer holds up to `lateness` of matched events and reaches the collector's old generation,
 # whose full passes walk every tracked object in it; a tuple of ints, strings, bytes, None and such tuples
 # is untracked once the collector has seen what it holds, while a dict or a list inside keeps it tracked

@@ -160,7 +160,7 @@ def _sink_row(name: str, mode: str, seconds: float) -> Callable[[Path], Result]:
 
 
 ROWS = [
-    Row(  # not in CI: tests/integration/test_kafka.py's kill -9 under Kafka load runs there (50 s each)
+    Row(  # not in CI: tests/integration/test_kafka.py's kill -9 under Kafka load runs there (about 30 s)
         "kill9-quick",
         False,
         lambda f: kafka_row(f, "kill9-quick", "2 × kill -9 under Kafka load", kills(2, 3), lease_ttl="2s"),

@@ -36,11 +36,16 @@ from tests.unit.cli_process import clean_env, console_script
 pytestmark = pytest.mark.redis
 
 
+# The shipped config's lateness (30 s) and max_delay (10 s): a line stamped now fires 40 s after it arrives.
+# Stamped this far back, it fires 10 s after (the post must arrive within those 10 s, or the line is late).
+_STAMPED_AGO_MS = 30_000
+
+
 def _error_line() -> str:
-    """The demo app's celery_worker error, stamped now, as the app writes it."""
+    """The demo app's celery_worker error as the app writes it, stamped _STAMPED_AGO_MS ago."""
     return json.dumps(
         {
-            "timestamp": format_ms(WallClock().now_ms()),
+            "timestamp": format_ms(WallClock().now_ms() - _STAMPED_AGO_MS),
             "level": "error",
             "logger": "mailer.ratelimit",
             "event": "Error reserving rate limit token (Redis unavailable), allowing send (fail-open)",
@@ -94,24 +99,24 @@ async def test_sidecar_streamalert_takes_vectors_batch_and_alerts(tmp_path: Path
         token_ref = env_of(vector)["STREAMALERT_TOKEN"]["valueFrom"]["secretKeyRef"]
         token = secret_values(kust)[(token_ref["name"], token_ref["key"])]
         vector_env = {k: v["value"] for k, v in env_of(vector).items() if "value" in v}
-        event = deliver(
-            _error_line(), path="/var/log/app/celery_worker.log", host="crm-beat-0", read_at="", env=vector_env
-        )
         assert sink["framing"]["method"] == "newline_delimited"
         assert sink["compression"] == "gzip"
-        body = gzip.compress(orjson.dumps(event) + b"\n")
         headers = {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
         async with aiohttp.ClientSession() as session:
             # before /readyz, posts get 503 with Retry-After (state loading, lease): Vector retries those
             await _wait_ready(session, f"http://127.0.0.1:{port}/readyz", proc)
+            event = deliver(
+                _error_line(), path="/var/log/app/celery_worker.log", host="crm-beat-0", read_at="", env=vector_env
+            )
+            body = gzip.compress(orjson.dumps(event) + b"\n")
             async with session.post(f"http://127.0.0.1:{port}{path}", data=body, headers=headers) as response:
                 assert response.status == 401
             headers["Authorization"] = f"Bearer {token}"
             async with session.post(f"http://127.0.0.1:{port}{path}", data=body, headers=headers) as response:
                 assert response.status == 200  # committed to the Redis state
         assert proc.stdout is not None
-        # blocking read: the transition comes after lateness + max_delay of the shipped config (40 s); the
-        # test's timeout bounds it
+        # blocking read: the transition comes once lateness + max_delay of the shipped config (40 s) have
+        # passed since the line's stamp (see _STAMPED_AGO_MS); the test's timeout bounds it
         transition = orjson.loads(proc.stdout.readline())
         assert transition["rule"] == "mailer_rate_limiter_redis_error"
         assert transition["state"] == "firing"

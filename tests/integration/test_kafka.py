@@ -180,27 +180,34 @@ def test_kill_9_mid_stream_loses_and_doubles_nothing(
 
     topic = create_topic(kafka_bootstrap, partitions=3)
     produce(kafka_bootstrap, topic, lines)
-    config = write_config(
-        tmp_path,
-        kafka_bootstrap,
-        topic,
-        state_url,
-        free_port(),
-        rules=rules,
-        group=unique("group"),
-        max_batch_lines=25,  # many small checkpoints, so the kills land between and inside them
-    )
+    port = free_port()
+
+    def config() -> Path:
+        # A new consumer group each start: positions live in the state store, not in the group, and a group
+        # whose member was SIGKILLed assigns nothing until the broker expires that member (11 s a restart
+        # here); restarts into the same group are test_a_standby_takes_over_a_killed_writer's case.
+        return write_config(
+            tmp_path,
+            kafka_bootstrap,
+            topic,
+            state_url,
+            port,
+            rules=rules,
+            group=unique("group"),
+            max_batch_lines=25,  # many small checkpoints, so the kills land between and inside them
+        )
+
     out, err = tmp_path / "out.jsonl", tmp_path / "err.log"
     kills = []
     for fraction in (0.2, 0.45, 0.7):
-        proc = start_run(config, out, err)
+        proc = start_run(config(), out, err)
         mark = int(len(lines) * fraction)
         poll(lambda: stored_offsets(plain, namespace) >= mark, 60, f"offsets past {mark}", proc)  # noqa: B023
         proc.kill()  # SIGKILL: no shutdown code runs
         proc.wait(timeout=10)
         kills.append(stored_offsets(plain, namespace))
     assert kills[-1] < len(lines), "the stream ended before the last kill: the test proves nothing"
-    proc = start_run(config, out, err)
+    proc = start_run(config(), out, err)
     try:
         poll(lambda: stored_offsets(plain, namespace) == len(lines), 60, "every offset stored", proc)
         poll(lambda: len(logged_transitions(plain, namespace)) >= len(expected), 30, "the transitions", proc)
