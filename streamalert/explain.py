@@ -163,7 +163,7 @@ class Explainer:
             self._compiled.fields(line)  # the engine also decodes a matched line in full, and skips it if that fails
         except DECODE_ERRORS as exc:
             raise NotARecord(f"not a JSON object: {exc}") from None
-        return matched
+        return list(matched)
 
     def explain(self, line: bytes) -> Explanation:
         matched = set(self.engine_matches(line))

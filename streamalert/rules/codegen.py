@@ -36,7 +36,7 @@ from streamalert.rules.index import RuleIndex, anchor_options, pick_anchor
 from streamalert.rules.matchers import ValueTest, as_number, compile_match, compile_value_test
 
 Record = Any  # an instance of the generated msgspec Struct; absent fields hold msgspec.UNSET
-Check = Callable[[Record], list[int]]
+Check = Callable[[Record], Sequence[int]]  # ascending rule indexes: a tuple or a list
 
 _META = set(".^$*+?()[]{}|\\")
 _QUANTIFIERS = set("*?{")
@@ -355,6 +355,7 @@ def compile_rules(
         "_dotted": _dotted,
         "_num": as_number,
         "_U": msgspec.UNSET,
+        "_1": tuple((i,) for i in range(len(specs))),  # the result of a record that matches rule i alone
         "_M": MISSING,
         **builder.consts,
     }

@@ -244,7 +244,7 @@ class RuleIndex:
                 index.tests[value] = anchor.tests[value]
 
     def source(self, builder: _Builder, tests: Sequence[Mapping[str, Any] | None], residual: list[int]) -> str:
-        """Python source defining the buckets and `_match(r) -> list[int]`; then bind() the lookups.
+        """Python source defining the buckets and `_match(r) -> Sequence[int]`; then bind() the lookups.
 
         `tests[i]`: the match map rule i must meet once its anchor held (None: nothing more).
         """
@@ -263,13 +263,11 @@ class RuleIndex:
         for j, (name, index) in enumerate(self.fields.items()):
             lines += self._field_source(builder, j, name, index)
         lines += builder.body([(i, tests[i]) for i in residual], "    ")
-        lines.append(
-            "    return sorted(set(out)) if len(out) > 1 else out"
-            if self.overlap
-            else "    if len(out) > 1: out.sort()"
-        )
-        if not self.overlap:
-            lines.append("    return out")
+        # No rule or one rule matched (most lines): the shared empty tuple or the rule's shared one-tuple
+        # (_1, from compile_rules). The engine keeps a batch's results until the batch is done, and a list per
+        # line would be one more container for the collector to count and walk.
+        lines.append("    if len(out) < 2: return _1[out[0]] if out else ()")
+        lines.append("    return sorted(set(out))" if self.overlap else "    out.sort()\n    return out")
         return "\n".join(lines) + "\n"
 
     def bind(self, namespace: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ COMPILED = compile_rules(SPECS)
 
 def generated(record: dict[str, Any], compiled: CompiledRules = COMPILED) -> list[int]:
     """Run the hot path on a record: encode it as a log line, decode it into a Struct, match."""
-    return compiled.match(compiled.decode(orjson.dumps(record)))
+    return list(compiled.match(compiled.decode(orjson.dumps(record))))
 
 
 _words = st.sampled_from(

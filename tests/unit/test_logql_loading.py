@@ -117,8 +117,8 @@ def test_only_rule_sets_with_line_filters_decode_the_raw_line() -> None:
     assert plain.decode.__name__ == "decode"  # msgspec.json.Decoder.decode itself
     line = b'{"service": "api", "msg": "x"}'
     with_line = compile_rules([{"service": "api", "_line": {"contains": '"msg": "x"'}}])
-    assert with_line.match(with_line.decode(line)) == [0]
-    assert with_line.match(with_line.decode(b'{"service": "api", "msg":"x"}')) == []  # as written, spaces count
+    assert list(with_line.match(with_line.decode(line))) == [0]
+    assert list(with_line.match(with_line.decode(b'{"service": "api", "msg":"x"}'))) == []  # as written, spaces count
 
 
 def test_a_line_filter_alerts_in_the_engine() -> None:

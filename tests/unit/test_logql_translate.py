@@ -239,7 +239,7 @@ def test_label_matcher_semantics(matcher: str, record: dict[str, Any], holds: bo
     result = translate(f'sum(count_over_time({{service="s"}} | {matcher} [1m])) > 0')
     assert compile_match(result.rule["match"])({"service": "s", **record}) is holds
     compiled = compile_rules([result.rule["match"]])  # the engine's hot path agrees
-    assert compiled.match(compiled.decode(orjson.dumps({"service": "s", **record}))) == ([0] if holds else [])
+    assert list(compiled.match(compiled.decode(orjson.dumps({"service": "s", **record})))) == ([0] if holds else [])
 
 
 SET_OPS = [
