@@ -39,7 +39,7 @@ from streamalert.durations import format_duration
 from streamalert.model import AlertState, Fields, Transition
 from streamalert.rules.codegen import compile_rules
 from streamalert.rules.kind import KIND_TYPES, Kind, KindSeries, kind_of
-from streamalert.rules.kinds import DistinctSeries, QuantileSeries
+from streamalert.rules.kinds import DistinctSeries, QuantileSeries, with_parts
 from streamalert.rules.matchers import as_number
 from streamalert.rules.series import AbsenceSeries, AggregateSeries, CountSeries, Series
 from streamalert.stamps import canonical, chunk_bounds, late_lines, stamp_ms
@@ -210,7 +210,7 @@ class _Instant:
 class Engine:
     """Evaluates compiled rules over a stream of records in event time."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 (the engine's state, one attribute a statement)
         self,
         rules: list[Rule],
         lateness_ms: int = DEFAULT_LATENESS_MS,
@@ -274,6 +274,8 @@ class Engine:
         self.sampler: Sampler | None = None  # None (the default) costs one test per evaluation
         self.compactions = 0  # times the series tables were rebuilt smaller (most series ended)
         self._flaps: dict[SeriesRef, Flap] = {}  # series of rules with `flapping:` that changed lately
+        self._parts: dict[SeriesRef, set[int]] = {}  # the chunks of quantile series stored apart (_store_parts)
+        self._orphans: dict[str, list[bytes]] = {}  # stored parts no stored series named (restore)
         self._bulk_runs = True  # False: every event takes the per-instant path (the property tests compare)
         self._bulk_least = _BULK_LEAST  # (the property tests lower it to reach bounded runs' bulk path)
         self._keys_of = [prep.key_of for prep in self._prep]
@@ -1428,7 +1430,12 @@ class Engine:
         deletes = changes.deletes
         for i, key in deleted:
             if key not in self._series[i]:
-                deletes.setdefault(self._prep[i].rule_id, []).append(_key_bytes(key))
+                gone = deletes.setdefault(self._prep[i].rule_id, [])
+                gone.append(_key_bytes(key))
+                gone += [_part_key(_key_bytes(key), n) for n in self._parts.pop((i, key), ())]
+        for rule_id, orphans in self._orphans.items():  # parts no stored series named (see restore)
+            deletes.setdefault(rule_id, []).extend(orphans)
+        self._orphans = {}
         upserts = changes.upserts
         tables, preps, dump = self._series, self._prep, self._dump
         per_rule: list[dict[bytes, bytes] | None] = [None] * len(preps)  # upserts of rule i, once it has some
@@ -1445,13 +1452,40 @@ class Engine:
                 if out is None:
                     out = per_rule[i] = upserts.setdefault(preps[i].rule_id, {})
                 out[_key_bytes(key)] = _json(dump(i, series, key))
+                if type(series) is QuantileSeries:
+                    self._store_parts(i, key, series, out, deletes)
         return changes
+
+    def _store_parts(
+        self, i: int, key: GroupKey, series: QuantileSeries, out: dict[bytes, bytes], deletes: dict[str, list[bytes]]
+    ) -> None:
+        """A quantile series' final chunks, stored apart from it (its dump names them, see QuantileSeries.dump):
+        each written once, when it becomes final, and deleted when it leaves the window; a commit then writes
+        about two chunks of a dense window (1/32 of it), not the whole window (bench/README.md, "Quantile
+        windows stored in parts"). The parts of the store are `_parts`; the series knows which of its own it
+        wrote (a series made again under the same key writes all of its own)."""
+        parts, stored = series.parts, self._parts.get((i, key), ())
+        if not parts and not stored:
+            return
+        key_bytes = _key_bytes(key)
+        written = series.written
+        for n, text in parts.items():
+            if n not in written:
+                out[_part_key(key_bytes, n)] = text
+        gone = [_part_key(key_bytes, n) for n in stored if n not in parts]
+        if gone:
+            deletes.setdefault(self._prep[i].rule_id, []).extend(gone)
+        series.written = set(parts)
+        if parts:
+            self._parts[(i, key)] = set(parts)
+        else:
+            self._parts.pop((i, key), None)
 
     def _dump(self, i: int, series: AnySeries, series_key: GroupKey = ()) -> list[Any]:
         """The stored form of a series. A count series may wait on a timer earlier than the one its times
         give (an earlier timer is kept when events arrive, see _reschedule); that timer is stored too, so a
         restart evaluates the series at the same instants as an uninterrupted run and stores the same."""
-        data = series.dump()
+        data = series.dump(apart=True) if type(series) is QuantileSeries else series.dump()
         if type(series) is CountSeries and not self._flaps:  # the common series: its stored timer, if earlier
             due = series.due
             if due is not None:
@@ -1527,18 +1561,7 @@ class Engine:
         self._held_stored = self._held_form()
         self._min_accepted = meta.get("min_accepted")
         self._first_time = meta.get("first_time")
-        for i, prep in enumerate(self._prep):
-            for raw_key, raw_state in snapshot.series.get(prep.rule_id, {}).items():
-                key = _group_key(prep, tuple(orjson.loads(raw_key)))
-                if key not in self._series[i]:
-                    self._grew()
-                data = orjson.loads(raw_state)
-                if data and type(data[-1]) is dict and "fl" in data[-1]:  # ---- hook: alerts/flap.py
-                    self._flaps[(i, key)] = Flap.load(data[-1].pop("fl"))
-                series = self._series[i][key] = _load_series(prep, data)
-                if series.due is not None:  # a stored earlier timer (see _dump): armed as it was
-                    heapq.heappush(self._timers, (series.due, i, key))
-                self._schedule(i, key)
+        self._restore_series(snapshot)
         for time_ms, member in snapshot.pending:
             seq, raw = int.from_bytes(member[:8], "big"), member[8:]
             try:
@@ -1550,6 +1573,34 @@ class Engine:
             except DECODE_ERRORS:
                 continue  # cannot happen for lines this engine buffered; a foreign entry is skipped
             self._buffer.append((time_ms, seq, raw, kept, hit))
+
+    def _restore_series(self, snapshot: Snapshot) -> None:
+        """restore()'s series, with their timers, flap state and the parts stored apart (_store_parts)."""
+        self._parts, self._orphans = {}, {}
+        for i, prep in enumerate(self._prep):
+            table = snapshot.series.get(prep.rule_id, {})
+            named: set[bytes] = set()  # the parts the stored series name
+            for raw_key, raw_state in table.items():
+                if raw_key[:1] == _PART:
+                    continue  # a part of a quantile series (_store_parts), read with the series
+                key = _group_key(prep, tuple(orjson.loads(raw_key)))
+                if key not in self._series[i]:
+                    self._grew()
+                data, parts = with_parts(orjson.loads(raw_state), lambda n: _stored_part(table, raw_key, n, prep))  # noqa: B023
+                named.update(_part_key(raw_key, n) for n in parts)
+                if data and type(data[-1]) is dict and "fl" in data[-1]:  # ---- hook: alerts/flap.py
+                    self._flaps[(i, key)] = Flap.load(data[-1].pop("fl"))
+                series = self._series[i][key] = _load_series(prep, data)
+                if parts:
+                    assert type(series) is QuantileSeries
+                    series.keep_parts(parts)
+                    self._parts[(i, key)] = set(parts)
+                if series.due is not None:  # a stored earlier timer (see _dump): armed as it was
+                    heapq.heappush(self._timers, (series.due, i, key))
+                self._schedule(i, key)
+            orphans = [raw_key for raw_key in table if raw_key[:1] == _PART and raw_key not in named]
+            if orphans:  # left by a commit this engine's code does not make; deleted at the next checkpoint
+                self._orphans[prep.rule_id] = orphans
 
     def series_count(self) -> int:
         return self._live
@@ -1695,6 +1746,24 @@ def _labels(key: GroupKey) -> Labels:
 def _group_key(prep: _Prepared, labels: Labels) -> GroupKey:
     """The group key of a series of this rule with these label values (see GroupKey)."""
     return labels[0] if len(prep.rule.group_by) == 1 and len(labels) == 1 else labels
+
+
+# A quantile series' final chunk stored apart (Engine._store_parts): its field is this byte, the series' key,
+# this byte again and the chunk number. A series' key is JSON, which never holds a NUL byte.
+_PART = b"\0"
+
+
+def _part_key(key_bytes: bytes, n: int) -> bytes:
+    return b"%s%s%s%d" % (_PART, key_bytes, _PART, n)
+
+
+def _stored_part(table: Mapping[bytes, bytes], key_bytes: bytes, n: int, prep: _Prepared) -> bytes:
+    """Chunk n of a stored quantile series, which its stored form names; a store without it is not one this
+    engine committed to (parts are written in the same commit as the form that names them)."""
+    text = table.get(_part_key(key_bytes, n))
+    if text is None:
+        raise ValueError(f"rule {prep.rule.name!r}: stored series {key_bytes!r} names chunk {n}, which is missing")
+    return text
 
 
 def _key_bytes(key: GroupKey) -> bytes:

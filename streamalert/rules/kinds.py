@@ -180,6 +180,7 @@ class QuantileSeries(_WindowSeries):
         "stale",
         "threshold",
         "values",
+        "written",
     )
 
     def __init__(self, threshold: float = 0.0, chunk_ms: int = 0) -> None:
@@ -204,8 +205,10 @@ class QuantileSeries(_WindowSeries):
         # The stored form in time chunks of chunk_ms (0: one flat list; see dump()), and the serialised
         # chunks already final (neither the oldest nor the newest), with the last chunk index among them.
         self.chunk_ms = chunk_ms
-        self._stored: dict[int, orjson.Fragment] = {}
+        self._stored: dict[int, bytes] = {}
         self._stored_upto = -(2**62)
+        # The final chunks the engine has written to the store as parts of their own (dump(apart=True)).
+        self.written: set[int] = set()
         # The oldest chunk's flat form as last stored, and that chunk: entries leave it from the front and
         # none arrive (they arrive in the newest), so the next checkpoint cuts it instead of flattening again.
         self._oldest: tuple[int, list[Any]] | None = None
@@ -505,13 +508,17 @@ class QuantileSeries(_WindowSeries):
         """None while exact, else the stated error (the `accuracy` annotation of a transition)."""
         return None if not self.approx else QUANTILE_ACCURACY
 
-    def dump(self) -> list[Any]:
+    def dump(self, apart: bool = False) -> list[Any]:
         """[gap, [value, count, ...], rounded] per millisecond flattened (gaps after the previous time, the
         first after 0), then the phase map. A window across more than one chunk of `chunk_ms` (time //
         chunk_ms) is stored as one such list per chunk that holds entries: concatenated, they are the flat
         list. The form depends on the entries only; a chunk that is neither the oldest nor the newest no
         longer changes (entries leave from the oldest, arrive in the newest), so its text is kept and reused:
-        a checkpoint serialises about two chunks of a busy window, not all of it."""
+        a checkpoint serialises about two chunks of a busy window, not all of it.
+
+        `apart`: those final chunks are left out, to be stored apart, each once (`parts`; see the engine's
+        checkpoint): the form starts with {"p": [their chunk numbers]} in place, then the oldest chunk's list
+        and the newest's (with_parts() puts them back together)."""
         entries, span = self.entries, self.chunk_ms
         if not entries or not span or entries[0][0] // span == entries[-1][0] // span:
             self._stored.clear()
@@ -537,13 +544,27 @@ class QuantileSeries(_WindowSeries):
                 if chunk == last_chunk:
                     break
                 flat, before = _flat(newer[start:k], before)
-                stored[chunk] = orjson.Fragment(orjson.dumps(flat))
+                stored[chunk] = orjson.dumps(flat)
                 self._stored_upto = chunk
                 start = k
         out: list[Any] = [self._oldest_flat(first, bisect.bisect_left(entries, (first + 1) * span, key=_TIME))]
-        out += stored.values()
+        if apart:
+            out.insert(0, {"p": list(stored)})
+        else:
+            out += map(orjson.Fragment, stored.values())
         out.append(_flat(newer[start:], before)[0])
         return _with_phase(out, self)
+
+    @property
+    def parts(self) -> dict[int, bytes]:
+        """The final chunks a dump(apart=True) left out, by chunk number: their stored text (a JSON list)."""
+        return self._stored
+
+    def keep_parts(self, parts: dict[int, bytes]) -> None:
+        """After load(with_parts(...)): the parts read back are the final chunks' text, already written."""
+        self._stored = dict(sorted(parts.items()))
+        self._stored_upto = max(parts, default=-(2**62))
+        self.written = set(parts)
 
     def _oldest_flat(self, chunk: int, count: int) -> list[Any]:
         """The flat form of the oldest chunk, entries[:count], the first gap after 0: the last one stored, cut
@@ -577,6 +598,15 @@ class QuantileSeries(_WindowSeries):
             series.entries.append(entry)
             series.approx += data[k + 2]
         return series
+
+
+def with_parts(data: list[Any], part: Callable[[int], bytes]) -> tuple[list[Any], dict[int, bytes]]:
+    """A quantile series' form from dump(apart=True) made whole again, `part(n)` giving chunk n's stored text;
+    and those texts. Any other form is returned as it is."""
+    if not data or type(data[0]) is not dict or "p" not in data[0]:  # (a phase map alone: no "p", see _phase_extra)
+        return data, {}
+    parts = {n: part(n) for n in data[0]["p"]}
+    return [data[1], *map(orjson.loads, parts.values()), *data[2:]], parts
 
 
 def _flat(entries: Iterable[list[Any]], before: int) -> tuple[list[Any], int]:

@@ -1,0 +1,142 @@
+"""A quantile series' final window chunks are stored apart from it (Engine._store_parts): a commit carries the
+chunks that became final since the last one, not the whole window; the store never keeps a part its series does
+not name (chunks that left the window and the parts of ended series are deleted in the same commits); a restart
+reads the series whole again; a foreign part is deleted and a missing one is a clear error."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import orjson
+import pytest
+
+from streamalert.decode import format_ms
+from streamalert.engine import Engine
+from streamalert.model import Transition
+from streamalert.pipeline import rule_ttls
+from streamalert.rules.kinds import QuantileSeries
+from streamalert.state.base import Changes
+from streamalert.state.memory import MemoryStore
+from streamalert.testing import rules_from_yaml
+
+RULES = rules_from_yaml(
+    """
+rules:
+  - name: p95
+    match: {svc: api}
+    window: 10s
+    condition: p95(ms) > 1000
+    group_by: [host]
+"""
+)
+RULE_ID = f"{RULES[0].name}:{RULES[0].digest}"
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def _lines(seconds: int, seed: int = 7) -> list[bytes]:
+    """A sample every 2 ms from host a for `seconds`, host b for the first 5 s only; a slow burst at 12-13 s
+    makes host a's p95 fire (and resolve once it leaves the window)."""
+    rng = random.Random(seed)
+    out = []
+    for ms in range(0, seconds * 1000, 2):
+        slow = 12_000 <= ms < 13_000
+        hosts = ("a", "b") if ms < 5_000 else ("a",)
+        for host in hosts:
+            value = rng.uniform(1500, 3000) if slow else round(rng.uniform(1, 900), 1)
+            record = {"svc": "api", "host": host, "ms": value, "timestamp": format_ms(T0 + ms)}
+            out.append(orjson.dumps(record))
+    return out
+
+
+def _run(engine: Engine, store: MemoryStore, lines: list[bytes], batch: int = 250) -> tuple[list[Transition], int]:
+    """Feed `lines` in batches, advancing and committing after each (replay's loop, a checkpoint a batch);
+    returns the transitions and the largest commit's bytes of this rule's upserts."""
+    transitions: list[Transition] = []
+    largest = 0
+    ttl = rule_ttls(RULES, 0)
+    for start in range(0, len(lines), batch):
+        engine.accept_lines(lines[start : start + batch])
+        engine.advance()
+        transitions += engine.drain()
+        changes = engine.checkpoint()
+        largest = max(largest, sum(map(len, changes.upserts.get(RULE_ID, {}).values())))
+        asyncio.run(store.commit(changes, ttl))
+    return transitions, largest
+
+
+def _stored() -> tuple[MemoryStore, Engine, list[Transition], int]:
+    store = MemoryStore()
+    engine = Engine(RULES, lateness_ms=0)
+    transitions, largest = _run(engine, store, _lines(30))
+    return store, engine, transitions, largest
+
+
+def _table(store: MemoryStore) -> dict[bytes, bytes]:
+    return asyncio.run(store.load([RULE_ID])).series.get(RULE_ID, {})
+
+
+def test_commits_carry_new_chunks_and_the_store_keeps_only_named_parts() -> None:
+    store, engine, transitions, largest = _stored()
+    assert [t.state for t in transitions] == ["firing", "resolved"]
+    (series,) = engine._series[0].values()  # host b's series ended with its window
+    assert type(series) is QuantileSeries
+    whole = len(orjson.dumps(series.dump()))
+    assert whole > 40_000  # a dense 10 s window: 5,000 samples
+    assert largest < whole / 6, (largest, whole)  # the newest and oldest chunks, a few parts: not the window
+    table = _table(store)
+    mains = {k: orjson.loads(v) for k, v in table.items() if k[:1] != b"\0"}
+    assert set(mains) == {b'["a"]'}
+    named = {b'\0["a"]\0%d' % n for n in mains[b'["a"]'][0]["p"]}
+    assert len(named) >= 50  # 64 chunks to a window, less the oldest and the newest
+    assert {k for k in table if k[:1] == b"\0"} == named  # no part of host b, none that left the window
+
+
+def test_a_restart_reads_the_series_whole_and_goes_on_as_an_uninterrupted_run() -> None:
+    store, engine, _, _ = _stored()
+    restored = Engine(RULES, lateness_ms=0)
+    restored.restore(asyncio.run(store.load([RULE_ID])))
+    (before,) = engine._series[0].values()
+    (after,) = restored._series[0].values()
+    assert type(before) is QuantileSeries
+    assert type(after) is QuantileSeries
+    assert orjson.dumps(after.dump()) == orjson.dumps(before.dump())
+    more = [line.replace(b"T00:00:", b"T00:01:") for line in _lines(20, seed=8)]  # a minute later
+    again = MemoryStore()
+    asyncio.run(again.commit(Changes(meta={}, upserts={RULE_ID: _table(store)}), rule_ttls(RULES, 0)))
+    assert _run(restored, again, more) == _run(engine, store, more)
+    assert _table(again) == _table(store)
+
+
+def test_a_part_no_series_names_is_deleted_and_a_missing_one_is_an_error() -> None:
+    store, _, _, _ = _stored()
+    table = _table(store)
+    foreign = b'\0["z"]\x0012'
+    asyncio.run(store.commit(Changes(meta={}, upserts={RULE_ID: {foreign: b"[]"}}), rule_ttls(RULES, 0)))
+    engine = Engine(RULES, lateness_ms=0)
+    engine.restore(asyncio.run(store.load([RULE_ID])))
+    assert foreign in engine.checkpoint().deletes[RULE_ID]
+
+    missing = min(k for k in table if k[:1] == b"\0")
+    broken = MemoryStore()
+    asyncio.run(
+        broken.commit(
+            Changes(meta={}, upserts={RULE_ID: {k: v for k, v in table.items() if k != missing}}),
+            rule_ttls(RULES, 0),
+        )
+    )
+    number = int(missing.rsplit(b"\0", 1)[1])
+    with pytest.raises(ValueError, match=f"rule 'p95': stored series .* names chunk {number}, which is missing"):
+        Engine(RULES, lateness_ms=0).restore(asyncio.run(broken.load([RULE_ID])))
+
+
+def test_a_series_that_ends_between_two_commits_takes_its_parts_with_it() -> None:
+    """Its window empties within one advance (the stream jumps 30 s), so no commit in between deleted them."""
+    store, engine = MemoryStore(), Engine(RULES, lateness_ms=0)
+    dense = [line for line in _lines(5) if b'"host":"b"' in line]
+    _run(engine, store, dense)
+    assert any(k[:1] == b"\0" for k in _table(store))
+    later = orjson.dumps({"svc": "api", "host": "a", "ms": 5, "timestamp": format_ms(T0 + 35_000)})
+    _run(engine, store, [later])
+    assert "b" not in engine._series[0]
+    assert _table(store) == {}  # host b's series and every part of it gone (host a's line waits for its instant)
