@@ -1461,8 +1461,8 @@ class Engine:
     ) -> None:
         """A quantile series' final chunks, stored apart from it (its dump names them, see QuantileSeries.dump):
         each written once, when it becomes final, and deleted when it leaves the window; a commit then writes
-        about two chunks of a dense window (1/32 of it), not the whole window (bench/README.md, "Quantile
-        windows stored in parts"). The parts of the store are `_parts`; the series knows which of its own it
+        the newest chunk of a dense window (at most 1/64 of it), not the whole window (bench/README.md,
+        "Quantile windows stored in parts"). The parts of the store are `_parts`; the series knows which of its own it
         wrote (a series made again under the same key writes all of its own)."""
         parts, stored = series.parts, self._parts.get((i, key), ())
         if not parts and not stored:

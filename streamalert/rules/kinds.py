@@ -168,7 +168,7 @@ class QuantileSeries(_WindowSeries):
     """The window's samples as a sorted set of distinct values with counts; see the module docstring."""
 
     __slots__ = (
-        "_oldest",
+        "_sizes",
         "_stored",
         "_stored_upto",
         "approx",
@@ -202,16 +202,15 @@ class QuantileSeries(_WindowSeries):
         self.threshold = threshold
         self.below = 0
         self.equal = 0
-        # The stored form in time chunks of chunk_ms (0: one flat list; see dump()), and the serialised
-        # chunks already final (neither the oldest nor the newest), with the last chunk index among them.
+        # The stored form in time chunks of chunk_ms (0: one flat list; see dump()): the serialised chunks
+        # already final (all but the newest), in chunk order, how many entries each text holds, and the last
+        # chunk number among them.
         self.chunk_ms = chunk_ms
         self._stored: dict[int, bytes] = {}
+        self._sizes: dict[int, int] = {}
         self._stored_upto = -(2**62)
         # The final chunks the engine has written to the store as parts of their own (dump(apart=True)).
         self.written: set[int] = set()
-        # The oldest chunk's flat form as last stored, and that chunk: entries leave it from the front and
-        # none arrive (they arrive in the newest), so the next checkpoint cuts it instead of flattening again.
-        self._oldest: tuple[int, list[Any]] | None = None
 
     def observe(self, now: int, sample: float, exact_limit: int = EXACT_QUANTILE_EVENTS) -> None:
         rounded = self.n >= exact_limit
@@ -512,71 +511,68 @@ class QuantileSeries(_WindowSeries):
         """[gap, [value, count, ...], rounded] per millisecond flattened (gaps after the previous time, the
         first after 0), then the phase map. A window across more than one chunk of `chunk_ms` (time //
         chunk_ms) is stored as one such list per chunk that holds entries: concatenated, they are the flat
-        list. The form depends on the entries only; a chunk that is neither the oldest nor the newest no
-        longer changes (entries leave from the oldest, arrive in the newest), so its text is kept and reused:
-        a checkpoint serialises about two chunks of a busy window, not all of it.
+        list. Entries arrive in the newest chunk and leave from the oldest, so every other chunk is final
+        once a newer one holds entries: its text is made once and kept (`parts`), with how many entries it
+        holds; the oldest chunk's is cut by the entries that left it since.
 
-        `apart`: those final chunks are left out, to be stored apart, each once (`parts`; see the engine's
-        checkpoint): the form starts with {"p": [their chunk numbers]} in place, then the oldest chunk's list
-        and the newest's (with_parts() puts them back together)."""
+        `apart`: the final chunks are left out, to be stored apart, each once (see the engine's checkpoint):
+        the form starts with {"p": [their chunk numbers], "c": entries gone from the first, "t": the time of
+        its first entry left} in their place, then the newest chunk's list (with_parts() puts them back
+        together). A checkpoint then serialises the newest chunk alone."""
         entries, span = self.entries, self.chunk_ms
+        stored, sizes = self._stored, self._sizes
         if not entries or not span or entries[0][0] // span == entries[-1][0] // span:
-            self._stored.clear()
+            stored.clear()
+            sizes.clear()
             self._stored_upto = -(2**62)
-            self._oldest = None
             return _with_phase(_flat(entries, 0)[0], self)
-        first, stored = entries[0][0] // span, self._stored
-        while stored and next(iter(stored)) <= first:
-            del stored[next(iter(stored))]  # now the oldest chunk (its first gap is from 0), or gone
-        upto = max(self._stored_upto, first)
+        first, last = entries[0][0] // span, entries[-1][0] // span
+        while stored and (chunk := next(iter(stored))) < first:  # left the window
+            del stored[chunk], sizes[chunk]
+        left = bisect.bisect_left(entries, (first + 1) * span, key=_TIME)  # entries in the oldest chunk
+        if first not in stored:  # (a form stored before the oldest chunk was a part of its own)
+            self._stored = stored = {first: orjson.dumps(_flat(itertools.islice(entries, left), 0)[0]), **stored}
+            self._sizes = sizes = {first: left, **sizes}
+            self._stored_upto = max(self._stored_upto, first)
+        upto = self._stored_upto
         newer: list[list[Any]] = []  # the entries of chunks after `upto`, newest first
+        before = 0  # the time before newer[0]
         for entry in reversed(entries):
             if entry[0] // span <= upto:
+                before = entry[0]
                 break
             newer.append(entry)
         newer.reverse()
-        before = entry[0]  # the time before newer[0]: the oldest chunk is never among them
-        last_chunk = entries[-1][0] // span
         start = 0
         for k in range(1, len(newer) + 1):
             if k == len(newer) or newer[k][0] // span != newer[start][0] // span:
                 chunk = newer[start][0] // span
-                if chunk == last_chunk:
+                if chunk == last:
                     break
                 flat, before = _flat(newer[start:k], before)
-                stored[chunk] = orjson.dumps(flat)
+                stored[chunk], sizes[chunk] = orjson.dumps(flat), k - start
                 self._stored_upto = chunk
                 start = k
-        out: list[Any] = [self._oldest_flat(first, bisect.bisect_left(entries, (first + 1) * span, key=_TIME))]
+        newest = _flat(newer[start:], before)[0]
+        gone = sizes[first] - left
         if apart:
-            out.insert(0, {"p": list(stored)})
-        else:
-            out += map(orjson.Fragment, stored.values())
-        out.append(_flat(newer[start:], before)[0])
-        return _with_phase(out, self)
+            return _with_phase([{"p": list(stored), "c": gone, "t": entries[0][0]}, newest], self)
+        oldest = orjson.loads(stored[first])[3 * gone :]
+        oldest[0] = entries[0][0]  # the first gap: after 0
+        return _with_phase([oldest, *map(orjson.Fragment, itertools.islice(stored.values(), 1, None)), newest], self)
 
     @property
     def parts(self) -> dict[int, bytes]:
-        """The final chunks a dump(apart=True) left out, by chunk number: their stored text (a JSON list)."""
+        """The final chunks a dump(apart=True) left out, by chunk number: their text (a JSON list), the
+        oldest's as it was made (the form says how many of its entries are gone)."""
         return self._stored
 
     def keep_parts(self, parts: dict[int, bytes]) -> None:
         """After load(with_parts(...)): the parts read back are the final chunks' text, already written."""
         self._stored = dict(sorted(parts.items()))
+        self._sizes = {n: len(orjson.loads(text)) // 3 for n, text in self._stored.items()}
         self._stored_upto = max(parts, default=-(2**62))
         self.written = set(parts)
-
-    def _oldest_flat(self, chunk: int, count: int) -> list[Any]:
-        """The flat form of the oldest chunk, entries[:count], the first gap after 0: the last one stored, cut
-        by the entries that left it since (a list copied at C speed), or flattened anew."""
-        entries, oldest = self.entries, self._oldest
-        if oldest is None or oldest[0] != chunk or len(oldest[1]) < 3 * count:
-            flat = _flat(itertools.islice(entries, count), 0)[0]
-        else:
-            flat = oldest[1][len(oldest[1]) - 3 * count :]
-            flat[0] = entries[0][0]  # the first gap: after 0
-        self._oldest = (chunk, flat)
-        return flat
 
     @classmethod
     def load(cls, data: list[Any], threshold: float = 0.0, chunk_ms: int = 0) -> QuantileSeries:
@@ -605,8 +601,14 @@ def with_parts(data: list[Any], part: Callable[[int], bytes]) -> tuple[list[Any]
     and those texts. Any other form is returned as it is."""
     if not data or type(data[0]) is not dict or "p" not in data[0]:  # (a phase map alone: no "p", see _phase_extra)
         return data, {}
-    parts = {n: part(n) for n in data[0]["p"]}
-    return [data[1], *map(orjson.loads, parts.values()), *data[2:]], parts
+    marker = data[0]
+    parts = {n: part(n) for n in marker["p"]}
+    lists = list(map(orjson.loads, parts.values()))
+    if "c" not in marker:  # 1d130ab's form: the oldest chunk's list in place, not a part
+        return [data[1], *lists, *data[2:]], parts
+    oldest = lists[0][3 * marker["c"] :]
+    oldest[0] = marker["t"]  # the first gap: after 0
+    return [oldest, *lists[1:], *data[1:]], parts
 
 
 def _flat(entries: Iterable[list[Any]], before: int) -> tuple[list[Any], int]:
