@@ -168,6 +168,7 @@ class QuantileSeries(_WindowSeries):
     """The window's samples as a sorted set of distinct values with counts; see the module docstring."""
 
     __slots__ = (
+        "_newest",
         "_sizes",
         "_stored",
         "_stored_upto",
@@ -211,6 +212,9 @@ class QuantileSeries(_WindowSeries):
         self._stored_upto = -(2**62)
         # The final chunks the engine has written to the store as parts of their own (dump(apart=True)).
         self.written: set[int] = set()
+        # The newest chunk's flat form as far as it is final (all its entries but the last, which may still
+        # take samples): (chunk, the time before its first entry, entries flattened, their flat form).
+        self._newest: tuple[int, int, int, list[Any]] | None = None
 
     def observe(self, now: int, sample: float, exact_limit: int = EXACT_QUANTILE_EVENTS) -> None:
         rounded = self.n >= exact_limit
@@ -553,13 +557,28 @@ class QuantileSeries(_WindowSeries):
                 stored[chunk], sizes[chunk] = orjson.dumps(flat), k - start
                 self._stored_upto = chunk
                 start = k
-        newest = _flat(newer[start:], before)[0]
+        newest = self._newest_flat(last, before, newer[start:])
         gone = sizes[first] - left
         if apart:
             return _with_phase([{"p": list(stored), "c": gone, "t": entries[0][0]}, newest], self)
         oldest = orjson.loads(stored[first])[3 * gone :]
         oldest[0] = entries[0][0]  # the first gap: after 0
         return _with_phase([oldest, *map(orjson.Fragment, itertools.islice(stored.values(), 1, None)), newest], self)
+
+    def _newest_flat(self, chunk: int, before: int, entries: list[list[Any]]) -> list[Any]:
+        """The flat form of the newest chunk's `entries` (the first gap after `before`): the part flattened at
+        an earlier dump, extended by the entries since, from the last one it left out (a checkpoint sees whole
+        instants only, so that entry takes no more samples; a dump between two samples of one millisecond,
+        which nothing does today, would still be right)."""
+        cache = self._newest
+        done, flat = 0, []
+        if cache is not None and cache[0] == chunk and cache[1] == before and cache[2] < len(entries):
+            done, flat = cache[2], cache[3]
+        rest = _flat(entries[done:], entries[done - 1][0] if done else before)[0]
+        final = len(entries) - 1
+        if final > done:
+            self._newest = (chunk, before, final, flat + rest[: 3 * (final - done)])
+        return flat + rest
 
     @property
     def parts(self) -> dict[int, bytes]:

@@ -168,3 +168,24 @@ def test_forms_stored_before_parts_load_and_go_to_parts_at_the_next_checkpoint()
         restored.advance()
         upserts = restored.checkpoint().upserts[RULE_ID]
         assert b'\0["a"]\0%d' % numbers[0] in upserts, name  # the oldest chunk, now a part of its own
+
+
+def test_a_millisecond_split_between_two_checkpoints_is_stored_whole() -> None:
+    """The newest chunk's form is kept between checkpoints (QuantileSeries._newest_flat): with every
+    millisecond's two samples in different batches, what the store holds is still the series."""
+    rng = random.Random(3)
+    lines = [
+        orjson.dumps({"svc": "api", "host": "a", "ms": rng.randint(1, 900), "timestamp": format_ms(T0 + ms)})
+        for ms in range(0, 3_000)
+        for _ in range(2)
+    ]
+    store, engine = MemoryStore(), Engine(RULES, lateness_ms=0)
+    _run(engine, store, lines, batch=5)
+    restored = Engine(RULES, lateness_ms=0)
+    restored.restore(asyncio.run(store.load([RULE_ID])))
+    (stored,) = restored._series[0].values()
+    (live,) = engine._series[0].values()
+    assert type(stored) is QuantileSeries
+    assert type(live) is QuantileSeries
+    assert stored.n == live.n
+    assert orjson.dumps(stored.dump()) == orjson.dumps(live.dump())
