@@ -16,6 +16,7 @@ import math
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import compress, islice
 from typing import Any, cast
 
@@ -1430,9 +1431,10 @@ class Engine:
         deletes = changes.deletes
         for i, key in deleted:
             if key not in self._series[i]:
+                key_bytes = _key_bytes(key)
                 gone = deletes.setdefault(self._prep[i].rule_id, [])
-                gone.append(_key_bytes(key))
-                gone += [_part_key(_key_bytes(key), n) for n in self._parts.pop((i, key), ())]
+                gone.append(key_bytes)
+                gone += [_part_key(key_bytes, n) for n in self._parts.pop((i, key), ())]
         for rule_id, orphans in self._orphans.items():  # parts no stored series named (see restore)
             deletes.setdefault(rule_id, []).extend(orphans)
         self._orphans = {}
@@ -1586,14 +1588,14 @@ class Engine:
                 key = _group_key(prep, tuple(orjson.loads(raw_key)))
                 if key not in self._series[i]:
                     self._grew()
-                data, parts = with_parts(orjson.loads(raw_state), lambda n: _stored_part(table, raw_key, n, prep))  # noqa: B023
+                data, parts, sizes = with_parts(orjson.loads(raw_state), partial(_stored_part, table, raw_key, prep))
                 named.update(_part_key(raw_key, n) for n in parts)
                 if data and type(data[-1]) is dict and "fl" in data[-1]:  # ---- hook: alerts/flap.py
                     self._flaps[(i, key)] = Flap.load(data[-1].pop("fl"))
                 series = self._series[i][key] = _load_series(prep, data)
                 if parts:
                     assert type(series) is QuantileSeries
-                    series.keep_parts(parts)
+                    series.keep_parts(parts, sizes)
                     self._parts[(i, key)] = set(parts)
                 if series.due is not None:  # a stored earlier timer (see _dump): armed as it was
                     heapq.heappush(self._timers, (series.due, i, key))
@@ -1757,7 +1759,7 @@ def _part_key(key_bytes: bytes, n: int) -> bytes:
     return b"%s%s%s%d" % (_PART, key_bytes, _PART, n)
 
 
-def _stored_part(table: Mapping[bytes, bytes], key_bytes: bytes, n: int, prep: _Prepared) -> bytes:
+def _stored_part(table: Mapping[bytes, bytes], key_bytes: bytes, prep: _Prepared, n: int) -> bytes:
     """Chunk n of a stored quantile series, which its stored form names; a store without it is not one this
     engine committed to (parts are written in the same commit as the form that names them)."""
     text = table.get(_part_key(key_bytes, n))

@@ -586,10 +586,11 @@ class QuantileSeries(_WindowSeries):
         oldest's as it was made (the form says how many of its entries are gone)."""
         return self._stored
 
-    def keep_parts(self, parts: dict[int, bytes]) -> None:
-        """After load(with_parts(...)): the parts read back are the final chunks' text, already written."""
+    def keep_parts(self, parts: dict[int, bytes], sizes: dict[int, int]) -> None:
+        """After load(with_parts(...)): the parts read back are the final chunks' text, already written, and
+        `sizes` how many entries each holds (with_parts counted them)."""
         self._stored = dict(sorted(parts.items()))
-        self._sizes = {n: len(orjson.loads(text)) // 3 for n, text in self._stored.items()}
+        self._sizes = {n: sizes[n] for n in self._stored}
         self._stored_upto = max(parts, default=-(2**62))
         self.written = set(parts)
 
@@ -615,19 +616,21 @@ class QuantileSeries(_WindowSeries):
         return series
 
 
-def with_parts(data: list[Any], part: Callable[[int], bytes]) -> tuple[list[Any], dict[int, bytes]]:
+def with_parts(data: list[Any], part: Callable[[int], bytes]) -> tuple[list[Any], dict[int, bytes], dict[int, int]]:
     """A quantile series' form from dump(apart=True) made whole again, `part(n)` giving chunk n's stored text;
-    and those texts. Any other form is returned as it is."""
+    and those texts, and how many entries each holds (for QuantileSeries.keep_parts). Any other form is
+    returned as it is."""
     if not data or type(data[0]) is not dict or "p" not in data[0]:  # (a phase map alone: no "p", see _phase_extra)
-        return data, {}
+        return data, {}, {}
     marker = data[0]
     parts = {n: part(n) for n in marker["p"]}
     lists = list(map(orjson.loads, parts.values()))
+    sizes = {n: len(chunk) // 3 for n, chunk in zip(parts, lists, strict=True)}
     if "c" not in marker:  # 1d130ab's form: the oldest chunk's list in place, not a part
-        return [data[1], *lists, *data[2:]], parts
+        return [data[1], *lists, *data[2:]], parts, sizes
     oldest = lists[0][3 * marker["c"] :]
     oldest[0] = marker["t"]  # the first gap: after 0
-    return [oldest, *lists[1:], *data[1:]], parts
+    return [oldest, *lists[1:], *data[1:]], parts, sizes
 
 
 def _flat(entries: Iterable[list[Any]], before: int) -> tuple[list[Any], int]:

@@ -16,7 +16,7 @@ from streamalert.engine import Engine
 from streamalert.model import Transition
 from streamalert.pipeline import rule_ttls
 from streamalert.rules.kinds import QuantileSeries
-from streamalert.state.base import Changes
+from streamalert.state.base import Changes, Snapshot
 from streamalert.state.memory import MemoryStore
 from streamalert.testing import rules_from_yaml
 
@@ -72,6 +72,20 @@ def _stored() -> tuple[MemoryStore, Engine, list[Transition], int]:
     return store, engine, transitions, largest
 
 
+def _restored(snapshot: Snapshot) -> Engine:
+    """A new engine continuing from `snapshot`, as a restart does."""
+    engine = Engine(RULES, lateness_ms=0)
+    engine.restore(snapshot)
+    return engine
+
+
+def _only(engine: Engine) -> QuantileSeries:
+    """The engine's one series (host a's)."""
+    (series,) = engine._series[0].values()
+    assert type(series) is QuantileSeries
+    return series
+
+
 def _table(store: MemoryStore) -> dict[bytes, bytes]:
     return asyncio.run(store.load([RULE_ID])).series.get(RULE_ID, {})
 
@@ -79,8 +93,7 @@ def _table(store: MemoryStore) -> dict[bytes, bytes]:
 def test_commits_carry_new_chunks_and_the_store_keeps_only_named_parts() -> None:
     store, engine, transitions, largest = _stored()
     assert [t.state for t in transitions] == ["firing", "resolved"]
-    (series,) = engine._series[0].values()  # host b's series ended with its window
-    assert type(series) is QuantileSeries
+    series = _only(engine)  # host b's series ended with its window
     whole = len(orjson.dumps(series.dump()))
     assert whole > 40_000  # a dense 10 s window: 5,000 samples
     assert largest < whole / 4, (largest, whole)  # the newest chunk and the few parts a batch made final
@@ -94,13 +107,8 @@ def test_commits_carry_new_chunks_and_the_store_keeps_only_named_parts() -> None
 
 def test_a_restart_reads_the_series_whole_and_goes_on_as_an_uninterrupted_run() -> None:
     store, engine, _, _ = _stored()
-    restored = Engine(RULES, lateness_ms=0)
-    restored.restore(asyncio.run(store.load([RULE_ID])))
-    (before,) = engine._series[0].values()
-    (after,) = restored._series[0].values()
-    assert type(before) is QuantileSeries
-    assert type(after) is QuantileSeries
-    assert orjson.dumps(after.dump()) == orjson.dumps(before.dump())
+    restored = _restored(asyncio.run(store.load([RULE_ID])))
+    assert orjson.dumps(_only(restored).dump()) == orjson.dumps(_only(engine).dump())
     more = [line.replace(b"T00:00:", b"T00:01:") for line in _lines(20, seed=8)]  # a minute later
     again = MemoryStore()
     asyncio.run(again.commit(Changes(meta={}, upserts={RULE_ID: _table(store)}), rule_ttls(RULES, 0)))
@@ -113,9 +121,7 @@ def test_a_part_no_series_names_is_deleted_and_a_missing_one_is_an_error() -> No
     table = _table(store)
     foreign = b'\0["z"]\x0012'
     asyncio.run(store.commit(Changes(meta={}, upserts={RULE_ID: {foreign: b"[]"}}), rule_ttls(RULES, 0)))
-    engine = Engine(RULES, lateness_ms=0)
-    engine.restore(asyncio.run(store.load([RULE_ID])))
-    assert foreign in engine.checkpoint().deletes[RULE_ID]
+    assert foreign in _restored(asyncio.run(store.load([RULE_ID]))).checkpoint().deletes[RULE_ID]
 
     missing = min(k for k in table if k[:1] == b"\0")
     broken = MemoryStore()
@@ -127,7 +133,7 @@ def test_a_part_no_series_names_is_deleted_and_a_missing_one_is_an_error() -> No
     )
     number = int(missing.rsplit(b"\0", 1)[1])
     with pytest.raises(ValueError, match=f"rule 'p95': stored series .* names chunk {number}, which is missing"):
-        Engine(RULES, lateness_ms=0).restore(asyncio.run(broken.load([RULE_ID])))
+        _restored(asyncio.run(broken.load([RULE_ID])))
 
 
 def test_a_series_that_ends_between_two_commits_takes_its_parts_with_it() -> None:
@@ -146,8 +152,7 @@ def test_forms_stored_before_parts_load_and_go_to_parts_at_the_next_checkpoint()
     """The whole window in the series' field (before 1d130ab) and 1d130ab's form (the oldest chunk's list in
     the field, the others apart) load as the same series; its next checkpoint stores its chunks as parts."""
     store, engine, _, _ = _stored()
-    (series,) = engine._series[0].values()
-    assert type(series) is QuantileSeries
+    series = _only(engine)
     whole = orjson.loads(orjson.dumps(series.dump()))  # [oldest, *middle, newest] (inactive: no phase map)
     numbers = list(series.parts)
     assert len(whole) == len(numbers) + 1
@@ -160,10 +165,8 @@ def test_forms_stored_before_parts_load_and_go_to_parts_at_the_next_checkpoint()
     for name, table in forms.items():
         snapshot = asyncio.run(store.load([RULE_ID]))
         snapshot.series[RULE_ID] = table
-        restored = Engine(RULES, lateness_ms=0)
-        restored.restore(snapshot)
-        (again,) = restored._series[0].values()
-        assert orjson.dumps(again.dump()) == orjson.dumps(series.dump()), name
+        restored = _restored(snapshot)
+        assert orjson.dumps(_only(restored).dump()) == orjson.dumps(series.dump()), name
         restored.accept_lines([later])
         restored.advance()
         upserts = restored.checkpoint().upserts[RULE_ID]
@@ -181,11 +184,6 @@ def test_a_millisecond_split_between_two_checkpoints_is_stored_whole() -> None:
     ]
     store, engine = MemoryStore(), Engine(RULES, lateness_ms=0)
     _run(engine, store, lines, batch=5)
-    restored = Engine(RULES, lateness_ms=0)
-    restored.restore(asyncio.run(store.load([RULE_ID])))
-    (stored,) = restored._series[0].values()
-    (live,) = engine._series[0].values()
-    assert type(stored) is QuantileSeries
-    assert type(live) is QuantileSeries
+    stored, live = _only(_restored(asyncio.run(store.load([RULE_ID])))), _only(engine)
     assert stored.n == live.n
     assert orjson.dumps(stored.dump()) == orjson.dumps(live.dump())
