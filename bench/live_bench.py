@@ -88,7 +88,7 @@ from bench.replay_bench import _Timestamps, generate, input_file  # noqa: E402
 from streamalert.clock import Stopwatch, WallClock  # noqa: E402
 from streamalert.config.rules import Rule, load_rules  # noqa: E402
 from streamalert.decode import parse_time  # noqa: E402
-from streamalert.engine import Engine  # noqa: E402
+from streamalert.engine import Engine, tune_collector  # noqa: E402
 from streamalert.model import AlertState, Transition  # noqa: E402
 from streamalert.pipeline import Health, run_live  # noqa: E402
 from streamalert.sources import Batch, kafka_records  # noqa: E402
@@ -1001,6 +1001,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--profile", action="store_true", help="also cProfile a live throughput run")
+    parser.add_argument(
+        "--default-gc", action="store_true", help="keep Python's collector thresholds (`run` sets the engine's)"
+    )
     args = parser.parse_args(argv)
     for name in (
         "max_batch_lines",
@@ -1020,7 +1023,9 @@ def main(argv: list[str] | None = None) -> int:
 
     MAX_BATCH_LINES, PARTITION_FETCH_BYTES = args.max_batch_lines, args.max_partition_fetch_bytes
     configure_logging("warning")  # the consumer's info lines (group joined, partitions assigned) are noise here
-    print(f"machine    {os.cpu_count()} CPU(s), Python {sys.version.split()[0]}")
+    if not args.default_gc:
+        tune_collector()  # as `streamalert run` does (cli.py); the floors' drains run with it too
+    print(f"machine    {os.cpu_count()} CPU(s), Python {sys.version.split()[0]}, gc thresholds {gc.get_threshold()}")
     with kafka_broker() as broker, redis_server() as redis_url:
         if not args.skip_throughput:
             _throughput_report(args, broker, redis_url)

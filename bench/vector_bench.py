@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import gzip
 import multiprocessing
 import os
@@ -59,7 +60,7 @@ from bench.replay_bench import input_file  # noqa: E402
 from streamalert.clock import Stopwatch, WallClock  # noqa: E402
 from streamalert.config.rules import load_rules  # noqa: E402
 from streamalert.decode import format_ms  # noqa: E402
-from streamalert.engine import Engine  # noqa: E402
+from streamalert.engine import Engine, tune_collector  # noqa: E402
 from streamalert.http import build_app, start_server  # noqa: E402
 from streamalert.model import Transition  # noqa: E402
 from streamalert.pipeline import Health, run_live  # noqa: E402
@@ -271,7 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rules", type=Path, nargs="+", default=[RULES_DIR], metavar="PATH", help="rule files or directories"
     )
+    parser.add_argument(
+        "--default-gc", action="store_true", help="keep Python's collector thresholds (`run` sets the engine's)"
+    )
     args = parser.parse_args(argv)
+    if not args.default_gc:
+        tune_collector()  # as `streamalert run` does (cli.py): the floor's server runs with it too
     lines = input_file(1_000_000).read_bytes().splitlines()[: args.lines]
     bodies = [b"\n".join(lines[i : i + args.body_lines]) + b"\n" for i in range(0, len(lines), args.body_lines)]
     raw_bytes = sum(len(body) for body in bodies)
@@ -290,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         + f", {args.concurrency} connections, commits {'fenced' if args.fenced else 'unfenced'}"
         + (", serial" if args.serial else "")
         + ", rules "
-        f"{', '.join(str(path) for path in args.rules)}, load average {os.getloadavg()[0]:.1f}"
+        f"{', '.join(str(path) for path in args.rules)}, gc thresholds {gc.get_threshold()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     floors: list[float] = []
     ours: list[float] = []
