@@ -287,7 +287,7 @@ def _replay(args: argparse.Namespace) -> int:
     from redis.exceptions import RedisError  # noqa: PLC0415
 
     from streamalert.clock import Stopwatch  # noqa: PLC0415
-    from streamalert.engine import Engine  # noqa: PLC0415
+    from streamalert.engine import Engine, StoredStateError  # noqa: PLC0415
     from streamalert.sources.formats import LineFormat  # noqa: PLC0415
     from streamalert.sources.replay import ReplaySource  # noqa: PLC0415
     from streamalert.state.stores import open_store, redact  # noqa: PLC0415
@@ -328,6 +328,9 @@ def _replay(args: argparse.Namespace) -> int:
         )
     except RedisError as exc:
         print(f"state store {redact(args.state)}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except StoredStateError as exc:
+        print(f"state store {redact(args.state)}: {exc}", file=sys.stderr)
         return 1
     except _StateInUse as exc:
         print(exc, file=sys.stderr)

@@ -78,6 +78,9 @@ _RULES_OF = operator.itemgetter(4)
 _TIME_LINE = operator.itemgetter(0, 2)  # a buffered event's place in the order instants observe events
 
 _FOREVER = 2**62
+# What reading a stored series that this engine's code did not write can raise (orjson's decode error is a
+# ValueError): turned into StoredStateError, which names the rule and the series.
+_UNREADABLE = (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError)
 _BULK_LEAST = 64  # a bounded run takes the bulk path for at least this many events (Engine._bulk_cut)
 # The collector's thresholds in a process that runs an engine (`streamalert run` and `replay`, cli.py; the
 # benchmarks in bench/). The interpreter's default young threshold, 700, starts a young collection every 700
@@ -91,6 +94,10 @@ _BULK_LEAST = 64  # a bounded run takes the bulk path for at least this many eve
 # "Collector passes under a flood", has the measurements.
 COLLECTOR_THRESHOLDS = (5_000, 3, 5)
 _LANE = "lane:"  # checkpoint meta key prefix of a lane's newest event time
+
+
+class StoredStateError(ValueError):
+    """A checkpoint's stored series cannot be read (written by other code, or damaged): rule and series named."""
 
 
 @dataclass(slots=True)
@@ -1585,17 +1592,32 @@ class Engine:
             for raw_key, raw_state in table.items():
                 if raw_key[:1] == _PART:
                     continue  # a part of a quantile series (_store_parts), read with the series
-                key = _group_key(prep, tuple(orjson.loads(raw_key)))
+                try:
+                    key = _group_key(prep, tuple(orjson.loads(raw_key)))
+                    stored = partial(_stored_part, table, raw_key, prep)
+                    data, parts, sizes = with_parts(orjson.loads(raw_state), stored)
+                    flap = None
+                    if data and type(data[-1]) is dict and "fl" in data[-1]:  # ---- hook: alerts/flap.py
+                        flap = Flap.load(data[-1].pop("fl"))
+                    series = _load_series(prep, data)
+                    if parts:
+                        if type(series) is not QuantileSeries:
+                            raise TypeError("parts stored apart for a series that is not a quantile window")
+                        series.keep_parts(parts, sizes)
+                except StoredStateError:
+                    raise
+                except _UNREADABLE as exc:  # not written by this engine's code: named, never a bare traceback
+                    raise StoredStateError(
+                        f"rule {prep.rule.name!r}: stored series {raw_key[:200]!r} cannot be read "
+                        f"({type(exc).__name__}: {exc}): not state this version wrote, or damaged"
+                    ) from exc
                 if key not in self._series[i]:
                     self._grew()
-                data, parts, sizes = with_parts(orjson.loads(raw_state), partial(_stored_part, table, raw_key, prep))
                 named.update(_part_key(raw_key, n) for n in parts)
-                if data and type(data[-1]) is dict and "fl" in data[-1]:  # ---- hook: alerts/flap.py
-                    self._flaps[(i, key)] = Flap.load(data[-1].pop("fl"))
-                series = self._series[i][key] = _load_series(prep, data)
+                if flap is not None:
+                    self._flaps[(i, key)] = flap
+                self._series[i][key] = series
                 if parts:
-                    assert type(series) is QuantileSeries
-                    series.keep_parts(parts, sizes)
                     self._parts[(i, key)] = set(parts)
                 if series.due is not None:  # a stored earlier timer (see _dump): armed as it was
                     heapq.heappush(self._timers, (series.due, i, key))
@@ -1764,7 +1786,9 @@ def _stored_part(table: Mapping[bytes, bytes], key_bytes: bytes, prep: _Prepared
     engine committed to (parts are written in the same commit as the form that names them)."""
     text = table.get(_part_key(key_bytes, n))
     if text is None:
-        raise ValueError(f"rule {prep.rule.name!r}: stored series {key_bytes!r} names chunk {n}, which is missing")
+        raise StoredStateError(
+            f"rule {prep.rule.name!r}: stored series {key_bytes!r} names chunk {n}, which is missing"
+        )
     return text
 
 

@@ -1,18 +1,19 @@
 """A quantile series' final window chunks are stored apart from it (Engine._store_parts): a commit carries the
 chunks that became final since the last one, not the whole window; the store never keeps a part its series does
 not name (chunks that left the window and the parts of ended series are deleted in the same commits); a restart
-reads the series whole again; a foreign part is deleted and a missing one is a clear error."""
+reads the series whole again; a foreign part is deleted and a missing one, or a corrupt form, is a clear error."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 import orjson
 import pytest
 
 from streamalert.decode import format_ms
-from streamalert.engine import Engine
+from streamalert.engine import Engine, StoredStateError
 from streamalert.model import Transition
 from streamalert.pipeline import rule_ttls
 from streamalert.rules.kinds import QuantileSeries
@@ -187,3 +188,25 @@ def test_a_millisecond_split_between_two_checkpoints_is_stored_whole() -> None:
     stored, live = _only(_restored(asyncio.run(store.load([RULE_ID])))), _only(engine)
     assert stored.n == live.n
     assert orjson.dumps(stored.dump()) == orjson.dumps(live.dump())
+
+
+@pytest.mark.parametrize(
+    ("change", "cause"),
+    [
+        (lambda marker: marker.update(p=5), "TypeError"),  # the part numbers not a list
+        (lambda marker: marker.update(c=10**6), "IndexError"),  # more entries gone than the oldest part holds
+        (lambda marker: marker.pop("t"), "KeyError"),  # the first time missing
+    ],
+    ids=["parts-not-a-list", "gone-past-the-part", "no-first-time"],
+)
+def test_a_corrupt_part_marker_is_a_named_error(change: Any, cause: str) -> None:
+    """A stored form this engine did not write fails the restore naming the rule, the series and the cause."""
+    store, _, _, _ = _stored()
+    table = _table(store)
+    form = orjson.loads(table[b'["a"]'])
+    change(form[0])
+    broken = MemoryStore()
+    upserts = {RULE_ID: {**table, b'["a"]': orjson.dumps(form)}}
+    asyncio.run(broken.commit(Changes(meta={}, upserts=upserts), rule_ttls(RULES, 0)))
+    with pytest.raises(StoredStateError, match=rf"""rule 'p95': stored series b'\["a"\]' cannot be read \({cause}"""):
+        _restored(asyncio.run(broken.load([RULE_ID])))

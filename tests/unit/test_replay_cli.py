@@ -86,3 +86,28 @@ def test_replay_runs_with_the_engines_collector_settings(monkeypatch: pytest.Mon
     assert before != COLLECTOR_THRESHOLDS
     assert gc.get_threshold() == before
     assert gc.callbacks == callbacks
+
+
+def test_a_stored_series_it_cannot_read_is_one_line_naming_rule_and_series(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--resume over state that this version did not write (here one series value replaced): exit 1 and a
+    message naming the store, the rule and the series, not a traceback."""
+    import redis  # noqa: PLC0415
+
+    state = f"{redis_url}?namespace=cli-corrupt"
+    args = ["replay", str(INCIDENT), "--rules", RULES, "--state", state]
+    assert main([*args, "--reset-state"]) == 0
+    capsys.readouterr()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        table = next(key for key in sorted(client.scan_iter("*cli-corrupt*:series:*")) if client.hlen(key))
+        field = min(key for key in client.hkeys(table) if key[:1] != b"\0")  # a series, not a part of one
+        client.hset(table, field, b'{"not": "a series"}')
+    finally:
+        client.close()
+    assert main([*args, "--resume"]) == 1
+    err = capsys.readouterr().err
+    rule = table.decode().rsplit(":series:", 1)[1].split(":")[0]
+    assert f"state store {state}: rule {rule!r}: stored series {field!r} cannot be read (" in err
+    assert "Traceback" not in err
