@@ -332,6 +332,10 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
             del batch, owed  # held by the commit in flight only: freed when it is done
             if engine.compactions != compactions:  # most series ended: return what they used to the system
                 compactions = engine.compactions
+                # First the commit in flight: it holds the ended series' deletes (and the memory store frees their
+                # stored forms as it applies them, in steps); freed after the trim, that memory would stay with
+                # the process until the next compaction, which may never come.
+                await settle()
                 release_memory(thaw=engine.series_count() <= THAW_BELOW_SERIES)
                 await asyncio.to_thread(give_back)
         await settle()

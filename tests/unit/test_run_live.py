@@ -278,3 +278,62 @@ async def test_taking_input_ahead_of_the_advance_is_bounded(monkeypatch: pytest.
     source, _ = await _run_flood(20_000, fair=True)
     assert source.small_acked_at is not None
     assert source.small_acked_at >= FLOOD_START + 20_000
+
+
+class SlowCommits(MemoryStore):
+    """A memory store whose commits take a few turns of the loop, and which logs those that delete series."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    async def commit(self, changes: Changes, ttl_ms: dict[str, int]) -> None:
+        for _ in range(20):
+            await asyncio.sleep(0)
+        await super().commit(changes, ttl_ms)
+        deleted = sum(map(len, changes.deletes.values()))
+        if deleted:
+            self.log.append(f"commit deleting {deleted}")
+
+
+class TwoBatches:
+    """5,000 new series, then (the clock 10 s later) one line: the first batch's series all end with it."""
+
+    name = "test"
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        yield Batch([b'{"timestamp":"2026-01-26T09:00:00.000Z","u":"u%d"}' % i for i in range(5_000)])
+        self.clock.advance(10_000)
+        yield Batch([b'{"timestamp":"2026-01-26T09:00:10.000Z","u":"last"}'])
+
+    async def ack(self, batch: Batch) -> None:
+        return None
+
+    def lagging(self) -> Collection[str]:
+        return ()
+
+    def resume(self, meta: Mapping[str, int]) -> None:
+        return None
+
+
+async def test_memory_is_given_back_after_the_commit_that_deletes_the_ended_series(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When most series end (the engine rebuilt its tables), the commit in flight that deletes them is finished
+    before the memory is given back: what it frees would otherwise stay with the process."""
+    log: list[str] = []
+    monkeypatch.setattr(pipeline, "release_memory", lambda thaw: log.append("release"))
+    monkeypatch.setattr(pipeline, "give_back", lambda: log.append("give back"))
+    rules = rules_from_yaml(
+        "rules:\n- {name: u, match: {u: {exists: true}}, window: 1s, condition: count >= 2, group_by: [u]}\n"
+    )
+    engine = Engine(rules, lateness_ms=0, max_delay_ms=0)
+    clock = ManualClock(1_769_418_000_000 + 1)
+    await asyncio.wait_for(
+        run_live(engine, TwoBatches(clock), SlowCommits(log), Sink(log), clock, Metrics(), Health(), overlap=True), 10
+    )
+    assert engine.compactions == 1
+    assert log == ["commit deleting 5000", "release", "give back"]
