@@ -24,7 +24,7 @@ from streamalert.sources import Batch, Source
 from streamalert.state import keys
 from streamalert.state.base import Changes, Store
 from streamalert.steps import finish, stepped
-from streamalert.telemetry.memory import give_back, release_memory
+from streamalert.telemetry.memory import give_back, release_memory, resident_mb
 from streamalert.telemetry.metrics import Metrics
 
 T = TypeVar("T")
@@ -336,8 +336,16 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
                 # stored forms as it applies them, in steps); freed after the trim, that memory would stay with
                 # the process until the next compaction, which may never come.
                 await settle()
-                release_memory(thaw=engine.series_count() <= THAW_BELOW_SERIES)
+                rss_before, thawed = resident_mb(), engine.series_count() <= THAW_BELOW_SERIES
+                release_memory(thaw=thawed)
                 await asyncio.to_thread(give_back)
+                _log.info(
+                    "memory_given_back",
+                    series=engine.series_count(),
+                    thawed=thawed,
+                    rss_mb_before=rss_before,
+                    rss_mb_after=resident_mb(),
+                )
         await settle()
     finally:
         if in_flight is not None:  # cancelled or failed meanwhile: the commit in flight goes too (never acked)

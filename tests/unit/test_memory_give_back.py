@@ -14,13 +14,32 @@ from collections.abc import Iterator
 
 import pytest
 
-from streamalert.telemetry.memory import _malloc_trim, freeze_after_long_passes, give_back, release_memory, thaw
+from streamalert.telemetry.memory import (
+    _malloc_trim,
+    freeze_after_long_passes,
+    give_back,
+    release_memory,
+    resident_mb,
+    thaw,
+)
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_malloc_trim_is_found_on_glibc() -> None:
     assert _malloc_trim() is not None
     give_back()
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="reads /proc")
+def test_resident_memory_grows_with_what_the_process_holds() -> None:
+    before = resident_mb()
+    held = bytearray(64 * 1024 * 1024)  # zero pages are resident only once written
+    held[::4096] = b"x" * len(held[::4096])
+    after = resident_mb()
+    assert before is not None
+    assert after is not None
+    assert after - before > 48, (before, after)
+    del held
 
 
 def _free_pairs() -> int:

@@ -7,6 +7,7 @@ import gc
 from collections.abc import AsyncIterator, Collection, Mapping
 
 import pytest
+from structlog.testing import capture_logs
 
 from streamalert import pipeline
 from streamalert.clock import ManualClock
@@ -332,8 +333,13 @@ async def test_memory_is_given_back_after_the_commit_that_deletes_the_ended_seri
     )
     engine = Engine(rules, lateness_ms=0, max_delay_ms=0)
     clock = ManualClock(1_769_418_000_000 + 1)
-    await asyncio.wait_for(
-        run_live(engine, TwoBatches(clock), SlowCommits(log), Sink(log), clock, Metrics(), Health(), overlap=True), 10
-    )
+    with capture_logs() as logged:
+        await asyncio.wait_for(
+            run_live(engine, TwoBatches(clock), SlowCommits(log), Sink(log), clock, Metrics(), Health(), overlap=True),
+            10,
+        )
     assert engine.compactions == 1
     assert log == ["commit deleting 5000", "release", "give back"]
+    (given,) = [entry for entry in logged if entry["event"] == "memory_given_back"]  # what operators see of it
+    assert (given["series"], given["thawed"]) == (1, True)
+    assert all(type(given[k]) is float and given[k] > 0 for k in ("rss_mb_before", "rss_mb_after"))
