@@ -172,6 +172,7 @@ class QuantileSeries(_WindowSeries):
         "_sizes",
         "_stored",
         "_stored_upto",
+        "_whole_first",
         "approx",
         "below",
         "chunk_ms",
@@ -210,6 +211,8 @@ class QuantileSeries(_WindowSeries):
         self._stored: dict[int, bytes] = {}
         self._sizes: dict[int, int] = {}
         self._stored_upto = -(2**62)
+        # The oldest part whose text is known to start with its first entry's time (not a gap): see dump().
+        self._whole_first: int | None = None
         # The final chunks the engine has written to the store as parts of their own (dump(apart=True)).
         self.written: set[int] = set()
         # The newest chunk's flat form as far as it is final (all its entries but the last, which may still
@@ -529,6 +532,7 @@ class QuantileSeries(_WindowSeries):
             stored.clear()
             sizes.clear()
             self._stored_upto = -(2**62)
+            self._whole_first = None
             return _with_phase(_flat(entries, 0)[0], self)
         first, last = entries[0][0] // span, entries[-1][0] // span
         while stored and (chunk := next(iter(stored))) < first:  # left the window
@@ -538,6 +542,9 @@ class QuantileSeries(_WindowSeries):
             self._stored = stored = {first: orjson.dumps(_flat(itertools.islice(entries, left), 0)[0]), **stored}
             self._sizes = sizes = {first: left, **sizes}
             self._stored_upto = max(self._stored_upto, first)
+            self._whole_first = first
+        elif self._whole_first != first:
+            self._make_whole(first, left)
         upto = self._stored_upto
         newer: list[list[Any]] = []  # the entries of chunks after `upto`, newest first
         before = 0  # the time before newer[0]
@@ -564,6 +571,22 @@ class QuantileSeries(_WindowSeries):
         oldest = orjson.loads(stored[first])[3 * gone :]
         oldest[0] = entries[0][0]  # the first gap: after 0
         return _with_phase([oldest, *map(orjson.Fragment, itertools.islice(stored.values(), 1, None)), newest], self)
+
+    def _make_whole(self, first: int, left: int) -> None:
+        """The oldest part's text made to start with its first entry's time. A part written while an older
+        chunk still held entries starts with the gap after that chunk's last entry; one written as the oldest,
+        with the time itself. Which one a part got depends on when checkpoints fell, and a restart must store
+        what an uninterrupted run stores: so once a part is the oldest it is made to start with the time (and
+        written again; a restore reads the oldest part's first time from the form's "t" either way). Done
+        once per chunk that becomes the oldest: its text is parsed once, when it is at most 1/64 of the window."""
+        flat = orjson.loads(self._stored[first])
+        gone = self._sizes[first] - left  # entries that left it: the time of the first is found from the rest
+        start = self.entries[0][0] - sum(flat[3 * j] for j in range(1, gone + 1))
+        if flat[0] != start:
+            flat[0] = start
+            self._stored[first] = orjson.dumps(flat)
+            self.written.discard(first)
+        self._whole_first = first
 
     def _newest_flat(self, chunk: int, before: int, entries: list[list[Any]]) -> list[Any]:
         """The flat form of the newest chunk's `entries` (the first gap after `before`): the part flattened at

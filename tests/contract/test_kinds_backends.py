@@ -158,3 +158,18 @@ def test_kinds_arrival_order_within_lateness_does_not_change_output(stream: Stre
         )
 
     asyncio.run(body())
+
+
+def test_stored_parts_do_not_depend_on_when_checkpoints_fell() -> None:
+    """An example the properties found: the quantile part that becomes the oldest was written starting with a
+    gap (checkpoints after every line: an older chunk still held an entry) or with a time (one checkpoint),
+    and the stores differed; the oldest part now always starts with its time."""
+    lines = [
+        b'{"timestamp":%d,"level":"error","svc":"a","n":0}' % (1769418000000 + ms)
+        for ms in (0, 8095, 8411, 14799, 15001)
+    ]
+
+    async def body() -> None:
+        assert await replay(lines, MemoryStore(), batch_lines=1) == await replay(lines, MemoryStore(), 1000)
+
+    asyncio.run(body())
