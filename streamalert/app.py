@@ -43,7 +43,7 @@ from streamalert.state.lease import Lease, LeaseLost
 from streamalert.state.redis import RedisStore
 from streamalert.state.stores import open_store, redact
 from streamalert.telemetry.loop import watch_loop
-from streamalert.telemetry.memory import thaw
+from streamalert.telemetry.memory import allocator, thaw
 from streamalert.telemetry.metrics import Metrics
 from streamalert.ui.mount import notify_routes
 from streamalert.ui.web import RuleRow
@@ -112,7 +112,9 @@ async def serve(
     current = lambda: (reloader.current.config, reloader.current.sinks)  # noqa: E731
     probe = lambda: (replica.kafka if replica else term.source, term.health.store_error)  # noqa: E731
     monitors = [asyncio.create_task(selfmon.run(current, store, metrics, clock, probe))]
-    _log.info("started", listen=config.http.listen, rules=len(setup.rules), state=redact(config.state))
+    _log.info(
+        "started", listen=config.http.listen, rules=len(setup.rules), state=redact(config.state), allocator=allocator()
+    )
     stop = _Stop()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

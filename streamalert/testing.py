@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
@@ -341,3 +343,12 @@ def kafka_broker_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 def _wait(seconds: float) -> None:
     # A blocking wait between polls of a server coming up; never used to wait for a state of our own code.
     threading.Event().wait(seconds)
+
+
+def allocator_with(env: Mapping[str, str]) -> str:
+    """What `telemetry.memory.allocator()` says in a fresh interpreter started with `env` added to this one's
+    environment (less its own allocator settings): PYTHONMALLOC and a preload are read when Python starts."""
+    base = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", "LD_PRELOAD", "PYTHONDEVMODE")}
+    code = "from streamalert.telemetry.memory import allocator; print(allocator())"
+    done = subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True, check=True)
+    return done.stdout.strip()

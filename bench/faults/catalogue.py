@@ -200,6 +200,7 @@ ROWS = [
     Row("slow-clients", False, lambda f: slow_clients(f, "slow-clients", 64, 60)),
     Row("big-bodies", True, lambda f: big_bodies(f, "big-bodies")),
     Row("groupby-1m", False, lambda f: groupby_1m(f, "groupby-1m", 1_000_000)),
+    Row("groupby-1m-jemalloc", False, lambda f: groupby_1m(f, "groupby-1m-jemalloc", 1_000_000, "jemalloc")),
     Row("groupby-1m-pymalloc", False, lambda f: groupby_1m(f, "groupby-1m-pymalloc", 1_000_000, "pymalloc")),
     Row("hostile-vector", True, lambda f: hostile_vector(f, "hostile-vector")),
     Row("hostile-kafka", True, lambda f: hostile_kafka(f, "hostile-kafka")),

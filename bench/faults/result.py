@@ -32,10 +32,11 @@ class Result:
     catchup_s: float | None = None  # after the load ended, until every expected transition was in the log
     seconds: float = 0.0  # the whole row
     notes: list[str] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)  # the row's own checks that failed (Env.wrong)
 
     def failures(self, stall_bound: float = STALL_BOUND_S) -> list[str]:
         """What this row got wrong; empty when it passes."""
-        problems = []
+        problems = list(self.wrong)
         if self.lost is None or self.lost:
             problems.append(f"lost {self.lost}")
         if self.double is None or self.double:

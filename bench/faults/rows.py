@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -50,6 +50,7 @@ class Env:
     memory: bool = False  # memory state: transitions are read from stdout, not from the Redis log
     after: Callable[[Result], None] | None = None  # more checks once the transitions are tallied
     kept_mb: float | None = None  # set by a fault that measures the memory kept after its load has gone
+    wrong: list[str] = field(default_factory=list)  # what the fault found wrong beyond the suite's own checks
 
 
 Fault = Callable[[Env], str]  # applies the fault while the load runs; returns a note
@@ -129,6 +130,7 @@ def _measured(result: Result, env: Env) -> Iterator[None]:
         with Probe(service.port, env.folder) as probe, tail:
             yield
             result.kept_mb = env.kept_mb
+            result.wrong += env.wrong
             _finish(result, env, tail)
             late = service.metric(f'streamalert_events_late_total{{source="{service.source}"}}')
             result.late = None if late is None else int(late)

@@ -77,6 +77,24 @@ def give_back() -> None:
         trim(0)
 
 
+def allocator(maps: str | None = None) -> str:
+    """The allocator Python's objects come from, for the start-up log: `pymalloc` (Python's default), or
+    `malloc` with the library that provides it when one is preloaded (`malloc+jemalloc`, `malloc+mimalloc`;
+    README "Memory after a flood"). `maps`: this process's /proc/self/maps text (read here by default)."""
+    if os.environ.get("PYTHONMALLOC", "").split("_")[0] != "malloc":
+        return "pymalloc"  # unset, pymalloc, pymalloc_debug (and -X dev, which keeps pymalloc)
+    if maps is None:
+        try:
+            with open("/proc/self/maps", encoding="ascii", errors="replace") as file:
+                maps = file.read()
+        except OSError:
+            maps = ""
+    for name in ("jemalloc", "mimalloc", "tcmalloc"):
+        if f"/lib{name}" in maps:
+            return f"malloc+{name}"
+    return "malloc"
+
+
 class _FreezeAfterLongPasses:
     """A `gc.callbacks` entry: after a full collection that took LONG_PASS_S or more, `gc.freeze()`."""
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from streamalert.config.app import AppConfig, load_config, secret_files
+from streamalert.testing import allocator_with
 from tests.deploy.deploy_files import (
     DEPLOY,
     KUSTOMIZATIONS,
@@ -277,3 +278,17 @@ def test_dockerfile_builds_reproducibly_and_checks_health() -> None:
     build = f"docker build -t streamalert:{project_version()} ."
     assert build in (ROOT / "README.md").read_text("utf-8")
     assert build in text
+
+
+def test_the_image_runs_python_on_the_jemalloc_it_installs() -> None:
+    """The final stage installs libjemalloc2 and preloads it with PYTHONMALLOC=malloc (README "Memory after a
+    flood"); those variables, given to a Python here, make the service log `allocator=malloc+jemalloc`."""
+    final = dockerfile().rsplit("\nFROM ", 1)[1]
+    assert re.search(r"apt-get install [^\n]*\blibjemalloc2\b", final)
+    env_line = re.search(r"^ENV (.*)$", final, re.MULTILINE)
+    assert env_line is not None
+    env = dict(pair.split("=", 1) for pair in env_line.group(1).split())
+    assert env == {"PYTHONMALLOC": "malloc", "LD_PRELOAD": "libjemalloc.so.2"}
+    if not list(Path("/usr/lib").glob("*-linux-gnu/libjemalloc.so.2")):
+        pytest.skip("libjemalloc2 (redis-server's dependency) is not installed here")
+    assert allocator_with(env) == "malloc+jemalloc"

@@ -16,18 +16,35 @@ import pytest
 
 from streamalert.telemetry.memory import (
     _malloc_trim,
+    allocator,
     freeze_after_long_passes,
     give_back,
     release_memory,
     resident_mb,
     thaw,
 )
+from streamalert.testing import allocator_with
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_malloc_trim_is_found_on_glibc() -> None:
     assert _malloc_trim() is not None
     give_back()
+
+
+def test_the_allocator_is_named_as_python_was_started() -> None:
+    assert allocator_with({}) == "pymalloc"
+    assert allocator_with({"PYTHONMALLOC": "pymalloc_debug"}) == "pymalloc"
+    assert allocator_with({"PYTHONMALLOC": "malloc"}) == "malloc"
+
+
+def test_a_preloaded_allocator_is_named_from_the_maps(monkeypatch: pytest.MonkeyPatch) -> None:
+    maps = "7f0e1c000000-7f0e1c021000 r-xp 00000000 08:01 1234 /usr/lib/x86_64-linux-gnu/libjemalloc.so.2\n"
+    monkeypatch.setenv("PYTHONMALLOC", "malloc")
+    assert allocator(maps) == "malloc+jemalloc"
+    assert allocator("") == "malloc"
+    monkeypatch.delenv("PYTHONMALLOC")
+    assert allocator(maps) == "pymalloc"  # a preloaded library serves only what Python asks malloc for
 
 
 @pytest.mark.skipif(platform.system() != "Linux", reason="reads /proc")
