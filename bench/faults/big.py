@@ -86,7 +86,8 @@ rules:
             watch = Stopwatch()
             poll(lambda: env.service.rss_kb() / 1024 - base <= KEPT_BOUND_MB, SETTLE_S, 1.0)
             later = env.service.rss_kb() / 1024
-            settled = f", {later:.0f} MB {watch.elapsed() + 2:.0f} s after"
+            if later < after:
+                settled = f", {later:.0f} MB {watch.elapsed() + 2:.0f} s after"  # polled while more than the bound
             env.kept_mb = later - base
         return (
             f"{accepted:,} of {values:,} distinct values accepted in {took:.0f} s; RSS {base:.0f} MB before, "
