@@ -43,7 +43,7 @@ from streamalert.state.lease import Lease, LeaseLost
 from streamalert.state.redis import RedisStore
 from streamalert.state.stores import open_store, redact
 from streamalert.telemetry.loop import watch_loop
-from streamalert.telemetry.memory import allocator, thaw
+from streamalert.telemetry.memory import allocator, give_back, thaw
 from streamalert.telemetry.metrics import Metrics
 from streamalert.ui.mount import notify_routes
 from streamalert.ui.web import RuleRow
@@ -88,6 +88,14 @@ class _Term:
     engine: Engine | None = None  # the term's engine, while this process is the writer
 
 
+async def _memory_ready() -> str:
+    """Make what the live loop's give-backs use for good (ctypes, the loop's thread pool) before input comes:
+    made at a flood's first compaction, it would sit in arenas the flood filled (README "State", Memory after a
+    flood). Returns the allocator's name, for the start-up log."""
+    await asyncio.to_thread(give_back)
+    return allocator()
+
+
 async def serve(
     config: AppConfig, clock: Clock | None = None, out: IO[bytes] | None = None, loader: Loader | None = None
 ) -> int:
@@ -113,7 +121,11 @@ async def serve(
     probe = lambda: (replica.kafka if replica else term.source, term.health.store_error)  # noqa: E731
     monitors = [asyncio.create_task(selfmon.run(current, store, metrics, clock, probe))]
     _log.info(
-        "started", listen=config.http.listen, rules=len(setup.rules), state=redact(config.state), allocator=allocator()
+        "started",
+        listen=config.http.listen,
+        rules=len(setup.rules),
+        state=redact(config.state),
+        allocator=await _memory_ready(),
     )
     stop = _Stop()
     loop = asyncio.get_running_loop()

@@ -232,9 +232,6 @@ async def run_live(  # noqa: PLR0915 (the live loop's steps, in the order they r
     dropped = _Dropped(metrics)
     stats = engine.stats
     pace = _Pace()
-    # What a give-back uses for good (ctypes, the loop's thread pool) is made now, before input comes: made at a
-    # flood's first compaction, it would live in arenas the flood filled and keep them from the system.
-    await asyncio.to_thread(give_back)
 
     in_flight: asyncio.Task[None] | None = None  # overlap: the last batch's commit, hand-on and ack
 

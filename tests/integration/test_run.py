@@ -16,6 +16,7 @@ import pytest
 
 from streamalert.clock import WallClock
 from streamalert.decode import format_ms
+from streamalert.telemetry.memory import allocator
 from streamalert.testing import free_port
 
 RULES = """
@@ -130,3 +131,5 @@ async def test_vector_post_becomes_a_transition_and_sigterm_exits_zero(service: 
     logs = service.proc.stderr.read().decode()
     assert "s3cret-token" not in logs
     assert '"event": "stopped"' in logs or '"event":"stopped"' in logs
+    (started,) = [orjson.loads(line) for line in logs.splitlines() if '"started"' in line]
+    assert started["allocator"] == allocator()  # the service inherits this process's PYTHONMALLOC and preload
