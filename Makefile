@@ -28,7 +28,7 @@ demo: $(DEMO)
 	@echo "streamalert is installed in $(BIN): '. $(BIN)/activate' puts it on PATH in this shell"
 
 demo-live: $(DEMO)
-	@echo "live mode on http://127.0.0.1:8080/vector (Ctrl-C stops it); post logs as the README's Quickstart shows"
+	@echo "live mode on http://$${STREAMALERT_LISTEN:-127.0.0.1:8080}/vector (Ctrl-C stops it); post logs as the README's Quickstart shows"
 	$(BIN)/streamalert run --config config/demo-live.yaml
 
 # The Debian packages install (scripts/ensure-packages: apt-get, mostly waiting on the network) while pip
