@@ -77,7 +77,8 @@ rules:
         expired = poll(lambda: (env.service.metric("streamalert_series") or 0) < 1000, 180, 0.5)
         pause(2)
         after = env.service.rss_kb() / 1024
-        started = [line for line in env.service.err.read_text().splitlines() if '"event": "started"' in line]
+        logged = env.service.err.read_text(errors="replace").splitlines()
+        started = [line for line in logged if '"event": "started"' in line]
         expected = {"jemalloc": "malloc+jemalloc"}.get(allocator, allocator)
         if not started or f'"allocator": "{expected}"' not in started[-1]:
             env.wrong.append(f"the service did not start with {expected}")
