@@ -10,7 +10,7 @@ RUN pip wheel --no-cache-dir --constraint constraints.txt --wheel-dir /wheels .
 FROM python:3.11.7-slim-bookworm
 # Python's objects come from jemalloc, not from CPython's own allocator: after a flood of series has ended,
 # the memory goes back to the system within jemalloc's 10 s decay (CPython's keeps every 1 MiB arena in which
-# one object still lives: 120-180 MB after 1M series). It costs 4-9 % of the replay throughput; README "State",
+# one object still lives: 120-180 MB after 1M series). It costs about 9 % of the replay throughput; README "State",
 # Memory after a flood. `-e PYTHONMALLOC=pymalloc` gives that back and keeps the memory.
 RUN apt-get update && apt-get install -y --no-install-recommends libjemalloc2 && rm -rf /var/lib/apt/lists/*
 ENV PYTHONMALLOC=malloc LD_PRELOAD=libjemalloc.so.2
